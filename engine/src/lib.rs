@@ -1,0 +1,11 @@
+//! Hamster's engine: all node logic, generic over the [`env::Env`] seam.
+//!
+//! Architecture Invariant: nothing in this crate touches the world directly. Time,
+//! randomness, disk and network arrive through `env`, so the same code runs under the
+//! deterministic simulator (`runtime-sim`) and under tokio (`runtime-real`). The tidy
+//! test (`tests/tidy.rs`) fails the build when a forbidden API slips in.
+
+pub mod env;
+pub mod erasure;
+pub mod shard_rpc;
+pub mod shard_store;

@@ -1,0 +1,256 @@
+//! Storing and reading shards on other nodes: the wire messages, the serving loop and
+//! the client calls. The data path (PUT/GET coordinators, repair) is built on these.
+//!
+//! A store is one streamed call: the request carries the shard header, the body the
+//! shard data in frames of at most `frame_bytes`, and the answer comes only after the
+//! holder sealed the shard (fsynced data and directory), so an `Ok` is durable. Any
+//! error (including a timeout) leaves the outcome unknown to the caller; the holder
+//! never exposes an unsealed shard, and its start-up scan removes leftovers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::env::{Env, Incoming, Net, NetError, NodeId, body_channel};
+use crate::shard_store::{SealedShard, ShardError, ShardHeader, ShardId, ShardStore};
+
+/// Largest message the decoder accepts; bounds memory against a malformed peer.
+pub const MESSAGE_BYTES_MAX: usize = 16 << 20;
+/// Frames of a shard body buffered per transfer (the window is this times frame size).
+pub const TRANSFER_WINDOW_FRAMES_MAX: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Store a shard; the data follows as the streamed body.
+    Store { header: ShardHeader },
+    /// Read verified shard bytes.
+    Read { id: ShardId, offset: u64, len: u64 },
+    /// Verify a whole shard; answers its sha256.
+    Verify { id: ShardId },
+    /// List sealed shards.
+    List,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Stored(SealedShard),
+    Data(Vec<u8>),
+    Verified { sha256: [u8; 32] },
+    Ids(Vec<ShardId>),
+    Failed(RemoteError),
+}
+
+/// A failure reported by the holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    #[error("shard not found")]
+    NotFound,
+    /// The holder found the shard corrupt; it must not be used, and repair should act.
+    #[error("shard corrupt: {0}")]
+    Corrupt(String),
+    /// The request was malformed or inconsistent (wrong length, bad range).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The holder's disk failed (EIO, full).
+    #[error("holder disk error: {0}")]
+    Disk(String),
+    /// The body stream was cut off before its end.
+    #[error("body stream broken")]
+    Broken,
+}
+
+/// Why a client call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("remote: {0}")]
+    Remote(#[from] RemoteError),
+    /// The answer could not be decoded or was of the wrong kind.
+    #[error("malformed answer")]
+    Malformed,
+}
+
+impl From<ShardError> for RemoteError {
+    fn from(e: ShardError) -> Self {
+        match e {
+            ShardError::NotFound(_) => Self::NotFound,
+            ShardError::Corrupt { .. } | ShardError::Truncated { .. } => {
+                Self::Corrupt(e.to_string())
+            }
+            ShardError::OutOfRange { .. } | ShardError::LengthMismatch { .. } => {
+                Self::BadRequest(e.to_string())
+            }
+            ShardError::Disk(d) => Self::Disk(d.to_string()),
+        }
+    }
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MESSAGE_BYTES_MAX>()
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(bincode::serde::encode_to_vec(value, config()).expect("encodable message"))
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .ok()
+        .map(|(v, _)| v)
+}
+
+/// Serves shard calls until the network shuts down. Each call runs in its own task.
+pub async fn serve<E: Env>(env: E, store: ShardStore<E::Disk>) {
+    while let Some(incoming) = env.net().accept().await {
+        let (task_env, task_store) = (env.clone(), store.clone());
+        env.spawn(async move {
+            let Incoming {
+                request,
+                body,
+                reply,
+                ..
+            } = incoming;
+            let response = handle(&task_env, &task_store, &request, body).await;
+            // The caller may have gone away; that is its business.
+            let _ = reply.send(encode(&response));
+        });
+    }
+}
+
+async fn handle<E: Env>(
+    env: &E,
+    store: &ShardStore<E::Disk>,
+    request: &[u8],
+    body: Option<crate::env::BodyStream>,
+) -> Response {
+    let Some(request) = decode::<Request>(request) else {
+        return Response::Failed(RemoteError::BadRequest("undecodable request".into()));
+    };
+    let result = match (request, body) {
+        (Request::Store { header }, Some(body)) => store_body(env, store, header, body)
+            .await
+            .map(Response::Stored),
+        (Request::Store { .. }, None) => Err(RemoteError::BadRequest("store without body".into())),
+        (Request::Read { id, offset, len }, _) => store
+            .read_range(&id, offset, len)
+            .await
+            .map(Response::Data)
+            .map_err(RemoteError::from),
+        (Request::Verify { id }, _) => store
+            .verify(&id)
+            .await
+            .map(|(_, sha256)| Response::Verified { sha256 })
+            .map_err(RemoteError::from),
+        (Request::List, _) => store
+            .list()
+            .await
+            .map(Response::Ids)
+            .map_err(RemoteError::from),
+    };
+    result.unwrap_or_else(Response::Failed)
+}
+
+async fn store_body<E: Env>(
+    env: &E,
+    store: &ShardStore<E::Disk>,
+    header: ShardHeader,
+    mut body: crate::env::BodyStream,
+) -> Result<SealedShard, RemoteError> {
+    if header.block_size_bytes == 0 {
+        return Err(RemoteError::BadRequest("zero block size".into()));
+    }
+    let mut writer = store.create(header, env.rng()).await?;
+    let outcome = loop {
+        match body.next().await {
+            Ok(Some(frame)) => {
+                if let Err(e) = writer.write(&frame).await {
+                    break Err(RemoteError::from(e));
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(_) => break Err(RemoteError::Broken),
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(writer.seal().await?),
+        Err(e) => {
+            // Best effort: the start-up scan removes what this cannot.
+            let _ = writer.abort().await;
+            Err(e)
+        }
+    }
+}
+
+async fn call<E: Env>(
+    env: &E,
+    to: NodeId,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, CallError> {
+    let answer = env.net().call(to, encode(request), timeout).await?;
+    decode::<Response>(&answer).ok_or(CallError::Malformed)
+}
+
+/// Stores `data` as shard `header.id` on node `to`; `Ok` means sealed there.
+pub async fn store<E: Env>(
+    env: &E,
+    to: NodeId,
+    header: ShardHeader,
+    data: Bytes,
+    frame_bytes: usize,
+    timeout: Duration,
+) -> Result<SealedShard, CallError> {
+    assert!(frame_bytes > 0, "frame size");
+    let (mut tx, rx) = body_channel(TRANSFER_WINDOW_FRAMES_MAX);
+    let produce = async move {
+        let mut pos = 0;
+        while pos < data.len() {
+            let end = (pos + frame_bytes).min(data.len());
+            if tx.send(data.slice(pos..end)).await.is_err() {
+                return;
+            }
+            pos = end;
+        }
+        let _ = tx.finish().await;
+    };
+    let request = encode(&Request::Store { header });
+    let send = env.net().call_streamed(to, request, rx, timeout);
+    let ((), answer) = futures::join!(produce, send);
+    match decode::<Response>(&answer?) {
+        Some(Response::Stored(sealed)) if sealed.id == header.id => Ok(sealed),
+        Some(Response::Failed(e)) => Err(e.into()),
+        _ => Err(CallError::Malformed),
+    }
+}
+
+/// Reads verified bytes of a shard on node `to`.
+pub async fn read<E: Env>(
+    env: &E,
+    to: NodeId,
+    id: ShardId,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, CallError> {
+    match call(env, to, &Request::Read { id, offset, len }, timeout).await? {
+        Response::Data(d) if d.len() as u64 == len => Ok(d),
+        Response::Failed(e) => Err(e.into()),
+        _ => Err(CallError::Malformed),
+    }
+}
+
+/// Verifies a whole shard on node `to`; answers its sha256.
+pub async fn verify<E: Env>(
+    env: &E,
+    to: NodeId,
+    id: ShardId,
+    timeout: Duration,
+) -> Result<[u8; 32], CallError> {
+    match call(env, to, &Request::Verify { id }, timeout).await? {
+        Response::Verified { sha256 } => Ok(sha256),
+        Response::Failed(e) => Err(e.into()),
+        _ => Err(CallError::Malformed),
+    }
+}
