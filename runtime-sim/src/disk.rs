@@ -1,0 +1,466 @@
+//! SimDisk: a node's disk with a live image and a durable image.
+//!
+//! Fault model (what a power loss may do, and nothing more):
+//! - file data written since the file's last `sync` is resolved write by write, in
+//!   order, as dropped, applied, or torn (a random subset of its 512-byte sectors lands);
+//! - creates, renames and removes since the last `sync_dir` of their directory survive
+//!   as a random prefix of that directory's operations (a journaled file system orders
+//!   them; it does not promise them);
+//! - whatever was synced survives.
+//!
+//! Beyond crashes: bits can rot and sectors can be zeroed in place (both images: it is
+//! the medium), reads and writes can fail with EIO at a configured rate, and a capacity
+//! makes writes fail with no-space. Every operation takes a little virtual time, so a
+//! crash can fall between any two of them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use engine::env::{Disk, DiskError, NodeId};
+use rand::Rng as _;
+
+use crate::world::{World, WorldState};
+
+const SECTOR_BYTES: usize = 512;
+
+#[derive(Default, Clone)]
+struct Inode {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    /// Writes since the last sync, in order: (offset, bytes).
+    unsynced: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug)]
+enum DirOp {
+    Link {
+        path: String,
+        inode: u64,
+    },
+    Unlink {
+        path: String,
+    },
+    /// Atomic: the new name appears exactly when the old one goes. Logged in the
+    /// destination directory.
+    Rename {
+        from: String,
+        to: String,
+        inode: u64,
+    },
+}
+
+pub(crate) struct DiskState {
+    inodes: BTreeMap<u64, Inode>,
+    next_inode: u64,
+    live: BTreeMap<String, u64>,
+    durable: BTreeMap<String, u64>,
+    /// Namespace operations since the last `sync_dir`, per directory, in order.
+    unsynced_dir_ops: BTreeMap<String, Vec<DirOp>>,
+    capacity_bytes: u64,
+    /// Probability that one read or write fails with EIO.
+    pub eio_rate: f64,
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn check_path(path: &str) -> Result<(), DiskError> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        Err(DiskError::InvalidPath { path: path.into() })
+    } else {
+        Ok(())
+    }
+}
+
+impl DiskState {
+    pub fn new(capacity_bytes: u64) -> Self {
+        Self {
+            inodes: BTreeMap::new(),
+            next_inode: 1,
+            live: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            unsynced_dir_ops: BTreeMap::new(),
+            capacity_bytes,
+            eio_rate: 0.0,
+        }
+    }
+
+    /// Bytes of files that have a live name (unlinked files free their space).
+    fn used_bytes(&self) -> u64 {
+        let linked: std::collections::BTreeSet<u64> = self.live.values().copied().collect();
+        linked
+            .iter()
+            .map(|i| self.inodes[i].live.len() as u64)
+            .sum()
+    }
+
+    /// Drops inodes that no name, live, durable or pending, refers to any more.
+    fn collect_garbage(&mut self) {
+        let mut referenced: std::collections::BTreeSet<u64> = self
+            .live
+            .values()
+            .chain(self.durable.values())
+            .copied()
+            .collect();
+        for op in self.unsynced_dir_ops.values().flatten() {
+            if let DirOp::Link { inode, .. } | DirOp::Rename { inode, .. } = op {
+                referenced.insert(*inode);
+            }
+        }
+        self.inodes.retain(|id, _| referenced.contains(id));
+    }
+
+    fn inode_of(&self, path: &str) -> Result<u64, DiskError> {
+        self.live
+            .get(path)
+            .copied()
+            .ok_or_else(|| DiskError::NotFound { path: path.into() })
+    }
+
+    fn log_dir_op(&mut self, path: &str, op: DirOp) {
+        self.unsynced_dir_ops
+            .entry(parent(path).to_string())
+            .or_default()
+            .push(op);
+    }
+
+    fn apply_durable(&mut self, op: DirOp) {
+        match op {
+            DirOp::Link { path, inode } => {
+                self.durable.insert(path, inode);
+            }
+            DirOp::Unlink { path } => {
+                self.durable.remove(&path);
+            }
+            DirOp::Rename { from, to, inode } => {
+                self.durable.remove(&from);
+                self.durable.insert(to, inode);
+            }
+        }
+    }
+
+    /// The durable bytes of `path` as they would be read after a crash right now, if
+    /// its name and data were all synced; used by checkers to read "what survived".
+    pub fn durable_file(&self, path: &str) -> Option<&[u8]> {
+        let inode = self.durable.get(path)?;
+        Some(&self.inodes[inode].durable)
+    }
+
+    pub fn durable_names(&self) -> impl Iterator<Item = &str> {
+        self.durable.keys().map(String::as_str)
+    }
+
+    pub fn live_names(&self) -> impl Iterator<Item = &str> {
+        self.live.keys().map(String::as_str)
+    }
+}
+
+/// Resolves `node`'s unsynced state as a power loss would (see the module docs).
+pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
+    let Some(mut disk) = w.disks.remove(&node) else {
+        return;
+    };
+    for (_, ops) in std::mem::take(&mut disk.unsynced_dir_ops) {
+        let keep = w.rng.gen_range(0..=ops.len());
+        w.stats.dir_ops_lost += (ops.len() - keep) as u64;
+        for op in ops.into_iter().take(keep) {
+            disk.apply_durable(op);
+        }
+    }
+    disk.live = disk.durable.clone();
+    let referenced: std::collections::BTreeSet<u64> = disk.durable.values().copied().collect();
+    disk.inodes.retain(|id, _| referenced.contains(id));
+    for inode in disk.inodes.values_mut() {
+        for (offset, data) in std::mem::take(&mut inode.unsynced) {
+            let offset = offset as usize;
+            match w.rng.gen_range(0..3) {
+                0 => w.stats.unsynced_writes_dropped += 1,
+                1 => {
+                    write_into(&mut inode.durable, offset, &data);
+                    w.stats.unsynced_writes_applied += 1;
+                }
+                _ => {
+                    for (i, sector) in data.chunks(SECTOR_BYTES).enumerate() {
+                        if w.rng.gen_bool(0.5) {
+                            write_into(&mut inode.durable, offset + i * SECTOR_BYTES, sector);
+                        }
+                    }
+                    w.stats.unsynced_writes_torn += 1;
+                }
+            }
+        }
+        inode.live = inode.durable.clone();
+    }
+    w.disks.insert(node, disk);
+}
+
+fn write_into(file: &mut Vec<u8>, offset: usize, data: &[u8]) {
+    let end = offset + data.len();
+    if file.len() < end {
+        file.resize(end, 0);
+    }
+    file[offset..end].copy_from_slice(data);
+}
+
+/// One node's disk. Cheap to clone.
+#[derive(Clone)]
+pub struct SimDisk {
+    world: World,
+    node: NodeId,
+}
+
+/// Virtual time an operation on `bytes` bytes takes: a seek-like base plus 1 GB/s.
+fn op_time(world: &World, base_us: u64, bytes: usize) -> Duration {
+    let jitter = world.random_below(base_us.max(1));
+    Duration::from_micros(base_us + jitter) + Duration::from_nanos(bytes as u64)
+}
+
+impl SimDisk {
+    pub(crate) fn new(world: World, node: NodeId) -> Self {
+        Self { world, node }
+    }
+
+    async fn pause(&self, base_us: u64, bytes: usize) {
+        madsim::time::sleep(op_time(&self.world, base_us, bytes)).await;
+    }
+
+    /// Runs `f` on this node's disk state, after an EIO draw when `may_fail`.
+    fn with<T>(
+        &self,
+        op: &str,
+        path: &str,
+        may_fail: bool,
+        f: impl FnOnce(&mut DiskState) -> Result<T, DiskError>,
+    ) -> Result<T, DiskError> {
+        let mut w = self.world.lock();
+        let node = self.node;
+        let rate = w.disks.get(&node).map_or(0.0, |d| d.eio_rate);
+        if may_fail && w.chance(rate) {
+            w.stats.eio_returned += 1;
+            w.trace(format_args!("disk {node} {op} {path} EIO"));
+            return Err(DiskError::Io { path: path.into() });
+        }
+        let disk = w.disks.get_mut(&node).expect("disk exists for node");
+        let result = f(disk);
+        if matches!(result, Err(DiskError::NoSpace { .. })) {
+            w.stats.nospace_returned += 1;
+        }
+        let ok = result.is_ok();
+        w.trace(format_args!("disk {node} {op} {path} {ok}"));
+        result
+    }
+
+    /// Flips one bit of `path` (both images). Returns false when there is no such file.
+    pub fn flip_bit(&self, path: &str, bit: u64) -> bool {
+        self.mutate(path, |file| {
+            if file.is_empty() {
+                return false;
+            }
+            let bit = bit % (file.len() as u64 * 8);
+            file[(bit / 8) as usize] ^= 1 << (bit % 8);
+            true
+        })
+    }
+
+    /// Zeroes the 512-byte sector holding byte `offset` of `path` (both images).
+    pub fn zero_sector(&self, path: &str, offset: u64) -> bool {
+        self.mutate(path, |file| {
+            if file.is_empty() {
+                return false;
+            }
+            let start = (offset as usize % file.len()) / SECTOR_BYTES * SECTOR_BYTES;
+            let end = (start + SECTOR_BYTES).min(file.len());
+            file[start..end].fill(0);
+            true
+        })
+    }
+
+    fn mutate(&self, path: &str, f: impl Fn(&mut Vec<u8>) -> bool) -> bool {
+        let mut w = self.world.lock();
+        let node = self.node;
+        let Some(disk) = w.disks.get_mut(&node) else {
+            return false;
+        };
+        let Some(&inode) = disk.live.get(path) else {
+            return false;
+        };
+        let inode = disk.inodes.get_mut(&inode).expect("linked inode exists");
+        let live = f(&mut inode.live);
+        let durable = f(&mut inode.durable);
+        w.trace(format_args!("rot node {node} {path}"));
+        live || durable
+    }
+
+    /// Sets the probability that a read or write fails with EIO.
+    pub fn set_eio_rate(&self, rate: f64) {
+        let mut w = self.world.lock();
+        if let Some(d) = w.disks.get_mut(&self.node) {
+            d.eio_rate = rate;
+        }
+    }
+
+    /// Sets the capacity; writes that would grow the disk past it fail with no-space.
+    pub fn set_capacity(&self, capacity_bytes: u64) {
+        let mut w = self.world.lock();
+        if let Some(d) = w.disks.get_mut(&self.node) {
+            d.capacity_bytes = capacity_bytes;
+        }
+    }
+
+    /// Live file names (what a running node sees), sorted.
+    pub fn live_names(&self) -> Vec<String> {
+        let w = self.world.lock();
+        w.disks[&self.node].live_names().map(String::from).collect()
+    }
+
+    /// What would survive a crash right now: every durable name with its durable bytes.
+    /// Checkers read this, not the node, to judge durability.
+    pub fn durable_files(&self) -> BTreeMap<String, Vec<u8>> {
+        let w = self.world.lock();
+        let disk = &w.disks[&self.node];
+        disk.durable_names()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    disk.durable_file(n).expect("durable").to_vec(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Disk for SimDisk {
+    async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        check_path(path)?;
+        self.pause(20, data.len()).await;
+        self.with("write", path, true, |d| {
+            let (inode, new) = match d.live.get(path) {
+                Some(&i) => (i, false),
+                None => (d.next_inode, true),
+            };
+            let current = if new {
+                0
+            } else {
+                d.inodes[&inode].live.len() as u64
+            };
+            let grow = (offset + data.len() as u64).saturating_sub(current);
+            if d.used_bytes() + grow > d.capacity_bytes {
+                return Err(DiskError::NoSpace { path: path.into() });
+            }
+            if new {
+                d.next_inode += 1;
+                d.inodes.insert(inode, Inode::default());
+                d.live.insert(path.to_string(), inode);
+                d.log_dir_op(
+                    path,
+                    DirOp::Link {
+                        path: path.into(),
+                        inode,
+                    },
+                );
+            }
+            let file = d.inodes.get_mut(&inode).expect("inode");
+            write_into(&mut file.live, offset as usize, data);
+            file.unsynced.push((offset, data.to_vec()));
+            Ok(())
+        })
+    }
+
+    async fn read_at(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, DiskError> {
+        check_path(path)?;
+        self.pause(20, len as usize).await;
+        self.with("read", path, true, |d| {
+            let file = &d.inodes[&d.inode_of(path)?].live;
+            let flen = file.len() as u64;
+            if offset.checked_add(len).is_none_or(|end| end > flen) {
+                return Err(DiskError::ShortRead {
+                    path: path.into(),
+                    offset,
+                    wanted: len,
+                    len: flen,
+                });
+            }
+            Ok(file[offset as usize..(offset + len) as usize].to_vec())
+        })
+    }
+
+    async fn sync(&self, path: &str) -> Result<(), DiskError> {
+        check_path(path)?;
+        self.pause(200, 0).await;
+        self.with("sync", path, true, |d| {
+            let inode = d.inode_of(path)?;
+            let file = d.inodes.get_mut(&inode).expect("inode");
+            file.durable = file.live.clone();
+            file.unsynced.clear();
+            Ok(())
+        })
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DiskError> {
+        check_path(from)?;
+        check_path(to)?;
+        self.pause(20, 0).await;
+        self.with("rename", to, false, |d| {
+            let inode = d.inode_of(from)?;
+            d.live.remove(from);
+            d.live.insert(to.to_string(), inode);
+            let op = DirOp::Rename {
+                from: from.into(),
+                to: to.into(),
+                inode,
+            };
+            d.log_dir_op(to, op);
+            Ok(())
+        })
+    }
+
+    async fn sync_dir(&self, dir: &str) -> Result<(), DiskError> {
+        check_path(dir)?;
+        self.pause(200, 0).await;
+        self.with("sync_dir", dir, true, |d| {
+            for op in d.unsynced_dir_ops.remove(dir).unwrap_or_default() {
+                d.apply_durable(op);
+            }
+            d.collect_garbage();
+            Ok(())
+        })
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), DiskError> {
+        check_path(path)?;
+        self.pause(20, 0).await;
+        self.with("remove", path, false, |d| {
+            d.inode_of(path)?;
+            d.live.remove(path);
+            d.log_dir_op(path, DirOp::Unlink { path: path.into() });
+            Ok(())
+        })
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<String>, DiskError> {
+        check_path(dir)?;
+        self.pause(20, 0).await;
+        self.with("list", dir, false, |d| {
+            let prefix = format!("{dir}/");
+            Ok(d.live
+                .keys()
+                .filter_map(|p| p.strip_prefix(&prefix))
+                .filter(|rest| !rest.contains('/'))
+                .map(String::from)
+                .collect())
+        })
+    }
+
+    async fn len(&self, path: &str) -> Result<u64, DiskError> {
+        check_path(path)?;
+        self.with("len", path, false, |d| {
+            Ok(d.inodes[&d.inode_of(path)?].live.len() as u64)
+        })
+    }
+}

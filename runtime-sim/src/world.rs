@@ -1,0 +1,303 @@
+//! The shared state of one run, the per-node Env, and node lifecycle on madsim.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use engine::env::{Clock, Env, NodeId, SeededRng};
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+use crate::disk::{DiskState, SimDisk};
+use crate::net::{NetConfig, NetState, SimNet};
+
+/// Counts of faults that were actually injected (not merely scheduled).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultStats {
+    pub crashes: u64,
+    pub restarts: u64,
+    pub partitions: u64,
+    pub clogs: u64,
+    pub messages_dropped: u64,
+    pub streams_broken: u64,
+    pub unsynced_writes_dropped: u64,
+    pub unsynced_writes_applied: u64,
+    pub unsynced_writes_torn: u64,
+    pub dir_ops_lost: u64,
+    pub bits_flipped: u64,
+    pub sectors_zeroed: u64,
+    pub eio_returned: u64,
+    pub nospace_returned: u64,
+}
+
+impl std::fmt::Display for FaultStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "crashes={} restarts={} partitions={} clogs={} msgs_dropped={} streams_broken={} \
+             unsynced(dropped={} applied={} torn={}) dir_ops_lost={} bitflips={} \
+             sectors_zeroed={} eio={} nospace={}",
+            self.crashes,
+            self.restarts,
+            self.partitions,
+            self.clogs,
+            self.messages_dropped,
+            self.streams_broken,
+            self.unsynced_writes_dropped,
+            self.unsynced_writes_applied,
+            self.unsynced_writes_torn,
+            self.dir_ops_lost,
+            self.bits_flipped,
+            self.sectors_zeroed,
+            self.eio_returned,
+            self.nospace_returned
+        )
+    }
+}
+
+pub(crate) struct WorldState {
+    pub seed: u64,
+    pub rng: ChaCha8Rng,
+    pub trace: Sha256,
+    pub trace_events: u64,
+    pub disks: BTreeMap<NodeId, DiskState>,
+    pub net: NetState,
+    pub stats: FaultStats,
+    pub incarnations: BTreeMap<NodeId, u64>,
+}
+
+impl WorldState {
+    /// Folds one event into the trace hash.
+    pub fn trace(&mut self, event: std::fmt::Arguments<'_>) {
+        let now = madsim::time::Instant::now();
+        self.trace.update(format!("{now:?} {event}\n").as_bytes());
+        self.trace_events += 1;
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.rng.gen_bool(p.min(1.0))
+    }
+}
+
+/// One simulated run's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct World(pub(crate) Arc<Mutex<WorldState>>);
+
+impl World {
+    pub fn new(seed: u64, net: NetConfig) -> Self {
+        Self(Arc::new(Mutex::new(WorldState {
+            seed,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5151_0000_aaaa_0001),
+            trace: Sha256::new(),
+            trace_events: 0,
+            disks: BTreeMap::new(),
+            net: NetState::new(net),
+            stats: FaultStats::default(),
+            incarnations: BTreeMap::new(),
+        })))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, WorldState> {
+        self.0.lock().expect("world lock poisoned")
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.lock().seed
+    }
+
+    /// Adds an empty disk for `node` with room for `capacity_bytes`.
+    pub fn add_disk(&self, node: NodeId, capacity_bytes: u64) {
+        self.lock()
+            .disks
+            .insert(node, DiskState::new(capacity_bytes));
+    }
+
+    pub fn disk(&self, node: NodeId) -> SimDisk {
+        SimDisk::new(self.clone(), node)
+    }
+
+    /// Records an event of the workload or the fault schedule in the trace.
+    pub fn trace(&self, event: std::fmt::Arguments<'_>) {
+        self.lock().trace(event);
+    }
+
+    /// The trace hash so far and the number of events in it.
+    pub fn trace_hash(&self) -> (String, u64) {
+        let w = self.lock();
+        let digest = w.trace.clone().finalize();
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        (hex, w.trace_events)
+    }
+
+    pub fn stats(&self) -> FaultStats {
+        self.lock().stats.clone()
+    }
+
+    /// A uniformly drawn number below `n` from the world's fault stream.
+    pub fn random_below(&self, n: u64) -> u64 {
+        assert!(n > 0);
+        self.lock().rng.gen_range(0..n)
+    }
+
+    pub fn chance(&self, p: f64) -> bool {
+        self.lock().chance(p)
+    }
+
+    /// Builds the Env of a new incarnation of `node` and connects it to the network.
+    pub fn node_env(&self, node: NodeId) -> SimEnv {
+        let (seed, incarnation) = {
+            let mut w = self.lock();
+            let inc = w.incarnations.entry(node).or_insert(0);
+            *inc += 1;
+            let inc = *inc;
+            w.trace(format_args!("node {node} up incarnation {inc}"));
+            (w.seed, inc)
+        };
+        let net = SimNet::attach(self.clone(), node, incarnation);
+        SimEnv(Arc::new(EnvInner {
+            node,
+            clock: SimClock,
+            disk: self.disk(node),
+            net,
+            rng: SeededRng::fork(seed, node << 32 | incarnation),
+        }))
+    }
+}
+
+/// Virtual time from madsim.
+#[derive(Clone, Copy, Default)]
+pub struct SimClock;
+
+/// Wall-clock origin of every simulated run: 2026-01-01T00:00:00Z, so timestamps are
+/// plausible and identical across runs.
+const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
+
+impl Clock for SimClock {
+    fn now(&self) -> Duration {
+        madsim::time::Instant::now().duration_since(sim_origin())
+    }
+    fn wall_ms(&self) -> u64 {
+        SIM_EPOCH_MS + self.now().as_millis() as u64
+    }
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        madsim::time::sleep(duration)
+    }
+}
+
+/// madsim's virtual clock starts at a fixed instant per runtime; measuring from the
+/// runtime's own start keeps `now` small and identical across runs.
+fn sim_origin() -> madsim::time::Instant {
+    let handle = madsim::time::TimeHandle::current();
+    handle.now_instant() - handle.elapsed()
+}
+
+pub struct EnvInner {
+    node: NodeId,
+    clock: SimClock,
+    disk: SimDisk,
+    net: SimNet,
+    rng: SeededRng,
+}
+
+/// The Env of one incarnation of one simulated node.
+#[derive(Clone)]
+pub struct SimEnv(Arc<EnvInner>);
+
+impl Env for SimEnv {
+    type Clock = SimClock;
+    type Disk = SimDisk;
+    type Net = SimNet;
+    type Rng = SeededRng;
+    fn node_id(&self) -> NodeId {
+        self.0.node
+    }
+    fn clock(&self) -> &SimClock {
+        &self.0.clock
+    }
+    fn disk(&self) -> &SimDisk {
+        &self.0.disk
+    }
+    fn net(&self) -> &SimNet {
+        &self.0.net
+    }
+    fn rng(&self) -> &SeededRng {
+        &self.0.rng
+    }
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        // Spawned on the current madsim node, so the task dies when the node crashes.
+        drop(madsim::task::spawn(task));
+    }
+}
+
+/// The nodes of one run on madsim: start, crash, restart.
+pub struct Cluster {
+    world: World,
+    nodes: BTreeMap<NodeId, madsim::runtime::NodeHandle>,
+    down: std::collections::BTreeSet<NodeId>,
+}
+
+impl Cluster {
+    pub fn new(world: World) -> Self {
+        Self {
+            world,
+            nodes: BTreeMap::new(),
+            down: Default::default(),
+        }
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Starts `node` running `main` on a fresh Env; a restart runs `main` again.
+    pub fn add_node<F, Fut>(&mut self, node: NodeId, main: F)
+    where
+        F: Fn(SimEnv) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let world = self.world.clone();
+        let handle = madsim::runtime::Handle::current()
+            .create_node()
+            .name(format!("n{node}"))
+            .init(move || main(world.node_env(node)))
+            .build();
+        self.nodes.insert(node, handle);
+    }
+
+    pub fn is_up(&self, node: NodeId) -> bool {
+        self.nodes.contains_key(&node) && !self.down.contains(&node)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes.keys().copied()
+    }
+
+    /// Kills every task of `node`, cuts it off the network, and resolves its disk's
+    /// unsynced state as a power loss would.
+    pub fn crash(&mut self, node: NodeId) {
+        let handle = &self.nodes[&node];
+        madsim::runtime::Handle::current().kill(handle.id());
+        let mut w = self.world.lock();
+        w.net.detach(node);
+        crate::disk::crash(&mut w, node);
+        w.stats.crashes += 1;
+        w.trace(format_args!("crash node {node}"));
+        drop(w);
+        self.down.insert(node);
+    }
+
+    /// Restarts a crashed node over its disk.
+    pub fn restart(&mut self, node: NodeId) {
+        assert!(self.down.remove(&node), "restart of a node that is up");
+        {
+            let mut w = self.world.lock();
+            w.stats.restarts += 1;
+            w.trace(format_args!("restart node {node}"));
+        }
+        madsim::runtime::Handle::current().restart(self.nodes[&node].id());
+    }
+}

@@ -1,0 +1,195 @@
+//! SimDisk and SimNet keep exactly the promises of the Env contract, and break every
+//! promise they are allowed to break.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::env::{Clock, Disk, DiskError, Env, Net, NetError};
+use runtime_sim::{Cluster, NetConfig, SimClock, World};
+
+fn run<F: std::future::Future>(seed: u64, f: impl FnOnce() -> F) -> F::Output {
+    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.block_on(f())
+}
+
+/// Over many seeds: synced data and synced names always survive a crash; unsynced
+/// ones are sometimes lost, sometimes kept, sometimes torn.
+#[test]
+fn crash_keeps_synced_state_and_gambles_with_the_rest() {
+    let (mut lost_unsynced, mut kept_unsynced, mut lost_unsynced_name) = (0, 0, 0);
+    for seed in 0..64 {
+        let (data_kept, name_kept) = run(seed, || async move {
+            let world = World::new(seed, NetConfig::default());
+            world.add_disk(1, 1 << 20);
+            let mut cluster = Cluster::new(world.clone());
+            cluster.add_node(1, |_env| std::future::pending::<()>());
+            let disk = world.disk(1);
+            disk.write_at("d/synced", 0, &[7; 2048]).await.unwrap();
+            disk.sync("d/synced").await.unwrap();
+            disk.sync_dir("d").await.unwrap();
+            disk.write_at("d/synced", 0, &[9; 1024]).await.unwrap();
+            disk.write_at("e/fresh", 0, b"hello").await.unwrap();
+            disk.sync("e/fresh").await.unwrap();
+            cluster.crash(1);
+            let files = disk.durable_files();
+            let synced = &files["d/synced"];
+            assert_eq!(synced.len(), 2048);
+            assert!(
+                synced[1024..].iter().all(|&b| b == 7),
+                "synced bytes survive"
+            );
+            assert!(
+                synced[..1024].iter().all(|&b| b == 7 || b == 9),
+                "only written bytes"
+            );
+            // After a crash the live image is the durable one.
+            assert_eq!(disk.live_names(), files.keys().cloned().collect::<Vec<_>>());
+            (
+                synced[..1024] == [9; 1024][..],
+                files.contains_key("e/fresh"),
+            )
+        });
+        if data_kept {
+            kept_unsynced += 1
+        } else {
+            lost_unsynced += 1
+        }
+        if !name_kept {
+            lost_unsynced_name += 1;
+        }
+    }
+    assert!(
+        lost_unsynced > 0 && kept_unsynced > 0,
+        "{lost_unsynced} {kept_unsynced}"
+    );
+    assert!(lost_unsynced_name > 0, "a name without sync_dir can vanish");
+}
+
+#[test]
+fn rename_is_durable_only_after_sync_dir() {
+    let mut vanished = 0;
+    for seed in 0..32 {
+        let survived = run(seed, || async move {
+            let world = World::new(seed, NetConfig::default());
+            world.add_disk(1, 1 << 20);
+            let mut cluster = Cluster::new(world.clone());
+            cluster.add_node(1, |_env| std::future::pending::<()>());
+            let disk = world.disk(1);
+            disk.write_at("s/a.tmp", 0, b"x").await.unwrap();
+            disk.sync("s/a.tmp").await.unwrap();
+            disk.sync_dir("s").await.unwrap();
+            disk.rename("s/a.tmp", "s/a").await.unwrap();
+            disk.write_at("s/b.tmp", 0, b"y").await.unwrap();
+            disk.sync("s/b.tmp").await.unwrap();
+            disk.rename("s/b.tmp", "s/b").await.unwrap();
+            disk.sync_dir("s").await.unwrap();
+            disk.rename("s/b", "s/c").await.unwrap();
+            cluster.crash(1);
+            let files = disk.durable_files();
+            // The later sync_dir made a's rename durable; b's last rename was never
+            // synced, so exactly one of its names survives, and either may.
+            assert!(files.contains_key("s/a") && !files.contains_key("s/a.tmp"));
+            assert!(files.contains_key("s/b") ^ files.contains_key("s/c"));
+            files.contains_key("s/c")
+        });
+        if !survived {
+            vanished += 1;
+        }
+    }
+    assert!(vanished > 0 && vanished < 32, "{vanished}");
+}
+
+#[test]
+fn eio_nospace_and_rot_are_typed_and_counted() {
+    run(5, || async {
+        let world = World::new(5, NetConfig::default());
+        world.add_disk(1, 100);
+        let disk = world.disk(1);
+        assert!(matches!(
+            disk.write_at("f", 0, &[1; 101]).await,
+            Err(DiskError::NoSpace { .. })
+        ));
+        disk.write_at("f", 0, &[1; 100]).await.unwrap();
+        assert!(matches!(
+            disk.write_at("g", 0, &[1]).await,
+            Err(DiskError::NoSpace { .. })
+        ));
+        assert!(matches!(
+            disk.read_at("f", 90, 11).await,
+            Err(DiskError::ShortRead { .. })
+        ));
+        assert!(matches!(
+            disk.read_at("../f", 0, 1).await,
+            Err(DiskError::InvalidPath { .. })
+        ));
+        assert!(disk.flip_bit("f", 8 * 10 + 3));
+        assert_eq!(disk.read_at("f", 10, 1).await.unwrap(), vec![1 ^ 8]);
+        assert!(disk.zero_sector("f", 50));
+        assert_eq!(disk.read_at("f", 0, 100).await.unwrap(), vec![0; 100]);
+        disk.set_eio_rate(1.0);
+        assert!(matches!(
+            disk.read_at("f", 0, 1).await,
+            Err(DiskError::Io { .. })
+        ));
+        let stats = world.stats();
+        assert_eq!((stats.eio_returned, stats.nospace_returned), (1, 2));
+    });
+}
+
+#[test]
+fn calls_cross_partitions_only_when_healed_and_crashed_nodes_go_silent() {
+    run(9, || async {
+        let world = World::new(9, NetConfig::default());
+        for n in [1, 2] {
+            world.add_disk(n, 1 << 20);
+        }
+        let mut cluster = Cluster::new(world.clone());
+        for n in [1, 2] {
+            cluster.add_node(n, |env| async move {
+                while let Some(inc) = env.net().accept().await {
+                    let mut answer = inc.request.to_vec();
+                    answer.push(env.node_id() as u8);
+                    let _ = inc.reply.send(Bytes::from(answer));
+                }
+            });
+        }
+        let client = world.node_env(100);
+        let t = Duration::from_millis(500);
+        madsim::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            client
+                .net()
+                .call(2, Bytes::from_static(b"hi"), t)
+                .await
+                .unwrap(),
+            &b"hi\x02"[..]
+        );
+        world.cut(100, 2);
+        let before = SimClock.now();
+        assert_eq!(
+            client.net().call(2, Bytes::new(), t).await,
+            Err(NetError::Timeout { to: 2 })
+        );
+        assert!(
+            SimClock.now() - before >= t,
+            "a lost message waits out the timeout"
+        );
+        assert!(
+            client.net().call(1, Bytes::new(), t).await.is_ok(),
+            "one-way cut only"
+        );
+        world.heal_network();
+        assert!(client.net().call(2, Bytes::new(), t).await.is_ok());
+        cluster.crash(2);
+        assert_eq!(
+            client.net().call(2, Bytes::new(), t).await,
+            Err(NetError::Timeout { to: 2 })
+        );
+        cluster.restart(2);
+        madsim::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            client.net().call(2, Bytes::new(), t).await.is_ok(),
+            "restarted node serves"
+        );
+    });
+}
