@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Env, Incoming, Net, NetError, NodeId, body_channel};
+use crate::env::{Clock, Env, Incoming, Net, NetError, NodeId, body_channel};
 use crate::shard_store::{SealedShard, ShardError, ShardHeader, ShardId, ShardStore};
 
 /// Largest message the decoder accepts; bounds memory against a malformed peer.
@@ -35,8 +35,11 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Stored(SealedShard),
-    Data(Vec<u8>),
-    Verified { sha256: [u8; 32] },
+    /// Encoded as one byte string, not a sequence of numbers.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    Verified {
+        sha256: [u8; 32],
+    },
     Ids(Vec<ShardId>),
     Failed(RemoteError),
 }
@@ -253,4 +256,39 @@ pub async fn verify<E: Env>(
         Response::Failed(e) => Err(e.into()),
         _ => Err(CallError::Malformed),
     }
+}
+
+/// Pause between start-up scans that failed on a disk error.
+const RECOVERY_RETRY: Duration = Duration::from_millis(100);
+
+/// A shard holder's main: scan the shard directory (removing what a crash left
+/// unsealed, reporting corrupt files), then serve shard calls until shut down.
+pub async fn run_holder<E: Env>(env: E, dir: &str) {
+    let store = ShardStore::new(env.disk().clone(), dir);
+    tracing::debug!(node = env.node_id(), "start-up scan");
+    loop {
+        match store
+            .recover(crate::shard_store::RecoveryCheck::Structure)
+            .await
+        {
+            Ok(report) => {
+                tracing::info!(
+                    node = env.node_id(),
+                    sealed = report.sealed.len(),
+                    removed = report.removed_temporaries.len(),
+                    corrupt = report.corrupt.len(),
+                    "start-up scan done"
+                );
+                for (file, error) in &report.corrupt {
+                    tracing::warn!(node = env.node_id(), %file, %error, "corrupt shard at start-up");
+                }
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(node = env.node_id(), %error, "start-up scan failed; retrying");
+                env.clock().sleep(RECOVERY_RETRY).await;
+            }
+        }
+    }
+    serve(env, store).await;
 }

@@ -57,8 +57,13 @@ pub(crate) struct DiskState {
     /// Namespace operations since the last `sync_dir`, per directory, in order.
     unsynced_dir_ops: BTreeMap<String, Vec<DirOp>>,
     capacity_bytes: u64,
+    /// Bytes of files that have a live name (unlinked files free their space).
+    used_bytes: u64,
     /// Probability that one read or write fails with EIO.
     pub eio_rate: f64,
+    /// A disk whose volatile cache acknowledges `sync` and `sync_dir` without
+    /// persisting anything. No store can be durable on it; the checkers must notice.
+    lying_sync: bool,
 }
 
 fn parent(path: &str) -> &str {
@@ -87,33 +92,41 @@ impl DiskState {
             durable: BTreeMap::new(),
             unsynced_dir_ops: BTreeMap::new(),
             capacity_bytes,
+            used_bytes: 0,
             eio_rate: 0.0,
+            lying_sync: false,
         }
     }
 
-    /// Bytes of files that have a live name (unlinked files free their space).
-    fn used_bytes(&self) -> u64 {
+    /// Recounts `used_bytes` from scratch (after a crash replaced the live image).
+    fn recount_used(&mut self) {
         let linked: std::collections::BTreeSet<u64> = self.live.values().copied().collect();
-        linked
+        self.used_bytes = linked
             .iter()
             .map(|i| self.inodes[i].live.len() as u64)
-            .sum()
+            .sum();
     }
 
-    /// Drops inodes that no name, live, durable or pending, refers to any more.
-    fn collect_garbage(&mut self) {
-        let mut referenced: std::collections::BTreeSet<u64> = self
-            .live
-            .values()
-            .chain(self.durable.values())
-            .copied()
-            .collect();
-        for op in self.unsynced_dir_ops.values().flatten() {
-            if let DirOp::Link { inode, .. } | DirOp::Rename { inode, .. } = op {
-                referenced.insert(*inode);
-            }
+    /// Removes a live name and frees its file's space. There are no hard links (a file
+    /// is created by one name and renames move it), so a live inode has one name.
+    fn unlink_live(&mut self, path: &str) {
+        if let Some(inode) = self.live.remove(path) {
+            self.used_bytes -= self.inodes[&inode].live.len() as u64;
         }
-        self.inodes.retain(|id, _| referenced.contains(id));
+    }
+
+    /// Drops `inode` if no name, live, durable or pending, refers to it any more.
+    /// Called only for inodes a directory sync displaced, so it stays cheap.
+    fn drop_if_unreferenced(&mut self, inode: u64) {
+        let referenced = self.live.values().any(|&i| i == inode)
+            || self.durable.values().any(|&i| i == inode)
+            || self.unsynced_dir_ops.values().flatten().any(|op| match op {
+                DirOp::Link { inode: i, .. } | DirOp::Rename { inode: i, .. } => *i == inode,
+                DirOp::Unlink { .. } => false,
+            });
+        if !referenced {
+            self.inodes.remove(&inode);
+        }
     }
 
     fn inode_of(&self, path: &str) -> Result<u64, DiskError> {
@@ -130,17 +143,16 @@ impl DiskState {
             .push(op);
     }
 
-    fn apply_durable(&mut self, op: DirOp) {
+    /// Applies one namespace operation to the durable image; returns the inode it
+    /// unlinked or replaced there, if any.
+    fn apply_durable(&mut self, op: DirOp) -> Option<u64> {
         match op {
-            DirOp::Link { path, inode } => {
-                self.durable.insert(path, inode);
-            }
-            DirOp::Unlink { path } => {
-                self.durable.remove(&path);
-            }
+            DirOp::Link { path, inode } => self.durable.insert(path, inode),
+            DirOp::Unlink { path } => self.durable.remove(&path),
             DirOp::Rename { from, to, inode } => {
-                self.durable.remove(&from);
-                self.durable.insert(to, inode);
+                let moved = self.durable.remove(&from);
+                let replaced = self.durable.insert(to, inode);
+                replaced.or(moved.filter(|&m| m != inode))
             }
         }
     }
@@ -197,6 +209,7 @@ pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
         }
         inode.live = inode.durable.clone();
     }
+    disk.recount_used();
     w.disks.insert(node, disk);
 }
 
@@ -208,6 +221,12 @@ fn write_into(file: &mut Vec<u8>, offset: usize, data: &[u8]) {
     file[offset..end].copy_from_slice(data);
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Rot {
+    Bit,
+    Sector,
+}
+
 /// One node's disk. Cheap to clone.
 #[derive(Clone)]
 pub struct SimDisk {
@@ -215,19 +234,16 @@ pub struct SimDisk {
     node: NodeId,
 }
 
-/// Virtual time an operation on `bytes` bytes takes: a seek-like base plus 1 GB/s.
-fn op_time(world: &World, base_us: u64, bytes: usize) -> Duration {
-    let jitter = world.random_below(base_us.max(1));
-    Duration::from_micros(base_us + jitter) + Duration::from_nanos(bytes as u64)
-}
-
 impl SimDisk {
     pub(crate) fn new(world: World, node: NodeId) -> Self {
         Self { world, node }
     }
 
+    /// The virtual time an operation takes: a seek-like base with jitter plus 1 GB/s.
     async fn pause(&self, base_us: u64, bytes: usize) {
-        madsim::time::sleep(op_time(&self.world, base_us, bytes)).await;
+        let jitter = self.world.random_below(base_us.max(1));
+        let time = Duration::from_micros(base_us + jitter) + Duration::from_nanos(bytes as u64);
+        crate::world::pause(&self.world, time).await;
     }
 
     /// Runs `f` on this node's disk state, after an EIO draw when `may_fail`.
@@ -258,7 +274,7 @@ impl SimDisk {
 
     /// Flips one bit of `path` (both images). Returns false when there is no such file.
     pub fn flip_bit(&self, path: &str, bit: u64) -> bool {
-        self.mutate(path, |file| {
+        self.mutate(path, Rot::Bit, |file| {
             if file.is_empty() {
                 return false;
             }
@@ -270,7 +286,7 @@ impl SimDisk {
 
     /// Zeroes the 512-byte sector holding byte `offset` of `path` (both images).
     pub fn zero_sector(&self, path: &str, offset: u64) -> bool {
-        self.mutate(path, |file| {
+        self.mutate(path, Rot::Sector, |file| {
             if file.is_empty() {
                 return false;
             }
@@ -281,7 +297,7 @@ impl SimDisk {
         })
     }
 
-    fn mutate(&self, path: &str, f: impl Fn(&mut Vec<u8>) -> bool) -> bool {
+    fn mutate(&self, path: &str, kind: Rot, f: impl Fn(&mut Vec<u8>) -> bool) -> bool {
         let mut w = self.world.lock();
         let node = self.node;
         let Some(disk) = w.disks.get_mut(&node) else {
@@ -293,8 +309,15 @@ impl SimDisk {
         let inode = disk.inodes.get_mut(&inode).expect("linked inode exists");
         let live = f(&mut inode.live);
         let durable = f(&mut inode.durable);
-        w.trace(format_args!("rot node {node} {path}"));
-        live || durable
+        let rotted = live || durable;
+        if rotted {
+            match kind {
+                Rot::Bit => w.stats.bits_flipped += 1,
+                Rot::Sector => w.stats.sectors_zeroed += 1,
+            }
+        }
+        w.trace(format_args!("rot node {node} {path} {kind:?}"));
+        rotted
     }
 
     /// Sets the probability that a read or write fails with EIO.
@@ -303,6 +326,26 @@ impl SimDisk {
         if let Some(d) = w.disks.get_mut(&self.node) {
             d.eio_rate = rate;
         }
+    }
+
+    /// Makes the disk acknowledge syncs without persisting (see `DiskState`).
+    pub fn set_lying_sync(&self, lying: bool) {
+        let mut w = self.world.lock();
+        if let Some(d) = w.disks.get_mut(&self.node) {
+            d.lying_sync = lying;
+        }
+    }
+
+    /// True (and counted) when this sync is to be acknowledged without effect.
+    fn lie(&self, op: &str, path: &str) -> bool {
+        let mut w = self.world.lock();
+        let node = self.node;
+        if !w.disks.get(&node).is_some_and(|d| d.lying_sync) {
+            return false;
+        }
+        w.stats.syncs_lied += 1;
+        w.trace(format_args!("disk {node} {op} {path} lied"));
+        true
     }
 
     /// Sets the capacity; writes that would grow the disk past it fail with no-space.
@@ -350,7 +393,7 @@ impl Disk for SimDisk {
                 d.inodes[&inode].live.len() as u64
             };
             let grow = (offset + data.len() as u64).saturating_sub(current);
-            if d.used_bytes() + grow > d.capacity_bytes {
+            if d.used_bytes + grow > d.capacity_bytes {
                 return Err(DiskError::NoSpace { path: path.into() });
             }
             if new {
@@ -365,6 +408,7 @@ impl Disk for SimDisk {
                     },
                 );
             }
+            d.used_bytes += grow;
             let file = d.inodes.get_mut(&inode).expect("inode");
             write_into(&mut file.live, offset as usize, data);
             file.unsynced.push((offset, data.to_vec()));
@@ -393,8 +437,12 @@ impl Disk for SimDisk {
     async fn sync(&self, path: &str) -> Result<(), DiskError> {
         check_path(path)?;
         self.pause(200, 0).await;
+        let lied = self.lie("sync", path);
         self.with("sync", path, true, |d| {
             let inode = d.inode_of(path)?;
+            if lied {
+                return Ok(());
+            }
             let file = d.inodes.get_mut(&inode).expect("inode");
             file.durable = file.live.clone();
             file.unsynced.clear();
@@ -409,6 +457,9 @@ impl Disk for SimDisk {
         self.with("rename", to, false, |d| {
             let inode = d.inode_of(from)?;
             d.live.remove(from);
+            if from != to {
+                d.unlink_live(to);
+            }
             d.live.insert(to.to_string(), inode);
             let op = DirOp::Rename {
                 from: from.into(),
@@ -423,11 +474,17 @@ impl Disk for SimDisk {
     async fn sync_dir(&self, dir: &str) -> Result<(), DiskError> {
         check_path(dir)?;
         self.pause(200, 0).await;
+        if self.lie("sync_dir", dir) {
+            return Ok(());
+        }
         self.with("sync_dir", dir, true, |d| {
+            let mut displaced = Vec::new();
             for op in d.unsynced_dir_ops.remove(dir).unwrap_or_default() {
-                d.apply_durable(op);
+                displaced.extend(d.apply_durable(op));
             }
-            d.collect_garbage();
+            for inode in displaced {
+                d.drop_if_unreferenced(inode);
+            }
             Ok(())
         })
     }
@@ -437,7 +494,7 @@ impl Disk for SimDisk {
         self.pause(20, 0).await;
         self.with("remove", path, false, |d| {
             d.inode_of(path)?;
-            d.live.remove(path);
+            d.unlink_live(path);
             d.log_dir_op(path, DirOp::Unlink { path: path.into() });
             Ok(())
         })

@@ -173,7 +173,7 @@ impl SimNet {
         request: Bytes,
         body: Option<BodyStream>,
     ) -> Option<(u64, oneshot::Receiver<Bytes>)> {
-        madsim::time::sleep(self.latency()).await;
+        crate::world::pause(&self.world, self.latency()).await;
         if let Hop::Lost = self.hop(self.node, to, "request").await {
             return None;
         }
@@ -198,7 +198,7 @@ impl SimNet {
         let Ok(bytes) = answer.await else {
             return futures::future::pending().await;
         };
-        madsim::time::sleep(self.latency()).await;
+        crate::world::pause(&self.world, self.latency()).await;
         if let Hop::Lost = self.hop(to, self.node, "reply").await {
             return futures::future::pending().await;
         }
@@ -228,7 +228,7 @@ impl SimNet {
                 Some(Frame::Data(b)) => b.len(),
                 _ => 0,
             };
-            madsim::time::sleep(self.frame_time(bytes)).await;
+            crate::world::pause(&self.world, self.frame_time(bytes)).await;
             let alive = self.world.lock().net.incarnation(to) == Some(incarnation);
             let lost = matches!(self.hop(self.node, to, "frame").await, Hop::Lost);
             if !alive || lost {

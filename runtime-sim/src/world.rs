@@ -13,48 +13,60 @@ use sha2::{Digest, Sha256};
 use crate::disk::{DiskState, SimDisk};
 use crate::net::{NetConfig, NetState, SimNet};
 
-/// Counts of faults that were actually injected (not merely scheduled).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FaultStats {
-    pub crashes: u64,
-    pub restarts: u64,
-    pub partitions: u64,
-    pub clogs: u64,
-    pub messages_dropped: u64,
-    pub streams_broken: u64,
-    pub unsynced_writes_dropped: u64,
-    pub unsynced_writes_applied: u64,
-    pub unsynced_writes_torn: u64,
-    pub dir_ops_lost: u64,
-    pub bits_flipped: u64,
-    pub sectors_zeroed: u64,
-    pub eio_returned: u64,
-    pub nospace_returned: u64,
+macro_rules! fault_stats {
+    ($($(#[doc = $doc:literal])* $field:ident),* $(,)?) => {
+        /// Counts of faults that were actually injected (not merely scheduled).
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct FaultStats {
+            $($(#[doc = $doc])* pub $field: u64,)*
+        }
+
+        impl FaultStats {
+            /// The counts accrued since `earlier` was taken.
+            pub fn minus(&self, earlier: &FaultStats) -> FaultStats {
+                FaultStats { $($field: self.$field - earlier.$field,)* }
+            }
+            /// The sum of two sets of counts.
+            pub fn plus(&self, other: &FaultStats) -> FaultStats {
+                FaultStats { $($field: self.$field + other.$field,)* }
+            }
+        }
+
+        impl std::fmt::Display for FaultStats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut sep = "";
+                $(
+                    write!(f, "{sep}{}={}", stringify!($field), self.$field)?;
+                    sep = " ";
+                )*
+                let _ = sep;
+                Ok(())
+            }
+        }
+    };
 }
 
-impl std::fmt::Display for FaultStats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "crashes={} restarts={} partitions={} clogs={} msgs_dropped={} streams_broken={} \
-             unsynced(dropped={} applied={} torn={}) dir_ops_lost={} bitflips={} \
-             sectors_zeroed={} eio={} nospace={}",
-            self.crashes,
-            self.restarts,
-            self.partitions,
-            self.clogs,
-            self.messages_dropped,
-            self.streams_broken,
-            self.unsynced_writes_dropped,
-            self.unsynced_writes_applied,
-            self.unsynced_writes_torn,
-            self.dir_ops_lost,
-            self.bits_flipped,
-            self.sectors_zeroed,
-            self.eio_returned,
-            self.nospace_returned
-        )
-    }
+fault_stats! {
+    crashes,
+    restarts,
+    partitions,
+    clogs,
+    messages_dropped,
+    streams_broken,
+    /// Unsynced writes a crash discarded.
+    unsynced_writes_dropped,
+    /// Unsynced writes a crash kept whole.
+    unsynced_writes_applied,
+    /// Unsynced writes a crash kept in part (a random subset of sectors).
+    unsynced_writes_torn,
+    /// Unsynced creates, renames and removes a crash discarded.
+    dir_ops_lost,
+    bits_flipped,
+    sectors_zeroed,
+    eio_returned,
+    nospace_returned,
+    /// fsyncs a lying disk acknowledged without persisting anything.
+    syncs_lied,
 }
 
 pub(crate) struct WorldState {
@@ -156,12 +168,27 @@ impl World {
         };
         let net = SimNet::attach(self.clone(), node, incarnation);
         SimEnv(Arc::new(EnvInner {
+            world: self.clone(),
             node,
             clock: SimClock,
             disk: self.disk(node),
             net,
             rng: SeededRng::fork(seed, node << 32 | incarnation),
         }))
+    }
+}
+
+/// madsim sleeps at least one millisecond, so shorter delays are rounded
+/// stochastically: sleep 1 ms with probability `time / 1 ms`, else only yield to the
+/// scheduler (which still picks the next task at random). The mean delay is `time`.
+pub(crate) async fn pause(world: &World, time: Duration) {
+    const TICK: Duration = Duration::from_millis(1);
+    if time >= TICK {
+        madsim::time::sleep(time).await;
+    } else if world.random_below(TICK.as_nanos() as u64) < time.as_nanos() as u64 {
+        madsim::time::sleep(TICK).await;
+    } else {
+        madsim::task::yield_now().await;
     }
 }
 
@@ -193,6 +220,7 @@ fn sim_origin() -> madsim::time::Instant {
 }
 
 pub struct EnvInner {
+    world: World,
     node: NodeId,
     clock: SimClock,
     disk: SimDisk,
@@ -203,6 +231,14 @@ pub struct EnvInner {
 /// The Env of one incarnation of one simulated node.
 #[derive(Clone)]
 pub struct SimEnv(Arc<EnvInner>);
+
+impl SimEnv {
+    /// The run this node belongs to (for tracing and the test harness; node logic
+    /// sees only the Env traits).
+    pub fn world(&self) -> &World {
+        &self.0.world
+    }
+}
 
 impl Env for SimEnv {
     type Clock = SimClock;

@@ -1,1 +1,280 @@
-fn main() {}
+//! `cargo run -p sim -- --seed N [--scenario NAME]`: replay one failure schedule.
+//!
+//! Other modes: `--check-determinism` (the seed twice, in fresh threads, hashes must
+//! match), `--fuzz --time SECONDS [--jobs J]` (random seeds over every scenario until
+//! the time is up; a failure prints the exact replay command), `--bench --time SECONDS`
+//! (seeds per minute per scenario), `--list` (the scenarios).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sim::scenario::{self, Scenario};
+use sim::{Outcome, run_isolated};
+
+#[derive(Default)]
+struct Args {
+    seed: Option<u64>,
+    scenario: Option<String>,
+    check_determinism: bool,
+    fuzz: bool,
+    bench: bool,
+    list: bool,
+    time_s: Option<u64>,
+    jobs: Option<usize>,
+}
+
+const USAGE: &str = "usage: sim --seed N [--scenario NAME] [--check-determinism]
+       sim --fuzz --time SECONDS [--jobs J] [--scenario NAME]
+       sim --bench --time SECONDS [--scenario NAME]
+       sim --list";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--seed" => {
+                args.seed = Some(
+                    value("--seed")?
+                        .parse()
+                        .map_err(|e| format!("--seed: {e}"))?,
+                )
+            }
+            "--scenario" => args.scenario = Some(value("--scenario")?),
+            "--time" => {
+                args.time_s = Some(
+                    value("--time")?
+                        .parse()
+                        .map_err(|e| format!("--time: {e}"))?,
+                )
+            }
+            "--jobs" => {
+                args.jobs = Some(
+                    value("--jobs")?
+                        .parse()
+                        .map_err(|e| format!("--jobs: {e}"))?,
+                )
+            }
+            "--check-determinism" => args.check_determinism = true,
+            "--fuzz" => args.fuzz = true,
+            "--bench" => args.bench = true,
+            "--list" => args.list = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    // Engine warnings (corrupt shards at start-up, failed scans) go to stderr; RUST_LOG
+    // widens or narrows them.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let scenarios = match scenario::load_all() {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => {
+            eprintln!(
+                "error: no scenarios in {}",
+                scenario::scenarios_dir().display()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let chosen: Vec<Scenario> = match &args.scenario {
+        None => scenarios.clone(),
+        Some(name) => match scenarios.iter().find(|s| &s.name == name) {
+            Some(s) => vec![s.clone()],
+            None => {
+                let names: Vec<_> = scenarios.iter().map(|s| s.name.as_str()).collect();
+                eprintln!("error: no scenario {name:?}; have {}", names.join(", "));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if args.list {
+        for s in &scenarios {
+            println!("{:<20} {}", s.name, s.description);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let ok = if args.fuzz {
+        fuzz(&chosen, args.time_s.unwrap_or(60), args.jobs.unwrap_or(2))
+    } else if args.bench {
+        bench(&chosen, args.time_s.unwrap_or(60))
+    } else if let Some(seed) = args.seed {
+        let s = pick(&chosen, seed);
+        replay(s, seed, args.check_determinism)
+    } else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The scenario a seed runs when none is named: derived from the seed.
+fn pick(scenarios: &[Scenario], seed: u64) -> &Scenario {
+    let mixed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+    &scenarios[(mixed % scenarios.len() as u64) as usize]
+}
+
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn replay_command(o: &Outcome) -> String {
+    format!(
+        "cargo run -p sim -- --seed {} --scenario {}",
+        o.params.seed, o.params.scenario
+    )
+}
+
+fn report_failure(o: &Outcome) {
+    println!(
+        "FAIL seed={} scenario={} commit={}",
+        o.params.seed,
+        o.params.scenario,
+        commit()
+    );
+    println!("  params: {}", o.params);
+    for v in o.violations.iter().take(20) {
+        println!("  violation: {v}");
+    }
+    if o.violations.len() > 20 {
+        println!("  ... and {} more", o.violations.len() - 20);
+    }
+    println!("  replay: {}", replay_command(o));
+}
+
+fn replay(s: &Scenario, seed: u64, check_determinism: bool) -> bool {
+    let params = s.params(seed);
+    println!("params: {params}");
+    let start = Instant::now();
+    let first = run_isolated(params.clone());
+    println!(
+        "trace: {} ({} events)",
+        first.trace_hash, first.trace_events
+    );
+    println!(
+        "verdict: {} [wall {:.2}s]",
+        first.verdict_line(),
+        start.elapsed().as_secs_f64()
+    );
+    if !first.passed() {
+        report_failure(&first);
+        return false;
+    }
+    if check_determinism {
+        let second = run_isolated(params);
+        if second.trace_hash != first.trace_hash || second.trace_events != first.trace_events {
+            println!(
+                "NONDETERMINISTIC: second run hashed {} ({} events); replay: {} --check-determinism",
+                second.trace_hash,
+                second.trace_events,
+                replay_command(&first)
+            );
+            return false;
+        }
+        println!("determinism: same trace hash twice");
+    }
+    true
+}
+
+fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(time_s);
+    let base = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let failed = std::sync::Mutex::new(Vec::<Outcome>::new());
+    let passed = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                while Instant::now() < deadline && failed.lock().unwrap().is_empty() {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let seed = base.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
+                    let s = pick(scenarios, seed);
+                    let outcome = run_isolated(s.params(seed));
+                    if outcome.passed() {
+                        passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    } else {
+                        failed.lock().unwrap().push(outcome);
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap();
+    let passed = passed.into_inner();
+    println!(
+        "fuzz: {passed} passed, {} failed in {time_s}s",
+        failed.len()
+    );
+    for o in &failed {
+        report_failure(o);
+    }
+    failed.is_empty()
+}
+
+fn bench(scenarios: &[Scenario], time_s: u64) -> bool {
+    let per = Duration::from_secs(time_s) / scenarios.len() as u32;
+    println!(
+        "{:<20} {:>6} {:>12} {:>16}",
+        "scenario", "seeds", "seeds/min", "sim-s per wall-s"
+    );
+    let mut ok = true;
+    for s in scenarios {
+        let start = Instant::now();
+        let (mut seeds, mut simulated) = (0u64, Duration::ZERO);
+        while start.elapsed() < per || seeds == 0 {
+            let outcome = run_isolated(s.params(seeds));
+            ok &= outcome.passed();
+            if !outcome.passed() {
+                report_failure(&outcome);
+            }
+            simulated += outcome.simulated;
+            seeds += 1;
+        }
+        let wall = start.elapsed().as_secs_f64();
+        println!(
+            "{:<20} {:>6} {:>12.1} {:>16.1}",
+            s.name,
+            seeds,
+            seeds as f64 * 60.0 / wall,
+            simulated.as_secs_f64() / wall
+        );
+    }
+    ok
+}

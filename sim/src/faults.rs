@@ -1,0 +1,129 @@
+//! The fault schedule of the safety phase: crashes and restarts, partitions, clogs,
+//! and rot of sealed shards, drawn at the seed's rates and kept inside its budget
+//! (at most `max_down` nodes down at once). Rotted files are written to the History so
+//! that checkers can tell injected corruption from corruption the system caused.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use engine::env::{Clock, NodeId};
+use runtime_sim::{Cluster, SimClock};
+
+use crate::model::SharedHistory;
+use crate::scenario::Params;
+
+const TICK: Duration = Duration::from_millis(50);
+
+enum Pending {
+    Restart(NodeId),
+    HealNetwork,
+}
+
+/// Runs the schedule until `until`, then heals everything: network, disks, nodes.
+pub async fn run(cluster: &mut Cluster, params: &Params, history: &SharedHistory, until: Duration) {
+    let world = cluster.world().clone();
+    world.set_loss_rate(params.loss_rate);
+    for node in 1..=params.nodes {
+        world.disk(node).set_eio_rate(params.eio_rate);
+    }
+    let mut pending: BTreeMap<(Duration, u64), Pending> = BTreeMap::new();
+    let mut sequence = 0u64;
+    let dt = TICK.as_secs_f64();
+    let jitter = |base: f64| {
+        Duration::from_secs_f64(base * (0.5 + world.random_below(1000) as f64 / 1000.0))
+    };
+    while SimClock.now() < until {
+        SimClock.sleep(TICK).await;
+        let now = SimClock.now();
+        while let Some(entry) = pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Pending::Restart(node) => cluster.restart(node),
+                Pending::HealNetwork => world.heal_network(),
+            }
+        }
+        if world.chance(params.crash_per_s * dt) {
+            let down = params.nodes - cluster.nodes().filter(|&n| cluster.is_up(n)).count() as u64;
+            if down < params.max_down {
+                let up: Vec<NodeId> = cluster.nodes().filter(|&n| cluster.is_up(n)).collect();
+                let node = up[world.random_below(up.len() as u64) as usize];
+                cluster.crash(node);
+                sequence += 1;
+                pending.insert(
+                    (now + jitter(params.down_s), sequence),
+                    Pending::Restart(node),
+                );
+            }
+        }
+        if world.chance(params.partition_per_s * dt) && params.nodes > 1 {
+            // A random proper, non-empty subset against the rest (clients included).
+            let mask = 1 + world.random_below((1 << params.nodes) - 2);
+            let (a, b): (Vec<NodeId>, Vec<NodeId>) =
+                (1..=params.nodes).partition(|n| mask & (1 << (n - 1)) != 0);
+            let mut b = b;
+            b.extend(crate::client_ids(params));
+            world.partition(&a, &b);
+            sequence += 1;
+            pending.insert(
+                (now + jitter(params.partition_s), sequence),
+                Pending::HealNetwork,
+            );
+        }
+        if world.chance(params.clog_per_s * dt) {
+            let from = 1 + world.random_below(params.nodes);
+            let to = 1 + world.random_below(params.nodes);
+            world.clog(from, to);
+            sequence += 1;
+            pending.insert(
+                (now + jitter(params.clog_s), sequence),
+                Pending::HealNetwork,
+            );
+        }
+        if world.chance(params.rot_per_s * dt) {
+            rot_one(&world, params, history);
+        }
+    }
+    heal(cluster, params);
+}
+
+/// Flips a bit in, or zeroes a sector of, one sealed shard file on one node.
+fn rot_one(world: &runtime_sim::World, params: &Params, history: &SharedHistory) {
+    let node = 1 + world.random_below(params.nodes);
+    let disk = world.disk(node);
+    let sealed: Vec<String> = disk
+        .live_names()
+        .into_iter()
+        .filter(|n| n.ends_with(".shard"))
+        .collect();
+    if sealed.is_empty() {
+        return;
+    }
+    let path = &sealed[world.random_below(sealed.len() as u64) as usize];
+    let rotted = if world.chance(0.5) {
+        disk.flip_bit(path, world.random_below(u64::MAX))
+    } else {
+        disk.zero_sector(path, world.random_below(u64::MAX))
+    };
+    if rotted {
+        history
+            .lock()
+            .expect("history")
+            .rotted
+            .insert((node, path.clone()));
+    }
+}
+
+/// The end of the safety phase: every fault stops and every node comes back.
+pub fn heal(cluster: &mut Cluster, params: &Params) {
+    let world = cluster.world().clone();
+    world.heal_network();
+    world.set_loss_rate(0.0);
+    for node in 1..=params.nodes {
+        world.disk(node).set_eio_rate(0.0);
+        if !cluster.is_up(node) {
+            cluster.restart(node);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Scenarios: declarative failure schedules read from `scenarios/*.toml`, and the
+//! swarm-testing step that turns (scenario, seed) into concrete run parameters.
+//!
+//! A scenario gives ranges; each seed draws one value from each range and, for each
+//! fault class, also decides whether that class is on at all (swarm testing: runs with
+//! fewer kinds of faults reach deeper into each kind). Budgets bound the faults of the
+//! safety phase, e.g. how many nodes may be down at once.
+
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+/// An inclusive range in a scenario file, written `[lo, hi]` or as a single number.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Range {
+    Fixed(f64),
+    Span([f64; 2]),
+}
+
+impl Range {
+    fn draw(&self, rng: &mut ChaCha8Rng) -> f64 {
+        match *self {
+            Range::Fixed(v) => v,
+            Range::Span([lo, hi]) if hi > lo => rng.gen_range(lo..=hi),
+            Range::Span([lo, _]) => lo,
+        }
+    }
+}
+
+impl Default for Range {
+    fn default() -> Self {
+        Range::Fixed(0.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Node crashes per simulated second (across the cluster).
+    #[serde(default)]
+    pub crash_per_s: Range,
+    /// How long a crashed node stays down, seconds.
+    #[serde(default)]
+    pub down_s: Range,
+    /// Network partitions per second, and how long each lasts.
+    #[serde(default)]
+    pub partition_per_s: Range,
+    #[serde(default)]
+    pub partition_s: Range,
+    /// Clogged links per second, and how long each lasts.
+    #[serde(default)]
+    pub clog_per_s: Range,
+    #[serde(default)]
+    pub clog_s: Range,
+    /// Probability that one message or stream frame is lost.
+    #[serde(default)]
+    pub loss_rate: Range,
+    /// Rot events (bit flip or zeroed sector in a sealed shard) per second.
+    #[serde(default)]
+    pub rot_per_s: Range,
+    /// Probability that one disk read or write fails with EIO.
+    #[serde(default)]
+    pub eio_rate: Range,
+    /// Disk capacity per node, bytes (0 = unlimited).
+    #[serde(default)]
+    pub disk_capacity_bytes: Range,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    /// Cluster size range.
+    pub nodes: [u64; 2],
+    /// Parity shards per object (data shards fill the rest of at most `nodes`).
+    pub parity: [u32; 2],
+    /// Simulated seconds of workload (the safety phase).
+    pub duration_s: f64,
+    pub clients: u32,
+    pub object_bytes_max: u64,
+    /// At most this many nodes down at once.
+    #[serde(default)]
+    pub max_down: u64,
+    #[serde(default)]
+    pub faults: FaultSpec,
+}
+
+/// Concrete parameters for one seed.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub scenario: String,
+    pub seed: u64,
+    pub nodes: u64,
+    pub k: u32,
+    pub m: u32,
+    pub duration_s: f64,
+    pub clients: u32,
+    pub object_bytes_max: u64,
+    pub max_down: u64,
+    pub crash_per_s: f64,
+    pub down_s: f64,
+    pub partition_per_s: f64,
+    pub partition_s: f64,
+    pub clog_per_s: f64,
+    pub clog_s: f64,
+    pub loss_rate: f64,
+    pub rot_per_s: f64,
+    pub eio_rate: f64,
+    pub disk_capacity_bytes: u64,
+    /// Disks acknowledge fsync without persisting. Not a scenario knob: no store can be
+    /// durable on such disks, so it exists to prove the checkers notice.
+    pub lying_sync: bool,
+}
+
+impl Params {
+    /// True when the seed drew no fault at all: then every store must succeed.
+    pub fn fault_free(&self) -> bool {
+        let rates = [
+            self.crash_per_s,
+            self.partition_per_s,
+            self.clog_per_s,
+            self.loss_rate,
+            self.rot_per_s,
+            self.eio_rate,
+        ];
+        rates.iter().all(|&r| r == 0.0) && self.disk_capacity_bytes == 0
+    }
+}
+
+impl std::fmt::Display for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "scenario={} seed={} nodes={} profile={}+{} clients={} duration={}s \
+             crash/s={:.3} down={:.2}s partition/s={:.3} partition={:.2}s clog/s={:.3} \
+             loss={:.4} rot/s={:.3} eio={:.5} capacity={}",
+            self.scenario,
+            self.seed,
+            self.nodes,
+            self.k,
+            self.m,
+            self.clients,
+            self.duration_s,
+            self.crash_per_s,
+            self.down_s,
+            self.partition_per_s,
+            self.partition_s,
+            self.clog_per_s,
+            self.loss_rate,
+            self.rot_per_s,
+            self.eio_rate,
+            if self.disk_capacity_bytes == 0 {
+                "unlimited".to_string()
+            } else {
+                self.disk_capacity_bytes.to_string()
+            }
+        )
+    }
+}
+
+impl Scenario {
+    pub fn parse(name: &str, text: &str) -> Result<Self, String> {
+        let mut s: Scenario = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        s.name = name.to_string();
+        let [lo, hi] = s.nodes;
+        if lo < 1 || hi < lo || s.parity[0] > s.parity[1] || u64::from(s.parity[1]) >= lo {
+            return Err(format!(
+                "{name}: nodes must be >= 1 and exceed the parity count"
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Draws the concrete parameters of `seed` (swarm testing).
+    pub fn params(&self, seed: u64) -> Params {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let f = &self.faults;
+        // Each fault class is on for about two seeds in three.
+        let on = |r: &Range, rng: &mut ChaCha8Rng| {
+            let v = r.draw(rng);
+            if rng.gen_bool(2.0 / 3.0) { v } else { 0.0 }
+        };
+        let nodes = rng.gen_range(self.nodes[0]..=self.nodes[1]);
+        let m = rng.gen_range(self.parity[0]..=self.parity[1]);
+        let k = (nodes as u32 - m).clamp(1, 8);
+        Params {
+            scenario: self.name.clone(),
+            seed,
+            nodes,
+            k,
+            m,
+            duration_s: self.duration_s,
+            clients: self.clients,
+            object_bytes_max: self.object_bytes_max,
+            max_down: self.max_down,
+            crash_per_s: on(&f.crash_per_s, &mut rng),
+            down_s: f.down_s.draw(&mut rng),
+            partition_per_s: on(&f.partition_per_s, &mut rng),
+            partition_s: f.partition_s.draw(&mut rng),
+            clog_per_s: on(&f.clog_per_s, &mut rng),
+            clog_s: f.clog_s.draw(&mut rng),
+            loss_rate: on(&f.loss_rate, &mut rng),
+            rot_per_s: on(&f.rot_per_s, &mut rng),
+            eio_rate: on(&f.eio_rate, &mut rng),
+            disk_capacity_bytes: on(&f.disk_capacity_bytes, &mut rng) as u64,
+            lying_sync: false,
+        }
+    }
+}
+
+/// The workspace's `scenarios/` directory.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// The workspace's `seeds/` directory.
+pub fn seeds_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../seeds")
+}
+
+/// Every scenario, sorted by name.
+pub fn load_all() -> Result<Vec<Scenario>, String> {
+    let mut out = Vec::new();
+    let dir = scenarios_dir();
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let name = path
+                .file_stem()
+                .expect("file name")
+                .to_string_lossy()
+                .to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            out.push(Scenario::parse(&name, &text)?);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// A regression seed from `seeds/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegressionSeed {
+    pub scenario: String,
+    pub seed: u64,
+    /// What the seed found when it was added.
+    pub found: String,
+}
+
+pub fn load_seeds() -> Result<Vec<(String, RegressionSeed)>, String> {
+    let mut out = Vec::new();
+    let dir = seeds_dir();
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            let seed: RegressionSeed =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            out.push((
+                path.file_name().unwrap().to_string_lossy().to_string(),
+                seed,
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
