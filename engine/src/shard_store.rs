@@ -571,8 +571,17 @@ impl<D: Disk> ShardWriter<D> {
         Ok(())
     }
 
-    /// Seals the shard (durability steps 2 to 5 in the module docs).
+    /// Seals the shard (durability steps 2 to 5 in the module docs). On failure the
+    /// temporary file is removed (best effort; the start-up scan removes what remains).
     pub async fn seal(mut self) -> Result<SealedShard, ShardError> {
+        let sealed = self.seal_steps().await;
+        if sealed.is_err() {
+            let _ = self.store.disk.remove(&self.tmp).await;
+        }
+        sealed
+    }
+
+    async fn seal_steps(&mut self) -> Result<SealedShard, ShardError> {
         let expected = self.header.shard_len_bytes;
         if self.written != expected {
             return Err(ShardError::LengthMismatch {
@@ -872,11 +881,10 @@ mod tests {
                     written: 9
                 })
             ));
-            // The failed seal left its temporary; recovery removes it and finds nothing sealed.
-            let report = store.recover(RecoveryCheck::Full).await.unwrap();
-            assert_eq!(report.removed_temporaries.len(), 1);
-            assert!(report.sealed.is_empty());
+            // The failed seal removed its own temporary; nothing is left to recover.
             assert!(disk.list("shards").await.unwrap().is_empty());
+            let report = store.recover(RecoveryCheck::Full).await.unwrap();
+            assert!(report.removed_temporaries.is_empty() && report.sealed.is_empty());
         });
     }
 

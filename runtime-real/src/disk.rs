@@ -1,0 +1,166 @@
+//! RealDisk: the Disk trait on the local file system under one root directory.
+//!
+//! `sync` is fdatasync on the file; `sync_dir` is fsync on the directory, which is what
+//! makes a create, rename or remove durable on Linux file systems. Blocking calls run on
+//! tokio's blocking pool. Paths are checked before they touch the file system, so no
+//! path can leave the root (no absolute paths, no `..`, no empty components).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use engine::env::{Disk, DiskError};
+
+#[derive(Clone)]
+pub struct RealDisk {
+    root: Arc<PathBuf>,
+}
+
+fn map_err(path: &str, e: io::Error) -> DiskError {
+    let path = path.to_string();
+    match (e.kind(), e.raw_os_error()) {
+        (ErrorKind::NotFound, _) => DiskError::NotFound { path },
+        (_, Some(libc::ENOSPC)) | (_, Some(libc::EDQUOT)) => DiskError::NoSpace { path },
+        (_, Some(libc::EIO)) => DiskError::Io { path },
+        _ => DiskError::Other {
+            path,
+            message: e.to_string(),
+        },
+    }
+}
+
+fn check(path: &str) -> Result<(), DiskError> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        || path.contains('\0');
+    if bad {
+        Err(DiskError::InvalidPath { path: path.into() })
+    } else {
+        Ok(())
+    }
+}
+
+impl RealDisk {
+    /// A disk rooted at `root`, created if missing.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(Self {
+            root: Arc::new(root),
+        })
+    }
+
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// Runs `f` on the blocking pool with the checked, rooted path.
+    async fn run<T: Send + 'static>(
+        &self,
+        path: &str,
+        f: impl FnOnce(PathBuf) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, DiskError> {
+        check(path)?;
+        let full = self.root.join(path);
+        let owned = path.to_string();
+        match tokio::task::spawn_blocking(move || f(full)).await {
+            Ok(result) => result.map_err(|e| map_err(&owned, e)),
+            Err(join) => Err(DiskError::Other {
+                path: owned,
+                message: format!("blocking task failed: {join}"),
+            }),
+        }
+    }
+}
+
+impl Disk for RealDisk {
+    async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        let data = data.to_vec();
+        self.run(path, move |p| {
+            if let Some(dir) = p.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&p)?;
+            file.write_all_at(&data, offset)
+        })
+        .await
+    }
+
+    async fn read_at(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, DiskError> {
+        let owned = path.to_string();
+        self.run(path, move |p| {
+            let file = File::open(&p)?;
+            let flen = file.metadata()?.len();
+            if offset.checked_add(len).is_none_or(|end| end > flen) {
+                return Ok(Err(DiskError::ShortRead {
+                    path: owned,
+                    offset,
+                    wanted: len,
+                    len: flen,
+                }));
+            }
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(Ok(buf))
+        })
+        .await?
+    }
+
+    async fn sync(&self, path: &str) -> Result<(), DiskError> {
+        self.run(path, |p| File::open(p)?.sync_data()).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DiskError> {
+        check(to)?;
+        let target = self.root.join(to);
+        self.run(from, move |p| {
+            if let Some(dir) = target.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::rename(p, &target)
+        })
+        .await
+    }
+
+    async fn sync_dir(&self, dir: &str) -> Result<(), DiskError> {
+        self.run(dir, |p| File::open(p)?.sync_all()).await
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), DiskError> {
+        self.run(path, fs::remove_file).await
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<String>, DiskError> {
+        self.run(dir, |p| {
+            let entries = match fs::read_dir(&p) {
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                other => other?,
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    if let Ok(name) = entry.file_name().into_string() {
+                        names.push(name);
+                    }
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn len(&self, path: &str) -> Result<u64, DiskError> {
+        self.run(path, |p| Ok(fs::metadata(p)?.len())).await
+    }
+}
