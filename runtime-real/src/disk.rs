@@ -148,10 +148,11 @@ impl Disk for RealDisk {
             let mut names = Vec::new();
             for entry in entries {
                 let entry = entry?;
-                if entry.file_type()?.is_file() {
-                    if let Ok(name) = entry.file_name().into_string() {
-                        names.push(name);
-                    }
+                // Names that are not UTF-8 are not ours (every name we write is ASCII).
+                if entry.file_type()?.is_file()
+                    && let Ok(name) = entry.file_name().into_string()
+                {
+                    names.push(name);
                 }
             }
             names.sort();
