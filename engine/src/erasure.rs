@@ -51,8 +51,35 @@ pub trait Codec: Send + Sync {
     fn parity_shards(&self) -> u32;
     /// Fills `parity` (m chunks) from `data` (k chunks), all of one length.
     fn encode(&self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), CodecError>;
-    /// Fills in the missing chunks (at least k of the k+m must be present).
-    fn reconstruct(&self, chunks: &mut [Option<Vec<u8>>]) -> Result<(), CodecError>;
+    /// Rebuilds, in place, every chunk whose `present` flag is false from the others
+    /// (at least k of the k+m must be present). Buffers are the caller's: no allocation.
+    fn reconstruct(&self, chunks: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError>;
+}
+
+/// [`Codec::reconstruct`] for owned chunks, `None` marking the missing ones.
+pub fn reconstruct_owned(
+    codec: &dyn Codec,
+    chunks: &mut [Option<Vec<u8>>],
+) -> Result<(), CodecError> {
+    let len = chunks.iter().flatten().map(Vec::len).next().unwrap_or(0);
+    let present: Vec<bool> = chunks.iter().map(Option::is_some).collect();
+    if present.iter().all(|&p| p) {
+        return Ok(());
+    }
+    let mut buffers: Vec<Vec<u8>> = chunks
+        .iter_mut()
+        .map(|c| c.take().unwrap_or_else(|| vec![0u8; len]))
+        .collect();
+    let result = {
+        let mut views: Vec<&mut [u8]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
+        codec.reconstruct(&mut views, &present)
+    };
+    for (slot, (buffer, was_present)) in chunks.iter_mut().zip(buffers.into_iter().zip(&present)) {
+        if *was_present || result.is_ok() {
+            *slot = Some(buffer);
+        }
+    }
+    result
 }
 
 /// Reed-Solomon with SIMD acceleration (reed-solomon-erasure's `simd-accel`).
@@ -101,20 +128,26 @@ impl Codec for ReedSolomon {
             .encode_sep(data, parity)
             .map_err(|_| CodecError::Malformed("chunk lengths differ"))
     }
-    fn reconstruct(&self, chunks: &mut [Option<Vec<u8>>]) -> Result<(), CodecError> {
+    fn reconstruct(&self, chunks: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError> {
         let need = self.k as usize;
-        if chunks.len() != (self.k + self.m) as usize {
+        let total = (self.k + self.m) as usize;
+        if chunks.len() != total || present.len() != total {
             return Err(CodecError::Malformed("wrong chunk count"));
         }
-        let have = chunks.iter().filter(|c| c.is_some()).count();
+        let have = present.iter().filter(|&&p| p).count();
         if have < need {
             return Err(CodecError::TooFewShards { have, need });
         }
-        if have == chunks.len() {
+        if have == total {
             return Ok(());
         }
         let inner = self.inner.as_ref().expect("m > 0 when a chunk is missing");
-        inner.reconstruct(chunks).map_err(|e| match e {
+        let mut slices: Vec<(&mut [u8], bool)> = chunks
+            .iter_mut()
+            .zip(present)
+            .map(|(c, &p)| (&mut **c, p))
+            .collect();
+        inner.reconstruct(&mut slices).map_err(|e| match e {
             reed_solomon_erasure::Error::TooFewShardsPresent => {
                 CodecError::TooFewShards { have, need }
             }
@@ -301,7 +334,7 @@ pub fn decode_object(
             .iter()
             .map(|s| s.as_ref().map(|s| s[off..off + chunk].to_vec()))
             .collect();
-        codec.reconstruct(&mut chunks)?;
+        reconstruct_owned(codec, &mut chunks)?;
         let want = geometry.stripe_len(stripe) as usize;
         let start = object.len();
         for c in chunks.into_iter().take(geometry.k as usize) {
