@@ -11,9 +11,9 @@
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use engine::erasure::CodecId;
-use engine::shard_store::{ShardHeader, ShardId, ShardStore, BLOCK_SIZE_BYTES_DEFAULT};
 use engine::env::SeededRng;
+use engine::erasure::CodecId;
+use engine::shard_store::{BLOCK_SIZE_BYTES_DEFAULT, ShardHeader, ShardId, ShardStore};
 use runtime_real::RealDisk;
 
 const SHARD_BYTES: u64 = 64 << 20;
@@ -31,10 +31,12 @@ fn mb_per_s(bytes: u64, secs: f64) -> f64 {
 }
 
 async fn run() {
-    let base = std::env::var("HAMSTER_BENCH_DIR").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target").to_string()
-    });
-    let count: u64 = std::env::var("HAMSTER_BENCH_SHARDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let base = std::env::var("HAMSTER_BENCH_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").to_string());
+    let count: u64 = std::env::var("HAMSTER_BENCH_SHARDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
     let dir = tempfile::tempdir_in(&base).expect("bench dir");
     let disk = RealDisk::open(dir.path()).unwrap();
     let store = ShardStore::new(disk, "shards");
@@ -43,7 +45,12 @@ async fn run() {
     let (mut write_s, mut cold_read_s, mut warm_read_s, mut verify_s) = (0.0, 0.0, 0.0, 0.0);
     for n in 0..count {
         let header = ShardHeader {
-            id: ShardId { object: u128::from(n), version: 1, part: 0, index: 0 },
+            id: ShardId {
+                object: u128::from(n),
+                version: 1,
+                part: 0,
+                index: 0,
+            },
             codec: CodecId::ReedSolomonGf8,
             k: 4,
             m: 2,
@@ -67,11 +74,18 @@ async fn run() {
             }
             let t = Instant::now();
             for off in (0..SHARD_BYTES).step_by(PIECE_BYTES) {
-                let got = store.read_range(&sealed.id, off, PIECE_BYTES as u64).await.unwrap();
+                let got = store
+                    .read_range(&sealed.id, off, PIECE_BYTES as u64)
+                    .await
+                    .unwrap();
                 assert_eq!(got.len(), PIECE_BYTES);
             }
             let s = t.elapsed().as_secs_f64();
-            if cold { cold_read_s += s } else { warm_read_s += s }
+            if cold {
+                cold_read_s += s
+            } else {
+                warm_read_s += s
+            }
         }
         evict(&path);
         let t = Instant::now();
@@ -79,13 +93,33 @@ async fn run() {
         verify_s += t.elapsed().as_secs_f64();
     }
     let total = SHARD_BYTES * count;
-    println!("shard store, {count} x {} MiB shards in {}", SHARD_BYTES >> 20, dir.path().display());
-    println!("sealed write (fdatasync + rename + dir fsync): {:>8.0} MB/s", mb_per_s(total, write_s));
-    println!("verified 1 MiB ranged reads, cold:             {:>8.0} MB/s", mb_per_s(total, cold_read_s));
-    println!("verified 1 MiB ranged reads, page cache:       {:>8.0} MB/s", mb_per_s(total, warm_read_s));
-    println!("full verify (crc + sha256), cold:              {:>8.0} MB/s", mb_per_s(total, verify_s));
+    println!(
+        "shard store, {count} x {} MiB shards in {}",
+        SHARD_BYTES >> 20,
+        dir.path().display()
+    );
+    println!(
+        "sealed write (fdatasync + rename + dir fsync): {:>8.0} MB/s",
+        mb_per_s(total, write_s)
+    );
+    println!(
+        "verified 1 MiB ranged reads, cold:             {:>8.0} MB/s",
+        mb_per_s(total, cold_read_s)
+    );
+    println!(
+        "verified 1 MiB ranged reads, page cache:       {:>8.0} MB/s",
+        mb_per_s(total, warm_read_s)
+    );
+    println!(
+        "full verify (crc + sha256), cold:              {:>8.0} MB/s",
+        mb_per_s(total, verify_s)
+    );
 }
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(run());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
 }

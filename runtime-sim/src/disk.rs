@@ -22,6 +22,8 @@ use rand::Rng as _;
 use crate::world::{World, WorldState};
 
 const SECTOR_BYTES: usize = 512;
+/// A sync takes 1-2 ms, like an SSD's flush; it is what makes a store take time.
+const SYNC_BASE_US: u64 = 1000;
 
 #[derive(Default, Clone)]
 struct Inode {
@@ -187,6 +189,14 @@ pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
     }
     disk.live = disk.durable.clone();
     let referenced: std::collections::BTreeSet<u64> = disk.durable.values().copied().collect();
+    // Files whose names did not survive take their unsynced writes with them.
+    let vanished: u64 = disk
+        .inodes
+        .iter()
+        .filter(|(id, _)| !referenced.contains(id))
+        .map(|(_, inode)| inode.unsynced.len() as u64)
+        .sum();
+    w.stats.unsynced_writes_dropped += vanished;
     disk.inodes.retain(|id, _| referenced.contains(id));
     for inode in disk.inodes.values_mut() {
         for (offset, data) in std::mem::take(&mut inode.unsynced) {
@@ -356,6 +366,15 @@ impl SimDisk {
         }
     }
 
+    /// True when a crash now could lose something: unsynced writes or namespace ops.
+    pub fn has_unsynced(&self) -> bool {
+        let w = self.world.lock();
+        w.disks.get(&self.node).is_some_and(|d| {
+            d.unsynced_dir_ops.values().any(|ops| !ops.is_empty())
+                || d.inodes.values().any(|i| !i.unsynced.is_empty())
+        })
+    }
+
     /// Live file names (what a running node sees), sorted.
     pub fn live_names(&self) -> Vec<String> {
         let w = self.world.lock();
@@ -436,7 +455,7 @@ impl Disk for SimDisk {
 
     async fn sync(&self, path: &str) -> Result<(), DiskError> {
         check_path(path)?;
-        self.pause(200, 0).await;
+        self.pause(SYNC_BASE_US, 0).await;
         let lied = self.lie("sync", path);
         self.with("sync", path, true, |d| {
             let inode = d.inode_of(path)?;
@@ -473,7 +492,7 @@ impl Disk for SimDisk {
 
     async fn sync_dir(&self, dir: &str) -> Result<(), DiskError> {
         check_path(dir)?;
-        self.pause(200, 0).await;
+        self.pause(SYNC_BASE_US, 0).await;
         if self.lie("sync_dir", dir) {
             return Ok(());
         }

@@ -1,5 +1,5 @@
-//! The fault schedule of the safety phase: crashes and restarts, partitions, clogs,
-//! and rot of sealed shards, drawn at the seed's rates and kept inside its budget
+//! The fault schedule of the safety phase: crashes and restarts, whole-cluster power
+//! losses, partitions, clogs, and rot of sealed shards, drawn at the seed's rates and kept inside its budget
 //! (at most `max_down` nodes down at once). Rotted files are written to the History so
 //! that checkers can tell injected corruption from corruption the system caused.
 
@@ -47,8 +47,20 @@ pub async fn run(cluster: &mut Cluster, params: &Params, history: &SharedHistory
         if world.chance(params.crash_per_s * dt) {
             let down = params.nodes - cluster.nodes().filter(|&n| cluster.is_up(n)).count() as u64;
             if down < params.max_down {
-                let up: Vec<NodeId> = cluster.nodes().filter(|&n| cluster.is_up(n)).collect();
-                let node = up[world.random_below(up.len() as u64) as usize];
+                let node = crash_target(cluster, &world).await;
+                cluster.crash(node);
+                sequence += 1;
+                pending.insert(
+                    (now + jitter(params.down_s), sequence),
+                    Pending::Restart(node),
+                );
+            }
+        }
+        if world.chance(params.power_loss_per_s * dt) {
+            // Every node that is up loses power at once; each comes back on its own.
+            armed(cluster, &world).await;
+            let up: Vec<NodeId> = cluster.nodes().filter(|&n| cluster.is_up(n)).collect();
+            for node in up {
                 cluster.crash(node);
                 sequence += 1;
                 pending.insert(
@@ -86,6 +98,36 @@ pub async fn run(cluster: &mut Cluster, params: &Params, history: &SharedHistory
         }
     }
     heal(cluster, params);
+}
+
+/// Aims a crash at the worst moment: three times in four, waits (up to one tick,
+/// polling each millisecond) for a node whose disk holds unsynced state and returns it.
+async fn armed(cluster: &Cluster, world: &runtime_sim::World) -> Option<NodeId> {
+    if world.random_below(4) >= 3 {
+        return None;
+    }
+    let up: Vec<NodeId> = cluster.nodes().filter(|&n| cluster.is_up(n)).collect();
+    for _ in 0..TICK.as_millis() {
+        let busy: Vec<NodeId> = up
+            .iter()
+            .copied()
+            .filter(|&n| world.disk(n).has_unsynced())
+            .collect();
+        if !busy.is_empty() {
+            return Some(busy[world.random_below(busy.len() as u64) as usize]);
+        }
+        SimClock.sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// A node to crash: an armed target if one turns up, otherwise any node that is up.
+async fn crash_target(cluster: &Cluster, world: &runtime_sim::World) -> NodeId {
+    if let Some(node) = armed(cluster, world).await {
+        return node;
+    }
+    let up: Vec<NodeId> = cluster.nodes().filter(|&n| cluster.is_up(n)).collect();
+    up[world.random_below(up.len() as u64) as usize]
 }
 
 /// Flips a bit in, or zeroes a sector of, one sealed shard file on one node.

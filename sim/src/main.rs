@@ -239,9 +239,11 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     let failed = failed.into_inner().unwrap();
     let passed = passed.into_inner();
     println!(
-        "fuzz: {passed} passed, {} failed in {time_s}s",
-        failed.len()
+        "fuzz ran {} seeds in {time_s}s",
+        passed + failed.len() as u64
     );
+    // Alone on its line, so CI can read the count.
+    println!("fuzz: {passed} passed, {} failed", failed.len());
     for o in &failed {
         report_failure(o);
     }

@@ -42,6 +42,9 @@ pub struct FaultSpec {
     /// Node crashes per simulated second (across the cluster).
     #[serde(default)]
     pub crash_per_s: Range,
+    /// Power losses per second: every node crashes at the same instant, mid-workload.
+    #[serde(default)]
+    pub power_loss_per_s: Range,
     /// How long a crashed node stays down, seconds.
     #[serde(default)]
     pub down_s: Range,
@@ -103,6 +106,7 @@ pub struct Params {
     pub object_bytes_max: u64,
     pub max_down: u64,
     pub crash_per_s: f64,
+    pub power_loss_per_s: f64,
     pub down_s: f64,
     pub partition_per_s: f64,
     pub partition_s: f64,
@@ -122,6 +126,7 @@ impl Params {
     pub fn fault_free(&self) -> bool {
         let rates = [
             self.crash_per_s,
+            self.power_loss_per_s,
             self.partition_per_s,
             self.clog_per_s,
             self.loss_rate,
@@ -137,7 +142,7 @@ impl std::fmt::Display for Params {
         write!(
             f,
             "scenario={} seed={} nodes={} profile={}+{} clients={} duration={}s \
-             crash/s={:.3} down={:.2}s partition/s={:.3} partition={:.2}s clog/s={:.3} \
+             crash/s={:.3} power_loss/s={:.3} down={:.2}s partition/s={:.3} partition={:.2}s clog/s={:.3} \
              loss={:.4} rot/s={:.3} eio={:.5} capacity={}",
             self.scenario,
             self.seed,
@@ -147,6 +152,7 @@ impl std::fmt::Display for Params {
             self.clients,
             self.duration_s,
             self.crash_per_s,
+            self.power_loss_per_s,
             self.down_s,
             self.partition_per_s,
             self.partition_s,
@@ -199,6 +205,7 @@ impl Scenario {
             object_bytes_max: self.object_bytes_max,
             max_down: self.max_down,
             crash_per_s: on(&f.crash_per_s, &mut rng),
+            power_loss_per_s: on(&f.power_loss_per_s, &mut rng),
             down_s: f.down_s.draw(&mut rng),
             partition_per_s: on(&f.partition_per_s, &mut rng),
             partition_s: f.partition_s.draw(&mut rng),

@@ -80,10 +80,21 @@ fn declared_faults_are_injected() {
         ("sectors zeroed", t.sectors_zeroed),
         ("EIO", t.eio_returned),
         ("no space", t.nospace_returned),
-        ("torn writes at power loss", power_loss.unsynced_writes_torn),
         (
-            "dropped writes at power loss",
-            power_loss.unsynced_writes_dropped,
+            "writes torn by a crash",
+            t.unsynced_writes_torn + power_loss.unsynced_writes_torn,
+        ),
+        (
+            "writes dropped by a crash",
+            t.unsynced_writes_dropped + power_loss.unsynced_writes_dropped,
+        ),
+        (
+            "writes kept by a crash",
+            t.unsynced_writes_applied + power_loss.unsynced_writes_applied,
+        ),
+        (
+            "directory operations lost",
+            t.dir_ops_lost + power_loss.dir_ops_lost,
         ),
     ] {
         assert!(n > 0, "{what} never injected: {t}");
