@@ -21,41 +21,32 @@ struct Args {
     list: bool,
     time_s: Option<u64>,
     jobs: Option<usize>,
+    nodes: Option<u64>,
 }
 
 const USAGE: &str = "usage: sim --seed N [--scenario NAME] [--check-determinism]
        sim --fuzz --time SECONDS [--jobs J] [--scenario NAME]
-       sim --bench --time SECONDS [--scenario NAME]
+       sim --bench --time SECONDS [--scenario NAME] [--nodes N]
        sim --list";
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = value.ok_or(format!("{flag} needs a value"))?;
+    value.parse().map_err(|e| format!("{flag} {value:?}: {e}"))
+}
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--seed" => {
-                args.seed = Some(
-                    value("--seed")?
-                        .parse()
-                        .map_err(|e| format!("--seed: {e}"))?,
-                )
-            }
-            "--scenario" => args.scenario = Some(value("--scenario")?),
-            "--time" => {
-                args.time_s = Some(
-                    value("--time")?
-                        .parse()
-                        .map_err(|e| format!("--time: {e}"))?,
-                )
-            }
-            "--jobs" => {
-                args.jobs = Some(
-                    value("--jobs")?
-                        .parse()
-                        .map_err(|e| format!("--jobs: {e}"))?,
-                )
-            }
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--seed" => args.seed = Some(number(&flag, it.next())?),
+            "--scenario" => args.scenario = Some(it.next().ok_or("--scenario needs a value")?),
+            "--time" => args.time_s = Some(number(&flag, it.next())?),
+            "--jobs" => args.jobs = Some(number(&flag, it.next())?),
+            "--nodes" => args.nodes = Some(number(&flag, it.next())?),
             "--check-determinism" => args.check_determinism = true,
             "--fuzz" => args.fuzz = true,
             "--bench" => args.bench = true,
@@ -122,7 +113,7 @@ fn main() -> ExitCode {
     let ok = if args.fuzz {
         fuzz(&chosen, args.time_s.unwrap_or(60), args.jobs.unwrap_or(2))
     } else if args.bench {
-        bench(&chosen, args.time_s.unwrap_or(60))
+        bench(&chosen, args.time_s.unwrap_or(60), args.nodes)
     } else if let Some(seed) = args.seed {
         let s = pick(&chosen, seed);
         replay(s, seed, args.check_determinism)
@@ -250,7 +241,7 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     failed.is_empty()
 }
 
-fn bench(scenarios: &[Scenario], time_s: u64) -> bool {
+fn bench(scenarios: &[Scenario], time_s: u64, nodes: Option<u64>) -> bool {
     let per = Duration::from_secs(time_s) / scenarios.len() as u32;
     println!(
         "{:<20} {:>6} {:>12} {:>16}",
@@ -261,7 +252,12 @@ fn bench(scenarios: &[Scenario], time_s: u64) -> bool {
         let start = Instant::now();
         let (mut seeds, mut simulated) = (0u64, Duration::ZERO);
         while start.elapsed() < per || seeds == 0 {
-            let outcome = run_isolated(s.params(seeds));
+            let params = s.params(seeds);
+            let params = match nodes {
+                Some(n) => params.with_nodes(n),
+                None => params,
+            };
+            let outcome = run_isolated(params);
             ok &= outcome.passed();
             if !outcome.passed() {
                 report_failure(&outcome);

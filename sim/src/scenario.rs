@@ -122,6 +122,14 @@ pub struct Params {
 }
 
 impl Params {
+    /// The same run on `nodes` nodes (for benchmarks of a fixed cluster size).
+    pub fn with_nodes(mut self, nodes: u64) -> Self {
+        assert!(u64::from(self.m) < nodes, "more nodes than parity shards");
+        self.nodes = nodes;
+        self.k = (nodes as u32 - self.m).clamp(1, 8);
+        self
+    }
+
     /// True when the seed drew no fault at all: then every store must succeed.
     pub fn fault_free(&self) -> bool {
         let rates = [
@@ -193,6 +201,7 @@ impl Scenario {
         };
         let nodes = rng.gen_range(self.nodes[0]..=self.nodes[1]);
         let m = rng.gen_range(self.parity[0]..=self.parity[1]);
+        // k fills the cluster (at most 8 data shards): one shard per node.
         let k = (nodes as u32 - m).clamp(1, 8);
         Params {
             scenario: self.name.clone(),

@@ -273,7 +273,7 @@ impl Client {
                 5..=7 => self.read_range().await,
                 _ => self.read_object().await,
             }
-            let pause = Duration::from_millis(5 + below(self.env.rng(), 50));
+            let pause = Duration::from_millis(10 + below(self.env.rng(), 90));
             self.env.clock().sleep(pause).await;
         }
     }
