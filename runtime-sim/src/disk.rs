@@ -332,17 +332,17 @@ impl SimDisk {
 
     /// Sets the probability that a read or write fails with EIO.
     pub fn set_eio_rate(&self, rate: f64) {
-        let mut w = self.world.lock();
-        if let Some(d) = w.disks.get_mut(&self.node) {
-            d.eio_rate = rate;
-        }
+        self.configure(|d| d.eio_rate = rate);
     }
 
     /// Makes the disk acknowledge syncs without persisting (see `DiskState`).
     pub fn set_lying_sync(&self, lying: bool) {
-        let mut w = self.world.lock();
-        if let Some(d) = w.disks.get_mut(&self.node) {
-            d.lying_sync = lying;
+        self.configure(|d| d.lying_sync = lying);
+    }
+
+    fn configure(&self, f: impl FnOnce(&mut DiskState)) {
+        if let Some(d) = self.world.lock().disks.get_mut(&self.node) {
+            f(d);
         }
     }
 
@@ -360,10 +360,7 @@ impl SimDisk {
 
     /// Sets the capacity; writes that would grow the disk past it fail with no-space.
     pub fn set_capacity(&self, capacity_bytes: u64) {
-        let mut w = self.world.lock();
-        if let Some(d) = w.disks.get_mut(&self.node) {
-            d.capacity_bytes = capacity_bytes;
-        }
+        self.configure(|d| d.capacity_bytes = capacity_bytes);
     }
 
     /// True when a crash now could lose something: unsynced writes or namespace ops.

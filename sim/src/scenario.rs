@@ -239,25 +239,33 @@ pub fn seeds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../seeds")
 }
 
-/// Every scenario, sorted by name.
-pub fn load_all() -> Result<Vec<Scenario>, String> {
+/// The `.toml` files of `dir` as (file stem, text), sorted by name.
+fn read_toml_dir(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut out = Vec::new();
-    let dir = scenarios_dir();
-    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for entry in entries {
         let path = entry.map_err(|e| e.to_string())?.path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let name = path
+            let stem = path
                 .file_stem()
                 .expect("file name")
                 .to_string_lossy()
                 .to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-            out.push(Scenario::parse(&name, &text)?);
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            out.push((stem, text));
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort();
     Ok(out)
+}
+
+/// Every scenario, sorted by name.
+pub fn load_all() -> Result<Vec<Scenario>, String> {
+    read_toml_dir(&scenarios_dir())?
+        .into_iter()
+        .map(|(name, text)| Scenario::parse(&name, &text))
+        .collect()
 }
 
 /// A regression seed from `seeds/`.
@@ -270,22 +278,13 @@ pub struct RegressionSeed {
     pub found: String,
 }
 
+/// Every regression seed, as (file stem, seed), sorted by file.
 pub fn load_seeds() -> Result<Vec<(String, RegressionSeed)>, String> {
-    let mut out = Vec::new();
-    let dir = seeds_dir();
-    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for entry in entries {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-            let seed: RegressionSeed =
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            out.push((
-                path.file_name().unwrap().to_string_lossy().to_string(),
-                seed,
-            ));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    read_toml_dir(&seeds_dir())?
+        .into_iter()
+        .map(|(name, text)| {
+            let seed = toml::from_str(&text).map_err(|e| format!("seeds/{name}.toml: {e}"))?;
+            Ok((name, seed))
+        })
+        .collect()
 }
