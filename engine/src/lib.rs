@@ -7,5 +7,10 @@
 
 pub mod env;
 pub mod erasure;
+pub mod meta;
+pub mod node;
+pub mod raft;
 pub mod shard_rpc;
 pub mod shard_store;
+#[cfg(test)]
+mod test_disk;

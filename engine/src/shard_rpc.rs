@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Clock, Env, Incoming, Net, NetError, NodeId, body_channel};
+use crate::env::{Clock, Env, Net, NetError, NodeId, body_channel};
 use crate::shard_store::{SealedShard, ShardError, ShardHeader, ShardId, ShardStore};
 
 /// Largest message the decoder accepts; bounds memory against a malformed peer.
@@ -104,25 +104,27 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
         .map(|(v, _)| v)
 }
 
-/// Serves shard calls until the network shuts down. Each call runs in its own task.
-pub async fn serve<E: Env>(env: E, store: ShardStore<E::Disk>) {
-    while let Some(incoming) = env.net().accept().await {
-        let (task_env, task_store) = (env.clone(), store.clone());
-        env.spawn(async move {
-            let Incoming {
-                request,
-                body,
-                reply,
-                ..
-            } = incoming;
-            let response = handle(&task_env, &task_store, &request, body).await;
-            // The caller may have gone away; that is its business.
-            let _ = reply.send(encode(&response));
-        });
-    }
+/// Network tag of a shard call (see `crate::node`).
+pub const TAG_SHARD: u8 = 0;
+
+/// A shard request as it goes on the wire: the tag, then the request.
+fn tagged(request: &Request) -> Bytes {
+    let mut bytes = vec![TAG_SHARD];
+    bytes.extend_from_slice(&encode(request));
+    Bytes::from(bytes)
 }
 
-async fn handle<E: Env>(
+/// Answers one shard call (the tag already stripped).
+pub async fn handle<E: Env>(
+    env: &E,
+    store: &ShardStore<E::Disk>,
+    request: &[u8],
+    body: Option<crate::env::BodyStream>,
+) -> Response {
+    handle_request(env, store, request, body).await
+}
+
+async fn handle_request<E: Env>(
     env: &E,
     store: &ShardStore<E::Disk>,
     request: &[u8],
@@ -192,7 +194,7 @@ async fn call<E: Env>(
     request: &Request,
     timeout: Duration,
 ) -> Result<Response, CallError> {
-    let answer = env.net().call(to, encode(request), timeout).await?;
+    let answer = env.net().call(to, tagged(request), timeout).await?;
     decode::<Response>(&answer).ok_or(CallError::Malformed)
 }
 
@@ -218,7 +220,7 @@ pub async fn store<E: Env>(
         }
         let _ = tx.finish().await;
     };
-    let request = encode(&Request::Store { header });
+    let request = tagged(&Request::Store { header });
     let send = env.net().call_streamed(to, request, rx, timeout);
     let ((), answer) = futures::join!(produce, send);
     match decode::<Response>(&answer?) {
@@ -290,5 +292,5 @@ pub async fn run_holder<E: Env>(env: E, dir: &str) {
             }
         }
     }
-    serve(env, store).await;
+    crate::node::serve(env, store, None).await;
 }

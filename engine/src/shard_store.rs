@@ -633,86 +633,8 @@ mod tests {
     //! tested against SimDisk in runtime-sim and by the simulator's workloads.
     use super::*;
     use crate::env::SeededRng;
+    use crate::test_disk::MemDisk;
     use futures::executor::block_on;
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct MemDisk(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
-
-    impl MemDisk {
-        fn get(&self, p: &str) -> Result<Vec<u8>, DiskError> {
-            self.0
-                .lock()
-                .unwrap()
-                .get(p)
-                .cloned()
-                .ok_or(DiskError::NotFound { path: p.into() })
-        }
-        fn poke(&self, p: &str, f: impl FnOnce(&mut Vec<u8>)) {
-            f(self.0.lock().unwrap().get_mut(p).unwrap())
-        }
-    }
-
-    impl Disk for MemDisk {
-        async fn write_at(&self, p: &str, off: u64, d: &[u8]) -> Result<(), DiskError> {
-            let mut m = self.0.lock().unwrap();
-            let f = m.entry(p.into()).or_default();
-            let end = off as usize + d.len();
-            if f.len() < end {
-                f.resize(end, 0);
-            }
-            f[off as usize..end].copy_from_slice(d);
-            Ok(())
-        }
-        async fn read_at(&self, p: &str, off: u64, len: u64) -> Result<Vec<u8>, DiskError> {
-            let f = self.get(p)?;
-            if off + len > f.len() as u64 {
-                return Err(DiskError::ShortRead {
-                    path: p.into(),
-                    offset: off,
-                    wanted: len,
-                    len: f.len() as u64,
-                });
-            }
-            Ok(f[off as usize..(off + len) as usize].to_vec())
-        }
-        async fn sync(&self, p: &str) -> Result<(), DiskError> {
-            self.get(p).map(|_| ())
-        }
-        async fn rename(&self, from: &str, to: &str) -> Result<(), DiskError> {
-            let f = self.get(from)?;
-            let mut m = self.0.lock().unwrap();
-            m.remove(from);
-            m.insert(to.into(), f);
-            Ok(())
-        }
-        async fn sync_dir(&self, _: &str) -> Result<(), DiskError> {
-            Ok(())
-        }
-        async fn remove(&self, p: &str) -> Result<(), DiskError> {
-            self.0
-                .lock()
-                .unwrap()
-                .remove(p)
-                .map(|_| ())
-                .ok_or(DiskError::NotFound { path: p.into() })
-        }
-        async fn list(&self, dir: &str) -> Result<Vec<String>, DiskError> {
-            let prefix = format!("{dir}/");
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .keys()
-                .filter_map(|k| k.strip_prefix(&prefix))
-                .map(String::from)
-                .collect())
-        }
-        async fn len(&self, p: &str) -> Result<u64, DiskError> {
-            self.get(p).map(|f| f.len() as u64)
-        }
-    }
 
     fn header(len: u64, block: u32) -> ShardHeader {
         ShardHeader {
@@ -835,7 +757,7 @@ mod tests {
             for cut in [0usize, 10, 79, 80, 150, 200] {
                 let mut f = disk.get(&path).unwrap();
                 f.truncate(cut);
-                disk.0.lock().unwrap().insert(path.clone(), f);
+                disk.put(&path, f);
                 let err = store.read_range(&sealed.id, 0, 10).await.unwrap_err();
                 assert!(
                     matches!(err, ShardError::Truncated { .. }),

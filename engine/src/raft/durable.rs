@@ -1,0 +1,615 @@
+//! Raft's durable state on the Disk trait: the log, the hard state, the snapshot.
+//!
+//! **Log.** Append-only segment files `<dir>/log/<seq:020>.seg`, each a run of records
+//! `[len u32][crc32 u32][protobuf Entry]`. An append writes every record of a batch and
+//! syncs once (group commit); a new segment's name is made durable with `sync_dir`
+//! before its first batch counts. Raft may overwrite a suffix (a follower's conflicting
+//! entries): the log never rewrites, a later record for index i simply supersedes every
+//! record for i and beyond, on replay exactly as in memory.
+//!
+//! Recovery reads the segments in order. A record that is cut short or fails its crc at
+//! the end of the last segment is a torn tail (a crash during an unsynced append): the
+//! good prefix is rewritten to a fresh file that replaces the segment, and recovery goes
+//! on. A bad record anywhere else, or one followed by a valid record, is corruption in
+//! the middle: recovery refuses with [`LogError::Corrupt`], and the node must not serve
+//! from that log.
+//!
+//! **Hard state.** Two slot files `<dir>/hard.0` and `<dir>/hard.1`; each save writes
+//! the older slot in place with a sequence number and a crc, then syncs. A torn save
+//! leaves the other slot intact; load takes the valid slot with the higher sequence.
+//!
+//! **Snapshot.** `<dir>/snapshot`: metadata (index, term, conf state) and the state
+//! machine's bytes with a crc, written to a temporary, synced, renamed, dir-synced.
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState};
+
+use crate::env::{Disk, DiskError};
+
+/// A new segment starts once the current one reaches this size.
+pub const SEGMENT_BYTES_MAX: u64 = 8 << 20;
+/// Largest record accepted on replay; anything larger is corruption, not a record.
+const RECORD_BYTES_MAX: u32 = 64 << 20;
+const SLOT_BYTES: usize = 36;
+const SNAPSHOT_MAGIC: &[u8; 8] = b"HAMSNAP1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The log is damaged beyond a torn tail; it cannot be served from.
+    #[error("raft log corrupt in {file} at byte {offset}: {reason}")]
+    Corrupt {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+}
+
+struct Segment {
+    seq: u64,
+    len: u64,
+    /// Highest entry index recorded in it (0 if none).
+    max_index: u64,
+    name_durable: bool,
+}
+
+/// The append-only log of one node.
+pub struct DurableLog<D: Disk> {
+    disk: D,
+    dir: String,
+    segments: Vec<Segment>,
+    /// Sequence number of the next new segment; never reused.
+    next_seq: u64,
+}
+
+fn encode_record(entry: &Entry, out: &mut Vec<u8>) {
+    let payload = entry.write_to_bytes().expect("entries encode");
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// One record at `pos`: `Ok(Some((entry, next)))`, `Ok(None)` when cut short, `Err` when
+/// its checksum or content is bad.
+fn decode_record(bytes: &[u8], pos: usize) -> Result<Option<(Entry, usize)>, &'static str> {
+    let Some(head) = bytes.get(pos..pos + 8) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+    if len > RECORD_BYTES_MAX {
+        return Err("record length out of range");
+    }
+    let Some(payload) = bytes.get(pos + 8..pos + 8 + len as usize) else {
+        return Ok(None);
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err("record checksum mismatch");
+    }
+    let entry = Entry::parse_from_bytes(payload).map_err(|_| "record does not decode")?;
+    Ok(Some((entry, pos + 8 + len as usize)))
+}
+
+/// Applies one replayed entry to the in-memory log with Raft's overwrite rule.
+fn replay(entries: &mut Vec<Entry>, entry: Entry) -> Result<(), &'static str> {
+    if let Some(first) = entries.first().map(|e| e.index) {
+        if entry.index < first {
+            // Superseding entries older than what this log still holds: start over.
+            entries.clear();
+        } else {
+            let keep = (entry.index - first) as usize;
+            if keep > entries.len() {
+                return Err("gap between records");
+            }
+            entries.truncate(keep);
+        }
+    }
+    entries.push(entry);
+    Ok(())
+}
+
+impl<D: Disk> DurableLog<D> {
+    fn log_dir(&self) -> String {
+        format!("{}/log", self.dir)
+    }
+
+    fn path(&self, seq: u64) -> String {
+        format!("{}/log/{seq:020}.seg", self.dir)
+    }
+
+    /// Recovers the log under `dir`; returns it with its entries (oldest first, Raft's
+    /// overwrite rule applied).
+    pub async fn open(disk: D, dir: &str) -> Result<(Self, Vec<Entry>), LogError> {
+        let mut log = Self {
+            disk,
+            dir: dir.to_string(),
+            segments: Vec::new(),
+            next_seq: 1,
+        };
+        let mut names: Vec<(u64, String)> = log
+            .disk
+            .list(&log.log_dir())
+            .await?
+            .into_iter()
+            .filter_map(|n| Some((n.strip_suffix(".seg")?.parse().ok()?, n)))
+            .collect();
+        names.sort();
+        let mut entries = Vec::new();
+        let count = names.len();
+        for (i, (seq, name)) in names.into_iter().enumerate() {
+            let path = log.path(seq);
+            let len = log.disk.len(&path).await?;
+            let bytes = log.disk.read_at(&path, 0, len).await?;
+            let (good, max_index) = scan_segment(&name, &bytes, &mut entries, i + 1 == count)?;
+            if good < bytes.len() {
+                tracing::warn!(file = %path, good, len, "truncating torn tail of the raft log");
+                log.rewrite_prefix(&path, &bytes[..good]).await?;
+            }
+            log.segments.push(Segment {
+                seq,
+                len: good as u64,
+                max_index,
+                name_durable: true,
+            });
+            log.next_seq = seq + 1;
+        }
+        Ok((log, entries))
+    }
+
+    /// Replaces a segment by its good prefix: temporary, sync, rename, sync_dir.
+    async fn rewrite_prefix(&self, path: &str, prefix: &[u8]) -> Result<(), LogError> {
+        let tmp = format!("{path}.tmp");
+        // A temporary left by an earlier crash may be longer than this prefix.
+        match self.disk.remove(&tmp).await {
+            Ok(()) | Err(DiskError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.disk.write_at(&tmp, 0, prefix).await?;
+        self.disk.sync(&tmp).await?;
+        self.disk.rename(&tmp, path).await?;
+        self.disk.sync_dir(&self.log_dir()).await?;
+        Ok(())
+    }
+
+    /// Appends a batch and makes it durable with one sync (group commit).
+    pub async fn append(&mut self, entries: &[Entry]) -> Result<(), LogError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Vec::new();
+        for e in entries {
+            encode_record(e, &mut batch);
+        }
+        let roll = self
+            .segments
+            .last()
+            .is_none_or(|s| s.len >= SEGMENT_BYTES_MAX);
+        if roll {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.segments.push(Segment {
+                seq,
+                len: 0,
+                max_index: 0,
+                name_durable: false,
+            });
+        }
+        let last = self.segments.last().expect("a segment exists");
+        let (seq, offset) = (last.seq, last.len);
+        let path = self.path(seq);
+        self.disk.write_at(&path, offset, &batch).await?;
+        self.disk.sync(&path).await?;
+        let last = self.segments.last_mut().expect("a segment exists");
+        if !last.name_durable {
+            self.disk.sync_dir(&format!("{}/log", self.dir)).await?;
+            let last = self.segments.last_mut().expect("a segment exists");
+            last.name_durable = true;
+        }
+        let last = self.segments.last_mut().expect("a segment exists");
+        last.len += batch.len() as u64;
+        last.max_index = entries.last().expect("non-empty").index;
+        Ok(())
+    }
+
+    /// Removes whole segments (never the newest) whose entries are all at or below
+    /// `upto`, which a snapshot already covers.
+    pub async fn compact(&mut self, upto: u64) -> Result<(), LogError> {
+        let newest = self.segments.last().map(|s| s.seq);
+        let doomed: Vec<u64> = self
+            .segments
+            .iter()
+            .filter(|s| Some(s.seq) != newest && s.max_index <= upto)
+            .map(|s| s.seq)
+            .collect();
+        for seq in &doomed {
+            self.disk.remove(&self.path(*seq)).await?;
+        }
+        if !doomed.is_empty() {
+            self.disk.sync_dir(&self.log_dir()).await?;
+            self.segments.retain(|s| !doomed.contains(&s.seq));
+        }
+        Ok(())
+    }
+
+    /// Drops every segment: a snapshot from the leader replaced the whole log.
+    pub async fn reset(&mut self) -> Result<(), LogError> {
+        let segments = std::mem::take(&mut self.segments);
+        for seg in &segments {
+            self.disk.remove(&self.path(seg.seq)).await?;
+        }
+        if !segments.is_empty() {
+            self.disk.sync_dir(&self.log_dir()).await?;
+        }
+        Ok(())
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+/// Replays one segment into `entries`; returns the length of its good prefix and its
+/// highest index. Only the last segment may end in a torn record.
+fn scan_segment(
+    name: &str,
+    bytes: &[u8],
+    entries: &mut Vec<Entry>,
+    last: bool,
+) -> Result<(usize, u64), LogError> {
+    let corrupt = |offset: usize, reason: &str| LogError::Corrupt {
+        file: name.to_string(),
+        offset: offset as u64,
+        reason: reason.to_string(),
+    };
+    let (mut pos, mut max_index) = (0usize, 0u64);
+    while pos < bytes.len() {
+        match decode_record(bytes, pos) {
+            Ok(Some((entry, next))) => {
+                max_index = entry.index;
+                replay(entries, entry).map_err(|r| corrupt(pos, r))?;
+                pos = next;
+            }
+            Ok(None) if last => return Ok((pos, max_index)),
+            Ok(None) => return Err(corrupt(pos, "record cut short before the last segment")),
+            Err(reason) => {
+                if !last || followed_by_valid_record(bytes, pos) {
+                    return Err(corrupt(pos, reason));
+                }
+                return Ok((pos, max_index));
+            }
+        }
+    }
+    Ok((pos, max_index))
+}
+
+/// A bad record whose length field still points at a valid record is damage in the
+/// middle of the log, not a torn tail.
+fn followed_by_valid_record(bytes: &[u8], pos: usize) -> bool {
+    let Some(head) = bytes.get(pos..pos + 4) else {
+        return false;
+    };
+    let len = u32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
+    matches!(decode_record(bytes, pos + 8 + len), Ok(Some(_)))
+}
+
+/// The hard state in two alternating slots.
+pub struct HardStateSlots<D: Disk> {
+    disk: D,
+    dir: String,
+    seq: u64,
+}
+
+fn encode_slot(seq: u64, hs: &HardState) -> [u8; SLOT_BYTES] {
+    let mut b = [0u8; SLOT_BYTES];
+    b[0..8].copy_from_slice(&seq.to_le_bytes());
+    b[8..16].copy_from_slice(&hs.term.to_le_bytes());
+    b[16..24].copy_from_slice(&hs.vote.to_le_bytes());
+    b[24..32].copy_from_slice(&hs.commit.to_le_bytes());
+    let crc = crc32fast::hash(&b[0..32]);
+    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode_slot(b: &[u8]) -> Option<(u64, HardState)> {
+    if b.len() != SLOT_BYTES || crc32fast::hash(&b[0..32]).to_le_bytes() != b[32..36] {
+        return None;
+    }
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let hs = HardState {
+        term: word(8),
+        vote: word(16),
+        commit: word(24),
+        ..Default::default()
+    };
+    Some((word(0), hs))
+}
+
+impl<D: Disk> HardStateSlots<D> {
+    fn slot(&self, i: u64) -> String {
+        format!("{}/hard.{}", self.dir, i % 2)
+    }
+
+    /// Loads the newest valid slot, creating both slots durably on first use.
+    pub async fn open(disk: D, dir: &str) -> Result<(Self, HardState), LogError> {
+        let mut slots = Self {
+            disk,
+            dir: dir.to_string(),
+            seq: 0,
+        };
+        let mut best: Option<(u64, HardState)> = None;
+        let mut missing = false;
+        for i in 0..2 {
+            match slots
+                .disk
+                .read_at(&slots.slot(i), 0, SLOT_BYTES as u64)
+                .await
+            {
+                Ok(b) => {
+                    if let Some((seq, hs)) = decode_slot(&b)
+                        && best.as_ref().is_none_or(|(s, _)| seq > *s)
+                    {
+                        best = Some((seq, hs));
+                    }
+                }
+                Err(DiskError::NotFound { .. }) | Err(DiskError::ShortRead { .. }) => {
+                    missing = true
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if missing && best.is_none() {
+            for i in 0..2 {
+                let path = slots.slot(i);
+                slots
+                    .disk
+                    .write_at(&path, 0, &encode_slot(0, &HardState::default()))
+                    .await?;
+                slots.disk.sync(&path).await?;
+            }
+            slots.disk.sync_dir(dir).await?;
+        }
+        let (seq, hs) = best.unwrap_or_default();
+        slots.seq = seq;
+        Ok((slots, hs))
+    }
+
+    /// Saves `hs` durably into the older slot.
+    pub async fn save(&mut self, hs: &HardState) -> Result<(), LogError> {
+        let seq = self.seq + 1;
+        let path = self.slot(seq);
+        self.disk.write_at(&path, 0, &encode_slot(seq, hs)).await?;
+        self.disk.sync(&path).await?;
+        self.seq = seq;
+        Ok(())
+    }
+}
+
+/// A snapshot as stored: Raft metadata and the state machine's bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSnapshot {
+    pub index: u64,
+    pub term: u64,
+    pub conf_state: ConfState,
+    pub data: Vec<u8>,
+}
+
+/// Writes the snapshot file durably (temporary, sync, rename, sync_dir).
+pub async fn save_snapshot<D: Disk>(
+    disk: &D,
+    dir: &str,
+    snap: &StoredSnapshot,
+) -> Result<(), LogError> {
+    let conf = snap
+        .conf_state
+        .write_to_bytes()
+        .expect("conf state encodes");
+    let mut body = Vec::with_capacity(28 + conf.len() + snap.data.len());
+    body.extend_from_slice(&snap.index.to_le_bytes());
+    body.extend_from_slice(&snap.term.to_le_bytes());
+    body.extend_from_slice(&(conf.len() as u32).to_le_bytes());
+    body.extend_from_slice(&conf);
+    body.extend_from_slice(&snap.data);
+    let mut file = Vec::with_capacity(16 + body.len());
+    file.extend_from_slice(SNAPSHOT_MAGIC);
+    file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    file.extend_from_slice(&body);
+    let (tmp, path) = (format!("{dir}/snapshot.tmp"), format!("{dir}/snapshot"));
+    // A leftover temporary from a crash may be longer than this one: start clean.
+    match disk.remove(&tmp).await {
+        Ok(()) | Err(DiskError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    disk.write_at(&tmp, 0, &file).await?;
+    disk.sync(&tmp).await?;
+    disk.rename(&tmp, &path).await?;
+    disk.sync_dir(dir).await?;
+    Ok(())
+}
+
+/// Reads the snapshot file; `None` when there is none yet.
+pub async fn load_snapshot<D: Disk>(
+    disk: &D,
+    dir: &str,
+) -> Result<Option<StoredSnapshot>, LogError> {
+    let path = format!("{dir}/snapshot");
+    let len = match disk.len(&path).await {
+        Err(DiskError::NotFound { .. }) => return Ok(None),
+        other => other?,
+    };
+    let bytes = disk.read_at(&path, 0, len).await?;
+    let corrupt = |reason: &str| LogError::Corrupt {
+        file: path.clone(),
+        offset: 0,
+        reason: reason.into(),
+    };
+    if bytes.len() < 16 || &bytes[0..8] != SNAPSHOT_MAGIC {
+        return Err(corrupt("bad snapshot header"));
+    }
+    let body_len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let body = bytes
+        .get(16..16 + body_len)
+        .ok_or_else(|| corrupt("snapshot cut short"))?;
+    if crc32fast::hash(body).to_le_bytes() != bytes[12..16] || body.len() < 20 {
+        return Err(corrupt("snapshot checksum mismatch"));
+    }
+    let word = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+    let conf_len = u32::from_le_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
+    let conf = body
+        .get(20..20 + conf_len)
+        .ok_or_else(|| corrupt("snapshot conf state cut short"))?;
+    let conf_state =
+        ConfState::parse_from_bytes(conf).map_err(|_| corrupt("snapshot conf state"))?;
+    Ok(Some(StoredSnapshot {
+        index: word(0),
+        term: word(8),
+        conf_state,
+        data: body[20 + conf_len..].to_vec(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_disk::MemDisk;
+    use futures::executor::block_on;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; (index % 7) as usize].into(),
+            ..Default::default()
+        }
+    }
+
+    fn indices(entries: &[Entry]) -> Vec<(u64, u64)> {
+        entries.iter().map(|e| (e.index, e.term)).collect()
+    }
+
+    #[test]
+    fn append_recover_and_overwrite() {
+        block_on(async {
+            let disk = MemDisk::default();
+            let (mut log, got) = DurableLog::open(disk.clone(), "r").await.unwrap();
+            assert!(got.is_empty());
+            log.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
+                .await
+                .unwrap();
+            // A conflicting suffix from a new leader supersedes 4 and 5.
+            log.append(&[entry(4, 2), entry(5, 2), entry(6, 2)])
+                .await
+                .unwrap();
+            let (_, got) = DurableLog::open(disk.clone(), "r").await.unwrap();
+            assert_eq!(
+                indices(&got),
+                vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]
+            );
+            assert_eq!(got[2].data, entry(3, 1).data);
+        });
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_but_middle_damage_refuses() {
+        block_on(async {
+            let disk = MemDisk::default();
+            let (mut log, _) = DurableLog::open(disk.clone(), "r").await.unwrap();
+            for i in 1..=4 {
+                log.append(&[entry(i, 1)]).await.unwrap();
+            }
+            let path = "r/log/00000000000000000001.seg";
+            let clean = disk.get(path).unwrap();
+            // Cut in the middle of the last record: torn tail, 3 entries survive.
+            for cut in [clean.len() - 1, clean.len() - 5] {
+                disk.put(path, clean[..cut].to_vec());
+                let (_, got) = DurableLog::open(disk.clone(), "r").await.unwrap();
+                assert_eq!(indices(&got), vec![(1, 1), (2, 1), (3, 1)], "cut at {cut}");
+                // The repair made the file clean: a second open agrees and appends work.
+                let (mut again, got2) = DurableLog::open(disk.clone(), "r").await.unwrap();
+                assert_eq!(indices(&got2), indices(&got));
+                again.append(&[entry(4, 3)]).await.unwrap();
+                let (_, got3) = DurableLog::open(disk.clone(), "r").await.unwrap();
+                assert_eq!(got3.last().map(|e| (e.index, e.term)), Some((4, 3)));
+            }
+            // A flipped byte in the first record, with good records after it: refuse.
+            let mut rotted = clean.clone();
+            rotted[9] ^= 0x10;
+            disk.put(path, rotted);
+            let err = DurableLog::open(disk.clone(), "r")
+                .await
+                .err()
+                .expect("refused");
+            assert!(matches!(err, LogError::Corrupt { .. }), "{err:?}");
+        });
+    }
+
+    #[test]
+    fn compaction_keeps_the_newest_segment() {
+        block_on(async {
+            let disk = MemDisk::default();
+            let (mut log, _) = DurableLog::open(disk.clone(), "r").await.unwrap();
+            let big = |i: u64| {
+                let mut e = entry(i, 1);
+                e.data = vec![0u8; (SEGMENT_BYTES_MAX / 2) as usize].into();
+                e
+            };
+            for i in 1..=5 {
+                log.append(&[big(i)]).await.unwrap();
+            }
+            assert_eq!(log.segment_count(), 3);
+            log.compact(4).await.unwrap();
+            assert_eq!(
+                log.segment_count(),
+                1,
+                "segments holding 1-2 and 3-4 are gone"
+            );
+            let (_, got) = DurableLog::open(disk.clone(), "r").await.unwrap();
+            assert_eq!(got.first().map(|e| e.index), Some(5));
+        });
+    }
+
+    #[test]
+    fn hard_state_survives_a_torn_slot() {
+        block_on(async {
+            let disk = MemDisk::default();
+            let (mut slots, hs) = HardStateSlots::open(disk.clone(), "r").await.unwrap();
+            assert_eq!(hs, HardState::default());
+            let mut want = HardState::default();
+            for t in 1..=3 {
+                want.term = t;
+                want.commit = t * 10;
+                slots.save(&want).await.unwrap();
+            }
+            // Seq 3 went to slot 1; tear it: slot 0 (seq 2) wins.
+            disk.poke("r/hard.1", |b| b[20] ^= 1);
+            let (_, hs) = HardStateSlots::open(disk.clone(), "r").await.unwrap();
+            assert_eq!((hs.term, hs.commit), (2, 20));
+        });
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_corruption() {
+        block_on(async {
+            let disk = MemDisk::default();
+            assert_eq!(load_snapshot(&disk, "r").await.unwrap(), None);
+            let conf = ConfState {
+                voters: vec![1, 2, 3],
+                ..Default::default()
+            };
+            let snap = StoredSnapshot {
+                index: 7,
+                term: 2,
+                conf_state: conf,
+                data: b"state".to_vec(),
+            };
+            save_snapshot(&disk, "r", &snap).await.unwrap();
+            assert_eq!(load_snapshot(&disk, "r").await.unwrap(), Some(snap));
+            disk.poke("r/snapshot", |b| b[30] ^= 4);
+            assert!(matches!(
+                load_snapshot(&disk, "r").await,
+                Err(LogError::Corrupt { .. })
+            ));
+        });
+    }
+}

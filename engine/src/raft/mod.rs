@@ -1,0 +1,4 @@
+//! Metadata replication with Raft (tikv/raft-rs, sans-IO), driven on the Env seam.
+
+pub mod durable;
+pub mod node;

@@ -1,0 +1,710 @@
+//! The Raft driver: one engine task per node runs raft-rs's RawNode (tick, step, ready,
+//! advance) and does its IO through the Env seam.
+//!
+//! Order of a ready (raft-rs's contract, "persist before send"):
+//! 1. send `messages` (a leader's appends may go out before its own write);
+//! 2. install a snapshot from the leader, if any (state machine, snapshot file, log reset);
+//! 3. apply `committed_entries` (already durable);
+//! 4. append `entries` to the durable log (one sync per batch) and save the hard state;
+//! 5. only then send `persisted_messages` (votes, append responses);
+//! 6. advance, and repeat 1 and 3 for the light ready.
+//!
+//! Determinism: raft-rs draws election timeouts from `rand::thread_rng()` whenever it
+//! resets (a term or role change). After every RawNode call the driver checks whether
+//! (term, role, leader) changed and, if so, overwrites the timeout from the node's seeded
+//! Rng, so no thread-local randomness reaches a decision.
+//!
+//! Proposals carry a random 64-bit id in the entry context; the node that proposed it
+//! answers its caller when it applies that entry. A proposal whose leader is lost stays
+//! unanswered until the caller's timeout: its outcome is then unknown (it may still
+//! commit).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
+use futures::future::{Either, select};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole, Storage};
+use sha2::{Digest, Sha256};
+
+use crate::env::{Clock, Env, Net, NodeId, Rng};
+use crate::meta::{self, Applied, Command, MetaState};
+use crate::raft::durable::{self, DurableLog, HardStateSlots, LogError, StoredSnapshot};
+
+/// Operations queued for the driver; bounded, so a flood becomes backpressure.
+pub const DRIVER_QUEUE_MAX: usize = 4096;
+/// Ops handled between two readies (a batch shares one log sync).
+const BATCH_OPS_MAX: usize = 256;
+const RAFT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    pub id: NodeId,
+    /// The voters of a new cluster; empty for a node that joins an existing one.
+    pub bootstrap_voters: Vec<NodeId>,
+    /// Directory of the durable state on the node's disk.
+    pub dir: String,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Take a snapshot (and compact the log) every this many applied entries.
+    pub snapshot_every: u64,
+}
+
+impl RaftConfig {
+    pub fn new(id: NodeId, bootstrap_voters: Vec<NodeId>) -> Self {
+        Self {
+            id,
+            bootstrap_voters,
+            dir: "raft".into(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_every: 1000,
+        }
+    }
+}
+
+/// Why a proposal was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum ProposeError {
+    /// This node is not the leader; `leader_hint` is the leader it knows of (0: none).
+    #[error("not the leader (leader hint {leader_hint})")]
+    NotLeader { leader_hint: NodeId },
+    /// The driver is gone (node shutting down or its log refused to load).
+    #[error("raft driver stopped")]
+    Stopped,
+    /// No answer in time: the operation may or may not have been applied.
+    #[error("timed out; outcome unknown")]
+    Timeout,
+}
+
+/// What the driver publishes for readers and operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: NodeId,
+    pub leader: NodeId,
+    pub term: u64,
+    pub role: Role,
+    pub commit: u64,
+    pub applied: u64,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// sha256 chain over every applied entry (index, term, data): two nodes at the same
+    /// applied index have the same chain exactly when their applied logs agree.
+    pub applied_chain: [u8; 32],
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Follower,
+    Candidate,
+    Leader,
+}
+
+pub enum MemberChange {
+    AddVoter(NodeId),
+    AddLearner(NodeId),
+    Remove(NodeId),
+}
+
+enum Op {
+    Propose(Command, oneshot::Sender<Result<Applied, ProposeError>>),
+    ConfChange(MemberChange, oneshot::Sender<Result<Applied, ProposeError>>),
+    ReadIndex(oneshot::Sender<Result<u64, ProposeError>>),
+    Step(Message),
+    SnapshotSent { to: NodeId, ok: bool },
+}
+
+struct Shared {
+    state: MetaState,
+    status: RaftStatus,
+}
+
+/// The node's way into its Raft group: propose, read, and look. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: mpsc::Sender<Op>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl RaftHandle {
+    async fn ask<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, ProposeError>>) -> Op,
+    ) -> Result<T, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        let mut tx = self.tx.clone();
+        futures::SinkExt::send(&mut tx, op(reply))
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Proposes a command; answers once it is committed and applied here.
+    pub async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
+        self.ask(|r| Op::Propose(command, r)).await
+    }
+
+    /// Adds or removes a member (joint consensus, ConfChangeV2).
+    pub async fn change_member(&self, change: MemberChange) -> Result<Applied, ProposeError> {
+        self.ask(|r| Op::ConfChange(change, r)).await
+    }
+
+    /// Waits until this replica has applied everything committed when the call began
+    /// (ReadIndex); a read of the local state after it is linearizable.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        self.ask(Op::ReadIndex).await
+    }
+
+    /// Hands a Raft message from a peer to the driver; dropped when the queue is full
+    /// (Raft tolerates lost messages).
+    pub fn step(&self, message: Message) {
+        let _ = self.tx.clone().try_send(Op::Step(message));
+    }
+
+    /// Reads the local replica (possibly stale; see `read_index`).
+    pub fn read<T>(&self, f: impl FnOnce(&MetaState) -> T) -> T {
+        f(&self.shared.lock().expect("raft shared state").state)
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        self.shared
+            .lock()
+            .expect("raft shared state")
+            .status
+            .clone()
+    }
+}
+
+/// Network tag of a Raft message (see `crate::node`).
+pub const TAG_RAFT: u8 = 1;
+
+struct Driver<E: Env> {
+    env: E,
+    config: RaftConfig,
+    raw: RawNode<Store>,
+    log: DurableLog<E::Disk>,
+    hard: HardStateSlots<E::Disk>,
+    shared: Arc<Mutex<Shared>>,
+    tx: mpsc::Sender<Op>,
+    waiters: BTreeMap<u64, oneshot::Sender<Result<Applied, ProposeError>>>,
+    reads: BTreeMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
+    /// ReadIndex answers waiting for the apply index to catch up: (index, id).
+    pending_reads: Vec<(u64, u64)>,
+    last_snapshot: u64,
+    observed: (u64, StateRole, u64),
+    chain: [u8; 32],
+}
+
+/// raft-rs's MemStorage for the log tail, plus the latest full snapshot for followers.
+#[derive(Clone)]
+struct Store {
+    mem: MemStorage,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl Storage for Store {
+    fn initial_state(&self) -> raft::Result<raft::RaftState> {
+        self.mem.initial_state()
+    }
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max: impl Into<Option<u64>>,
+        ctx: raft::GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max, ctx)
+    }
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let snap = self.snapshot.lock().expect("snapshot lock");
+        if idx == snap.get_metadata().index {
+            return Ok(snap.get_metadata().term);
+        }
+        drop(snap);
+        self.mem.term(idx)
+    }
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snap = self.snapshot.lock().expect("snapshot lock").clone();
+        if snap.get_metadata().index < request_index {
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(snap)
+    }
+}
+
+fn to_raft_snapshot(s: &StoredSnapshot) -> Snapshot {
+    let mut snap = Snapshot {
+        data: s.data.clone().into(),
+        ..Default::default()
+    };
+    let meta = snap.mut_metadata();
+    meta.index = s.index;
+    meta.term = s.term;
+    meta.set_conf_state(s.conf_state.clone());
+    snap
+}
+
+/// Starts the driver for `config` on `env`; returns the handle and the driver future
+/// (the caller spawns it). Fails when the durable state is corrupt.
+pub async fn start<E: Env>(
+    env: E,
+    config: RaftConfig,
+) -> Result<(RaftHandle, impl std::future::Future<Output = ()> + Send), LogError> {
+    let disk = env.disk().clone();
+    let dir = config.dir.clone();
+    let (hard, mut hs) = HardStateSlots::open(disk.clone(), &dir).await?;
+    let mut snapshot = durable::load_snapshot(&disk, &dir).await?;
+    if snapshot.is_none() && !config.bootstrap_voters.is_empty() {
+        // A new cluster: every bootstrap member starts from the same index-0 snapshot.
+        let conf = raft::eraftpb::ConfState {
+            voters: config.bootstrap_voters.clone(),
+            ..Default::default()
+        };
+        let initial = StoredSnapshot {
+            index: 0,
+            term: 0,
+            conf_state: conf,
+            data: meta::encode_state(&MetaState::default()),
+        };
+        durable::save_snapshot(&disk, &dir, &initial).await?;
+        snapshot = Some(initial);
+    }
+    let (log, entries) = DurableLog::open(disk, &dir).await?;
+    let mem = MemStorage::new();
+    let mut state = MetaState::default();
+    let mut applied = 0;
+    let raft_snapshot = match &snapshot {
+        Some(s) => {
+            state = meta::decode_state(&s.data).ok_or_else(|| LogError::Corrupt {
+                file: format!("{dir}/snapshot"),
+                offset: 0,
+                reason: "state machine does not decode".into(),
+            })?;
+            applied = s.index;
+            let snap = to_raft_snapshot(s);
+            mem.wl()
+                .apply_snapshot(snap.clone())
+                .expect("fresh storage takes a snapshot");
+            snap
+        }
+        None => Snapshot::default(),
+    };
+    let tail: Vec<Entry> = entries.into_iter().filter(|e| e.index > applied).collect();
+    if let Some(first) = tail.first().filter(|e| e.index != applied + 1) {
+        let reason = format!(
+            "log starts at {} after a snapshot at {applied}",
+            first.index
+        );
+        return Err(LogError::Corrupt {
+            file: format!("{dir}/log"),
+            offset: 0,
+            reason,
+        });
+    }
+    mem.wl().append(&tail).expect("contiguous tail");
+    hs.commit = hs
+        .commit
+        .max(applied)
+        .min(mem.last_index().expect("last index").max(applied));
+    mem.wl().set_hardstate(hs);
+    let raft_config = raft::Config {
+        id: config.id,
+        election_tick: config.election_ticks,
+        heartbeat_tick: config.heartbeat_ticks,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let store = Store {
+        mem,
+        snapshot: Arc::new(Mutex::new(raft_snapshot)),
+    };
+    let raw = RawNode::new(&raft_config, store, &logger).map_err(|e| LogError::Corrupt {
+        file: dir.clone(),
+        offset: 0,
+        reason: format!("raft refused the recovered state: {e}"),
+    })?;
+    let (tx, rx) = mpsc::channel(DRIVER_QUEUE_MAX);
+    let shared = Arc::new(Mutex::new(Shared {
+        state,
+        status: RaftStatus {
+            id: config.id,
+            ..Default::default()
+        },
+    }));
+    let mut driver = Driver {
+        env,
+        config,
+        raw,
+        log,
+        hard,
+        shared: shared.clone(),
+        tx: tx.clone(),
+        waiters: BTreeMap::new(),
+        reads: BTreeMap::new(),
+        pending_reads: Vec::new(),
+        last_snapshot: applied,
+        observed: (u64::MAX, StateRole::Follower, u64::MAX),
+        chain: [0; 32],
+    };
+    driver.fix_election_timeout();
+    driver.publish();
+    Ok((RaftHandle { tx, shared }, driver.run(rx)))
+}
+
+impl<E: Env> Driver<E> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut next_tick = self.env.clock().now() + self.config.tick;
+        loop {
+            let wait = next_tick.saturating_sub(self.env.clock().now());
+            let event = {
+                let sleep = std::pin::pin!(self.env.clock().sleep(wait));
+                match select(sleep, rx.next()).await {
+                    Either::Left(_) => None,
+                    Either::Right((None, _)) => return,
+                    Either::Right((Some(op), _)) => Some(op),
+                }
+            };
+            match event {
+                None => {
+                    self.raw.tick();
+                    next_tick += self.config.tick;
+                }
+                Some(op) => self.handle(op),
+            }
+            for _ in 1..BATCH_OPS_MAX {
+                match rx.try_recv() {
+                    Ok(op) => self.handle(op),
+                    Err(_) => break,
+                }
+            }
+            self.fix_election_timeout();
+            if let Err(error) = self.on_ready().await {
+                // A disk that cannot persist Raft state must not vote or ack: stop.
+                tracing::error!(node = self.config.id, %error, "raft driver stopping");
+                return;
+            }
+        }
+    }
+
+    /// Overwrites raft-rs's thread_rng election timeout after every reset.
+    fn fix_election_timeout(&mut self) {
+        let r = &self.raw.raft;
+        let now = (r.term, r.state, r.leader_id);
+        if now == self.observed {
+            return;
+        }
+        self.observed = now;
+        let (lo, hi) = (self.config.election_ticks, 2 * self.config.election_ticks);
+        let t = lo + (self.env.rng().next_u64() % (hi - lo) as u64) as usize;
+        self.raw.raft.set_randomized_election_timeout(t);
+    }
+
+    fn not_leader(&self) -> ProposeError {
+        ProposeError::NotLeader {
+            leader_hint: self.raw.raft.leader_id,
+        }
+    }
+
+    fn handle(&mut self, op: Op) {
+        match op {
+            Op::Step(m) => {
+                // Messages from removed or unknown peers are refused by raft; fine.
+                let _ = self.raw.step(m);
+            }
+            Op::Propose(command, reply) => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                    return;
+                }
+                let id = self.env.rng().next_u64();
+                match self
+                    .raw
+                    .propose(id.to_le_bytes().to_vec(), meta::encode_command(&command))
+                {
+                    Ok(()) => {
+                        self.waiters.insert(id, reply);
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(self.not_leader()));
+                    }
+                }
+            }
+            Op::ConfChange(change, reply) => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                    return;
+                }
+                let mut single = raft::eraftpb::ConfChangeSingle::default();
+                let (kind, node) = match change {
+                    MemberChange::AddVoter(n) => (raft::eraftpb::ConfChangeType::AddNode, n),
+                    MemberChange::AddLearner(n) => {
+                        (raft::eraftpb::ConfChangeType::AddLearnerNode, n)
+                    }
+                    MemberChange::Remove(n) => (raft::eraftpb::ConfChangeType::RemoveNode, n),
+                };
+                single.set_change_type(kind);
+                single.node_id = node;
+                let mut cc = ConfChangeV2::default();
+                cc.mut_changes().push(single);
+                let id = self.env.rng().next_u64();
+                match self.raw.propose_conf_change(id.to_le_bytes().to_vec(), cc) {
+                    Ok(()) => {
+                        self.waiters.insert(id, reply);
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(self.not_leader()));
+                    }
+                }
+            }
+            Op::ReadIndex(reply) => {
+                let id = self.env.rng().next_u64();
+                self.reads.insert(id, reply);
+                self.raw.read_index(id.to_le_bytes().to_vec());
+            }
+            Op::SnapshotSent { to, ok } => {
+                let status = if ok {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+        }
+    }
+
+    fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            let to = m.to;
+            let is_snapshot = m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
+            let mut bytes = vec![TAG_RAFT];
+            bytes.extend_from_slice(&m.write_to_bytes().expect("raft messages encode"));
+            let env = self.env.clone();
+            let mut tx = self.tx.clone();
+            self.env.spawn(async move {
+                let sent = env.net().call(to, bytes.into(), RAFT_MESSAGE_TIMEOUT).await;
+                if is_snapshot {
+                    let _ = tx.try_send(Op::SnapshotSent {
+                        to,
+                        ok: sent.is_ok(),
+                    });
+                }
+            });
+        }
+    }
+
+    async fn on_ready(&mut self) -> Result<(), LogError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone()).await?;
+        }
+        self.apply(ready.take_committed_entries()).await?;
+        if !ready.entries().is_empty() {
+            self.log.append(ready.entries()).await?;
+            self.raw
+                .mut_store()
+                .mem
+                .wl()
+                .append(ready.entries())
+                .expect("contiguous append");
+        }
+        if let Some(hs) = ready.hs() {
+            self.hard.save(hs).await?;
+            self.raw.mut_store().mem.wl().set_hardstate(hs.clone());
+        }
+        for rs in ready.take_read_states() {
+            self.on_read_state(rs);
+        }
+        self.send(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().mem.wl().mut_hard_state().commit = commit;
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries()).await?;
+        self.raw.advance_apply();
+        self.fix_election_timeout();
+        self.publish();
+        Ok(())
+    }
+
+    fn on_read_state(&mut self, rs: raft::ReadState) {
+        let Ok(id) = <[u8; 8]>::try_from(&rs.request_ctx[..]) else {
+            return;
+        };
+        self.pending_reads.push((rs.index, u64::from_le_bytes(id)));
+    }
+
+    fn answer_reads(&mut self, applied: u64) {
+        let (ready, waiting): (Vec<_>, Vec<_>) = self
+            .pending_reads
+            .drain(..)
+            .partition(|(i, _)| *i <= applied);
+        self.pending_reads = waiting;
+        for (index, id) in ready {
+            if let Some(reply) = self.reads.remove(&id) {
+                let _ = reply.send(Ok(index));
+            }
+        }
+    }
+
+    async fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), LogError> {
+        let meta_ = snap.get_metadata();
+        let stored = StoredSnapshot {
+            index: meta_.index,
+            term: meta_.term,
+            conf_state: meta_.get_conf_state().clone(),
+            data: snap.data.to_vec(),
+        };
+        let Some(state) = meta::decode_state(&stored.data) else {
+            return Err(LogError::Corrupt {
+                file: "snapshot from leader".into(),
+                offset: 0,
+                reason: "does not decode".into(),
+            });
+        };
+        durable::save_snapshot(self.env.disk(), &self.config.dir, &stored).await?;
+        self.log.reset().await?;
+        self.raw
+            .mut_store()
+            .mem
+            .wl()
+            .apply_snapshot(snap.clone())
+            .expect("newer snapshot");
+        *self.raw.mut_store().snapshot.lock().expect("snapshot lock") = snap;
+        self.shared.lock().expect("shared").state = state;
+        self.last_snapshot = stored.index;
+        self.chain = Sha256::digest(stored.data.as_slice()).into();
+        Ok(())
+    }
+
+    async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LogError> {
+        let Some(last) = entries.last().map(|e| (e.index, e.term)) else {
+            return Ok(());
+        };
+        for entry in entries {
+            self.apply_one(&entry);
+        }
+        self.answer_reads(last.0);
+        if last.0 >= self.last_snapshot + self.config.snapshot_every {
+            self.snapshot(last.0, last.1).await?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, entry: &Entry) {
+        let mut h = Sha256::new();
+        h.update(self.chain);
+        h.update(entry.index.to_le_bytes());
+        h.update(entry.term.to_le_bytes());
+        h.update(&entry.data);
+        self.chain = h.finalize().into();
+        let id = <[u8; 8]>::try_from(&entry.context[..])
+            .ok()
+            .map(u64::from_le_bytes);
+        let result = match entry.get_entry_type() {
+            EntryType::EntryNormal if entry.data.is_empty() => return, // a new leader's no-op
+            EntryType::EntryNormal => match meta::decode_command(&entry.data) {
+                Some(command) => self
+                    .shared
+                    .lock()
+                    .expect("shared")
+                    .state
+                    .apply(entry.index, &command),
+                None => {
+                    // Every replica skips it alike; it came from a newer or broken proposer.
+                    tracing::error!(index = entry.index, "undecodable command skipped");
+                    return;
+                }
+            },
+            EntryType::EntryConfChangeV2 | EntryType::EntryConfChange => {
+                let applied = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                    ConfChangeV2::parse_from_bytes(&entry.data)
+                        .ok()
+                        .map(|cc| self.raw.apply_conf_change(&cc))
+                } else {
+                    raft::eraftpb::ConfChange::parse_from_bytes(&entry.data)
+                        .ok()
+                        .map(|cc| self.raw.apply_conf_change(&cc))
+                };
+                match applied {
+                    Some(Ok(cs)) => self.raw.mut_store().mem.wl().set_conf_state(cs),
+                    Some(Err(error)) => tracing::warn!(%error, "conf change refused"),
+                    None => tracing::error!(index = entry.index, "undecodable conf change skipped"),
+                }
+                Applied::Done
+            }
+        };
+        if let Some(reply) = id.and_then(|id| self.waiters.remove(&id)) {
+            let _ = reply.send(Ok(result));
+        }
+    }
+
+    /// Saves a snapshot at the applied index and compacts the log behind it.
+    async fn snapshot(&mut self, index: u64, term: u64) -> Result<(), LogError> {
+        let data = meta::encode_state(&self.shared.lock().expect("shared").state);
+        let conf_state = self.raw.raft.prs().conf().to_conf_state();
+        let stored = StoredSnapshot {
+            index,
+            term,
+            conf_state,
+            data,
+        };
+        durable::save_snapshot(self.env.disk(), &self.config.dir, &stored).await?;
+        *self.raw.mut_store().snapshot.lock().expect("snapshot lock") = to_raft_snapshot(&stored);
+        self.raw
+            .mut_store()
+            .mem
+            .wl()
+            .compact(index)
+            .expect("compact below applied");
+        self.log.compact(index).await?;
+        self.last_snapshot = index;
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        let r = &self.raw.raft;
+        let conf = r.prs().conf().to_conf_state();
+        let status = RaftStatus {
+            id: self.config.id,
+            leader: r.leader_id,
+            term: r.term,
+            role: match r.state {
+                StateRole::Leader => Role::Leader,
+                StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+                StateRole::Follower => Role::Follower,
+            },
+            commit: r.raft_log.committed,
+            applied: r.raft_log.applied,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            applied_chain: self.chain,
+        };
+        self.shared.lock().expect("shared").status = status;
+    }
+}
