@@ -18,6 +18,111 @@ use crate::shard_store::ShardStore;
 
 /// Network tag of a proposal forwarded from a follower to the leader.
 pub const TAG_PROPOSE: u8 = 2;
+/// Network tag of a client's metadata request (frontends, tools, the simulator).
+pub const TAG_CLIENT: u8 = 3;
+
+/// How long a node spends on one client request before answering "unknown".
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A metadata request to any node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ClientRequest {
+    /// Apply a command (forwarded to the leader if this node is not it).
+    Propose(Command),
+    /// Membership change, on the leader.
+    ChangeMembers(Vec<MemberChangeWire>),
+    /// A linearizable read of one object's current version (ReadIndex, then local).
+    GetObject { bucket: String, key: String },
+    /// This node's view of the group.
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MemberChangeWire {
+    AddVoter(NodeId),
+    AddLearner(NodeId),
+    Remove(NodeId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ClientResponse {
+    Applied(Result<Applied, ProposeError>),
+    /// (version, etag) of the object, if it exists.
+    Object(Result<Option<(u64, String)>, ProposeError>),
+    Status(StatusWire),
+}
+
+/// [`raft_node::RaftStatus`] as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusWire {
+    pub id: NodeId,
+    pub leader: NodeId,
+    pub term: u64,
+    pub role: String,
+    pub commit: u64,
+    pub applied: u64,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+}
+
+pub fn encode_wire<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, config()).expect("wire types encode")
+}
+
+pub fn decode_wire<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .ok()
+        .map(|(v, _)| v)
+}
+
+async fn client_request<E: Env>(
+    env: &E,
+    raft: &RaftHandle,
+    request: ClientRequest,
+) -> ClientResponse {
+    match request {
+        ClientRequest::Propose(command) => ClientResponse::Applied(
+            propose_anywhere(env, raft, command, CLIENT_REQUEST_TIMEOUT).await,
+        ),
+        ClientRequest::ChangeMembers(changes) => {
+            let changes = changes
+                .into_iter()
+                .map(|c| match c {
+                    MemberChangeWire::AddVoter(n) => raft_node::MemberChange::AddVoter(n),
+                    MemberChangeWire::AddLearner(n) => raft_node::MemberChange::AddLearner(n),
+                    MemberChangeWire::Remove(n) => raft_node::MemberChange::Remove(n),
+                })
+                .collect();
+            let attempt = raft.change_members(changes);
+            let result = crate::env::timeout(env.clock(), CLIENT_REQUEST_TIMEOUT, attempt).await;
+            ClientResponse::Applied(result.unwrap_or(Err(ProposeError::Timeout)))
+        }
+        ClientRequest::GetObject { bucket, key } => {
+            let read = async {
+                raft.read_index().await?;
+                Ok(raft.read(|s| {
+                    s.object(&bucket, &key)
+                        .map(|o| (o.version, o.meta.etag.clone()))
+                }))
+            };
+            let result = crate::env::timeout(env.clock(), CLIENT_REQUEST_TIMEOUT, read).await;
+            ClientResponse::Object(result.unwrap_or(Err(ProposeError::Timeout)))
+        }
+        ClientRequest::Status => {
+            let s = raft.status();
+            ClientResponse::Status(StatusWire {
+                id: s.id,
+                leader: s.leader,
+                term: s.term,
+                role: format!("{:?}", s.role),
+                commit: s.commit,
+                applied: s.applied,
+                voters: s.voters,
+                learners: s.learners,
+            })
+        }
+    }
+}
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ shard_rpc::MESSAGE_BYTES_MAX }>()
@@ -67,6 +172,10 @@ async fn dispatch<E: Env>(
             };
             Bytes::from(bincode::serde::encode_to_vec(&result, config()).expect("results encode"))
         }
+        (TAG_CLIENT, Some(raft)) => match decode_wire::<ClientRequest>(payload) {
+            Some(request) => Bytes::from(encode_wire(&client_request(env, raft, request).await)),
+            None => Bytes::new(),
+        },
         // Unknown tags, or Raft traffic to a node without Raft: no answer is an answer.
         _ => Bytes::new(),
     }

@@ -20,7 +20,14 @@ enum Pending {
 }
 
 /// Runs the schedule until `until`, then heals everything: network, disks, nodes.
-pub async fn run(cluster: &mut Cluster, params: &Params, history: &SharedHistory, until: Duration) {
+/// `observe` is called each tick with the cluster, for checkers that sample the nodes.
+pub async fn run(
+    cluster: &mut Cluster,
+    params: &Params,
+    history: &SharedHistory,
+    until: Duration,
+    observe: &mut dyn FnMut(&Cluster),
+) {
     let world = cluster.world().clone();
     world.set_loss_rate(params.loss_rate);
     for node in 1..=params.nodes {
@@ -34,6 +41,7 @@ pub async fn run(cluster: &mut Cluster, params: &Params, history: &SharedHistory
     };
     while SimClock.now() < until {
         SimClock.sleep(TICK).await;
+        observe(cluster);
         let now = SimClock.now();
         while let Some(entry) = pending.first_entry() {
             if entry.key().0 > now {

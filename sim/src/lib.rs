@@ -9,6 +9,10 @@
 
 pub mod checker;
 pub mod faults;
+pub mod linearizability;
+pub mod meta_checker;
+pub mod meta_run;
+pub mod meta_workload;
 pub mod model;
 pub mod scenario;
 pub mod workload;
@@ -27,8 +31,8 @@ use crate::workload::Client;
 /// Where nodes keep their shards.
 pub const SHARD_DIR: &str = "shards";
 /// Client node ids start here, far from the cluster's.
-const CLIENT_ID_BASE: NodeId = 1000;
-const UNLIMITED_DISK_BYTES: u64 = u64::MAX / 4;
+pub(crate) const CLIENT_ID_BASE: NodeId = 1000;
+pub(crate) const UNLIMITED_DISK_BYTES: u64 = u64::MAX / 4;
 /// Simulated time allowed after the safety phase for nodes to come back.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -47,10 +51,8 @@ pub struct Outcome {
     pub stats: FaultStats,
     /// What the final power loss did to unsynced state.
     pub power_loss: FaultStats,
-    pub objects: u64,
-    pub acked_shards: u64,
-    pub shard_reads: u64,
-    pub object_reads: u64,
+    /// What the workload did, in a few counts.
+    pub summary: String,
     pub simulated: Duration,
 }
 
@@ -60,14 +62,10 @@ impl Outcome {
     }
     pub fn verdict_line(&self) -> String {
         format!(
-            "{} objects={} acked_shards={} shard_reads={} object_reads={} simulated={:.1}s | \
-             faults: {} | final power loss: unsynced_writes(dropped={} applied={} torn={}) \
-             dir_ops_lost={}",
+            "{} {} simulated={:.1}s | faults: {} | final power loss: \
+             unsynced_writes(dropped={} applied={} torn={}) dir_ops_lost={}",
             if self.passed() { "PASS" } else { "FAIL" },
-            self.objects,
-            self.acked_shards,
-            self.shard_reads,
-            self.object_reads,
+            self.summary,
             self.simulated.as_secs_f64(),
             self.stats,
             self.power_loss.unsynced_writes_dropped,
@@ -109,16 +107,20 @@ pub fn run_isolated(params: Params) -> Outcome {
             violations: vec![format!("panic: {message}")],
             stats: FaultStats::default(),
             power_loss: FaultStats::default(),
-            objects: 0,
-            acked_shards: 0,
-            shard_reads: 0,
-            object_reads: 0,
+            summary: String::new(),
             simulated: Duration::ZERO,
         }
     })
 }
 
 async fn simulate(params: Params) -> Outcome {
+    match params.workload {
+        scenario::Workload::Shards => simulate_shards(params).await,
+        scenario::Workload::Metadata => meta_run::simulate(params).await,
+    }
+}
+
+async fn simulate_shards(params: Params) -> Outcome {
     let world = World::new(params.seed, NetConfig::default());
     let capacity = match params.disk_capacity_bytes {
         0 => UNLIMITED_DISK_BYTES,
@@ -148,7 +150,7 @@ async fn simulate(params: Params) -> Outcome {
             madsim::task::spawn(client.run(until))
         })
         .collect();
-    faults::run(&mut cluster, &params, &history, until).await;
+    faults::run(&mut cluster, &params, &history, until, &mut |_| {}).await;
     for c in clients {
         c.await.expect("client task");
     }
@@ -212,21 +214,25 @@ async fn simulate(params: Params) -> Outcome {
 
     let (trace_hash, trace_events) = world.trace_hash();
     let h = history.lock().expect("history");
+    let acked = h
+        .objects
+        .iter()
+        .flat_map(|o| &o.shards)
+        .filter(|s| s.acked)
+        .count();
+    let summary = format!(
+        "objects={} acked_shards={acked} shard_reads={} object_reads={}",
+        h.objects.len(),
+        h.shard_reads.len(),
+        h.object_reads.len()
+    );
     Outcome {
         trace_hash,
         trace_events,
         violations,
         stats: safety_stats,
         power_loss,
-        objects: h.objects.len() as u64,
-        acked_shards: h
-            .objects
-            .iter()
-            .flat_map(|o| &o.shards)
-            .filter(|s| s.acked)
-            .count() as u64,
-        shard_reads: h.shard_reads.len() as u64,
-        object_reads: h.object_reads.len() as u64,
+        summary,
         simulated: SimClock.now(),
         params,
     }

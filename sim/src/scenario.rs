@@ -72,12 +72,25 @@ pub struct FaultSpec {
     pub disk_capacity_bytes: Range,
 }
 
+/// What the clients of a run do.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Store erasure-coded objects as shards on the nodes and read them back.
+    #[default]
+    Shards,
+    /// Raft-replicated metadata: bucket and object commands, linearizable reads.
+    Metadata,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     #[serde(skip)]
     pub name: String,
     pub description: String,
+    #[serde(default)]
+    pub workload: Workload,
     /// Cluster size range.
     pub nodes: [u64; 2],
     /// Parity shards per object (data shards fill the rest of at most `nodes`).
@@ -97,6 +110,7 @@ pub struct Scenario {
 #[derive(Debug, Clone)]
 pub struct Params {
     pub scenario: String,
+    pub workload: Workload,
     pub seed: u64,
     pub nodes: u64,
     pub k: u32,
@@ -205,6 +219,7 @@ impl Scenario {
         let k = (nodes as u32 - m).clamp(1, 8);
         Params {
             scenario: self.name.clone(),
+            workload: self.workload,
             seed,
             nodes,
             k,

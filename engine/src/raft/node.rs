@@ -95,9 +95,12 @@ pub struct RaftStatus {
     pub applied: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
-    /// sha256 chain over every applied entry (index, term, data): two nodes at the same
-    /// applied index have the same chain exactly when their applied logs agree.
-    pub applied_chain: [u8; 32],
+    /// A digest of the applied log: at every index divisible by [`CHAIN_EPOCH`] it
+    /// restarts from the sha256 of the state machine, and every later entry (index,
+    /// term, data) is chained into it. Two nodes at the same applied index have the same
+    /// digest exactly when they applied the same entries since the last epoch. `None`
+    /// until a node restored from a snapshot reaches its next epoch.
+    pub applied_chain: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -116,10 +119,16 @@ pub enum MemberChange {
 
 enum Op {
     Propose(Command, oneshot::Sender<Result<Applied, ProposeError>>),
-    ConfChange(MemberChange, oneshot::Sender<Result<Applied, ProposeError>>),
+    ConfChange(
+        Vec<MemberChange>,
+        oneshot::Sender<Result<Applied, ProposeError>>,
+    ),
     ReadIndex(oneshot::Sender<Result<u64, ProposeError>>),
     Step(Message),
-    SnapshotSent { to: NodeId, ok: bool },
+    SnapshotSent {
+        to: NodeId,
+        ok: bool,
+    },
 }
 
 struct Shared {
@@ -152,9 +161,13 @@ impl RaftHandle {
         self.ask(|r| Op::Propose(command, r)).await
     }
 
-    /// Adds or removes a member (joint consensus, ConfChangeV2).
-    pub async fn change_member(&self, change: MemberChange) -> Result<Applied, ProposeError> {
-        self.ask(|r| Op::ConfChange(change, r)).await
+    /// Adds or removes members in one ConfChangeV2. More than one change goes through a
+    /// joint configuration, which raft-rs leaves automatically once it is committed.
+    pub async fn change_members(
+        &self,
+        changes: Vec<MemberChange>,
+    ) -> Result<Applied, ProposeError> {
+        self.ask(|r| Op::ConfChange(changes, r)).await
     }
 
     /// Waits until this replica has applied everything committed when the call began
@@ -183,6 +196,9 @@ impl RaftHandle {
     }
 }
 
+/// Entries between two restarts of the applied-log digest from the state.
+pub const CHAIN_EPOCH: u64 = 1024;
+
 /// Network tag of a Raft message (see `crate::node`).
 pub const TAG_RAFT: u8 = 1;
 
@@ -200,7 +216,7 @@ struct Driver<E: Env> {
     pending_reads: Vec<(u64, u64)>,
     last_snapshot: u64,
     observed: (u64, StateRole, u64),
-    chain: [u8; 32],
+    chain: Option<[u8; 32]>,
 }
 
 /// raft-rs's MemStorage for the log tail, plus the latest full snapshot for followers.
@@ -298,9 +314,13 @@ pub async fn start<E: Env>(
             })?;
             applied = s.index;
             let snap = to_raft_snapshot(s);
-            mem.wl()
-                .apply_snapshot(snap.clone())
-                .expect("fresh storage takes a snapshot");
+            if s.index == 0 {
+                // The bootstrap snapshot: nothing to install but the first configuration.
+                mem.initialize_with_conf_state(s.conf_state.clone());
+            } else {
+                let installed = mem.wl().apply_snapshot(snap.clone());
+                installed.expect("fresh storage takes a snapshot");
+            }
             snap
         }
         None => Snapshot::default(),
@@ -365,7 +385,9 @@ pub async fn start<E: Env>(
         pending_reads: Vec::new(),
         last_snapshot: applied,
         observed: (u64::MAX, StateRole::Follower, u64::MAX),
-        chain: [0; 32],
+        // A fresh group starts at the epoch boundary 0; a restored node does not know.
+        chain: (applied == 0)
+            .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into()),
     };
     driver.fix_election_timeout();
     driver.publish();
@@ -450,23 +472,24 @@ impl<E: Env> Driver<E> {
                     }
                 }
             }
-            Op::ConfChange(change, reply) => {
+            Op::ConfChange(changes, reply) => {
                 if self.raw.raft.state != StateRole::Leader {
                     let _ = reply.send(Err(self.not_leader()));
                     return;
                 }
-                let mut single = raft::eraftpb::ConfChangeSingle::default();
-                let (kind, node) = match change {
-                    MemberChange::AddVoter(n) => (raft::eraftpb::ConfChangeType::AddNode, n),
-                    MemberChange::AddLearner(n) => {
-                        (raft::eraftpb::ConfChangeType::AddLearnerNode, n)
-                    }
-                    MemberChange::Remove(n) => (raft::eraftpb::ConfChangeType::RemoveNode, n),
-                };
-                single.set_change_type(kind);
-                single.node_id = node;
                 let mut cc = ConfChangeV2::default();
-                cc.mut_changes().push(single);
+                for change in changes {
+                    use raft::eraftpb::ConfChangeType as T;
+                    let (kind, node) = match change {
+                        MemberChange::AddVoter(n) => (T::AddNode, n),
+                        MemberChange::AddLearner(n) => (T::AddLearnerNode, n),
+                        MemberChange::Remove(n) => (T::RemoveNode, n),
+                    };
+                    let mut single = raft::eraftpb::ConfChangeSingle::default();
+                    single.set_change_type(kind);
+                    single.node_id = node;
+                    cc.mut_changes().push(single);
+                }
                 let id = self.env.rng().next_u64();
                 match self.raw.propose_conf_change(id.to_le_bytes().to_vec(), cc) {
                     Ok(()) => {
@@ -547,6 +570,8 @@ impl<E: Env> Driver<E> {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries()).await?;
         self.raw.advance_apply();
+        // Reads whose index is already applied are answered now, not at the next apply.
+        self.answer_reads(self.raw.raft.raft_log.applied);
         self.fix_election_timeout();
         self.publish();
         Ok(())
@@ -598,7 +623,7 @@ impl<E: Env> Driver<E> {
         *self.raw.mut_store().snapshot.lock().expect("snapshot lock") = snap;
         self.shared.lock().expect("shared").state = state;
         self.last_snapshot = stored.index;
-        self.chain = Sha256::digest(stored.data.as_slice()).into();
+        self.chain = None;
         Ok(())
     }
 
@@ -608,6 +633,7 @@ impl<E: Env> Driver<E> {
         };
         for entry in entries {
             self.apply_one(&entry);
+            self.advance_chain(&entry);
         }
         self.answer_reads(last.0);
         if last.0 >= self.last_snapshot + self.config.snapshot_every {
@@ -616,13 +642,21 @@ impl<E: Env> Driver<E> {
         Ok(())
     }
 
+    fn advance_chain(&mut self, entry: &Entry) {
+        if entry.index.is_multiple_of(CHAIN_EPOCH) {
+            let state = meta::encode_state(&self.shared.lock().expect("shared").state);
+            self.chain = Some(Sha256::digest(state).into());
+        } else if let Some(chain) = self.chain {
+            let mut h = Sha256::new();
+            h.update(chain);
+            h.update(entry.index.to_le_bytes());
+            h.update(entry.term.to_le_bytes());
+            h.update(&entry.data);
+            self.chain = Some(h.finalize().into());
+        }
+    }
+
     fn apply_one(&mut self, entry: &Entry) {
-        let mut h = Sha256::new();
-        h.update(self.chain);
-        h.update(entry.index.to_le_bytes());
-        h.update(entry.term.to_le_bytes());
-        h.update(&entry.data);
-        self.chain = h.finalize().into();
         let id = <[u8; 8]>::try_from(&entry.context[..])
             .ok()
             .map(u64::from_le_bytes);

@@ -1,0 +1,141 @@
+//! The phases of a metadata run: bootstrap a Raft group, make the bucket, run clients
+//! under the fault schedule while observing the nodes, then heal and converge, power
+//! off everything and converge again, reading every key back after each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::env::{Clock, NodeId};
+use engine::meta::{Command, CommandV1};
+use engine::node::{ClientRequest, ClientResponse};
+use engine::raft::node::RaftConfig;
+use runtime_sim::{Cluster, NetConfig, SimClock, World};
+
+use crate::linearizability::KeyOp;
+use crate::meta_workload::{self, BUCKET, Handles, KEYS, MetaClient, SharedMeta};
+use crate::model::SharedHistory;
+use crate::scenario::Params;
+use crate::{CLIENT_ID_BASE, Outcome, SHARD_DIR, UNLIMITED_DISK_BYTES, faults, meta_checker};
+
+/// Time allowed for the group to converge after faults stop.
+const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
+
+fn start_cluster(world: &World, params: &Params, nodes: &[NodeId], handles: &Handles) -> Cluster {
+    let capacity = match params.disk_capacity_bytes {
+        0 => UNLIMITED_DISK_BYTES,
+        c => c,
+    };
+    let mut cluster = Cluster::new(world.clone());
+    for &node in nodes {
+        world.add_disk(node, capacity);
+        world.disk(node).set_lying_sync(params.lying_sync);
+        let (handles, voters) = (handles.clone(), nodes.to_vec());
+        cluster.add_node(node, move |env| {
+            let handles = handles.clone();
+            let config = RaftConfig::new(node, voters.clone());
+            engine::node::run(env, SHARD_DIR, config, move |h| {
+                handles.lock().expect("handles").insert(node, h);
+            })
+        });
+    }
+    cluster
+}
+
+/// Creates the workload's bucket, retrying until some leader takes it.
+async fn create_bucket(setup: &MetaClient, nodes: u64) -> bool {
+    let create = ClientRequest::Propose(Command::V1(CommandV1::CreateBucket {
+        name: BUCKET.into(),
+        owner: "sim".into(),
+        created_ms: 0,
+    }));
+    for attempt in 0..100u64 {
+        let node = 1 + attempt % nodes;
+        if let Some(ClientResponse::Applied(Ok(_))) =
+            meta_workload::request(&setup.env, node, &create).await
+        {
+            return true;
+        }
+        SimClock.sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+pub async fn simulate(params: Params) -> Outcome {
+    let world = World::new(params.seed, NetConfig::default());
+    let nodes: Vec<NodeId> = (1..=params.nodes).collect();
+    let handles: Handles = Arc::default();
+    let mut cluster = start_cluster(&world, &params, &nodes, &handles);
+    world.trace(format_args!("params {params}"));
+    let history: SharedMeta = Arc::default();
+    let client = |id: u64| MetaClient {
+        env: world.node_env(CLIENT_ID_BASE + id),
+        id,
+        nodes: params.nodes,
+        history: history.clone(),
+    };
+    let mut violations = Vec::new();
+    let setup = client(u64::from(params.clients));
+    if !create_bucket(&setup, params.nodes).await {
+        violations
+            .push("no leader accepted the first command within 20 s of a fault-free start".into());
+    }
+
+    let until = SimClock.now() + Duration::from_secs_f64(params.duration_s);
+    let tasks: Vec<_> = (0..u64::from(params.clients))
+        .map(|c| madsim::task::spawn(client(c).work(until)))
+        .collect();
+    let unused = SharedHistory::default();
+    let mut observe = |c: &Cluster| meta_workload::observe(c, &handles, &history);
+    faults::run(&mut cluster, &params, &unused, until, &mut observe).await;
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    let safety_stats = world.stats();
+
+    for phase in ["heal", "power loss"] {
+        if phase == "power loss" {
+            for &n in &nodes {
+                cluster.crash(n);
+            }
+            for &n in &nodes {
+                cluster.restart(n);
+            }
+        }
+        if !meta_workload::converge(&cluster, &handles, &history, &nodes, CONVERGE_LIMIT).await {
+            violations.push(format!(
+                "the group did not converge within {CONVERGE_LIMIT:?} after {phase}"
+            ));
+        }
+        for key in 0..KEYS {
+            let node = 1 + world.random_below(params.nodes);
+            setup.run(node, format!("k{key}"), KeyOp::Get).await;
+        }
+    }
+    let power_loss = world.stats().minus(&safety_stats);
+    let h = history.lock().expect("history");
+    let (found, notes) = meta_checker::check(&h);
+    violations.extend(found);
+    let (trace_hash, trace_events) = world.trace_hash();
+    let summary = format!(
+        "ops={} unknown={} max_term={} max_applied={}{}",
+        h.ops.len(),
+        h.ops.iter().filter(|o| o.ret.is_none()).count(),
+        h.leader_claims.keys().next_back().copied().unwrap_or(0),
+        h.chains.keys().next_back().copied().unwrap_or(0),
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" notes={notes:?}")
+        }
+    );
+    Outcome {
+        trace_hash,
+        trace_events,
+        violations,
+        stats: safety_stats,
+        power_loss,
+        summary,
+        simulated: SimClock.now(),
+        params,
+    }
+}
