@@ -52,8 +52,14 @@ pub async fn run(
                 Pending::HealNetwork => world.heal_network(),
             }
         }
+        let victims = log_rot_victims(history);
         if world.chance(params.crash_per_s * dt) {
-            let down = params.nodes - cluster.nodes().filter(|&n| cluster.is_up(n)).count() as u64;
+            // A node with a damaged log counts as down for the rest of the run.
+            let down = params.nodes
+                - cluster
+                    .nodes()
+                    .filter(|&n| cluster.is_up(n) && !victims.contains(&n))
+                    .count() as u64;
             if down < params.max_down {
                 let node = crash_target(cluster, &world).await;
                 cluster.crash(node);
@@ -103,6 +109,15 @@ pub async fn run(
         }
         if world.chance(params.rot_per_s * dt) {
             rot_one(&world, params, history);
+        }
+        if victims.is_empty() && world.chance(params.log_rot_per_s * dt) {
+            let down = params.nodes - cluster.nodes().filter(|&n| cluster.is_up(n)).count() as u64;
+            if down < params.max_down
+                && let Some(node) = rot_log(cluster, &world, params, history)
+            {
+                cluster.crash(node);
+                cluster.restart(node);
+            }
         }
     }
     heal(cluster, params);
@@ -163,6 +178,51 @@ fn rot_one(world: &runtime_sim::World, params: &Params, history: &SharedHistory)
             .rotted
             .insert((node, path.clone()));
     }
+}
+
+/// Where Raft keeps its log segments on a node's disk.
+const RAFT_LOG_DIR: &str = "raft/log/";
+
+/// Nodes whose Raft log the schedule damaged.
+pub fn log_rot_victims(history: &SharedHistory) -> std::collections::BTreeSet<NodeId> {
+    let h = history.lock().expect("history");
+    h.rotted
+        .iter()
+        .filter(|(_, p)| p.starts_with(RAFT_LOG_DIR))
+        .map(|(n, _)| *n)
+        .collect()
+}
+
+/// Flips one bit in one Raft log segment of one node that is up; returns the node.
+fn rot_log(
+    cluster: &Cluster,
+    world: &runtime_sim::World,
+    params: &Params,
+    history: &SharedHistory,
+) -> Option<NodeId> {
+    let node = 1 + world.random_below(params.nodes);
+    if !cluster.is_up(node) {
+        return None;
+    }
+    let disk = world.disk(node);
+    let segments: Vec<String> = disk
+        .live_names()
+        .into_iter()
+        .filter(|n| n.starts_with(RAFT_LOG_DIR) && n.ends_with(".seg"))
+        .collect();
+    if segments.is_empty() {
+        return None;
+    }
+    let path = &segments[world.random_below(segments.len() as u64) as usize];
+    if !disk.flip_bit(path, world.random_below(u64::MAX)) {
+        return None;
+    }
+    history
+        .lock()
+        .expect("history")
+        .rotted
+        .insert((node, path.clone()));
+    Some(node)
 }
 
 /// The end of the safety phase: every fault stops and every node comes back.

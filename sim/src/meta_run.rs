@@ -32,6 +32,8 @@ fn start_cluster(world: &World, params: &Params, nodes: &[NodeId], handles: &Han
         let (handles, voters) = (handles.clone(), nodes.to_vec());
         cluster.add_node(node, move |env| {
             let handles = handles.clone();
+            // Until this incarnation's Raft state loads, the node has no handle.
+            handles.lock().expect("handles").remove(&node);
             let config = RaftConfig::new(node, voters.clone());
             engine::node::run(env, SHARD_DIR, config, move |h| {
                 handles.lock().expect("handles").insert(node, h);
@@ -84,9 +86,10 @@ pub async fn simulate(params: Params) -> Outcome {
     let tasks: Vec<_> = (0..u64::from(params.clients))
         .map(|c| madsim::task::spawn(client(c).work(until)))
         .collect();
-    let unused = SharedHistory::default();
+    let fault_log = SharedHistory::default();
     let mut observe = |c: &Cluster| meta_workload::observe(c, &handles, &history);
-    faults::run(&mut cluster, &params, &unused, until, &mut observe).await;
+    faults::run(&mut cluster, &params, &fault_log, until, &mut observe).await;
+    let victims = faults::log_rot_victims(&fault_log);
     for t in tasks {
         t.await.expect("client task");
     }
@@ -101,13 +104,34 @@ pub async fn simulate(params: Params) -> Outcome {
                 cluster.restart(n);
             }
         }
-        if !meta_workload::converge(&cluster, &handles, &history, &nodes, CONVERGE_LIMIT).await {
+        // A node whose log was damaged may refuse to start; every other node must serve.
+        SimClock.sleep(Duration::from_secs(1)).await;
+        let serving: Vec<NodeId> = {
+            let h = handles.lock().expect("handles");
+            nodes
+                .iter()
+                .copied()
+                .filter(|n| h.contains_key(n))
+                .collect()
+        };
+        for &n in nodes.iter().filter(|n| !serving.contains(n)) {
+            if !victims.contains(&n) {
+                violations.push(format!(
+                    "node {n} refused to start after {phase} without damage to its log"
+                ));
+            }
+        }
+        if serving.is_empty()
+            || !meta_workload::converge(&cluster, &handles, &history, &serving, CONVERGE_LIMIT)
+                .await
+        {
             violations.push(format!(
                 "the group did not converge within {CONVERGE_LIMIT:?} after {phase}"
             ));
+            continue;
         }
         for key in 0..KEYS {
-            let node = 1 + world.random_below(params.nodes);
+            let node = serving[world.random_below(serving.len() as u64) as usize];
             setup.run(node, format!("k{key}"), KeyOp::Get).await;
         }
     }
@@ -117,7 +141,7 @@ pub async fn simulate(params: Params) -> Outcome {
     violations.extend(found);
     let (trace_hash, trace_events) = world.trace_hash();
     let summary = format!(
-        "ops={} unknown={} max_term={} max_applied={}{}",
+        "ops={} unknown={} max_term={} max_applied={} log_rot_victims={victims:?}{}",
         h.ops.len(),
         h.ops.iter().filter(|o| o.ret.is_none()).count(),
         h.leader_claims.keys().next_back().copied().unwrap_or(0),

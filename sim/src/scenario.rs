@@ -64,6 +64,10 @@ pub struct FaultSpec {
     /// Rot events (bit flip or zeroed sector in a sealed shard) per second.
     #[serde(default)]
     pub rot_per_s: Range,
+    /// Rot events in Raft log segments per second (at most one victim per run; it
+    /// restarts at once, so that it must read its damaged log).
+    #[serde(default)]
+    pub log_rot_per_s: Range,
     /// Probability that one disk read or write fails with EIO.
     #[serde(default)]
     pub eio_rate: Range,
@@ -128,6 +132,7 @@ pub struct Params {
     pub clog_s: f64,
     pub loss_rate: f64,
     pub rot_per_s: f64,
+    pub log_rot_per_s: f64,
     pub eio_rate: f64,
     pub disk_capacity_bytes: u64,
     /// Disks acknowledge fsync without persisting. Not a scenario knob: no store can be
@@ -153,6 +158,7 @@ impl Params {
             self.clog_per_s,
             self.loss_rate,
             self.rot_per_s,
+            self.log_rot_per_s,
             self.eio_rate,
         ];
         rates.iter().all(|&r| r == 0.0) && self.disk_capacity_bytes == 0
@@ -165,7 +171,7 @@ impl std::fmt::Display for Params {
             f,
             "scenario={} seed={} nodes={} profile={}+{} clients={} duration={}s \
              crash/s={:.3} power_loss/s={:.3} down={:.2}s partition/s={:.3} partition={:.2}s clog/s={:.3} \
-             loss={:.4} rot/s={:.3} eio={:.5} capacity={}",
+             loss={:.4} rot/s={:.3} log_rot/s={:.3} eio={:.5} capacity={}",
             self.scenario,
             self.seed,
             self.nodes,
@@ -181,6 +187,7 @@ impl std::fmt::Display for Params {
             self.clog_per_s,
             self.loss_rate,
             self.rot_per_s,
+            self.log_rot_per_s,
             self.eio_rate,
             if self.disk_capacity_bytes == 0 {
                 "unlimited".to_string()
@@ -237,6 +244,7 @@ impl Scenario {
             clog_s: f.clog_s.draw(&mut rng),
             loss_rate: on(&f.loss_rate, &mut rng),
             rot_per_s: on(&f.rot_per_s, &mut rng),
+            log_rot_per_s: on(&f.log_rot_per_s, &mut rng),
             eio_rate: on(&f.eio_rate, &mut rng),
             disk_capacity_bytes: on(&f.disk_capacity_bytes, &mut rng) as u64,
             lying_sync: false,

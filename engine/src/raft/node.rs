@@ -338,10 +338,21 @@ pub async fn start<E: Env>(
         });
     }
     mem.wl().append(&tail).expect("contiguous tail");
-    hs.commit = hs
-        .commit
-        .max(applied)
-        .min(mem.last_index().expect("last index").max(applied));
+    let last = mem.last_index().expect("last index").max(applied);
+    if hs.commit > last {
+        // Entries this node knew to be committed are gone (a damaged log truncated as a
+        // torn tail): serving would let it vote and ack as if it still had them.
+        let reason = format!(
+            "log ends at {last}, below the recorded commit index {}",
+            hs.commit
+        );
+        return Err(LogError::Corrupt {
+            file: format!("{dir}/log"),
+            offset: 0,
+            reason,
+        });
+    }
+    hs.commit = hs.commit.max(applied);
     mem.wl().set_hardstate(hs);
     let raft_config = raft::Config {
         id: config.id,
