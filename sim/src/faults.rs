@@ -30,7 +30,7 @@ pub async fn run(
 ) {
     let world = cluster.world().clone();
     world.set_loss_rate(params.loss_rate);
-    for node in 1..=params.nodes {
+    for node in cluster.nodes() {
         world.disk(node).set_eio_rate(params.eio_rate);
     }
     let mut pending: BTreeMap<(Duration, u64), Pending> = BTreeMap::new();
@@ -55,7 +55,7 @@ pub async fn run(
         let victims = log_rot_victims(history);
         if world.chance(params.crash_per_s * dt) {
             // A node with a damaged log counts as down for the rest of the run.
-            let down = params.nodes
+            let down = cluster.nodes().count() as u64
                 - cluster
                     .nodes()
                     .filter(|&n| cluster.is_up(n) && !victims.contains(&n))
@@ -111,7 +111,8 @@ pub async fn run(
             rot_one(&world, params, history);
         }
         if victims.is_empty() && world.chance(params.log_rot_per_s * dt) {
-            let down = params.nodes - cluster.nodes().filter(|&n| cluster.is_up(n)).count() as u64;
+            let down = cluster.nodes().count() as u64
+                - cluster.nodes().filter(|&n| cluster.is_up(n)).count() as u64;
             if down < params.max_down
                 && let Some(node) = rot_log(cluster, &world, params, history)
             {
@@ -120,7 +121,7 @@ pub async fn run(
             }
         }
     }
-    heal(cluster, params);
+    heal(cluster);
 }
 
 /// Aims a crash at the worst moment: three times in four, waits (up to one tick,
@@ -226,11 +227,12 @@ fn rot_log(
 }
 
 /// The end of the safety phase: every fault stops and every node comes back.
-pub fn heal(cluster: &mut Cluster, params: &Params) {
+pub fn heal(cluster: &mut Cluster) {
     let world = cluster.world().clone();
     world.heal_network();
     world.set_loss_rate(0.0);
-    for node in 1..=params.nodes {
+    let nodes: Vec<NodeId> = cluster.nodes().collect();
+    for node in nodes {
         world.disk(node).set_eio_rate(0.0);
         if !cluster.is_up(node) {
             cluster.restart(node);

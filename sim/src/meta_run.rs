@@ -20,21 +20,40 @@ use crate::{CLIENT_ID_BASE, Outcome, SHARD_DIR, UNLIMITED_DISK_BYTES, faults, me
 /// Time allowed for the group to converge after faults stop.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 
-fn start_cluster(world: &World, params: &Params, nodes: &[NodeId], handles: &Handles) -> Cluster {
+/// When the membership change starts, seconds into the workload.
+const MEMBERSHIP_AT_S: f64 = 10.0;
+
+/// Snapshot (and compact) often, so that catching up by snapshot happens in most runs.
+const SNAPSHOT_EVERY: u64 = 200;
+
+/// Starts `voters` as a new group and `spares` as nodes that join later.
+fn start_cluster(
+    world: &World,
+    params: &Params,
+    voters: &[NodeId],
+    spares: &[NodeId],
+    handles: &Handles,
+) -> Cluster {
     let capacity = match params.disk_capacity_bytes {
         0 => UNLIMITED_DISK_BYTES,
         c => c,
     };
     let mut cluster = Cluster::new(world.clone());
-    for &node in nodes {
+    for &node in voters.iter().chain(spares) {
         world.add_disk(node, capacity);
         world.disk(node).set_lying_sync(params.lying_sync);
-        let (handles, voters) = (handles.clone(), nodes.to_vec());
+        let bootstrap = if voters.contains(&node) {
+            voters.to_vec()
+        } else {
+            Vec::new()
+        };
+        let handles = handles.clone();
         cluster.add_node(node, move |env| {
             let handles = handles.clone();
             // Until this incarnation's Raft state loads, the node has no handle.
             handles.lock().expect("handles").remove(&node);
-            let config = RaftConfig::new(node, voters.clone());
+            let mut config = RaftConfig::new(node, bootstrap.clone());
+            config.snapshot_every = SNAPSHOT_EVERY;
             engine::node::run(env, SHARD_DIR, config, move |h| {
                 handles.lock().expect("handles").insert(node, h);
             })
@@ -62,17 +81,55 @@ async fn create_bucket(setup: &MetaClient, nodes: u64) -> bool {
     false
 }
 
+/// Moves membership under load: the spare joins as a learner, then one change makes it
+/// a voter and removes node 1 (a joint configuration). Returns the expected voters.
+async fn change_membership(
+    setup: &MetaClient,
+    voters: &[NodeId],
+    spare: NodeId,
+) -> Result<Vec<NodeId>, String> {
+    use engine::node::MemberChangeWire as C;
+    let steps = [
+        vec![C::AddLearner(spare)],
+        vec![C::AddVoter(spare), C::Remove(voters[0])],
+    ];
+    for changes in steps {
+        let mut done = false;
+        for attempt in 0..200u64 {
+            let node = voters[(attempt as usize) % voters.len()];
+            let req = ClientRequest::ChangeMembers(changes.clone());
+            if let Some(ClientResponse::Applied(Ok(_))) =
+                meta_workload::request(&setup.env, node, &req).await
+            {
+                done = true;
+                break;
+            }
+            SimClock.sleep(Duration::from_millis(100)).await;
+        }
+        if !done {
+            return Err(format!("membership change {changes:?} never took"));
+        }
+        SimClock.sleep(Duration::from_secs(2)).await;
+    }
+    Ok(voters[1..].iter().copied().chain([spare]).collect())
+}
+
 pub async fn simulate(params: Params) -> Outcome {
     let world = World::new(params.seed, NetConfig::default());
     let nodes: Vec<NodeId> = (1..=params.nodes).collect();
+    let spares: Vec<NodeId> = if params.membership {
+        vec![params.nodes + 1]
+    } else {
+        Vec::new()
+    };
     let handles: Handles = Arc::default();
-    let mut cluster = start_cluster(&world, &params, &nodes, &handles);
+    let mut cluster = start_cluster(&world, &params, &nodes, &spares, &handles);
     world.trace(format_args!("params {params}"));
     let history: SharedMeta = Arc::default();
     let client = |id: u64| MetaClient {
         env: world.node_env(CLIENT_ID_BASE + id),
         id,
-        nodes: params.nodes,
+        nodes: params.nodes + spares.len() as u64,
         history: history.clone(),
     };
     let mut violations = Vec::new();
@@ -86,10 +143,30 @@ pub async fn simulate(params: Params) -> Outcome {
     let tasks: Vec<_> = (0..u64::from(params.clients))
         .map(|c| madsim::task::spawn(client(c).work(until)))
         .collect();
+    let membership = spares.first().map(|&spare| {
+        let (setup, voters) = (client(u64::from(params.clients) + 1), nodes.clone());
+        madsim::task::spawn(async move {
+            SimClock
+                .sleep(Duration::from_secs_f64(MEMBERSHIP_AT_S))
+                .await;
+            change_membership(&setup, &voters, spare).await
+        })
+    });
     let fault_log = SharedHistory::default();
     let mut observe = |c: &Cluster| meta_workload::observe(c, &handles, &history);
     faults::run(&mut cluster, &params, &fault_log, until, &mut observe).await;
     let victims = faults::log_rot_victims(&fault_log);
+    // The group after the membership change, if there was one.
+    let members: Vec<NodeId> = match membership {
+        Some(task) => match task.await.expect("membership task") {
+            Ok(voters) => voters,
+            Err(e) => {
+                violations.push(e);
+                nodes.clone()
+            }
+        },
+        None => nodes.clone(),
+    };
     for t in tasks {
         t.await.expect("client task");
     }
@@ -97,10 +174,10 @@ pub async fn simulate(params: Params) -> Outcome {
 
     for phase in ["heal", "power loss"] {
         if phase == "power loss" {
-            for &n in &nodes {
+            for &n in nodes.iter().chain(&spares) {
                 cluster.crash(n);
             }
-            for &n in &nodes {
+            for &n in nodes.iter().chain(&spares) {
                 cluster.restart(n);
             }
         }
@@ -108,13 +185,13 @@ pub async fn simulate(params: Params) -> Outcome {
         SimClock.sleep(Duration::from_secs(1)).await;
         let serving: Vec<NodeId> = {
             let h = handles.lock().expect("handles");
-            nodes
+            members
                 .iter()
                 .copied()
                 .filter(|n| h.contains_key(n))
                 .collect()
         };
-        for &n in nodes.iter().filter(|n| !serving.contains(n)) {
+        for &n in members.iter().filter(|n| !serving.contains(n)) {
             if !victims.contains(&n) {
                 violations.push(format!(
                     "node {n} refused to start after {phase} without damage to its log"
@@ -125,10 +202,34 @@ pub async fn simulate(params: Params) -> Outcome {
             || !meta_workload::converge(&cluster, &handles, &history, &serving, CONVERGE_LIMIT)
                 .await
         {
+            let states: Vec<String> = {
+                let h = handles.lock().expect("handles");
+                serving
+                    .iter()
+                    .map(|n| {
+                        let s = h[n].status();
+                        format!(
+                            "n{n}: {:?} term {} leader {} applied {} voters {:?}",
+                            s.role, s.term, s.leader, s.applied, s.voters
+                        )
+                    })
+                    .collect()
+            };
             violations.push(format!(
-                "the group did not converge within {CONVERGE_LIMIT:?} after {phase}"
+                "the group did not converge within {CONVERGE_LIMIT:?} after {phase}: {states:?}"
             ));
             continue;
+        }
+        let mut voters = handles.lock().expect("handles")[&serving[0]]
+            .status()
+            .voters;
+        voters.sort();
+        let mut expected = members.clone();
+        expected.sort();
+        if voters != expected {
+            violations.push(format!(
+                "after {phase} the voters are {voters:?}, expected {expected:?}"
+            ));
         }
         for key in 0..KEYS {
             let node = serving[world.random_below(serving.len() as u64) as usize];

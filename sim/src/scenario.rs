@@ -108,6 +108,10 @@ pub struct Scenario {
     pub max_down: u64,
     #[serde(default)]
     pub faults: FaultSpec,
+    /// Metadata runs only: a spare node joins (learner, then voter) and a voter leaves,
+    /// in one joint-consensus change, while the workload runs.
+    #[serde(default)]
+    pub membership: bool,
 }
 
 /// Concrete parameters for one seed.
@@ -115,6 +119,7 @@ pub struct Scenario {
 pub struct Params {
     pub scenario: String,
     pub workload: Workload,
+    pub membership: bool,
     pub seed: u64,
     pub nodes: u64,
     pub k: u32,
@@ -227,6 +232,7 @@ impl Scenario {
         Params {
             scenario: self.name.clone(),
             workload: self.workload,
+            membership: self.membership,
             seed,
             nodes,
             k,

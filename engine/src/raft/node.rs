@@ -217,6 +217,8 @@ struct Driver<E: Env> {
     last_snapshot: u64,
     observed: (u64, StateRole, u64),
     chain: Option<[u8; 32]>,
+    /// A conf change was applied in this ready: see `hand_over_if_removed`.
+    check_removed: bool,
 }
 
 /// raft-rs's MemStorage for the log tail, plus the latest full snapshot for followers.
@@ -397,6 +399,7 @@ pub async fn start<E: Env>(
         last_snapshot: applied,
         observed: (u64::MAX, StateRole::Follower, u64::MAX),
         // A fresh group starts at the epoch boundary 0; a restored node does not know.
+        check_removed: false,
         chain: (applied == 0)
             .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into()),
     };
@@ -583,6 +586,9 @@ impl<E: Env> Driver<E> {
         self.raw.advance_apply();
         // Reads whose index is already applied are answered now, not at the next apply.
         self.answer_reads(self.raw.raft.raft_log.applied);
+        if std::mem::take(&mut self.check_removed) {
+            self.hand_over_if_removed();
+        }
         self.fix_election_timeout();
         self.publish();
         Ok(())
@@ -697,7 +703,11 @@ impl<E: Env> Driver<E> {
                         .map(|cc| self.raw.apply_conf_change(&cc))
                 };
                 match applied {
-                    Some(Ok(cs)) => self.raw.mut_store().mem.wl().set_conf_state(cs),
+                    Some(Ok(cs)) => {
+                        self.raw.mut_store().mem.wl().set_conf_state(cs);
+                        // Not here: raft-rs forbids role changes inside a ready.
+                        self.check_removed = true;
+                    }
                     Some(Err(error)) => tracing::warn!(%error, "conf change refused"),
                     None => tracing::error!(index = entry.index, "undecodable conf change skipped"),
                 }
@@ -707,6 +717,32 @@ impl<E: Env> Driver<E> {
         if let Some(reply) = id.and_then(|id| self.waiters.remove(&id)) {
             let _ = reply.send(Ok(result));
         }
+    }
+
+    /// raft-rs keeps a leader that removed itself leading and heartbeating forever (its
+    /// `post_conf_change` leaves this as a TODO), which stalls the new configuration; and
+    /// such a leader panics in `maybe_commit` on the next response it processes. So it
+    /// steps down at once, in the same term (a removed node must not raise the group's
+    /// term), after telling the most caught-up voter, if fully caught up, to campaign now.
+    fn hand_over_if_removed(&mut self) {
+        let r = &self.raw.raft;
+        if r.state != StateRole::Leader || r.prs().conf().voters().contains(self.config.id) {
+            return;
+        }
+        let last = r.raft_log.last_index();
+        let best = r
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != self.config.id && r.prs().conf().voters().contains(**id))
+            .max_by_key(|(id, p)| (p.matched, std::cmp::Reverse(**id)))
+            .map(|(id, p)| (*id, p.matched));
+        if let Some((next, matched)) = best
+            && matched == last
+        {
+            self.raw.raft.send_timeout_now(next);
+        }
+        let term = self.raw.raft.term;
+        self.raw.raft.become_follower(term, raft::INVALID_ID);
     }
 
     /// Saves a snapshot at the applied index and compacts the log behind it.
