@@ -4,10 +4,12 @@
 //! Order of a ready (raft-rs's contract, "persist before send"):
 //! 1. send `messages` (a leader's appends may go out before its own write);
 //! 2. install a snapshot from the leader, if any (state machine, snapshot file, log reset);
-//! 3. apply `committed_entries` (already durable);
-//! 4. append `entries` to the durable log (one sync per batch) and save the hard state;
-//! 5. only then send `persisted_messages` (votes, append responses);
-//! 6. advance, and repeat 1 and 3 for the light ready.
+//! 3. append `entries` to the durable log (one sync per batch) and save the hard state;
+//! 4. only then send `persisted_messages` (votes, append responses);
+//! 5. `advance_append`, send the light ready's messages;
+//! 6. apply the committed entries of both readies, then `advance_apply`. Applying after
+//!    step 5 matters: a conf change that removes this leader, applied earlier, would make
+//!    raft-rs look up the leader's own (removed) progress while advancing.
 //!
 //! Determinism: raft-rs draws election timeouts from `rand::thread_rng()` whenever it
 //! resets (a term or role change). After every RawNode call the driver checks whether
@@ -559,7 +561,9 @@ impl<E: Env> Driver<E> {
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
-        self.apply(ready.take_committed_entries()).await?;
+        // Applied after `advance_append` (below): applying a conf change that removes this
+        // leader before it would make raft-rs look up the leader's own, removed progress.
+        let committed = ready.take_committed_entries();
         if !ready.entries().is_empty() {
             self.log.append(ready.entries()).await?;
             self.raw
@@ -577,11 +581,12 @@ impl<E: Env> Driver<E> {
             self.on_read_state(rs);
         }
         self.send(ready.take_persisted_messages());
-        let mut light = self.raw.advance(ready);
+        let mut light = self.raw.advance_append(ready);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().mem.wl().mut_hard_state().commit = commit;
         }
         self.send(light.take_messages());
+        self.apply(committed).await?;
         self.apply(light.take_committed_entries()).await?;
         self.raw.advance_apply();
         // Reads whose index is already applied are answered now, not at the next apply.
