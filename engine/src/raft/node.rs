@@ -228,6 +228,9 @@ struct Driver<E: Env> {
 struct Store {
     mem: MemStorage,
     snapshot: Arc<Mutex<Snapshot>>,
+    /// Set when Raft asked for a snapshot the stored one cannot serve (too old, or from
+    /// before the recipient joined): the driver takes a fresh one.
+    wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Storage for Store {
@@ -257,12 +260,22 @@ impl Storage for Store {
     fn last_index(&self) -> raft::Result<u64> {
         self.mem.last_index()
     }
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let snap = self.snapshot.lock().expect("snapshot lock").clone();
-        if snap.get_metadata().index < request_index {
-            return Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable,
-            ));
+        let conf = snap.get_metadata().get_conf_state();
+        let lists = [
+            &conf.voters,
+            &conf.learners,
+            &conf.voters_outgoing,
+            &conf.learners_next,
+        ];
+        let knows_recipient = lists.iter().any(|ids| ids.contains(&to));
+        if snap.get_metadata().index < request_index || !knows_recipient {
+            // A recipient rejects a snapshot whose configuration does not include it.
+            self.wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let unavailable = raft::StorageError::SnapshotTemporarilyUnavailable;
+            return Err(raft::Error::Store(unavailable));
         }
         Ok(snap)
     }
@@ -373,6 +386,7 @@ pub async fn start<E: Env>(
     let store = Store {
         mem,
         snapshot: Arc::new(Mutex::new(raft_snapshot)),
+        wanted: Arc::default(),
     };
     let raw = RawNode::new(&raft_config, store, &logger).map_err(|e| LogError::Corrupt {
         file: dir.clone(),
@@ -593,6 +607,21 @@ impl<E: Env> Driver<E> {
         self.answer_reads(self.raw.raft.raft_log.applied);
         if std::mem::take(&mut self.check_removed) {
             self.hand_over_if_removed();
+        }
+        let wanted = self
+            .raw
+            .store()
+            .wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let applied = self.raw.raft.raft_log.applied;
+        if wanted && applied > self.last_snapshot {
+            let term = self
+                .raw
+                .raft
+                .raft_log
+                .term(applied)
+                .expect("term of an applied entry");
+            self.snapshot(applied, term).await?;
         }
         self.fix_election_timeout();
         self.publish();
