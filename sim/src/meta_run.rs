@@ -220,16 +220,16 @@ pub async fn simulate(params: Params) -> Outcome {
             ));
             continue;
         }
-        let mut voters = handles.lock().expect("handles")[&serving[0]]
-            .status()
-            .voters;
-        voters.sort();
         let mut expected = members.clone();
         expected.sort();
-        if voters != expected {
-            violations.push(format!(
-                "after {phase} the voters are {voters:?}, expected {expected:?}"
-            ));
+        for n in &serving {
+            let mut voters = handles.lock().expect("handles")[n].status().voters;
+            voters.sort();
+            if voters != expected {
+                violations.push(format!(
+                    "after {phase} node {n} sees voters {voters:?}, expected {expected:?}"
+                ));
+            }
         }
         for key in 0..KEYS {
             let node = serving[world.random_below(serving.len() as u64) as usize];

@@ -198,6 +198,9 @@ impl RaftHandle {
     }
 }
 
+/// Index (and term) of the snapshot every member of a new group starts from.
+pub const BOOTSTRAP_INDEX: u64 = 1;
+
 /// Entries between two restarts of the applied-log digest from the state.
 pub const CHAIN_EPOCH: u64 = 1024;
 
@@ -304,14 +307,17 @@ pub async fn start<E: Env>(
     let (hard, mut hs) = HardStateSlots::open(disk.clone(), &dir).await?;
     let mut snapshot = durable::load_snapshot(&disk, &dir).await?;
     if snapshot.is_none() && !config.bootstrap_voters.is_empty() {
-        // A new cluster: every bootstrap member starts from the same index-0 snapshot.
+        // A new cluster: every bootstrap member starts from the same snapshot at index 1
+        // holding the first configuration. The log then starts at 2, so a node that joins
+        // later cannot replay it from the start against an empty configuration: it has to
+        // catch up by snapshot (raft-rs's storage docs recommend exactly this).
         let conf = raft::eraftpb::ConfState {
             voters: config.bootstrap_voters.clone(),
             ..Default::default()
         };
         let initial = StoredSnapshot {
-            index: 0,
-            term: 0,
+            index: BOOTSTRAP_INDEX,
+            term: BOOTSTRAP_INDEX,
             conf_state: conf,
             data: meta::encode_state(&MetaState::default()),
         };
@@ -331,13 +337,8 @@ pub async fn start<E: Env>(
             })?;
             applied = s.index;
             let snap = to_raft_snapshot(s);
-            if s.index == 0 {
-                // The bootstrap snapshot: nothing to install but the first configuration.
-                mem.initialize_with_conf_state(s.conf_state.clone());
-            } else {
-                let installed = mem.wl().apply_snapshot(snap.clone());
-                installed.expect("fresh storage takes a snapshot");
-            }
+            let installed = mem.wl().apply_snapshot(snap.clone());
+            installed.expect("fresh storage takes a snapshot");
             snap
         }
         None => Snapshot::default(),
@@ -414,9 +415,10 @@ pub async fn start<E: Env>(
         pending_reads: Vec::new(),
         last_snapshot: applied,
         observed: (u64::MAX, StateRole::Follower, u64::MAX),
-        // A fresh group starts at the epoch boundary 0; a restored node does not know.
         check_removed: false,
-        chain: (applied == 0)
+        // A member of a fresh group starts from the known empty state; a node restored
+        // from any other snapshot does not know the digest until its next epoch.
+        chain: (applied == BOOTSTRAP_INDEX)
             .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into()),
     };
     driver.fix_election_timeout();
