@@ -11,7 +11,7 @@
 //!    step 5 matters: a conf change that removes this leader, applied earlier, would make
 //!    raft-rs look up the leader's own (removed) progress while advancing.
 //!
-//! Determinism: raft-rs draws election timeouts from `rand::thread_rng()` whenever it
+//! Determinism: raft-rs draws election timeouts from rand's thread-local RNG whenever it
 //! resets (a term or role change). After every RawNode call the driver checks whether
 //! (term, role, leader) changed and, if so, overwrites the timeout from the node's seeded
 //! Rng, so no thread-local randomness reaches a decision.
