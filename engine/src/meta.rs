@@ -291,28 +291,32 @@ impl MetaState {
     }
 }
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
+// No message limit here: a snapshot of the state can be large. The wire limits apply
+// where bytes come from peers (`shard_rpc::MESSAGE_BYTES_MAX`).
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("metadata encodes")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .ok()
+        .map(|(v, _)| v)
 }
 
 pub fn encode_command(c: &Command) -> Vec<u8> {
-    bincode::serde::encode_to_vec(c, config()).expect("commands encode")
+    encode(c)
 }
 
 pub fn decode_command(b: &[u8]) -> Option<Command> {
-    bincode::serde::decode_from_slice(b, config())
-        .ok()
-        .map(|(c, _)| c)
+    decode(b)
 }
 
 pub fn encode_state(s: &MetaState) -> Vec<u8> {
-    bincode::serde::encode_to_vec(s, config()).expect("state encodes")
+    encode(s)
 }
 
 pub fn decode_state(b: &[u8]) -> Option<MetaState> {
-    bincode::serde::decode_from_slice(b, config())
-        .ok()
-        .map(|(s, _)| s)
+    decode(b)
 }
 
 #[cfg(test)]

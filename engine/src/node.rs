@@ -65,15 +65,9 @@ pub struct StatusWire {
     pub learners: Vec<NodeId>,
 }
 
-pub fn encode_wire<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, config()).expect("wire types encode")
-}
-
-pub fn decode_wire<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    bincode::serde::decode_from_slice(bytes, config())
-        .ok()
-        .map(|(v, _)| v)
-}
+/// Every message of this endpoint is encoded like a shard message (bincode, with the
+/// same size limit).
+pub use crate::shard_rpc::{decode as decode_wire, encode as encode_wire};
 
 async fn client_request<E: Env>(
     env: &E,
@@ -124,10 +118,6 @@ async fn client_request<E: Env>(
     }
 }
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ shard_rpc::MESSAGE_BYTES_MAX }>()
-}
-
 /// Serves every service of this node until its network shuts down.
 pub async fn serve<E: Env>(env: E, store: ShardStore<E::Disk>, raft: Option<RaftHandle>) {
     while let Some(incoming) = env.net().accept().await {
@@ -165,15 +155,15 @@ async fn dispatch<E: Env>(
             Bytes::new()
         }
         (TAG_PROPOSE, Some(raft)) => {
-            let result = match bincode::serde::decode_from_slice::<Command, _>(payload, config()) {
+            let result = match decode_wire::<Command>(payload) {
                 // Forwarded once only: a second hop would answer with its own hint.
-                Ok((command, _)) => raft.propose(command).await,
-                Err(_) => Err(ProposeError::Stopped),
+                Some(command) => raft.propose(command).await,
+                None => Err(ProposeError::Stopped),
             };
-            Bytes::from(bincode::serde::encode_to_vec(&result, config()).expect("results encode"))
+            encode_wire(&result)
         }
         (TAG_CLIENT, Some(raft)) => match decode_wire::<ClientRequest>(payload) {
-            Some(request) => Bytes::from(encode_wire(&client_request(env, raft, request).await)),
+            Some(request) => encode_wire(&client_request(env, raft, request).await),
             None => Bytes::new(),
         },
         // Unknown tags, or Raft traffic to a node without Raft: no answer is an answer.
@@ -211,17 +201,13 @@ async fn forward<E: Env>(
     timeout: Duration,
 ) -> Result<Applied, ProposeError> {
     let mut request = vec![TAG_PROPOSE];
-    request.extend_from_slice(
-        &bincode::serde::encode_to_vec(command, config()).expect("commands encode"),
-    );
+    request.extend_from_slice(&encode_wire(command));
     let answer = env
         .net()
         .call(leader, request.into(), timeout)
         .await
         .map_err(|_| ProposeError::Timeout)?;
-    bincode::serde::decode_from_slice(&answer, config())
-        .map(|(result, _)| result)
-        .unwrap_or(Err(ProposeError::Timeout))
+    decode_wire(&answer).unwrap_or(Err(ProposeError::Timeout))
 }
 
 /// A metadata node's main: recover shards and Raft state, run the Raft driver, serve.
