@@ -33,6 +33,8 @@ pub enum ClientRequest {
     ChangeMembers(Vec<MemberChangeWire>),
     /// A linearizable read of one object's current version (ReadIndex, then local).
     GetObject { bucket: String, key: String },
+    /// The same read from this node's replica as it stands (possibly stale).
+    ReadLocal { bucket: String, key: String },
     /// This node's view of the group.
     Status,
 }
@@ -102,6 +104,10 @@ async fn client_request<E: Env>(
             let result = crate::env::timeout(env.clock(), CLIENT_REQUEST_TIMEOUT, read).await;
             ClientResponse::Object(result.unwrap_or(Err(ProposeError::Timeout)))
         }
+        ClientRequest::ReadLocal { bucket, key } => ClientResponse::Object(Ok(raft.read(|s| {
+            s.object(&bucket, &key)
+                .map(|o| (o.version, o.meta.etag.clone()))
+        }))),
         ClientRequest::Status => {
             let s = raft.status();
             ClientResponse::Status(StatusWire {
@@ -124,12 +130,13 @@ pub async fn serve<E: Env>(env: E, store: ShardStore<E::Disk>, raft: Option<Raft
         let (task_env, task_store, task_raft) = (env.clone(), store.clone(), raft.clone());
         env.spawn(async move {
             let Incoming {
+                from,
                 request,
                 body,
                 reply,
-                ..
             } = incoming;
-            let answer = dispatch(&task_env, &task_store, task_raft.as_ref(), &request, body).await;
+            let raft = task_raft.as_ref();
+            let answer = dispatch(&task_env, &task_store, raft, from, &request, body).await;
             // The caller may have gone away; that is its business.
             let _ = reply.send(answer);
         });
@@ -140,16 +147,24 @@ async fn dispatch<E: Env>(
     env: &E,
     store: &ShardStore<E::Disk>,
     raft: Option<&RaftHandle>,
+    from: NodeId,
     request: &[u8],
     body: Option<crate::env::BodyStream>,
 ) -> Bytes {
     let Some((&tag, payload)) = request.split_first() else {
         return Bytes::new();
     };
+    // Node id 0 is never a member: it is how tools call in, and they may only ask.
+    if from == 0 && tag != TAG_CLIENT {
+        return Bytes::new();
+    }
     match (tag, raft) {
         (TAG_SHARD, _) => shard_rpc::encode(&shard_rpc::handle(env, store, payload, body).await),
         (TAG_RAFT, Some(raft)) => {
-            if let Ok(message) = raft::eraftpb::Message::parse_from_bytes(payload) {
+            // A node speaks for itself only: the transport vouches for `from`.
+            if let Ok(message) = raft::eraftpb::Message::parse_from_bytes(payload)
+                && message.from == from
+            {
                 raft.step(message);
             }
             Bytes::new()

@@ -5,8 +5,10 @@
 //! no node logic of its own. Anything it does beyond moving bytes (framing, limits) is
 //! about transport, not about what the bytes mean.
 
+pub mod cluster;
 pub mod disk;
 pub mod net;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use engine::env::{Clock, Env, NodeId, SeededRng};
 use rand::RngCore;
 
 pub use disk::RealDisk;
-pub use net::{NetLimits, RealNet};
+pub use net::{NetLimits, RealNet, Transport};
 
 /// The OS clock: monotonic time from `Instant`, timestamps from `SystemTime`.
 #[derive(Clone, Copy)]

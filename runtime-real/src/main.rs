@@ -1,16 +1,70 @@
 //! `hamster`: the production daemon and its tools.
 //!
-//! Today: `hamster version`. The S3 server (`hamster server`), the cluster commands and
-//! the admin commands arrive with their issues; until then they are refused by name
-//! rather than half-working.
+//! `hamster version`, the cluster commands (`cluster init`, `cluster run`) and the admin
+//! commands (`admin status`). The S3 server (`hamster server`) arrives with its issue.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: hamster <command>
+use clap::{Parser, Subcommand};
+use runtime_real::cluster::{self, AdminClient, AdminConfig, InitOptions, NodeConfig};
 
-commands:
-  version    print version, git commit and build date
-  help       print this help";
+#[derive(Parser)]
+#[command(
+    name = "hamster",
+    about = "Hamster: an erasure-coded, S3-compatible object store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print version, git commit and build date.
+    Version,
+    /// Create and run cluster nodes.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Inspect a running cluster.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Write a new cluster's CA, node certificates and keys, and one config per node
+    /// (plus admin.toml for the admin commands).
+    Init {
+        /// Number of nodes.
+        #[arg(long)]
+        nodes: usize,
+        /// Directory to write into (created; refused if it already holds a cluster).
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated host per node, in node order (default: 127.0.0.1 for all).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// RPC port of node 1; node i uses base + i - 1. 0 picks free ports now.
+        #[arg(long, default_value_t = 7001)]
+        base_port: u16,
+    },
+    /// Run one node from its config file.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Members, leader, term, commit and applied index, and which members answer.
+    Status {
+        /// The admin config written by `cluster init` (admin.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
 
 fn version_line() -> String {
     format!(
@@ -21,24 +75,89 @@ fn version_line() -> String {
     )
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Version => println!("{}", version_line()),
+        Command::Cluster(ClusterCommand::Init {
+            nodes,
+            out,
+            hosts,
+            base_port,
+        }) => {
+            let (configs, admin) = cluster::init(&InitOptions {
+                nodes,
+                out: out.clone(),
+                hosts,
+                base_port,
+            })?;
+            println!("wrote a {nodes}-node cluster to {}", out.display());
+            for c in &configs {
+                println!("  hamster cluster run --config {}", c.display());
+            }
+            println!("  hamster admin status --config {}", admin.display());
+        }
+        Command::Cluster(ClusterCommand::Run { config }) => {
+            init_logging();
+            tracing::info!("{}", version_line());
+            let config = NodeConfig::load(&config)?;
+            runtime().block_on(async {
+                tokio::select! {
+                    result = cluster::run(config) => result,
+                    _ = stop_signal() => {
+                        tracing::info!("stopping on signal");
+                        Ok(())
+                    }
+                }
+            })?;
+        }
+        Command::Admin(AdminCommand::Status { config }) => {
+            let config = AdminConfig::load(&config)?;
+            let statuses = runtime().block_on(async {
+                let client = AdminClient::connect(&config).await?;
+                anyhow::Ok(client.statuses().await)
+            })?;
+            print!("{}", cluster::render_status(&statuses));
+            if statuses.iter().all(|(_, s)| s.is_err()) {
+                anyhow::bail!("no member answered");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("version") | Some("--version") | Some("-V") => {
-            println!("{}", version_line());
-            ExitCode::SUCCESS
-        }
-        Some("help") | Some("--help") | Some("-h") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("hamster: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-        None => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hamster: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
