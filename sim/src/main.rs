@@ -202,6 +202,53 @@ fn replay(s: &Scenario, seed: u64, check_determinism: bool) -> bool {
     true
 }
 
+/// A fuzz seed that runs longer than this in wall time is reported as a failure: a
+/// hang or a runaway must not eat CI's time.
+const SEED_WALL_MAX: Duration = Duration::from_secs(300);
+/// Resident memory of the fuzz process beyond which the seeds in flight are reported.
+const FUZZ_RSS_BYTES_MAX: u64 = 8 << 30;
+
+/// Resident set size of this process, from /proc (0 where there is none).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Per fuzz worker: the seed it runs, its scenario, and since when.
+type InFlight = std::sync::Mutex<Vec<Option<(u64, String, Instant)>>>;
+
+/// Reports the seeds in flight and ends the process when one runs away (see
+/// [`SEED_WALL_MAX`], [`FUZZ_RSS_BYTES_MAX`]); the run itself cannot be stopped.
+fn watch(in_flight: &InFlight, done: &std::sync::atomic::AtomicBool) {
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        let rss = rss_bytes();
+        let running = in_flight.lock().unwrap().clone();
+        let slow = running
+            .iter()
+            .flatten()
+            .any(|(_, _, start)| start.elapsed() > SEED_WALL_MAX);
+        if !slow && rss <= FUZZ_RSS_BYTES_MAX {
+            continue;
+        }
+        println!(
+            "fuzz: a seed ran away (resident {} MiB, wall limit {SEED_WALL_MAX:?}); in flight:",
+            rss >> 20
+        );
+        for (seed, scenario, start) in running.into_iter().flatten() {
+            println!(
+                "FAIL seed={seed} scenario={scenario} commit={} running {:.0}s",
+                commit(),
+                start.elapsed().as_secs_f64()
+            );
+            println!("  replay: cargo run -p sim -- --seed {seed} --scenario {scenario}");
+        }
+        std::process::exit(1);
+    }
+}
+
 fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     let deadline = Instant::now() + Duration::from_secs(time_s);
     let base = SystemTime::now()
@@ -210,22 +257,36 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     let next = std::sync::atomic::AtomicU64::new(0);
     let failed = std::sync::Mutex::new(Vec::<Outcome>::new());
     let passed = std::sync::atomic::AtomicU64::new(0);
+    let jobs = jobs.max(1);
+    let in_flight: InFlight = std::sync::Mutex::new(vec![None; jobs]);
+    let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                while Instant::now() < deadline && failed.lock().unwrap().is_empty() {
-                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let seed = base.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
-                    let s = pick(scenarios, seed);
-                    let outcome = run_isolated(s.params(seed));
-                    if outcome.passed() {
-                        passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    } else {
-                        failed.lock().unwrap().push(outcome);
+        scope.spawn(|| watch(&in_flight, &done));
+        let workers: Vec<_> = (0..jobs)
+            .map(|job| {
+                let (next, failed, passed, in_flight) = (&next, &failed, &passed, &in_flight);
+                scope.spawn(move || {
+                    while Instant::now() < deadline && failed.lock().unwrap().is_empty() {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let seed = base.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
+                        let s = pick(scenarios, seed);
+                        in_flight.lock().unwrap()[job] =
+                            Some((seed, s.name.clone(), Instant::now()));
+                        let outcome = run_isolated(s.params(seed));
+                        in_flight.lock().unwrap()[job] = None;
+                        if outcome.passed() {
+                            passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        } else {
+                            failed.lock().unwrap().push(outcome);
+                        }
                     }
-                }
-            });
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("fuzz worker");
         }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let failed = failed.into_inner().unwrap();
     let passed = passed.into_inner();
