@@ -91,6 +91,20 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// File names (not paths) directly inside `dir`, sorted; empty when `dir` is missing.
     fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<String>, DiskError>> + Send;
     fn len(&self, path: &str) -> impl Future<Output = Result<u64, DiskError>> + Send;
+
+    /// The file behind a redb database.
+    type Backend: redb::StorageBackend;
+    /// Opens `path` as a redb storage backend, creating it (and making its name
+    /// durable) when missing. The backend's `sync_data` is the file's fdatasync.
+    fn storage_backend(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Self::Backend, DiskError>> + Send;
+    /// Runs synchronous I/O (redb's transactions) where it does not stall other tasks.
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = T> + Send;
 }
 
 /// A network failure. None of them says whether the peer acted on the request.

@@ -8,6 +8,7 @@
 pub mod env;
 pub mod erasure;
 pub mod meta;
+pub mod meta_store;
 pub mod node;
 pub mod raft;
 pub mod shard_rpc;

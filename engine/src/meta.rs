@@ -5,8 +5,9 @@
 //! same state. Object data never appears here, only where its shards are.
 //!
 //! Commands are versioned (`Command::V1`): a newer node can still apply an older log.
-//! The state is kept in ordered maps (deterministic iteration, prefix listing) and
-//! serialised whole into snapshots.
+//! `apply` runs on [`MetaTables`]: the redb tables of `crate::meta_store` on a node,
+//! and [`MetaState`], ordered maps in memory, which is the simulator's model and the
+//! snapshot format (serialised whole).
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,33 @@ pub struct Upload {
     pub key: String,
     pub created_ms: u64,
     pub parts: BTreeMap<u32, ObjectMeta>,
+}
+
+/// An upload without its parts (the store keeps parts in their own table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadHead {
+    pub bucket: String,
+    pub key: String,
+    pub created_ms: u64,
+}
+
+impl Upload {
+    pub fn head(&self) -> UploadHead {
+        UploadHead {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            created_ms: self.created_ms,
+        }
+    }
+
+    pub fn from_head(h: UploadHead) -> Self {
+        Self {
+            bucket: h.bucket,
+            key: h.key,
+            created_ms: h.created_ms,
+            parts: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,130 +175,220 @@ pub struct MetaState {
     pub members: BTreeMap<NodeId, Member>,
 }
 
+/// The tables `apply` works on: [`MetaState`] in memory (the model, and the snapshot
+/// format), and the redb tables of `crate::meta_store`.
+pub trait MetaTables {
+    type Error;
+    fn has_bucket(&self, name: &str) -> Result<bool, Self::Error>;
+    fn insert_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), Self::Error>;
+    fn remove_bucket(&mut self, name: &str) -> Result<(), Self::Error>;
+    fn bucket_is_empty(&self, name: &str) -> Result<bool, Self::Error>;
+    fn has_object(&self, bucket: &str, key: &str) -> Result<bool, Self::Error>;
+    fn insert_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error>;
+    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<bool, Self::Error>;
+    fn upload(&self, id: &str) -> Result<Option<UploadHead>, Self::Error>;
+    fn insert_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), Self::Error>;
+    fn insert_part(&mut self, id: &str, part: u32, meta: &ObjectMeta) -> Result<(), Self::Error>;
+    fn has_part(&self, id: &str, part: u32) -> Result<bool, Self::Error>;
+    /// Removes the upload and its parts; whether it existed.
+    fn remove_upload(&mut self, id: &str) -> Result<bool, Self::Error>;
+    fn insert_member(&mut self, node: NodeId, member: &Member) -> Result<(), Self::Error>;
+    fn remove_member(&mut self, node: NodeId) -> Result<(), Self::Error>;
+}
+
+/// Applies `command`, committed at log `index`, to `t`. Only storage errors fail it.
+pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<Applied, T::Error> {
+    let Command::V1(c) = command;
+    let stored = |meta: &ObjectMeta| Stored {
+        version: index,
+        meta: meta.clone(),
+    };
+    Ok(match c {
+        CommandV1::CreateBucket {
+            name,
+            owner,
+            created_ms,
+        } => {
+            if t.has_bucket(name)? {
+                return Ok(Applied::BucketExists);
+            }
+            let bucket = Bucket {
+                owner: owner.clone(),
+                created_ms: *created_ms,
+            };
+            t.insert_bucket(name, &bucket)?;
+            Applied::Done
+        }
+        CommandV1::DeleteBucket { name } => {
+            if !t.has_bucket(name)? {
+                return Ok(Applied::NoSuchBucket);
+            }
+            if !t.bucket_is_empty(name)? {
+                return Ok(Applied::BucketNotEmpty);
+            }
+            t.remove_bucket(name)?;
+            Applied::Done
+        }
+        CommandV1::PutObject {
+            bucket,
+            key,
+            meta,
+            if_none_match,
+        } => {
+            if !t.has_bucket(bucket)? {
+                return Ok(Applied::NoSuchBucket);
+            }
+            if *if_none_match && t.has_object(bucket, key)? {
+                return Ok(Applied::PreconditionFailed);
+            }
+            t.insert_object(bucket, key, &stored(meta))?;
+            Applied::Version(index)
+        }
+        CommandV1::DeleteObject { bucket, key } => {
+            if !t.has_bucket(bucket)? {
+                return Ok(Applied::NoSuchBucket);
+            }
+            if t.remove_object(bucket, key)? {
+                Applied::Done
+            } else {
+                Applied::NoSuchKey
+            }
+        }
+        CommandV1::CreateUpload {
+            upload_id,
+            bucket,
+            key,
+            created_ms,
+        } => {
+            if !t.has_bucket(bucket)? {
+                return Ok(Applied::NoSuchBucket);
+            }
+            let head = UploadHead {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                created_ms: *created_ms,
+            };
+            // A reused id starts over, without the parts of the old upload.
+            t.remove_upload(upload_id)?;
+            t.insert_upload(upload_id, &head)?;
+            Applied::Done
+        }
+        CommandV1::PutPart {
+            upload_id,
+            part,
+            meta,
+        } => {
+            if t.upload(upload_id)?.is_none() {
+                return Ok(Applied::NoSuchUpload);
+            }
+            t.insert_part(upload_id, *part, meta)?;
+            Applied::Done
+        }
+        CommandV1::CompleteUpload {
+            upload_id,
+            parts,
+            meta,
+        } => {
+            let Some(head) = t.upload(upload_id)? else {
+                return Ok(Applied::NoSuchUpload);
+            };
+            for p in parts {
+                if !t.has_part(upload_id, *p)? {
+                    return Ok(Applied::InvalidPart(*p));
+                }
+            }
+            t.remove_upload(upload_id)?;
+            t.insert_object(&head.bucket, &head.key, &stored(meta))?;
+            Applied::Version(index)
+        }
+        CommandV1::AbortUpload { upload_id } => {
+            if t.remove_upload(upload_id)? {
+                Applied::Done
+            } else {
+                Applied::NoSuchUpload
+            }
+        }
+        CommandV1::SetMember { node, member } => {
+            t.insert_member(*node, member)?;
+            Applied::Done
+        }
+        CommandV1::RemoveMember { node } => {
+            t.remove_member(*node)?;
+            Applied::Done
+        }
+    })
+}
+
+impl MetaTables for MetaState {
+    type Error = std::convert::Infallible;
+
+    fn has_bucket(&self, name: &str) -> Result<bool, Self::Error> {
+        Ok(self.buckets.contains_key(name))
+    }
+    fn insert_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), Self::Error> {
+        self.buckets.insert(name.to_string(), bucket.clone());
+        Ok(())
+    }
+    fn remove_bucket(&mut self, name: &str) -> Result<(), Self::Error> {
+        self.buckets.remove(name);
+        Ok(())
+    }
+    fn bucket_is_empty(&self, name: &str) -> Result<bool, Self::Error> {
+        Ok(self.objects_in(name).next().is_none())
+    }
+    fn has_object(&self, bucket: &str, key: &str) -> Result<bool, Self::Error> {
+        Ok(self.object(bucket, key).is_some())
+    }
+    fn insert_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error> {
+        self.objects
+            .insert((bucket.to_string(), key.to_string()), s.clone());
+        Ok(())
+    }
+    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<bool, Self::Error> {
+        Ok(self
+            .objects
+            .remove(&(bucket.to_string(), key.to_string()))
+            .is_some())
+    }
+    fn upload(&self, id: &str) -> Result<Option<UploadHead>, Self::Error> {
+        Ok(self.uploads.get(id).map(Upload::head))
+    }
+    fn insert_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), Self::Error> {
+        self.uploads
+            .insert(id.to_string(), Upload::from_head(head.clone()));
+        Ok(())
+    }
+    fn insert_part(&mut self, id: &str, part: u32, meta: &ObjectMeta) -> Result<(), Self::Error> {
+        if let Some(u) = self.uploads.get_mut(id) {
+            u.parts.insert(part, meta.clone());
+        }
+        Ok(())
+    }
+    fn has_part(&self, id: &str, part: u32) -> Result<bool, Self::Error> {
+        Ok(self
+            .uploads
+            .get(id)
+            .is_some_and(|u| u.parts.contains_key(&part)))
+    }
+    fn remove_upload(&mut self, id: &str) -> Result<bool, Self::Error> {
+        Ok(self.uploads.remove(id).is_some())
+    }
+    fn insert_member(&mut self, node: NodeId, member: &Member) -> Result<(), Self::Error> {
+        self.members.insert(node, member.clone());
+        Ok(())
+    }
+    fn remove_member(&mut self, node: NodeId) -> Result<(), Self::Error> {
+        self.members.remove(&node);
+        Ok(())
+    }
+}
+
 impl MetaState {
     /// Applies `command`, committed at log `index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> Applied {
-        let Command::V1(c) = command;
-        match c {
-            CommandV1::CreateBucket {
-                name,
-                owner,
-                created_ms,
-            } => {
-                if self.buckets.contains_key(name) {
-                    return Applied::BucketExists;
-                }
-                let bucket = Bucket {
-                    owner: owner.clone(),
-                    created_ms: *created_ms,
-                };
-                self.buckets.insert(name.clone(), bucket);
-                Applied::Done
-            }
-            CommandV1::DeleteBucket { name } => {
-                if !self.buckets.contains_key(name) {
-                    return Applied::NoSuchBucket;
-                }
-                if self.objects_in(name).next().is_some() {
-                    return Applied::BucketNotEmpty;
-                }
-                self.buckets.remove(name);
-                Applied::Done
-            }
-            CommandV1::PutObject {
-                bucket,
-                key,
-                meta,
-                if_none_match,
-            } => {
-                if !self.buckets.contains_key(bucket) {
-                    return Applied::NoSuchBucket;
-                }
-                let slot = (bucket.clone(), key.clone());
-                if *if_none_match && self.objects.contains_key(&slot) {
-                    return Applied::PreconditionFailed;
-                }
-                self.objects.insert(
-                    slot,
-                    Stored {
-                        version: index,
-                        meta: meta.clone(),
-                    },
-                );
-                Applied::Version(index)
-            }
-            CommandV1::DeleteObject { bucket, key } => {
-                if !self.buckets.contains_key(bucket) {
-                    return Applied::NoSuchBucket;
-                }
-                match self.objects.remove(&(bucket.clone(), key.clone())) {
-                    Some(_) => Applied::Done,
-                    None => Applied::NoSuchKey,
-                }
-            }
-            CommandV1::CreateUpload {
-                upload_id,
-                bucket,
-                key,
-                created_ms,
-            } => {
-                if !self.buckets.contains_key(bucket) {
-                    return Applied::NoSuchBucket;
-                }
-                let upload = Upload {
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                    created_ms: *created_ms,
-                    parts: BTreeMap::new(),
-                };
-                self.uploads.insert(upload_id.clone(), upload);
-                Applied::Done
-            }
-            CommandV1::PutPart {
-                upload_id,
-                part,
-                meta,
-            } => match self.uploads.get_mut(upload_id) {
-                Some(upload) => {
-                    upload.parts.insert(*part, meta.clone());
-                    Applied::Done
-                }
-                None => Applied::NoSuchUpload,
-            },
-            CommandV1::CompleteUpload {
-                upload_id,
-                parts,
-                meta,
-            } => {
-                let Some(upload) = self.uploads.get(upload_id) else {
-                    return Applied::NoSuchUpload;
-                };
-                if let Some(missing) = parts.iter().find(|p| !upload.parts.contains_key(p)) {
-                    return Applied::InvalidPart(*missing);
-                }
-                let upload = self.uploads.remove(upload_id).expect("checked above");
-                let slot = (upload.bucket, upload.key);
-                self.objects.insert(
-                    slot,
-                    Stored {
-                        version: index,
-                        meta: meta.clone(),
-                    },
-                );
-                Applied::Version(index)
-            }
-            CommandV1::AbortUpload { upload_id } => match self.uploads.remove(upload_id) {
-                Some(_) => Applied::Done,
-                None => Applied::NoSuchUpload,
-            },
-            CommandV1::SetMember { node, member } => {
-                self.members.insert(*node, member.clone());
-                Applied::Done
-            }
-            CommandV1::RemoveMember { node } => {
-                self.members.remove(node);
-                Applied::Done
-            }
+        match apply(self, index, command) {
+            Ok(applied) => applied,
+            Err(never) => match never {},
         }
     }
 
@@ -293,11 +411,11 @@ impl MetaState {
 
 // No message limit here: a snapshot of the state can be large. The wire limits apply
 // where bytes come from peers (`shard_rpc::MESSAGE_BYTES_MAX`).
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("metadata encodes")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .ok()
         .map(|(v, _)| v)
@@ -320,10 +438,10 @@ pub fn decode_state(b: &[u8]) -> Option<MetaState> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn meta(size: u64) -> ObjectMeta {
+    pub(crate) fn meta(size: u64) -> ObjectMeta {
         ObjectMeta {
             size,
             etag: format!("e{size}"),

@@ -1,5 +1,6 @@
 //! A node's network endpoint: one Net, several services, told apart by the first byte
-//! of each request (`shard_rpc::TAG_SHARD`, `raft::node::TAG_RAFT`, [`TAG_PROPOSE`]).
+//! of each request (`shard_rpc::TAG_SHARD`, `raft::node::TAG_RAFT`,
+//! `raft::snapshot::TAG_RAFT_SNAPSHOT`, [`TAG_PROPOSE`], [`TAG_CLIENT`]).
 //!
 //! Also the node's main for the metadata plane, and [`propose_anywhere`]: a proposal
 //! made on a follower is forwarded to the leader it knows of, so any node accepts
@@ -10,9 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use protobuf::Message as _;
 
-use crate::env::{Env, Incoming, Net, NodeId};
+use crate::env::{Env, Incoming, Net, NodeId, Rng};
 use crate::meta::{Applied, Command};
 use crate::raft::node::{self as raft_node, ProposeError, RaftConfig, RaftHandle, TAG_RAFT};
+use crate::raft::snapshot::TAG_RAFT_SNAPSHOT;
 use crate::shard_rpc::{self, TAG_SHARD};
 use crate::shard_store::ShardStore;
 
@@ -96,18 +98,14 @@ async fn client_request<E: Env>(
         ClientRequest::GetObject { bucket, key } => {
             let read = async {
                 raft.read_index().await?;
-                Ok(raft.read(|s| {
-                    s.object(&bucket, &key)
-                        .map(|o| (o.version, o.meta.etag.clone()))
-                }))
+                local_object(raft, &bucket, &key)
             };
             let result = crate::env::timeout(env.clock(), CLIENT_REQUEST_TIMEOUT, read).await;
             ClientResponse::Object(result.unwrap_or(Err(ProposeError::Timeout)))
         }
-        ClientRequest::ReadLocal { bucket, key } => ClientResponse::Object(Ok(raft.read(|s| {
-            s.object(&bucket, &key)
-                .map(|o| (o.version, o.meta.etag.clone()))
-        }))),
+        ClientRequest::ReadLocal { bucket, key } => {
+            ClientResponse::Object(local_object(raft, &bucket, &key))
+        }
         ClientRequest::Status => {
             let s = raft.status();
             ClientResponse::Status(StatusWire {
@@ -122,6 +120,15 @@ async fn client_request<E: Env>(
             })
         }
     }
+}
+
+/// (version, etag) of an object in the local replica.
+fn local_object(
+    raft: &RaftHandle,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<(u64, String)>, ProposeError> {
+    raft.read(|r| Ok(r.object(bucket, key)?.map(|o| (o.version, o.meta.etag))))
 }
 
 /// Serves every service of this node until its network shuts down.
@@ -166,6 +173,17 @@ async fn dispatch<E: Env>(
                 && message.from == from
             {
                 raft.step(message);
+            }
+            Bytes::new()
+        }
+        (TAG_RAFT_SNAPSHOT, Some(raft)) => {
+            if let (Ok(message), Some(body)) =
+                (raft::eraftpb::Message::parse_from_bytes(payload), body)
+                && message.from == from
+            {
+                let nonce = env.rng().next_u64();
+                raft.receive_snapshot(env.disk(), nonce, message, body)
+                    .await;
             }
             Bytes::new()
         }

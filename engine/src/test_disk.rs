@@ -84,4 +84,61 @@ impl Disk for MemDisk {
     async fn len(&self, p: &str) -> Result<u64, DiskError> {
         self.get(p).map(|f| f.len() as u64)
     }
+
+    type Backend = MemBackend;
+    async fn storage_backend(&self, p: &str) -> Result<MemBackend, DiskError> {
+        self.0.lock().unwrap().entry(p.into()).or_default();
+        Ok(MemBackend {
+            disk: self.clone(),
+            path: p.into(),
+        })
+    }
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        f()
+    }
+}
+
+/// A redb backend on one MemDisk file.
+#[derive(Debug)]
+pub struct MemBackend {
+    disk: MemDisk,
+    path: String,
+}
+
+impl std::fmt::Debug for MemDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemDisk")
+    }
+}
+
+impl redb::StorageBackend for MemBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.disk.get(&self.path).map_or(0, |f| f.len() as u64))
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let f = self.disk.get(&self.path).map_err(std::io::Error::other)?;
+        let end = offset as usize + out.len();
+        let src = f
+            .get(offset as usize..end)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.disk.poke(&self.path, |f| f.resize(len as usize, 0));
+        Ok(())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.disk.poke(&self.path, |f| {
+            let end = offset as usize + data.len();
+            if f.len() < end {
+                f.resize(end, 0);
+            }
+            f[offset as usize..end].copy_from_slice(data);
+        });
+        Ok(())
+    }
 }

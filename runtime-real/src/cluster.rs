@@ -291,7 +291,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(node = config.node_id, %listen, data = %config.data_dir.display(), "node starting");
     let env = RealEnv::new(config.node_id, disk, net);
-    let raft = RaftConfig::new(config.node_id, config.initial_voters.clone());
+    let raft = RaftConfig {
+        applied_chain: false,
+        ..RaftConfig::new(config.node_id, config.initial_voters.clone())
+    };
     let id = config.node_id;
     engine::node::run(env, "shards", raft, move |_| {
         tracing::info!(node = id, "raft started; serving");

@@ -164,4 +164,40 @@ impl Disk for RealDisk {
     async fn len(&self, path: &str) -> Result<u64, DiskError> {
         self.run(path, |p| Ok(fs::metadata(p)?.len())).await
     }
+
+    type Backend = redb::backends::FileBackend;
+
+    async fn storage_backend(&self, path: &str) -> Result<Self::Backend, DiskError> {
+        let file = self
+            .run(path, |p| {
+                let dir = p
+                    .parent()
+                    .expect("a rooted path has a parent")
+                    .to_path_buf();
+                fs::create_dir_all(&dir)?;
+                let existed = p.exists();
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&p)?;
+                if !existed {
+                    File::open(&dir)?.sync_all()?;
+                }
+                Ok(file)
+            })
+            .await?;
+        redb::backends::FileBackend::new(file).map_err(|e| DiskError::Other {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(v) => v,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
 }

@@ -29,8 +29,29 @@ const SYNC_BASE_US: u64 = 1000;
 struct Inode {
     live: Vec<u8>,
     durable: Vec<u8>,
-    /// Writes since the last sync, in order: (offset, bytes).
-    unsynced: Vec<(u64, Vec<u8>)>,
+    /// Changes since the last sync, in order.
+    unsynced: Vec<Pending>,
+}
+
+#[derive(Clone)]
+enum Pending {
+    Write(u64, Vec<u8>),
+    /// A length change (redb's `set_len`); growth reads as zeros.
+    SetLen(u64),
+}
+
+impl Inode {
+    /// A sync: the pending changes reach the durable image, in order.
+    fn persist(&mut self) {
+        for p in std::mem::take(&mut self.unsynced) {
+            match p {
+                Pending::Write(offset, data) => {
+                    write_into(&mut self.durable, offset as usize, &data)
+                }
+                Pending::SetLen(len) => self.durable.resize(len as usize, 0),
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +87,9 @@ pub(crate) struct DiskState {
     /// A disk whose volatile cache acknowledges `sync` and `sync_dir` without
     /// persisting anything. No store can be durable on it; the checkers must notice.
     lying_sync: bool,
+    /// Bumped when the node dies: storage backends opened before refuse to act after,
+    /// as a killed process runs no more code (not even its destructors).
+    epoch: u64,
 }
 
 fn parent(path: &str) -> &str {
@@ -97,6 +121,7 @@ impl DiskState {
             used_bytes: 0,
             eio_rate: 0.0,
             lying_sync: false,
+            epoch: 0,
         }
     }
 
@@ -176,6 +201,13 @@ impl DiskState {
 }
 
 /// Resolves `node`'s unsynced state as a power loss would (see the module docs).
+/// Marks `node`'s process dead before its tasks are dropped (see `DiskState::epoch`).
+pub(crate) fn kill(w: &mut WorldState, node: NodeId) {
+    if let Some(disk) = w.disks.get_mut(&node) {
+        disk.epoch += 1;
+    }
+}
+
 pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
     let Some(mut disk) = w.disks.remove(&node) else {
         return;
@@ -199,8 +231,20 @@ pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
     w.stats.unsynced_writes_dropped += vanished;
     disk.inodes.retain(|id, _| referenced.contains(id));
     for inode in disk.inodes.values_mut() {
-        for (offset, data) in std::mem::take(&mut inode.unsynced) {
-            let offset = offset as usize;
+        for pending in std::mem::take(&mut inode.unsynced) {
+            let (offset, data) = match pending {
+                Pending::Write(offset, data) => (offset as usize, data),
+                Pending::SetLen(len) => {
+                    // A size change either reached the inode or did not.
+                    if w.rng.gen_bool(0.5) {
+                        inode.durable.resize(len as usize, 0);
+                        w.stats.unsynced_writes_applied += 1;
+                    } else {
+                        w.stats.unsynced_writes_dropped += 1;
+                    }
+                    continue;
+                }
+            };
             match w.rng.gen_range(0..3) {
                 0 => w.stats.unsynced_writes_dropped += 1,
                 1 => {
@@ -378,6 +422,14 @@ impl SimDisk {
         w.disks[&self.node].live_names().map(String::from).collect()
     }
 
+    /// Length of the live file `path` (what a running node sees), if it exists.
+    pub fn live_len(&self, path: &str) -> Option<u64> {
+        let w = self.world.lock();
+        let d = &w.disks[&self.node];
+        let inode = d.live.get(path)?;
+        Some(d.inodes[inode].live.len() as u64)
+    }
+
     /// What would survive a crash right now: every durable name with its durable bytes.
     /// Checkers read this, not the node, to judge durability.
     pub fn durable_files(&self) -> BTreeMap<String, Vec<u8>> {
@@ -427,7 +479,7 @@ impl Disk for SimDisk {
             d.used_bytes += grow;
             let file = d.inodes.get_mut(&inode).expect("inode");
             write_into(&mut file.live, offset as usize, data);
-            file.unsynced.push((offset, data.to_vec()));
+            file.unsynced.push(Pending::Write(offset, data.to_vec()));
             Ok(())
         })
     }
@@ -459,9 +511,7 @@ impl Disk for SimDisk {
             if lied {
                 return Ok(());
             }
-            let file = d.inodes.get_mut(&inode).expect("inode");
-            file.durable = file.live.clone();
-            file.unsynced.clear();
+            d.inodes.get_mut(&inode).expect("inode").persist();
             Ok(())
         })
     }
@@ -534,6 +584,144 @@ impl Disk for SimDisk {
         check_path(path)?;
         self.with("len", path, false, |d| {
             Ok(d.inodes[&d.inode_of(path)?].live.len() as u64)
+        })
+    }
+
+    type Backend = SimBackend;
+
+    async fn storage_backend(&self, path: &str) -> Result<SimBackend, DiskError> {
+        check_path(path)?;
+        let exists = self.with("db-open", path, false, |d| Ok(d.live.contains_key(path)))?;
+        if !exists {
+            self.write_at(path, 0, &[]).await?;
+            self.sync_dir(parent(path)).await?;
+        }
+        let epoch = self.with("db-open", path, false, |d| Ok(d.epoch))?;
+        Ok(SimBackend {
+            disk: self.clone(),
+            path: path.into(),
+            epoch,
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        f()
+    }
+}
+
+fn io_error(e: DiskError) -> std::io::Error {
+    match e {
+        DiskError::NotFound { .. } => std::io::Error::new(std::io::ErrorKind::NotFound, e),
+        DiskError::NoSpace { .. } => std::io::Error::from_raw_os_error(28), // ENOSPC
+        DiskError::Io { .. } => std::io::Error::from_raw_os_error(5),       // EIO
+        other => std::io::Error::other(other),
+    }
+}
+
+/// A redb storage backend on one SimDisk file: the same live and durable images, the
+/// same crash model, EIO, capacity and lying syncs as every other file. Its calls take
+/// no virtual time (redb's I/O is synchronous).
+pub struct SimBackend {
+    disk: SimDisk,
+    path: String,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for SimBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SimBackend(node {}, {})", self.disk.node, self.path)
+    }
+}
+
+impl SimBackend {
+    fn with<T>(
+        &self,
+        op: &str,
+        may_fail: bool,
+        f: impl FnOnce(&mut DiskState, u64) -> Result<T, DiskError>,
+    ) -> std::io::Result<T> {
+        let epoch = self.epoch;
+        self.disk
+            .with(op, &self.path, may_fail, |d| {
+                if d.epoch != epoch {
+                    return Err(DiskError::Other {
+                        path: String::new(),
+                        message: "the process that opened this file is dead".into(),
+                    });
+                }
+                let inode = d.inode_of(&self.path)?;
+                f(d, inode)
+            })
+            .map_err(io_error)
+    }
+
+    /// Grows or shrinks the live image to `end` bytes, within the disk's capacity.
+    fn resize(d: &mut DiskState, inode: u64, end: u64, path: &str) -> Result<(), DiskError> {
+        let current = d.inodes[&inode].live.len() as u64;
+        if end > current && d.used_bytes + (end - current) > d.capacity_bytes {
+            return Err(DiskError::NoSpace { path: path.into() });
+        }
+        d.used_bytes = d.used_bytes + end.saturating_sub(current) - current.saturating_sub(end);
+        d.inodes
+            .get_mut(&inode)
+            .expect("inode")
+            .live
+            .resize(end as usize, 0);
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for SimBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.with("db-len", false, |d, i| Ok(d.inodes[&i].live.len() as u64))
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.with("db-read", true, |d, i| {
+            let file = &d.inodes[&i].live;
+            let end = offset as usize + out.len();
+            let Some(src) = file.get(offset as usize..end) else {
+                return Err(DiskError::ShortRead {
+                    path: String::new(),
+                    offset,
+                    wanted: out.len() as u64,
+                    len: file.len() as u64,
+                });
+            };
+            out.copy_from_slice(src);
+            Ok(())
+        })
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.with("db-set-len", true, |d, i| {
+            Self::resize(d, i, len, &self.path)?;
+            let file = d.inodes.get_mut(&i).expect("inode");
+            file.unsynced.push(Pending::SetLen(len));
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        let lied = self.disk.lie("db-sync", &self.path);
+        self.with("db-sync", true, |d, i| {
+            if !lied {
+                d.inodes.get_mut(&i).expect("inode").persist();
+            }
+            Ok(())
+        })
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.with("db-write", true, |d, i| {
+            let end = offset + data.len() as u64;
+            if end > d.inodes[&i].live.len() as u64 {
+                Self::resize(d, i, end, &self.path)?;
+            }
+            let file = d.inodes.get_mut(&i).expect("inode");
+            write_into(&mut file.live, offset as usize, data);
+            file.unsynced.push(Pending::Write(offset, data.to_vec()));
+            Ok(())
         })
     }
 }

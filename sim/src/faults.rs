@@ -183,6 +183,8 @@ fn rot_one(world: &runtime_sim::World, params: &Params, history: &SharedHistory)
 
 /// Where Raft keeps its log segments on a node's disk.
 const RAFT_LOG_DIR: &str = "raft/log/";
+/// Aimed log rot lands in this many bits at the end of the newest segment.
+const TAIL_ROT_BITS: u64 = 64 * 8;
 
 /// Nodes whose Raft log the schedule damaged.
 pub fn log_rot_victims(history: &SharedHistory) -> std::collections::BTreeSet<NodeId> {
@@ -214,8 +216,18 @@ fn rot_log(
     if segments.is_empty() {
         return None;
     }
-    let path = &segments[world.random_below(segments.len() as u64) as usize];
-    if !disk.flip_bit(path, world.random_below(u64::MAX)) {
+    // Half the time the newest segment's last record, which recovery cannot tell from
+    // a write torn by a crash; otherwise anywhere.
+    let (path, bit) = if world.random_below(2) == 0 {
+        let path = segments.last().expect("not empty");
+        let bits = disk.live_len(path).unwrap_or(0) * 8;
+        let back = world.random_below(bits.clamp(1, TAIL_ROT_BITS));
+        (path, bits.saturating_sub(1 + back))
+    } else {
+        let path = &segments[world.random_below(segments.len() as u64) as usize];
+        (path, world.random_below(u64::MAX))
+    };
+    if !disk.flip_bit(path, bit) {
         return None;
     }
     history

@@ -213,6 +213,8 @@ async fn simulate_shards(params: Params) -> Outcome {
     violations.extend(checker::check_recovered(&world, params.nodes));
 
     let (trace_hash, trace_events) = world.trace_hash();
+    let simulated = SimClock.now();
+    cluster.shutdown().await;
     let h = history.lock().expect("history");
     let acked = h
         .objects
@@ -233,7 +235,7 @@ async fn simulate_shards(params: Params) -> Outcome {
         stats: safety_stats,
         power_loss,
         summary,
-        simulated: SimClock.now(),
+        simulated,
         params,
     }
 }

@@ -24,7 +24,9 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 const MEMBERSHIP_AT_S: f64 = 10.0;
 
 /// Snapshot (and compact) often, so that catching up by snapshot happens in most runs.
-const SNAPSHOT_EVERY: u64 = 200;
+const SNAPSHOT_EVERY: u64 = 100;
+/// A short tail: a node down for a few seconds still needs a snapshot to catch up.
+const LOG_TAIL_KEEP: u64 = 5;
 
 /// Starts `voters` as a new group and `spares` as nodes that join later.
 fn start_cluster(
@@ -54,6 +56,7 @@ fn start_cluster(
             handles.lock().expect("handles").remove(&node);
             let mut config = RaftConfig::new(node, bootstrap.clone());
             config.snapshot_every = SNAPSHOT_EVERY;
+            config.log_tail_keep = LOG_TAIL_KEEP;
             engine::node::run(env, SHARD_DIR, config, move |h| {
                 handles.lock().expect("handles").insert(node, h);
             })
@@ -183,18 +186,30 @@ pub async fn simulate(params: Params) -> Outcome {
         }
         // A node whose log was damaged may refuse to start; every other node must serve.
         SimClock.sleep(Duration::from_secs(1)).await;
-        let serving: Vec<NodeId> = {
+        // A node serves when its Raft state loaded and its driver has not stopped.
+        let (serving, stopped): (Vec<NodeId>, Vec<(NodeId, String)>) = {
             let h = handles.lock().expect("handles");
-            members
+            let stopped: Vec<(NodeId, String)> = members
+                .iter()
+                .filter_map(|n| Some((*n, h.get(n)?.status().stopped?)))
+                .collect();
+            let serving = members
                 .iter()
                 .copied()
-                .filter(|n| h.contains_key(n))
-                .collect()
+                .filter(|n| h.contains_key(n) && !stopped.iter().any(|(s, _)| s == n))
+                .collect();
+            (serving, stopped)
         };
         for &n in members.iter().filter(|n| !serving.contains(n)) {
             if !victims.contains(&n) {
+                let why = stopped
+                    .iter()
+                    .find(|(s, _)| *s == n)
+                    .map_or("refused to start".to_string(), |(_, e)| {
+                        format!("stopped ({e})")
+                    });
                 violations.push(format!(
-                    "node {n} refused to start after {phase} without damage to its log"
+                    "node {n} {why} after {phase} without damage to its log"
                 ));
             }
         }
@@ -209,8 +224,8 @@ pub async fn simulate(params: Params) -> Outcome {
                     .map(|n| {
                         let s = h[n].status();
                         format!(
-                            "n{n}: {:?} term {} leader {} applied {} voters {:?}",
-                            s.role, s.term, s.leader, s.applied, s.voters
+                            "n{n}: {:?} term {} leader {} commit {} applied {} voters {:?}",
+                            s.role, s.term, s.leader, s.commit, s.applied, s.voters
                         )
                     })
                     .collect()
@@ -237,16 +252,20 @@ pub async fn simulate(params: Params) -> Outcome {
         }
     }
     let power_loss = world.stats().minus(&safety_stats);
+    let (trace_hash, trace_events) = world.trace_hash();
+    let simulated = SimClock.now();
+    cluster.shutdown().await;
     let h = history.lock().expect("history");
     let (found, notes) = meta_checker::check(&h);
     violations.extend(found);
-    let (trace_hash, trace_events) = world.trace_hash();
     let summary = format!(
-        "ops={} unknown={} max_term={} max_applied={} log_rot_victims={victims:?}{}",
+        "ops={} unknown={} max_term={} max_applied={} snapshots_installed={} \
+         log_rot_victims={victims:?}{}",
         h.ops.len(),
         h.ops.iter().filter(|o| o.ret.is_none()).count(),
         h.leader_claims.keys().next_back().copied().unwrap_or(0),
         h.chains.keys().next_back().copied().unwrap_or(0),
+        h.snapshots_installed(),
         if notes.is_empty() {
             String::new()
         } else {
@@ -260,7 +279,7 @@ pub async fn simulate(params: Params) -> Outcome {
         stats: safety_stats,
         power_loss,
         summary,
-        simulated: SimClock.now(),
+        simulated,
         params,
     }
 }

@@ -40,6 +40,18 @@ pub struct MetaHistory {
     pub leader_claims: BTreeMap<u64, BTreeSet<NodeId>>,
     /// applied index -> distinct applied-log chains seen at it, with a node for each.
     pub chains: BTreeMap<u64, BTreeMap<[u8; 32], NodeId>>,
+    /// node -> (snapshots installed by its earlier incarnations, by the current one).
+    pub snapshots: BTreeMap<NodeId, (u64, u64)>,
+}
+
+impl MetaHistory {
+    /// Snapshots installed by every node over the run (as far as observed).
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots
+            .values()
+            .map(|(before, now)| before + now)
+            .sum()
+    }
 }
 
 pub type SharedMeta = Arc<Mutex<MetaHistory>>;
@@ -183,6 +195,12 @@ pub fn observe(cluster: &Cluster, handles: &Handles, history: &SharedMeta) {
             continue;
         }
         let s = handle.status();
+        let (before, now) = h.snapshots.entry(node).or_default();
+        if s.snapshots_installed < *now {
+            // A new incarnation counts from zero again.
+            *before += *now;
+        }
+        *now = s.snapshots_installed;
         if s.role == Role::Leader {
             h.leader_claims.entry(s.term).or_default().insert(node);
         }

@@ -119,3 +119,28 @@ fn checkers_catch_lost_durability() {
         &outcome.violations[..outcome.violations.len().min(3)]
     );
 }
+
+/// Snapshots are really streamed and installed: a member that joins, or one that was
+/// down while the log was compacted past it, catches up by snapshot in some seed.
+#[test]
+fn lagging_members_catch_up_by_snapshot() {
+    for name in ["raft-membership", "raft-crashes"] {
+        let s = by_name(name);
+        let installed: u64 = (0..4)
+            .map(|seed| {
+                let o = run_isolated(s.params(seed));
+                assert!(o.passed(), "{name} seed {seed}: {:?}", o.violations);
+                let n = o
+                    .summary
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("snapshots_installed="))
+                    .expect("the summary counts snapshots");
+                n.parse::<u64>().expect("a count")
+            })
+            .sum();
+        assert!(
+            installed > 0,
+            "{name}: no snapshot was installed in seeds 0..4"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! Raft's durable state on the Disk trait: the log, the hard state, the snapshot.
+//! Raft's durable state on the Disk trait: the log and the hard state. (The state
+//! machine, with its applied mark, is `crate::meta_store`.)
 //!
 //! **Log.** Append-only segment files `<dir>/log/<seq:020>.seg`, each a run of records
 //! `[len u32][crc32 u32][protobuf Entry]`. An append writes every record of a batch and
@@ -18,11 +19,8 @@
 //! the older slot in place with a sequence number and a crc, then syncs. A torn save
 //! leaves the other slot intact; load takes the valid slot with the higher sequence.
 //!
-//! **Snapshot.** `<dir>/snapshot`: metadata (index, term, conf state) and the state
-//! machine's bytes with a crc, written to a temporary, synced, renamed, dir-synced.
-
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{Entry, HardState};
 
 use crate::env::{Disk, DiskError};
 
@@ -31,7 +29,6 @@ pub const SEGMENT_BYTES_MAX: u64 = 8 << 20;
 /// Largest record accepted on replay; anything larger is corruption, not a record.
 const RECORD_BYTES_MAX: u32 = 64 << 20;
 const SLOT_BYTES: usize = 36;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"HAMSNAP1";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
@@ -44,6 +41,9 @@ pub enum LogError {
     },
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The state machine's store failed (I/O, or damage redb detected).
+    #[error(transparent)]
+    Store(#[from] crate::meta_store::StoreError),
 }
 
 struct Segment {
@@ -398,90 +398,6 @@ impl<D: Disk> HardStateSlots<D> {
     }
 }
 
-/// A snapshot as stored: Raft metadata and the state machine's bytes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredSnapshot {
-    pub index: u64,
-    pub term: u64,
-    pub conf_state: ConfState,
-    pub data: Vec<u8>,
-}
-
-/// Writes the snapshot file durably (temporary, sync, rename, sync_dir).
-pub async fn save_snapshot<D: Disk>(
-    disk: &D,
-    dir: &str,
-    snap: &StoredSnapshot,
-) -> Result<(), LogError> {
-    let conf = snap
-        .conf_state
-        .write_to_bytes()
-        .expect("conf state encodes");
-    let mut body = Vec::with_capacity(28 + conf.len() + snap.data.len());
-    body.extend_from_slice(&snap.index.to_le_bytes());
-    body.extend_from_slice(&snap.term.to_le_bytes());
-    body.extend_from_slice(&(conf.len() as u32).to_le_bytes());
-    body.extend_from_slice(&conf);
-    body.extend_from_slice(&snap.data);
-    let mut file = Vec::with_capacity(16 + body.len());
-    file.extend_from_slice(SNAPSHOT_MAGIC);
-    file.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    file.extend_from_slice(&body);
-    let (tmp, path) = (format!("{dir}/snapshot.tmp"), format!("{dir}/snapshot"));
-    // A leftover temporary from a crash may be longer than this one: start clean.
-    match disk.remove(&tmp).await {
-        Ok(()) | Err(DiskError::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    disk.write_at(&tmp, 0, &file).await?;
-    disk.sync(&tmp).await?;
-    disk.rename(&tmp, &path).await?;
-    disk.sync_dir(dir).await?;
-    Ok(())
-}
-
-/// Reads the snapshot file; `None` when there is none yet.
-pub async fn load_snapshot<D: Disk>(
-    disk: &D,
-    dir: &str,
-) -> Result<Option<StoredSnapshot>, LogError> {
-    let path = format!("{dir}/snapshot");
-    let len = match disk.len(&path).await {
-        Err(DiskError::NotFound { .. }) => return Ok(None),
-        other => other?,
-    };
-    let bytes = disk.read_at(&path, 0, len).await?;
-    let corrupt = |reason: &str| LogError::Corrupt {
-        file: path.clone(),
-        offset: 0,
-        reason: reason.into(),
-    };
-    if bytes.len() < 16 || &bytes[0..8] != SNAPSHOT_MAGIC {
-        return Err(corrupt("bad snapshot header"));
-    }
-    let body_len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-    let body = bytes
-        .get(16..16 + body_len)
-        .ok_or_else(|| corrupt("snapshot cut short"))?;
-    if crc32fast::hash(body).to_le_bytes() != bytes[12..16] || body.len() < 20 {
-        return Err(corrupt("snapshot checksum mismatch"));
-    }
-    let word = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8 bytes"));
-    let conf_len = u32::from_le_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
-    let conf = body
-        .get(20..20 + conf_len)
-        .ok_or_else(|| corrupt("snapshot conf state cut short"))?;
-    let conf_state =
-        ConfState::parse_from_bytes(conf).map_err(|_| corrupt("snapshot conf state"))?;
-    Ok(Some(StoredSnapshot {
-        index: word(0),
-        term: word(8),
-        conf_state,
-        data: body[20 + conf_len..].to_vec(),
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,31 +538,6 @@ mod tests {
             disk.poke("r/hard.1", |b| b[20] ^= 1);
             let (_, hs) = HardStateSlots::open(disk.clone(), "r").await.unwrap();
             assert_eq!((hs.term, hs.commit), (2, 20));
-        });
-    }
-
-    #[test]
-    fn snapshot_round_trip_and_corruption() {
-        block_on(async {
-            let disk = MemDisk::default();
-            assert_eq!(load_snapshot(&disk, "r").await.unwrap(), None);
-            let conf = ConfState {
-                voters: vec![1, 2, 3],
-                ..Default::default()
-            };
-            let snap = StoredSnapshot {
-                index: 7,
-                term: 2,
-                conf_state: conf,
-                data: b"state".to_vec(),
-            };
-            save_snapshot(&disk, "r", &snap).await.unwrap();
-            assert_eq!(load_snapshot(&disk, "r").await.unwrap(), Some(snap));
-            disk.poke("r/snapshot", |b| b[30] ^= 4);
-            assert!(matches!(
-                load_snapshot(&disk, "r").await,
-                Err(LogError::Corrupt { .. })
-            ));
         });
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod durable;
 pub mod node;
+pub mod snapshot;

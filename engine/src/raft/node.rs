@@ -3,13 +3,19 @@
 //!
 //! Order of a ready (raft-rs's contract, "persist before send"):
 //! 1. send `messages` (a leader's appends may go out before its own write);
-//! 2. install a snapshot from the leader, if any (state machine, snapshot file, log reset);
+//! 2. install a snapshot from the leader, if any (state machine, then log reset);
 //! 3. append `entries` to the durable log (one sync per batch) and save the hard state;
 //! 4. only then send `persisted_messages` (votes, append responses);
 //! 5. `advance_append`, send the light ready's messages;
 //! 6. apply the committed entries of both readies, then `advance_apply`. Applying after
 //!    step 5 matters: a conf change that removes this leader, applied earlier, would make
 //!    raft-rs look up the leader's own (removed) progress while advancing.
+//!
+//! The state machine is [`MetaStore`] (redb): each batch of committed entries is applied
+//! in one transaction that also records the applied mark (index, term, configuration).
+//! Those commits skip the sync, except the one before a log compaction; a restart
+//! resumes from the last durable mark and replays the log after it. A snapshot for a
+//! lagging or new member is the store itself, streamed (`crate::raft::snapshot`).
 //!
 //! Determinism: raft-rs draws election timeouts from rand's thread-local RNG whenever it
 //! resets (a term or role change). After every RawNode call the driver checks whether
@@ -29,14 +35,16 @@ use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{Either, select};
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole, Storage};
 use sha2::{Digest, Sha256};
 
-use crate::env::{Clock, Env, Net, NodeId, Rng};
+use crate::env::{Clock, Disk, Env, Net, NodeId, Rng};
 use crate::meta::{self, Applied, Command, MetaState};
-use crate::raft::durable::{self, DurableLog, HardStateSlots, LogError, StoredSnapshot};
+use crate::meta_store::{Item, Mark, MetaReader, MetaStore, StoreError};
+use crate::raft::durable::{DurableLog, HardStateSlots, LogError};
+use crate::raft::snapshot;
 
 /// Operations queued for the driver; bounded, so a flood becomes backpressure.
 pub const DRIVER_QUEUE_MAX: usize = 4096;
@@ -54,8 +62,14 @@ pub struct RaftConfig {
     pub tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
-    /// Take a snapshot (and compact the log) every this many applied entries.
+    /// Compact the log every this many applied entries.
     pub snapshot_every: u64,
+    /// Entries kept behind the applied index at a compaction, so that a follower a
+    /// little behind catches up from the log rather than by snapshot.
+    pub log_tail_keep: u64,
+    /// Keep [`RaftStatus::applied_chain`] (the simulator's checkers compare it). Each
+    /// epoch hashes the whole state, so production nodes leave it off.
+    pub applied_chain: bool,
 }
 
 impl RaftConfig {
@@ -68,6 +82,8 @@ impl RaftConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_every: 1000,
+            log_tail_keep: 1000,
+            applied_chain: true,
         }
     }
 }
@@ -84,6 +100,9 @@ pub enum ProposeError {
     /// No answer in time: the operation may or may not have been applied.
     #[error("timed out; outcome unknown")]
     Timeout,
+    /// The local state machine could not be read.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
 }
 
 /// What the driver publishes for readers and operators.
@@ -97,6 +116,10 @@ pub struct RaftStatus {
     pub applied: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// Snapshots from a leader installed by this incarnation of the driver.
+    pub snapshots_installed: u64,
+    /// Why the driver stopped, once it has (it no longer votes, acks or applies).
+    pub stopped: Option<String>,
     /// A digest of the applied log: at every index divisible by [`CHAIN_EPOCH`] it
     /// restarts from the sha256 of the state machine, and every later entry (index,
     /// term, data) is chained into it. Two nodes at the same applied index have the same
@@ -134,7 +157,6 @@ enum Op {
 }
 
 struct Shared {
-    state: MetaState,
     status: RaftStatus,
 }
 
@@ -143,6 +165,8 @@ struct Shared {
 pub struct RaftHandle {
     tx: mpsc::Sender<Op>,
     shared: Arc<Mutex<Shared>>,
+    store: Arc<MetaStore>,
+    dir: Arc<str>,
 }
 
 impl RaftHandle {
@@ -179,14 +203,40 @@ impl RaftHandle {
     }
 
     /// Hands a Raft message from a peer to the driver; dropped when the queue is full
-    /// (Raft tolerates lost messages).
-    pub fn step(&self, message: Message) {
-        let _ = self.tx.clone().try_send(Op::Step(message));
+    /// (Raft tolerates lost messages). Whether it was queued.
+    pub fn step(&self, message: Message) -> bool {
+        self.tx.clone().try_send(Op::Step(message)).is_ok()
     }
 
-    /// Reads the local replica (possibly stale; see `read_index`).
-    pub fn read<T>(&self, f: impl FnOnce(&MetaState) -> T) -> T {
-        f(&self.shared.lock().expect("raft shared state").state)
+    /// Receives a snapshot from the leader: stages its streamed state on `disk` and steps
+    /// the message into Raft. A stream cut off, or a full queue, drops it (the leader
+    /// sends again).
+    pub async fn receive_snapshot<D: Disk>(
+        &self,
+        disk: &D,
+        nonce: u64,
+        mut message: Message,
+        body: crate::env::BodyStream,
+    ) {
+        let path = match snapshot::stage(disk, &self.dir, nonce, body).await {
+            Ok(path) => path,
+            Err(error) => {
+                tracing::warn!(%error, from = message.from, "snapshot stream not staged");
+                return;
+            }
+        };
+        message.mut_snapshot().data = path.clone().into_bytes().into();
+        if !self.step(message) {
+            snapshot::remove(disk, &path).await;
+        }
+    }
+
+    /// Reads the local replica (possibly stale; see `read_index`) in one consistent view.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&MetaReader) -> Result<T, StoreError>,
+    ) -> Result<T, ProposeError> {
+        Ok(f(&self.store.reader()?)?)
     }
 
     pub fn status(&self) -> RaftStatus {
@@ -213,27 +263,30 @@ struct Driver<E: Env> {
     raw: RawNode<Store>,
     log: DurableLog<E::Disk>,
     hard: HardStateSlots<E::Disk>,
+    store: Arc<MetaStore>,
     shared: Arc<Mutex<Shared>>,
     tx: mpsc::Sender<Op>,
     waiters: BTreeMap<u64, oneshot::Sender<Result<Applied, ProposeError>>>,
     reads: BTreeMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
     /// ReadIndex answers waiting for the apply index to catch up: (index, id).
     pending_reads: Vec<(u64, u64)>,
-    last_snapshot: u64,
+    /// Where the log was last compacted to.
+    last_compaction: u64,
+    /// Staged snapshot files stepped into Raft since the last ready; whatever the ready
+    /// did not install is removed after it.
+    staged: Vec<String>,
+    snapshots_installed: u64,
     observed: (u64, StateRole, u64),
     chain: Option<[u8; 32]>,
     /// A conf change was applied in this ready: see `hand_over_if_removed`.
     check_removed: bool,
 }
 
-/// raft-rs's MemStorage for the log tail, plus the latest full snapshot for followers.
+/// raft-rs's MemStorage for the log tail; snapshots come from the state machine.
 #[derive(Clone)]
 struct Store {
     mem: MemStorage,
-    snapshot: Arc<Mutex<Snapshot>>,
-    /// Set when Raft asked for a snapshot the stored one cannot serve (too old, or from
-    /// before the recipient joined): the driver takes a fresh one.
-    wanted: Arc<std::sync::atomic::AtomicBool>,
+    meta: Arc<MetaStore>,
 }
 
 impl Storage for Store {
@@ -250,11 +303,6 @@ impl Storage for Store {
         self.mem.entries(low, high, max, ctx)
     }
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        let snap = self.snapshot.lock().expect("snapshot lock");
-        if idx == snap.get_metadata().index {
-            return Ok(snap.get_metadata().term);
-        }
-        drop(snap);
         self.mem.term(idx)
     }
     fn first_index(&self) -> raft::Result<u64> {
@@ -263,37 +311,27 @@ impl Storage for Store {
     fn last_index(&self) -> raft::Result<u64> {
         self.mem.last_index()
     }
+    /// The metadata of the state as applied now; its data is streamed when the message
+    /// is sent (`snapshot::send`).
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        let snap = self.snapshot.lock().expect("snapshot lock").clone();
-        let conf = snap.get_metadata().get_conf_state();
+        let unavailable = raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable);
+        let Ok(mark) = self.meta.mark() else {
+            return Err(unavailable);
+        };
+        let conf = &mark.conf;
         let lists = [
             &conf.voters,
             &conf.learners,
             &conf.voters_outgoing,
             &conf.learners_next,
         ];
-        let knows_recipient = lists.iter().any(|ids| ids.contains(&to));
-        if snap.get_metadata().index < request_index || !knows_recipient {
-            // A recipient rejects a snapshot whose configuration does not include it.
-            self.wanted
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            let unavailable = raft::StorageError::SnapshotTemporarilyUnavailable;
-            return Err(raft::Error::Store(unavailable));
+        // A recipient rejects a snapshot whose configuration does not include it (the
+        // conf change that adds it is applied but its batch not yet committed).
+        if mark.index < request_index || !lists.iter().any(|ids| ids.contains(&to)) {
+            return Err(unavailable);
         }
-        Ok(snap)
+        Ok(snapshot::metadata(&mark))
     }
-}
-
-fn to_raft_snapshot(s: &StoredSnapshot) -> Snapshot {
-    let mut snap = Snapshot {
-        data: s.data.clone().into(),
-        ..Default::default()
-    };
-    let meta = snap.mut_metadata();
-    meta.index = s.index;
-    meta.term = s.term;
-    meta.set_conf_state(s.conf_state.clone());
-    snap
 }
 
 /// Starts the driver for `config` on `env`; returns the handle and the driver future
@@ -305,48 +343,43 @@ pub async fn start<E: Env>(
     let disk = env.disk().clone();
     let dir = config.dir.clone();
     let (hard, mut hs) = HardStateSlots::open(disk.clone(), &dir).await?;
-    let mut snapshot = durable::load_snapshot(&disk, &dir).await?;
-    if snapshot.is_none() && !config.bootstrap_voters.is_empty() {
-        // A new cluster: every bootstrap member starts from the same snapshot at index 1
+    let backend = disk.storage_backend(&format!("{dir}/state.redb")).await?;
+    let store = Arc::new(disk.blocking(move || MetaStore::open(backend)).await?);
+    snapshot::clear_staged(&disk, &dir).await?;
+    let mut mark = store.mark()?;
+    if mark.index == 0 && !config.bootstrap_voters.is_empty() {
+        // A new cluster: every bootstrap member starts from the same state at index 1
         // holding the first configuration. The log then starts at 2, so a node that joins
         // later cannot replay it from the start against an empty configuration: it has to
         // catch up by snapshot (raft-rs's storage docs recommend exactly this).
-        let conf = raft::eraftpb::ConfState {
-            voters: config.bootstrap_voters.clone(),
-            ..Default::default()
-        };
-        let initial = StoredSnapshot {
+        mark = Mark {
             index: BOOTSTRAP_INDEX,
             term: BOOTSTRAP_INDEX,
-            conf_state: conf,
-            data: meta::encode_state(&MetaState::default()),
+            conf: raft::eraftpb::ConfState {
+                voters: config.bootstrap_voters.clone(),
+                ..Default::default()
+            },
         };
-        durable::save_snapshot(&disk, &dir, &initial).await?;
-        snapshot = Some(initial);
+        let (s, m) = (store.clone(), mark.clone());
+        disk.blocking(move || {
+            s.begin_install()?;
+            s.finish_install(&m)
+        })
+        .await?;
     }
     let (log, entries) = DurableLog::open(disk, &dir).await?;
     let mem = MemStorage::new();
-    let mut state = MetaState::default();
-    let mut applied = 0;
-    let raft_snapshot = match &snapshot {
-        Some(s) => {
-            state = meta::decode_state(&s.data).ok_or_else(|| LogError::Corrupt {
-                file: format!("{dir}/snapshot"),
-                offset: 0,
-                reason: "state machine does not decode".into(),
-            })?;
-            applied = s.index;
-            let snap = to_raft_snapshot(s);
-            let installed = mem.wl().apply_snapshot(snap.clone());
-            installed.expect("fresh storage takes a snapshot");
-            snap
-        }
-        None => Snapshot::default(),
-    };
+    let applied = mark.index;
+    if applied > 0 {
+        // The state machine already holds everything up to the mark: raft-rs sees it as
+        // a snapshot (metadata only; one with data is exported when a follower needs it).
+        let installed = mem.wl().apply_snapshot(snapshot::metadata(&mark));
+        installed.expect("fresh storage takes a snapshot");
+    }
     let tail: Vec<Entry> = entries.into_iter().filter(|e| e.index > applied).collect();
     if let Some(first) = tail.first().filter(|e| e.index != applied + 1) {
         let reason = format!(
-            "log starts at {} after a snapshot at {applied}",
+            "log starts at {} after the state machine's index {applied}",
             first.index
         );
         return Err(LogError::Corrupt {
@@ -384,46 +417,54 @@ pub async fn start<E: Env>(
         ..Default::default()
     };
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let store = Store {
+    let raft_store = Store {
         mem,
-        snapshot: Arc::new(Mutex::new(raft_snapshot)),
-        wanted: Arc::default(),
+        meta: store.clone(),
     };
-    let raw = RawNode::new(&raft_config, store, &logger).map_err(|e| LogError::Corrupt {
+    let raw = RawNode::new(&raft_config, raft_store, &logger).map_err(|e| LogError::Corrupt {
         file: dir.clone(),
         offset: 0,
         reason: format!("raft refused the recovered state: {e}"),
     })?;
     let (tx, rx) = mpsc::channel(DRIVER_QUEUE_MAX);
     let shared = Arc::new(Mutex::new(Shared {
-        state,
         status: RaftStatus {
             id: config.id,
             ..Default::default()
         },
     }));
+    // A member of a fresh group starts from the known empty state; a node restored
+    // from any other state does not know the digest until its next epoch.
+    let chain = (applied == BOOTSTRAP_INDEX && config.applied_chain)
+        .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into());
     let mut driver = Driver {
         env,
         config,
         raw,
         log,
         hard,
+        store: store.clone(),
         shared: shared.clone(),
         tx: tx.clone(),
         waiters: BTreeMap::new(),
         reads: BTreeMap::new(),
         pending_reads: Vec::new(),
-        last_snapshot: applied,
+        last_compaction: applied,
+        staged: Vec::new(),
+        snapshots_installed: 0,
         observed: (u64::MAX, StateRole::Follower, u64::MAX),
         check_removed: false,
-        // A member of a fresh group starts from the known empty state; a node restored
-        // from any other snapshot does not know the digest until its next epoch.
-        chain: (applied == BOOTSTRAP_INDEX)
-            .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into()),
+        chain,
     };
     driver.fix_election_timeout();
     driver.publish();
-    Ok((RaftHandle { tx, shared }, driver.run(rx)))
+    let handle = RaftHandle {
+        tx,
+        shared,
+        store,
+        dir: dir.into(),
+    };
+    Ok((handle, driver.run(rx)))
 }
 
 impl<E: Env> Driver<E> {
@@ -439,23 +480,26 @@ impl<E: Env> Driver<E> {
                     Either::Right((Some(op), _)) => Some(op),
                 }
             };
-            match event {
+            let mut handled = match event {
                 None => {
                     self.raw.tick();
                     next_tick += self.config.tick;
+                    Ok(())
                 }
                 Some(op) => self.handle(op),
-            }
+            };
             for _ in 1..BATCH_OPS_MAX {
                 match rx.try_recv() {
-                    Ok(op) => self.handle(op),
-                    Err(_) => break,
+                    Ok(op) if handled.is_ok() => handled = self.handle(op),
+                    _ => break,
                 }
             }
             self.fix_election_timeout();
-            if let Err(error) = self.on_ready().await {
-                // A disk that cannot persist Raft state must not vote or ack: stop.
+            if let Err(error) = handled.and(self.on_ready().await) {
+                // A log that lost acknowledged entries, or a disk that cannot persist
+                // Raft state, must not vote or ack: stop.
                 tracing::error!(node = self.config.id, %error, "raft driver stopping");
+                self.shared.lock().expect("shared").status.stopped = Some(error.to_string());
                 return;
             }
         }
@@ -480,16 +524,21 @@ impl<E: Env> Driver<E> {
         }
     }
 
-    fn handle(&mut self, op: Op) {
+    fn handle(&mut self, op: Op) -> Result<(), LogError> {
         match op {
             Op::Step(m) => {
+                self.check_heartbeat(&m)?;
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    self.staged
+                        .push(String::from_utf8_lossy(&m.get_snapshot().data).into_owned());
+                }
                 // Messages from removed or unknown peers are refused by raft; fine.
                 let _ = self.raw.step(m);
             }
             Op::Propose(command, reply) => {
                 if self.raw.raft.state != StateRole::Leader {
                     let _ = reply.send(Err(self.not_leader()));
-                    return;
+                    return Ok(());
                 }
                 let id = self.env.rng().next_u64();
                 match self
@@ -507,7 +556,7 @@ impl<E: Env> Driver<E> {
             Op::ConfChange(changes, reply) => {
                 if self.raw.raft.state != StateRole::Leader {
                     let _ = reply.send(Err(self.not_leader()));
-                    return;
+                    return Ok(());
                 }
                 let mut cc = ConfChangeV2::default();
                 for change in changes {
@@ -546,24 +595,47 @@ impl<E: Env> Driver<E> {
                 self.raw.report_snapshot(to, status);
             }
         }
+        Ok(())
+    }
+
+    /// A leader's heartbeat carries min(its commit, what this node acknowledged). One
+    /// beyond this log's end means the log lost entries this node had acknowledged: a
+    /// rotted last record that recovery could not tell from a torn write. raft-rs
+    /// panics on it; the node refuses to go on instead (rebuild it from a snapshot).
+    fn check_heartbeat(&self, m: &Message) -> Result<(), LogError> {
+        let last = self.raw.raft.raft_log.last_index();
+        if m.get_msg_type() == MessageType::MsgHeartbeat
+            && m.term >= self.raw.raft.term
+            && m.commit > last
+        {
+            return Err(LogError::Corrupt {
+                file: format!("{}/log", self.config.dir),
+                offset: 0,
+                reason: format!(
+                    "leader {} says this node acknowledged up to {}, the log ends at {last}",
+                    m.from, m.commit
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn send(&self, messages: Vec<Message>) {
         for m in messages {
             let to = m.to;
-            let is_snapshot = m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
+            let env = self.env.clone();
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                let (store, mut tx) = (self.store.clone(), self.tx.clone());
+                self.env.spawn(async move {
+                    let ok = snapshot::send(&env, store, m).await;
+                    let _ = tx.try_send(Op::SnapshotSent { to, ok });
+                });
+                continue;
+            }
             let mut bytes = vec![TAG_RAFT];
             bytes.extend_from_slice(&m.write_to_bytes().expect("raft messages encode"));
-            let env = self.env.clone();
-            let mut tx = self.tx.clone();
             self.env.spawn(async move {
-                let sent = env.net().call(to, bytes.into(), RAFT_MESSAGE_TIMEOUT).await;
-                if is_snapshot {
-                    let _ = tx.try_send(Op::SnapshotSent {
-                        to,
-                        ok: sent.is_ok(),
-                    });
-                }
+                let _ = env.net().call(to, bytes.into(), RAFT_MESSAGE_TIMEOUT).await;
             });
         }
     }
@@ -610,20 +682,8 @@ impl<E: Env> Driver<E> {
         if std::mem::take(&mut self.check_removed) {
             self.hand_over_if_removed();
         }
-        let wanted = self
-            .raw
-            .store()
-            .wanted
-            .swap(false, std::sync::atomic::Ordering::Relaxed);
-        let applied = self.raw.raft.raft_log.applied;
-        if wanted && applied > self.last_snapshot {
-            let term = self
-                .raw
-                .raft
-                .raft_log
-                .term(applied)
-                .expect("term of an applied entry");
-            self.snapshot(applied, term).await?;
+        for path in std::mem::take(&mut self.staged) {
+            snapshot::remove(self.env.disk(), &path).await;
         }
         self.fix_election_timeout();
         self.publish();
@@ -651,53 +711,94 @@ impl<E: Env> Driver<E> {
     }
 
     async fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), LogError> {
-        let meta_ = snap.get_metadata();
-        let stored = StoredSnapshot {
-            index: meta_.index,
-            term: meta_.term,
-            conf_state: meta_.get_conf_state().clone(),
-            data: snap.data.to_vec(),
+        let md = snap.get_metadata();
+        let mark = Mark {
+            index: md.index,
+            term: md.term,
+            conf: md.get_conf_state().clone(),
         };
-        let Some(state) = meta::decode_state(&stored.data) else {
-            return Err(LogError::Corrupt {
-                file: "snapshot from leader".into(),
-                offset: 0,
-                reason: "does not decode".into(),
-            });
-        };
-        durable::save_snapshot(self.env.disk(), &self.config.dir, &stored).await?;
+        // The data is the staged file `receive_snapshot` wrote.
+        let path = String::from_utf8_lossy(&snap.data).into_owned();
+        // The store first: if the log reset below is lost in a crash, the restart still
+        // resumes from the snapshot's mark and skips the older entries.
+        snapshot::install(self.env.disk(), &self.store, &path, &mark).await?;
         self.log.reset().await?;
         self.raw
             .mut_store()
             .mem
             .wl()
-            .apply_snapshot(snap.clone())
+            .apply_snapshot(snapshot::metadata(&mark))
             .expect("newer snapshot");
-        *self.raw.mut_store().snapshot.lock().expect("snapshot lock") = snap;
-        self.shared.lock().expect("shared").state = state;
-        self.last_snapshot = stored.index;
+        self.last_compaction = mark.index;
         self.chain = None;
+        self.snapshots_installed += 1;
         Ok(())
     }
 
-    async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LogError> {
-        let Some(last) = entries.last().map(|e| (e.index, e.term)) else {
+    /// Applies committed entries: in chunks that end at chain epochs (the epoch digest
+    /// hashes the state right after its entry), one store commit per chunk. Commits are
+    /// not durable (the log holds the entries) except the one before a compaction: the
+    /// log may drop only what the store holds durably.
+    async fn apply(&mut self, mut entries: Vec<Entry>) -> Result<(), LogError> {
+        let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
         };
-        for entry in entries {
-            self.apply_one(&entry);
-            self.advance_chain(&entry);
+        let compact = last >= self.last_compaction + self.config.snapshot_every;
+        while !entries.is_empty() {
+            let cut = entries
+                .iter()
+                .position(|e| e.index.is_multiple_of(CHAIN_EPOCH))
+                .map_or(entries.len(), |p| p + 1);
+            let rest = entries.split_off(cut);
+            self.apply_chunk(entries, compact && rest.is_empty())
+                .await?;
+            entries = rest;
         }
-        self.answer_reads(last.0);
-        if last.0 >= self.last_snapshot + self.config.snapshot_every {
-            self.snapshot(last.0, last.1).await?;
+        self.answer_reads(last);
+        if compact {
+            self.compact(last).await?;
         }
         Ok(())
     }
 
-    fn advance_chain(&mut self, entry: &Entry) {
+    async fn apply_chunk(&mut self, entries: Vec<Entry>, durable: bool) -> Result<(), LogError> {
+        let mut items = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            items.push(Item {
+                index: entry.index,
+                command: self.command_of(entry),
+            });
+        }
+        let last = entries.last().expect("chunks are not empty");
+        let mark = Mark {
+            index: last.index,
+            term: last.term,
+            conf: self.raw.raft.prs().conf().to_conf_state(),
+        };
+        let store = self.store.clone();
+        let results = self
+            .env
+            .disk()
+            .blocking(move || store.apply(&items, &mark, durable))
+            .await?;
+        for (entry, result) in entries.iter().zip(results) {
+            let id = <[u8; 8]>::try_from(&entry.context[..])
+                .ok()
+                .map(u64::from_le_bytes);
+            if let Some(reply) = id.and_then(|id| self.waiters.remove(&id)) {
+                let _ = reply.send(Ok(result));
+            }
+            self.advance_chain(entry)?;
+        }
+        Ok(())
+    }
+
+    fn advance_chain(&mut self, entry: &Entry) -> Result<(), StoreError> {
+        if !self.config.applied_chain {
+            return Ok(());
+        }
         if entry.index.is_multiple_of(CHAIN_EPOCH) {
-            let state = meta::encode_state(&self.shared.lock().expect("shared").state);
+            let state = meta::encode_state(&self.store.reader()?.export()?);
             self.chain = Some(Sha256::digest(state).into());
         } else if let Some(chain) = self.chain {
             let mut h = Sha256::new();
@@ -707,27 +808,22 @@ impl<E: Env> Driver<E> {
             h.update(&entry.data);
             self.chain = Some(h.finalize().into());
         }
+        Ok(())
     }
 
-    fn apply_one(&mut self, entry: &Entry) {
-        let id = <[u8; 8]>::try_from(&entry.context[..])
-            .ok()
-            .map(u64::from_le_bytes);
-        let result = match entry.get_entry_type() {
-            EntryType::EntryNormal if entry.data.is_empty() => return, // a new leader's no-op
-            EntryType::EntryNormal => match meta::decode_command(&entry.data) {
-                Some(command) => self
-                    .shared
-                    .lock()
-                    .expect("shared")
-                    .state
-                    .apply(entry.index, &command),
-                None => {
+    /// The command an entry carries for the state machine; configuration changes are
+    /// applied to Raft here and carry none.
+    fn command_of(&mut self, entry: &Entry) -> Option<Command> {
+        match entry.get_entry_type() {
+            EntryType::EntryNormal if entry.data.is_empty() => None, // a new leader's no-op
+            EntryType::EntryNormal => {
+                let command = meta::decode_command(&entry.data);
+                if command.is_none() {
                     // Every replica skips it alike; it came from a newer or broken proposer.
                     tracing::error!(index = entry.index, "undecodable command skipped");
-                    return;
                 }
-            },
+                command
+            }
             EntryType::EntryConfChangeV2 | EntryType::EntryConfChange => {
                 let applied = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
                     ConfChangeV2::parse_from_bytes(&entry.data)
@@ -747,11 +843,8 @@ impl<E: Env> Driver<E> {
                     Some(Err(error)) => tracing::warn!(%error, "conf change refused"),
                     None => tracing::error!(index = entry.index, "undecodable conf change skipped"),
                 }
-                Applied::Done
+                None
             }
-        };
-        if let Some(reply) = id.and_then(|id| self.waiters.remove(&id)) {
-            let _ = reply.send(Ok(result));
         }
     }
 
@@ -781,26 +874,21 @@ impl<E: Env> Driver<E> {
         self.raw.raft.become_follower(term, raft::INVALID_ID);
     }
 
-    /// Saves a snapshot at the applied index and compacts the log behind it.
-    async fn snapshot(&mut self, index: u64, term: u64) -> Result<(), LogError> {
-        let data = meta::encode_state(&self.shared.lock().expect("shared").state);
-        let conf_state = self.raw.raft.prs().conf().to_conf_state();
-        let stored = StoredSnapshot {
-            index,
-            term,
-            conf_state,
-            data,
-        };
-        durable::save_snapshot(self.env.disk(), &self.config.dir, &stored).await?;
-        *self.raw.mut_store().snapshot.lock().expect("snapshot lock") = to_raft_snapshot(&stored);
+    /// Drops the log up to `log_tail_keep` entries before `index`: the store has just
+    /// committed the state at `index` durably.
+    async fn compact(&mut self, index: u64) -> Result<(), LogError> {
+        let upto = index.saturating_sub(self.config.log_tail_keep);
+        self.last_compaction = index;
+        if upto <= self.raw.store().mem.first_index().expect("first index") {
+            return Ok(());
+        }
         self.raw
             .mut_store()
             .mem
             .wl()
-            .compact(index)
+            .compact(upto)
             .expect("compact below applied");
-        self.log.compact(index).await?;
-        self.last_snapshot = index;
+        self.log.compact(upto).await?;
         Ok(())
     }
 
@@ -820,6 +908,8 @@ impl<E: Env> Driver<E> {
             applied: r.raft_log.applied,
             voters: conf.voters.clone(),
             learners: conf.learners.clone(),
+            snapshots_installed: self.snapshots_installed,
+            stopped: None,
             applied_chain: self.chain,
         };
         self.shared.lock().expect("shared").status = status;
