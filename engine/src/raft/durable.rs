@@ -19,6 +19,13 @@
 //! the older slot in place with a sequence number and a crc, then syncs. A torn save
 //! leaves the other slot intact; load takes the valid slot with the higher sequence.
 //!
+//! A slot also records `log_durable_to`, the last log index the log had made durable
+//! when the slot was saved. The driver saves a slot after every append and before it
+//! acknowledges anything, so every entry this node ever acknowledged is at or below the
+//! recorded mark. Recovery can then tell a torn tail (records past the mark: never
+//! acknowledged, safe to drop) from rot in the last records (at or below the mark: the
+//! log lost what it promised, and the node must not serve).
+//!
 use protobuf::Message as _;
 use raft::eraftpb::{Entry, HardState};
 
@@ -28,7 +35,7 @@ use crate::env::{Disk, DiskError};
 pub const SEGMENT_BYTES_MAX: u64 = 8 << 20;
 /// Largest record accepted on replay; anything larger is corruption, not a record.
 const RECORD_BYTES_MAX: u32 = 64 << 20;
-const SLOT_BYTES: usize = 36;
+const SLOT_BYTES: usize = 44;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
@@ -313,19 +320,28 @@ pub struct HardStateSlots<D: Disk> {
     seq: u64,
 }
 
-fn encode_slot(seq: u64, hs: &HardState) -> [u8; SLOT_BYTES] {
+/// What one slot holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slot {
+    pub hs: HardState,
+    /// The last log index that was durable when the slot was saved (see module docs).
+    pub log_durable_to: u64,
+}
+
+fn encode_slot(seq: u64, slot: &Slot) -> [u8; SLOT_BYTES] {
     let mut b = [0u8; SLOT_BYTES];
     b[0..8].copy_from_slice(&seq.to_le_bytes());
-    b[8..16].copy_from_slice(&hs.term.to_le_bytes());
-    b[16..24].copy_from_slice(&hs.vote.to_le_bytes());
-    b[24..32].copy_from_slice(&hs.commit.to_le_bytes());
-    let crc = crc32fast::hash(&b[0..32]);
-    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    b[8..16].copy_from_slice(&slot.hs.term.to_le_bytes());
+    b[16..24].copy_from_slice(&slot.hs.vote.to_le_bytes());
+    b[24..32].copy_from_slice(&slot.hs.commit.to_le_bytes());
+    b[32..40].copy_from_slice(&slot.log_durable_to.to_le_bytes());
+    let crc = crc32fast::hash(&b[0..40]);
+    b[40..44].copy_from_slice(&crc.to_le_bytes());
     b
 }
 
-fn decode_slot(b: &[u8]) -> Option<(u64, HardState)> {
-    if b.len() != SLOT_BYTES || crc32fast::hash(&b[0..32]).to_le_bytes() != b[32..36] {
+fn decode_slot(b: &[u8]) -> Option<(u64, Slot)> {
+    if b.len() != SLOT_BYTES || crc32fast::hash(&b[0..40]).to_le_bytes() != b[40..44] {
         return None;
     }
     let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
@@ -335,7 +351,13 @@ fn decode_slot(b: &[u8]) -> Option<(u64, HardState)> {
         commit: word(24),
         ..Default::default()
     };
-    Some((word(0), hs))
+    Some((
+        word(0),
+        Slot {
+            hs,
+            log_durable_to: word(32),
+        },
+    ))
 }
 
 impl<D: Disk> HardStateSlots<D> {
@@ -344,13 +366,13 @@ impl<D: Disk> HardStateSlots<D> {
     }
 
     /// Loads the newest valid slot, creating both slots durably on first use.
-    pub async fn open(disk: D, dir: &str) -> Result<(Self, HardState), LogError> {
+    pub async fn open(disk: D, dir: &str) -> Result<(Self, Slot), LogError> {
         let mut slots = Self {
             disk,
             dir: dir.to_string(),
             seq: 0,
         };
-        let mut best: Option<(u64, HardState)> = None;
+        let mut best: Option<(u64, Slot)> = None;
         let mut missing = false;
         for i in 0..2 {
             match slots
@@ -376,7 +398,7 @@ impl<D: Disk> HardStateSlots<D> {
                 let path = slots.slot(i);
                 slots
                     .disk
-                    .write_at(&path, 0, &encode_slot(0, &HardState::default()))
+                    .write_at(&path, 0, &encode_slot(0, &Slot::default()))
                     .await?;
                 slots.disk.sync(&path).await?;
             }
@@ -387,11 +409,13 @@ impl<D: Disk> HardStateSlots<D> {
         Ok((slots, hs))
     }
 
-    /// Saves `hs` durably into the older slot.
-    pub async fn save(&mut self, hs: &HardState) -> Result<(), LogError> {
+    /// Saves `slot` durably into the older slot.
+    pub async fn save(&mut self, slot: &Slot) -> Result<(), LogError> {
         let seq = self.seq + 1;
         let path = self.slot(seq);
-        self.disk.write_at(&path, 0, &encode_slot(seq, hs)).await?;
+        self.disk
+            .write_at(&path, 0, &encode_slot(seq, slot))
+            .await?;
         self.disk.sync(&path).await?;
         self.seq = seq;
         Ok(())
@@ -526,18 +550,22 @@ mod tests {
     fn hard_state_survives_a_torn_slot() {
         block_on(async {
             let disk = MemDisk::default();
-            let (mut slots, hs) = HardStateSlots::open(disk.clone(), "r").await.unwrap();
-            assert_eq!(hs, HardState::default());
-            let mut want = HardState::default();
+            let (mut slots, got) = HardStateSlots::open(disk.clone(), "r").await.unwrap();
+            assert_eq!(got, Slot::default());
+            let mut want = Slot::default();
             for t in 1..=3 {
-                want.term = t;
-                want.commit = t * 10;
+                want.hs.term = t;
+                want.hs.commit = t * 10;
+                want.log_durable_to = t * 11;
                 slots.save(&want).await.unwrap();
             }
             // Seq 3 went to slot 1; tear it: slot 0 (seq 2) wins.
             disk.poke("r/hard.1", |b| b[20] ^= 1);
-            let (_, hs) = HardStateSlots::open(disk.clone(), "r").await.unwrap();
-            assert_eq!((hs.term, hs.commit), (2, 20));
+            let (_, got) = HardStateSlots::open(disk.clone(), "r").await.unwrap();
+            assert_eq!(
+                (got.hs.term, got.hs.commit, got.log_durable_to),
+                (2, 20, 22)
+            );
         });
     }
 }

@@ -19,11 +19,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use futures::future::Either;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
-use crate::env::{Disk, DiskError, Env, Net, body_channel};
+use crate::env::{Disk, DiskError, Env, Net, body_channel, timeout};
 use crate::meta_store::{Cursor, Mark, MetaStore, Record, StoreError};
 use crate::raft::durable::LogError;
 
@@ -35,8 +35,11 @@ pub const FRAME_BYTES: usize = 1 << 20;
 const STAGED_FRAME_BYTES_MAX: u32 = 64 << 20;
 /// Frames in flight between the store and the connection.
 const WINDOW_FRAMES: usize = 2;
-/// Time allowed for one whole snapshot transfer.
-pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Time allowed for one whole snapshot transfer, however large.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A transfer that moves no frame, or gets no answer after its last, for this long is
+/// abandoned (a recipient that died mid-stream), and Raft sends again later.
+pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn staged_dir(dir: &str) -> String {
     format!("{dir}/incoming")
@@ -75,6 +78,7 @@ pub(crate) async fn send<E: Env>(env: &E, store: Arc<MetaStore>, mut message: Me
     let mut header = vec![TAG_RAFT_SNAPSHOT];
     header.extend_from_slice(&message.write_to_bytes().expect("raft messages encode"));
     let (mut tx, rx) = body_channel(WINDOW_FRAMES);
+    let clock = env.clock();
     let produce = async move {
         let mut cursor = Cursor::Start;
         while cursor != Cursor::Done {
@@ -89,18 +93,30 @@ pub(crate) async fn send<E: Env>(env: &E, store: Arc<MetaStore>, mut message: Me
                     return false;
                 }
             };
-            if !records.is_empty() && tx.send(Bytes::from(encode(&records))).await.is_err() {
-                return false;
+            if !records.is_empty() {
+                let sent = timeout(clock, PROGRESS_TIMEOUT, tx.send(encode(&records).into()));
+                if !matches!(sent.await, Ok(Ok(()))) {
+                    return false;
+                }
             }
             cursor = next;
         }
-        tx.finish().await.is_ok()
+        matches!(
+            timeout(clock, PROGRESS_TIMEOUT, tx.finish()).await,
+            Ok(Ok(()))
+        )
     };
     let call = env
         .net()
         .call_streamed(to, header.into(), rx, TRANSFER_TIMEOUT);
-    let (produced, answered) = futures::future::join(produce, call).await;
-    produced && answered.is_ok()
+    let (produce, call) = (std::pin::pin!(produce), std::pin::pin!(call));
+    match futures::future::select(produce, call).await {
+        Either::Left((true, call)) => {
+            matches!(timeout(clock, PROGRESS_TIMEOUT, call).await, Ok(Ok(_)))
+        }
+        // The stream failed, or the recipient answered before it ended: not taken.
+        Either::Left((false, _)) | Either::Right(_) => false,
+    }
 }
 
 fn encode(records: &[Record]) -> Vec<u8> {
