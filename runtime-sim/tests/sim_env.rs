@@ -195,22 +195,12 @@ fn calls_cross_partitions_only_when_healed_and_crashed_nodes_go_silent() {
 }
 
 fn put_object(i: u64) -> engine::meta::Command {
-    use engine::meta::{Command, CommandV1, ObjectMeta};
+    use engine::meta::{Command, CommandV1, ObjectMeta, PutCondition};
     Command::V1(CommandV1::PutObject {
         bucket: "b".into(),
         key: format!("k{}", i % 7),
-        meta: ObjectMeta {
-            size: i,
-            etag: format!("e{i}"),
-            content_type: String::new(),
-            user_meta: Default::default(),
-            checksums: Default::default(),
-            k: 1,
-            m: 0,
-            shards: Vec::new(),
-            created_ms: 0,
-        },
-        if_none_match: false,
+        meta: ObjectMeta::without_data(i, format!("e{i}")),
+        condition: PutCondition::Always,
     })
 }
 
@@ -316,4 +306,61 @@ fn redb_commits_without_sync_roll_back_to_the_last_durable_one() {
         let (commits, mark) = crash_a_store(seed, LastCommits::NotDurable(not_durable));
         assert_eq!(mark, commits - not_durable, "seed {seed}");
     }
+}
+
+/// A one-voter group acknowledges some commands; then a bit rots in the last record of
+/// its newest log segment, where it looks like a write torn by a crash. The restart must
+/// refuse the log (it lost an entry it had made durable and acknowledged), not quietly
+/// truncate it. A tail that really was torn (never acknowledged) is still truncated.
+#[test]
+fn rot_in_the_last_acknowledged_record_is_refused_not_truncated() {
+    use engine::meta::{Applied, Command, CommandV1};
+    use engine::raft::durable::LogError;
+    use engine::raft::node::{RaftConfig, start};
+
+    run(7, || async {
+        let world = World::new(7, NetConfig::default());
+        world.add_disk(1, 64 << 20);
+        let mut cluster = Cluster::new(world.clone());
+        cluster.add_node(1, |_env| std::future::pending::<()>());
+        let env = world.node_env(1);
+        let config = RaftConfig::new(1, vec![1]);
+        let (raft, driver) = start(env.clone(), config.clone()).await.unwrap();
+        madsim::task::spawn(driver);
+        let mut acked = 0;
+        for i in 0..50 {
+            let command = if i == 0 {
+                Command::V1(CommandV1::CreateBucket {
+                    name: "b".into(),
+                    owner: "o".into(),
+                    created_ms: 0,
+                })
+            } else {
+                put_object(i)
+            };
+            match raft.propose(command).await {
+                Ok(Applied::Done | Applied::Version(_)) => acked += 1,
+                other => panic!("one voter refused a command: {other:?}"),
+            }
+        }
+        assert_eq!(acked, 50);
+        drop(raft);
+        cluster.crash(1);
+        let disk = world.disk(1);
+        let segment = disk
+            .live_names()
+            .into_iter()
+            .filter(|n| n.starts_with("raft/log/") && n.ends_with(".seg"))
+            .max()
+            .expect("a log segment");
+        let len = disk.live_len(&segment).unwrap();
+        assert!(disk.flip_bit(&segment, len * 8 - 3), "the last record rots");
+        match start(env.clone(), config).await {
+            Err(LogError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("it had made durable"), "{reason}")
+            }
+            Err(other) => panic!("refused for the wrong reason: {other}"),
+            Ok(_) => panic!("a log that lost an acknowledged entry was served"),
+        }
+    });
 }

@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use crate::env::{Clock, Disk, Env, Net, NodeId, Rng};
 use crate::meta::{self, Applied, Command, MetaState};
 use crate::meta_store::{Item, Mark, MetaReader, MetaStore, StoreError};
-use crate::raft::durable::{DurableLog, HardStateSlots, LogError};
+use crate::raft::durable::{DurableLog, HardStateSlots, LogError, Slot};
 use crate::raft::snapshot;
 
 /// Operations queued for the driver; bounded, so a flood becomes backpressure.
@@ -143,7 +143,7 @@ pub enum MemberChange {
 }
 
 enum Op {
-    Propose(Command, oneshot::Sender<Result<Applied, ProposeError>>),
+    Propose(Box<Command>, oneshot::Sender<Result<Applied, ProposeError>>),
     ConfChange(
         Vec<MemberChange>,
         oneshot::Sender<Result<Applied, ProposeError>>,
@@ -184,7 +184,7 @@ impl RaftHandle {
 
     /// Proposes a command; answers once it is committed and applied here.
     pub async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
-        self.ask(|r| Op::Propose(command, r)).await
+        self.ask(|r| Op::Propose(Box::new(command), r)).await
     }
 
     /// Adds or removes members in one ConfChangeV2. More than one change goes through a
@@ -231,6 +231,11 @@ impl RaftHandle {
         }
     }
 
+    /// A consistent view of the local replica (possibly stale; see `read_index`).
+    pub fn reader(&self) -> Result<MetaReader, ProposeError> {
+        Ok(self.store.reader()?)
+    }
+
     /// Reads the local replica (possibly stale; see `read_index`) in one consistent view.
     pub fn read<T>(
         &self,
@@ -263,6 +268,8 @@ struct Driver<E: Env> {
     raw: RawNode<Store>,
     log: DurableLog<E::Disk>,
     hard: HardStateSlots<E::Disk>,
+    /// What the hard-state slots hold now.
+    slot: Slot,
     store: Arc<MetaStore>,
     shared: Arc<Mutex<Shared>>,
     tx: mpsc::Sender<Op>,
@@ -342,7 +349,8 @@ pub async fn start<E: Env>(
 ) -> Result<(RaftHandle, impl std::future::Future<Output = ()> + Send), LogError> {
     let disk = env.disk().clone();
     let dir = config.dir.clone();
-    let (hard, mut hs) = HardStateSlots::open(disk.clone(), &dir).await?;
+    let (hard, slot) = HardStateSlots::open(disk.clone(), &dir).await?;
+    let mut hs = slot.hs.clone();
     let backend = disk.storage_backend(&format!("{dir}/state.redb")).await?;
     let store = Arc::new(disk.blocking(move || MetaStore::open(backend)).await?);
     snapshot::clear_staged(&disk, &dir).await?;
@@ -403,8 +411,25 @@ pub async fn start<E: Env>(
             reason,
         });
     }
+    if slot.log_durable_to > last {
+        // Rot in the last records looks like a torn write, but these were durable, and
+        // acknowledged perhaps: the log lost what it promised (see `durable`).
+        let reason = format!(
+            "log ends at {last}, below the index {} it had made durable",
+            slot.log_durable_to
+        );
+        return Err(LogError::Corrupt {
+            file: format!("{dir}/log"),
+            offset: 0,
+            reason,
+        });
+    }
     hs.commit = hs.commit.max(applied);
-    mem.wl().set_hardstate(hs);
+    mem.wl().set_hardstate(hs.clone());
+    let slot = Slot {
+        hs,
+        log_durable_to: last,
+    };
     let raft_config = raft::Config {
         id: config.id,
         election_tick: config.election_ticks,
@@ -421,11 +446,22 @@ pub async fn start<E: Env>(
         mem,
         meta: store.clone(),
     };
-    let raw = RawNode::new(&raft_config, raft_store, &logger).map_err(|e| LogError::Corrupt {
-        file: dir.clone(),
-        offset: 0,
-        reason: format!("raft refused the recovered state: {e}"),
-    })?;
+    let mut raw =
+        RawNode::new(&raft_config, raft_store, &logger).map_err(|e| LogError::Corrupt {
+            file: dir.clone(),
+            offset: 0,
+            reason: format!("raft refused the recovered state: {e}"),
+        })?;
+    // The only voter needs nobody's vote: lead at once rather than after an election
+    // timeout (a single `hamster server` would otherwise wait a second or two).
+    let conf = raw.raft.prs().conf().to_conf_state();
+    if conf.voters == [config.id] && conf.voters_outgoing.is_empty() {
+        raw.campaign().map_err(|e| LogError::Corrupt {
+            file: dir.clone(),
+            offset: 0,
+            reason: format!("raft refused to campaign: {e}"),
+        })?;
+    }
     let (tx, rx) = mpsc::channel(DRIVER_QUEUE_MAX);
     let shared = Arc::new(Mutex::new(Shared {
         status: RaftStatus {
@@ -443,6 +479,7 @@ pub async fn start<E: Env>(
         raw,
         log,
         hard,
+        slot,
         store: store.clone(),
         shared: shared.clone(),
         tx: tx.clone(),
@@ -652,7 +689,17 @@ impl<E: Env> Driver<E> {
         // Applied after `advance_append` (below): applying a conf change that removes this
         // leader before it would make raft-rs look up the leader's own, removed progress.
         let committed = ready.take_committed_entries();
-        if !ready.entries().is_empty() {
+        // The slot is saved after every append and before any acknowledgement, so its
+        // mark covers everything this node acknowledges (see `durable`).
+        let mut save = false;
+        if let (Some(first), Some(last)) = (ready.entries().first(), ready.entries().last()) {
+            let (first, last) = (first.index, last.index);
+            if first <= self.slot.log_durable_to {
+                // This overwrites the log's suffix: lower the mark first, so that a
+                // crash after the append cannot claim the replaced tail as durable.
+                self.slot.log_durable_to = first - 1;
+                self.hard.save(&self.slot).await?;
+            }
             self.log.append(ready.entries()).await?;
             self.raw
                 .mut_store()
@@ -660,10 +707,16 @@ impl<E: Env> Driver<E> {
                 .wl()
                 .append(ready.entries())
                 .expect("contiguous append");
+            self.slot.log_durable_to = last;
+            save = true;
         }
         if let Some(hs) = ready.hs() {
-            self.hard.save(hs).await?;
+            self.slot.hs = hs.clone();
             self.raw.mut_store().mem.wl().set_hardstate(hs.clone());
+            save = true;
+        }
+        if save {
+            self.hard.save(&self.slot).await?;
         }
         for rs in ready.take_read_states() {
             self.on_read_state(rs);
@@ -722,6 +775,9 @@ impl<E: Env> Driver<E> {
         // The store first: if the log reset below is lost in a crash, the restart still
         // resumes from the snapshot's mark and skips the older entries.
         snapshot::install(self.env.disk(), &self.store, &path, &mark).await?;
+        // The log is replaced by the snapshot: its mark starts at the snapshot's index.
+        self.slot.log_durable_to = mark.index;
+        self.hard.save(&self.slot).await?;
         self.log.reset().await?;
         self.raw
             .mut_store()
