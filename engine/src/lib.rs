@@ -5,12 +5,15 @@
 //! deterministic simulator (`runtime-sim`) and under tokio (`runtime-real`). The tidy
 //! test (`tests/tidy.rs`) fails the build when a forbidden API slips in.
 
+pub mod data_path;
 pub mod env;
 pub mod erasure;
 pub mod meta;
 pub mod meta_store;
 pub mod node;
+pub mod placement;
 pub mod raft;
+pub mod s3;
 pub mod shard_rpc;
 pub mod shard_store;
 #[cfg(test)]

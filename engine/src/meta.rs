@@ -2,38 +2,151 @@
 //!
 //! Every mutation is a [`Command`] committed through Raft; `apply` is a pure function of
 //! the state and the command, so every replica that applies the same log reaches the
-//! same state. Object data never appears here, only where its shards are.
+//! same state. Object data never appears here, only where its shards are
+//! ([`DataLayout`]).
 //!
 //! Commands are versioned (`Command::V1`): a newer node can still apply an older log.
 //! `apply` runs on [`MetaTables`]: the redb tables of `crate::meta_store` on a node,
 //! and [`MetaState`], ordered maps in memory, which is the simulator's model and the
-//! snapshot format (serialised whole).
+//! snapshot digest's input.
+//!
+//! Tables, and why each exists:
+//! - buckets: name -> [`Bucket`];
+//! - objects: (bucket, key) -> [`Stored`], the current version; listing is a range scan
+//!   of this ordered index, never a walk over per-object files;
+//! - object parts: (version, index) -> [`ObjectPart`], the parts of a completed
+//!   multipart object, one row each, written once at completion (an object's part list
+//!   never grows inside one record);
+//! - uploads: id -> [`UploadHead`]; parts: (id, number) -> [`PartInfo`];
+//! - members: node -> [`Member`];
+//! - data refs: every data id some object, part or upload refers to. A shard whose data
+//!   id is not here is an orphan (a write that never committed, an overwritten or
+//!   deleted object), which the holders' sweep removes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::env::NodeId;
+use crate::erasure::CodecId;
 
-/// Where one shard of an object lives and what its data hashes to.
+/// Where one shard of a blob lives and what its data hashes to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPlacement {
     pub node: NodeId,
+    /// sha256 of the shard's data, as its holder reported at seal.
     pub sha256: [u8; 32],
+    /// False for a shard a degraded write could not seal: repair owes it.
+    pub sealed: bool,
+}
+
+/// One erasure-coded blob: a simple object's data or one multipart part's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataLayout {
+    /// Names the shard files (`ShardId::object`); unique per write.
+    pub data_id: u128,
+    pub size: u64,
+    pub codec: CodecId,
+    pub k: u16,
+    pub m: u16,
+    pub chunk_size_bytes: u32,
+    /// `k + m` placements; position = shard index.
+    pub shards: Vec<ShardPlacement>,
+}
+
+impl DataLayout {
+    pub fn sealed_shards(&self) -> usize {
+        self.shards.iter().filter(|s| s.sealed).count()
+    }
+}
+
+/// The standard headers stored with an object and returned on GET/HEAD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+/// An `x-amz-checksum-*` value: the base64 of the digest, and for a multipart object
+/// the number of parts it was composed from (shown as `-N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub value: String,
+    pub parts: Option<u32>,
+}
+
+/// Where an object's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectData {
+    /// A zero-length object: no shards at all.
+    Empty,
+    /// One blob (PutObject, CopyObject).
+    Blob(DataLayout),
+    /// A completed multipart upload: `count` rows in the object-parts table.
+    Parts { count: u32 },
 }
 
 /// The current version of one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     pub size: u64,
+    /// The ETag as S3 computes it, without quotes.
     pub etag: String,
-    pub content_type: String,
-    pub user_meta: BTreeMap<String, String>,
-    pub checksums: BTreeMap<String, String>,
-    pub k: u32,
-    pub m: u32,
-    pub shards: Vec<ShardPlacement>,
     pub created_ms: u64,
+    pub headers: ContentHeaders,
+    /// `x-amz-meta-*`, names lower-case, without the prefix.
+    pub user_meta: BTreeMap<String, String>,
+    pub checksum: Option<Checksum>,
+    pub data: ObjectData,
+}
+
+impl ObjectMeta {
+    /// Metadata of an object without data (`size` is what it claims, e.g. a test's).
+    pub fn without_data(size: u64, etag: String) -> Self {
+        Self {
+            size,
+            etag,
+            created_ms: 0,
+            headers: ContentHeaders::default(),
+            user_meta: BTreeMap::new(),
+            checksum: None,
+            data: ObjectData::Empty,
+        }
+    }
+}
+
+/// One part of a multipart upload, or of the object it completed into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub size: u64,
+    /// MD5 of the part, hex, without quotes.
+    pub etag: String,
+    pub checksum: Option<Checksum>,
+    pub created_ms: u64,
+    /// `None` for an empty part.
+    pub data: Option<DataLayout>,
+}
+
+/// A row of the object-parts table: part `number` of a completed object, at `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPart {
+    pub number: u32,
+    pub offset: u64,
+    pub info: PartInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,39 +155,15 @@ pub struct Bucket {
     pub created_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Upload {
-    pub bucket: String,
-    pub key: String,
-    pub created_ms: u64,
-    pub parts: BTreeMap<u32, ObjectMeta>,
-}
-
-/// An upload without its parts (the store keeps parts in their own table).
+/// A multipart upload in progress (its parts are rows of their own table).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadHead {
     pub bucket: String,
     pub key: String,
     pub created_ms: u64,
-}
-
-impl Upload {
-    pub fn head(&self) -> UploadHead {
-        UploadHead {
-            bucket: self.bucket.clone(),
-            key: self.key.clone(),
-            created_ms: self.created_ms,
-        }
-    }
-
-    pub fn from_head(h: UploadHead) -> Self {
-        Self {
-            bucket: h.bucket,
-            key: h.key,
-            created_ms: h.created_ms,
-            parts: BTreeMap::new(),
-        }
-    }
+    pub headers: ContentHeaders,
+    pub user_meta: BTreeMap<String, String>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +179,20 @@ pub struct Stored {
     pub meta: ObjectMeta,
 }
 
+/// The condition of a conditional PUT, checked at apply time (the commit is the
+/// linearization point, so two racing `If-None-Match: *` PUTs cannot both win).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PutCondition {
+    Always,
+    /// `If-None-Match: *`: only if the key has no current version.
+    IfAbsent,
+    /// `If-Match: etag`: only if the current version has this ETag.
+    IfEtag(String),
+}
+
+/// S3's smallest part, except the last (5 MiB).
+pub const PART_SIZE_MIN_BYTES: u64 = 5 << 20;
+
 /// Version 1 of the command set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandV1 {
@@ -98,35 +201,41 @@ pub enum CommandV1 {
         owner: String,
         created_ms: u64,
     },
+    /// Removes an empty bucket and any multipart uploads left in it.
     DeleteBucket {
         name: String,
     },
-    /// Sets the object's current version; with `if_none_match`, only if it has none.
+    /// Sets the object's current version, if `condition` holds.
     PutObject {
         bucket: String,
         key: String,
         meta: ObjectMeta,
-        if_none_match: bool,
+        condition: PutCondition,
     },
     DeleteObject {
         bucket: String,
         key: String,
     },
+    /// DeleteObjects: every key, in one command.
+    DeleteObjects {
+        bucket: String,
+        keys: Vec<String>,
+    },
     CreateUpload {
         upload_id: String,
-        bucket: String,
-        key: String,
-        created_ms: u64,
+        head: UploadHead,
     },
     PutPart {
         upload_id: String,
         part: u32,
-        meta: ObjectMeta,
+        info: PartInfo,
     },
-    /// Completes an upload into an object made of the listed parts.
+    /// Completes an upload from the listed (part number, ETag) pairs, in order. `meta`
+    /// is what the proposer computed from those parts (ETag, checksum, headers); apply
+    /// checks every pair and computes size and offsets itself.
     CompleteUpload {
         upload_id: String,
-        parts: Vec<u32>,
+        parts: Vec<(u32, String)>,
         meta: ObjectMeta,
     },
     AbortUpload {
@@ -161,70 +270,108 @@ pub enum Applied {
     NoSuchUpload,
     /// A conditional write found its condition false.
     PreconditionFailed,
-    /// A part named in a completion was never uploaded.
+    /// A part named in a completion is missing or has another ETag.
     InvalidPart(u32),
+    /// The parts of a completion are not in ascending order.
+    InvalidPartOrder,
+    /// A part other than the last is smaller than [`PART_SIZE_MIN_BYTES`].
+    EntityTooSmall(u32),
 }
 
-/// The replicated metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MetaState {
-    pub buckets: BTreeMap<String, Bucket>,
-    /// (bucket, key) -> current version.
-    pub objects: BTreeMap<(String, String), Stored>,
-    pub uploads: BTreeMap<String, Upload>,
-    pub members: BTreeMap<NodeId, Member>,
-}
-
-/// The tables `apply` works on: [`MetaState`] in memory (the model, and the snapshot
-/// format), and the redb tables of `crate::meta_store`.
+/// The tables `apply` works on: [`MetaState`] in memory, and the redb tables of
+/// `crate::meta_store`.
 pub trait MetaTables {
     type Error;
-    fn has_bucket(&self, name: &str) -> Result<bool, Self::Error>;
-    fn insert_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), Self::Error>;
+    fn bucket(&self, name: &str) -> Result<Option<Bucket>, Self::Error>;
+    fn put_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), Self::Error>;
     fn remove_bucket(&mut self, name: &str) -> Result<(), Self::Error>;
     fn bucket_is_empty(&self, name: &str) -> Result<bool, Self::Error>;
-    fn has_object(&self, bucket: &str, key: &str) -> Result<bool, Self::Error>;
-    fn insert_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error>;
-    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<bool, Self::Error>;
+    fn object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error>;
+    fn put_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error>;
+    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<(), Self::Error>;
+    fn put_object_part(&mut self, version: u64, i: u32, p: &ObjectPart) -> Result<(), Self::Error>;
+    fn object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, Self::Error>;
+    fn remove_object_parts(&mut self, version: u64) -> Result<(), Self::Error>;
     fn upload(&self, id: &str) -> Result<Option<UploadHead>, Self::Error>;
-    fn insert_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), Self::Error>;
-    fn insert_part(&mut self, id: &str, part: u32, meta: &ObjectMeta) -> Result<(), Self::Error>;
-    fn has_part(&self, id: &str, part: u32) -> Result<bool, Self::Error>;
-    /// Removes the upload and its parts; whether it existed.
-    fn remove_upload(&mut self, id: &str) -> Result<bool, Self::Error>;
-    fn insert_member(&mut self, node: NodeId, member: &Member) -> Result<(), Self::Error>;
+    fn put_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), Self::Error>;
+    fn remove_upload(&mut self, id: &str) -> Result<(), Self::Error>;
+    fn upload_ids(&self) -> Result<Vec<String>, Self::Error>;
+    fn part(&self, id: &str, part: u32) -> Result<Option<PartInfo>, Self::Error>;
+    fn put_part(&mut self, id: &str, part: u32, info: &PartInfo) -> Result<(), Self::Error>;
+    fn parts(&self, id: &str) -> Result<Vec<(u32, PartInfo)>, Self::Error>;
+    fn remove_parts(&mut self, id: &str) -> Result<(), Self::Error>;
+    fn put_member(&mut self, node: NodeId, member: &Member) -> Result<(), Self::Error>;
     fn remove_member(&mut self, node: NodeId) -> Result<(), Self::Error>;
+    fn add_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error>;
+    fn remove_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error>;
+}
+
+/// Removes the current version of an object, its part rows and its data refs.
+fn drop_object<T: MetaTables>(t: &mut T, bucket: &str, key: &str) -> Result<bool, T::Error> {
+    let Some(old) = t.object(bucket, key)? else {
+        return Ok(false);
+    };
+    match &old.meta.data {
+        ObjectData::Empty => {}
+        ObjectData::Blob(layout) => t.remove_data_ref(layout.data_id)?,
+        ObjectData::Parts { .. } => {
+            for part in t.object_parts(old.version)? {
+                if let Some(layout) = &part.info.data {
+                    t.remove_data_ref(layout.data_id)?;
+                }
+            }
+            t.remove_object_parts(old.version)?;
+        }
+    }
+    t.remove_object(bucket, key)?;
+    Ok(true)
+}
+
+/// Removes an upload, its parts and their data refs.
+fn drop_upload<T: MetaTables>(t: &mut T, id: &str) -> Result<bool, T::Error> {
+    if t.upload(id)?.is_none() {
+        return Ok(false);
+    }
+    for (_, info) in t.parts(id)? {
+        if let Some(layout) = &info.data {
+            t.remove_data_ref(layout.data_id)?;
+        }
+    }
+    t.remove_parts(id)?;
+    t.remove_upload(id)?;
+    Ok(true)
 }
 
 /// Applies `command`, committed at log `index`, to `t`. Only storage errors fail it.
 pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<Applied, T::Error> {
     let Command::V1(c) = command;
-    let stored = |meta: &ObjectMeta| Stored {
-        version: index,
-        meta: meta.clone(),
-    };
     Ok(match c {
         CommandV1::CreateBucket {
             name,
             owner,
             created_ms,
         } => {
-            if t.has_bucket(name)? {
+            if t.bucket(name)?.is_some() {
                 return Ok(Applied::BucketExists);
             }
             let bucket = Bucket {
                 owner: owner.clone(),
                 created_ms: *created_ms,
             };
-            t.insert_bucket(name, &bucket)?;
+            t.put_bucket(name, &bucket)?;
             Applied::Done
         }
         CommandV1::DeleteBucket { name } => {
-            if !t.has_bucket(name)? {
+            if t.bucket(name)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
             }
             if !t.bucket_is_empty(name)? {
                 return Ok(Applied::BucketNotEmpty);
+            }
+            for id in t.upload_ids()? {
+                if t.upload(&id)?.is_some_and(|u| &u.bucket == name) {
+                    drop_upload(t, &id)?;
+                }
             }
             t.remove_bucket(name)?;
             Applied::Done
@@ -233,83 +380,96 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             bucket,
             key,
             meta,
-            if_none_match,
+            condition,
         } => {
-            if !t.has_bucket(bucket)? {
+            if t.bucket(bucket)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
             }
-            if *if_none_match && t.has_object(bucket, key)? {
+            let current = t.object(bucket, key)?;
+            let holds = match condition {
+                PutCondition::Always => true,
+                PutCondition::IfAbsent => current.is_none(),
+                PutCondition::IfEtag(etag) => current.is_some_and(|c| &c.meta.etag == etag),
+            };
+            if !holds {
                 return Ok(Applied::PreconditionFailed);
             }
-            t.insert_object(bucket, key, &stored(meta))?;
+            assert!(
+                !matches!(meta.data, ObjectData::Parts { .. }),
+                "a PUT writes one blob"
+            );
+            drop_object(t, bucket, key)?;
+            if let ObjectData::Blob(layout) = &meta.data {
+                t.add_data_ref(layout.data_id)?;
+            }
+            let stored = Stored {
+                version: index,
+                meta: meta.clone(),
+            };
+            t.put_object(bucket, key, &stored)?;
             Applied::Version(index)
         }
         CommandV1::DeleteObject { bucket, key } => {
-            if !t.has_bucket(bucket)? {
+            if t.bucket(bucket)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
             }
-            if t.remove_object(bucket, key)? {
+            if drop_object(t, bucket, key)? {
                 Applied::Done
             } else {
                 Applied::NoSuchKey
             }
         }
-        CommandV1::CreateUpload {
-            upload_id,
-            bucket,
-            key,
-            created_ms,
-        } => {
-            if !t.has_bucket(bucket)? {
+        CommandV1::DeleteObjects { bucket, keys } => {
+            if t.bucket(bucket)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
             }
-            let head = UploadHead {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                created_ms: *created_ms,
-            };
+            for key in keys {
+                drop_object(t, bucket, key)?;
+            }
+            Applied::Done
+        }
+        CommandV1::CreateUpload { upload_id, head } => {
+            if t.bucket(&head.bucket)?.is_none() {
+                return Ok(Applied::NoSuchBucket);
+            }
             // A reused id starts over, without the parts of the old upload.
-            t.remove_upload(upload_id)?;
-            t.insert_upload(upload_id, &head)?;
+            drop_upload(t, upload_id)?;
+            t.put_upload(upload_id, head)?;
             Applied::Done
         }
         CommandV1::PutPart {
             upload_id,
             part,
-            meta,
+            info,
         } => {
             if t.upload(upload_id)?.is_none() {
                 return Ok(Applied::NoSuchUpload);
             }
-            t.insert_part(upload_id, *part, meta)?;
+            if let Some(old) = t.part(upload_id, *part)?
+                && let Some(layout) = &old.data
+            {
+                t.remove_data_ref(layout.data_id)?;
+            }
+            if let Some(layout) = &info.data {
+                t.add_data_ref(layout.data_id)?;
+            }
+            t.put_part(upload_id, *part, info)?;
             Applied::Done
         }
         CommandV1::CompleteUpload {
             upload_id,
             parts,
             meta,
-        } => {
-            let Some(head) = t.upload(upload_id)? else {
-                return Ok(Applied::NoSuchUpload);
-            };
-            for p in parts {
-                if !t.has_part(upload_id, *p)? {
-                    return Ok(Applied::InvalidPart(*p));
-                }
-            }
-            t.remove_upload(upload_id)?;
-            t.insert_object(&head.bucket, &head.key, &stored(meta))?;
-            Applied::Version(index)
-        }
+        } => complete_upload(t, index, upload_id, parts, meta)?,
         CommandV1::AbortUpload { upload_id } => {
-            if t.remove_upload(upload_id)? {
+            if drop_upload(t, upload_id)? {
                 Applied::Done
             } else {
                 Applied::NoSuchUpload
             }
         }
         CommandV1::SetMember { node, member } => {
-            t.insert_member(*node, member)?;
+            t.put_member(*node, member)?;
             Applied::Done
         }
         CommandV1::RemoveMember { node } => {
@@ -319,13 +479,99 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
     })
 }
 
+fn complete_upload<T: MetaTables>(
+    t: &mut T,
+    index: u64,
+    upload_id: &str,
+    listed: &[(u32, String)],
+    meta: &ObjectMeta,
+) -> Result<Applied, T::Error> {
+    let Some(head) = t.upload(upload_id)? else {
+        return Ok(Applied::NoSuchUpload);
+    };
+    if listed.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Ok(Applied::InvalidPartOrder);
+    }
+    let mut chosen = Vec::with_capacity(listed.len());
+    for (number, etag) in listed {
+        match t.part(upload_id, *number)? {
+            Some(info) if &info.etag == etag => chosen.push((*number, info)),
+            _ => return Ok(Applied::InvalidPart(*number)),
+        }
+    }
+    if chosen.is_empty() {
+        return Ok(Applied::InvalidPart(0));
+    }
+    let last = chosen.len() - 1;
+    if let Some((number, _)) = chosen[..last]
+        .iter()
+        .find(|(_, info)| info.size < PART_SIZE_MIN_BYTES)
+    {
+        return Ok(Applied::EntityTooSmall(*number));
+    }
+    // The parts not chosen are garbage now; the chosen ones move to the object.
+    let chosen_numbers: BTreeSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
+    for (number, info) in t.parts(upload_id)? {
+        if !chosen_numbers.contains(&number)
+            && let Some(layout) = &info.data
+        {
+            t.remove_data_ref(layout.data_id)?;
+        }
+    }
+    t.remove_parts(upload_id)?;
+    t.remove_upload(upload_id)?;
+    drop_object(t, &head.bucket, &head.key)?;
+    let mut offset = 0;
+    for (i, (number, info)) in chosen.into_iter().enumerate() {
+        let size = info.size;
+        let row = ObjectPart {
+            number,
+            offset,
+            info,
+        };
+        t.put_object_part(index, i as u32, &row)?;
+        offset += size;
+    }
+    let mut meta = meta.clone();
+    meta.size = offset;
+    meta.data = ObjectData::Parts {
+        count: listed.len() as u32,
+    };
+    let stored = Stored {
+        version: index,
+        meta,
+    };
+    t.put_object(&head.bucket, &head.key, &stored)?;
+    Ok(Applied::Version(index))
+}
+
+/// The replicated metadata in memory: the simulator's model, and the input of the
+/// applied-log digest. The same tables as `crate::meta_store`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    pub buckets: BTreeMap<String, Bucket>,
+    /// (bucket, key) -> current version.
+    pub objects: BTreeMap<(String, String), Stored>,
+    /// (version, index) -> part of a completed multipart object.
+    pub object_parts: BTreeMap<(u64, u32), ObjectPart>,
+    pub uploads: BTreeMap<String, UploadHead>,
+    /// (upload id, part number) -> part.
+    pub parts: BTreeMap<(String, u32), PartInfo>,
+    pub members: BTreeMap<NodeId, Member>,
+    pub data_refs: BTreeSet<u128>,
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_string(), b.to_string())
+}
+
 impl MetaTables for MetaState {
     type Error = std::convert::Infallible;
 
-    fn has_bucket(&self, name: &str) -> Result<bool, Self::Error> {
-        Ok(self.buckets.contains_key(name))
+    fn bucket(&self, name: &str) -> Result<Option<Bucket>, Self::Error> {
+        Ok(self.buckets.get(name).cloned())
     }
-    fn insert_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), Self::Error> {
+    fn put_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), Self::Error> {
         self.buckets.insert(name.to_string(), bucket.clone());
         Ok(())
     }
@@ -336,49 +582,78 @@ impl MetaTables for MetaState {
     fn bucket_is_empty(&self, name: &str) -> Result<bool, Self::Error> {
         Ok(self.objects_in(name).next().is_none())
     }
-    fn has_object(&self, bucket: &str, key: &str) -> Result<bool, Self::Error> {
-        Ok(self.object(bucket, key).is_some())
+    fn object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error> {
+        Ok(self.objects.get(&pair(bucket, key)).cloned())
     }
-    fn insert_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error> {
-        self.objects
-            .insert((bucket.to_string(), key.to_string()), s.clone());
+    fn put_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error> {
+        self.objects.insert(pair(bucket, key), s.clone());
         Ok(())
     }
-    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<bool, Self::Error> {
+    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<(), Self::Error> {
+        self.objects.remove(&pair(bucket, key));
+        Ok(())
+    }
+    fn put_object_part(&mut self, v: u64, i: u32, p: &ObjectPart) -> Result<(), Self::Error> {
+        self.object_parts.insert((v, i), p.clone());
+        Ok(())
+    }
+    fn object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, Self::Error> {
         Ok(self
-            .objects
-            .remove(&(bucket.to_string(), key.to_string()))
-            .is_some())
+            .object_parts
+            .range((version, 0)..=(version, u32::MAX))
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
+    fn remove_object_parts(&mut self, version: u64) -> Result<(), Self::Error> {
+        self.object_parts.retain(|(v, _), _| *v != version);
+        Ok(())
     }
     fn upload(&self, id: &str) -> Result<Option<UploadHead>, Self::Error> {
-        Ok(self.uploads.get(id).map(Upload::head))
+        Ok(self.uploads.get(id).cloned())
     }
-    fn insert_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), Self::Error> {
-        self.uploads
-            .insert(id.to_string(), Upload::from_head(head.clone()));
+    fn put_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), Self::Error> {
+        self.uploads.insert(id.to_string(), head.clone());
         Ok(())
     }
-    fn insert_part(&mut self, id: &str, part: u32, meta: &ObjectMeta) -> Result<(), Self::Error> {
-        if let Some(u) = self.uploads.get_mut(id) {
-            u.parts.insert(part, meta.clone());
-        }
+    fn remove_upload(&mut self, id: &str) -> Result<(), Self::Error> {
+        self.uploads.remove(id);
         Ok(())
     }
-    fn has_part(&self, id: &str, part: u32) -> Result<bool, Self::Error> {
+    fn upload_ids(&self) -> Result<Vec<String>, Self::Error> {
+        Ok(self.uploads.keys().cloned().collect())
+    }
+    fn part(&self, id: &str, part: u32) -> Result<Option<PartInfo>, Self::Error> {
+        Ok(self.parts.get(&(id.to_string(), part)).cloned())
+    }
+    fn put_part(&mut self, id: &str, part: u32, info: &PartInfo) -> Result<(), Self::Error> {
+        self.parts.insert((id.to_string(), part), info.clone());
+        Ok(())
+    }
+    fn parts(&self, id: &str) -> Result<Vec<(u32, PartInfo)>, Self::Error> {
         Ok(self
-            .uploads
-            .get(id)
-            .is_some_and(|u| u.parts.contains_key(&part)))
+            .parts
+            .range((id.to_string(), 0)..=(id.to_string(), u32::MAX))
+            .map(|((_, n), p)| (*n, p.clone()))
+            .collect())
     }
-    fn remove_upload(&mut self, id: &str) -> Result<bool, Self::Error> {
-        Ok(self.uploads.remove(id).is_some())
+    fn remove_parts(&mut self, id: &str) -> Result<(), Self::Error> {
+        self.parts.retain(|(u, _), _| u != id);
+        Ok(())
     }
-    fn insert_member(&mut self, node: NodeId, member: &Member) -> Result<(), Self::Error> {
+    fn put_member(&mut self, node: NodeId, member: &Member) -> Result<(), Self::Error> {
         self.members.insert(node, member.clone());
         Ok(())
     }
     fn remove_member(&mut self, node: NodeId) -> Result<(), Self::Error> {
         self.members.remove(&node);
+        Ok(())
+    }
+    fn add_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error> {
+        self.data_refs.insert(data_id);
+        Ok(())
+    }
+    fn remove_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error> {
+        self.data_refs.remove(&data_id);
         Ok(())
     }
 }
@@ -405,12 +680,12 @@ impl MetaState {
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<&Stored> {
-        self.objects.get(&(bucket.to_string(), key.to_string()))
+        self.objects.get(&pair(bucket, key))
     }
 }
 
-// No message limit here: a snapshot of the state can be large. The wire limits apply
-// where bytes come from peers (`shard_rpc::MESSAGE_BYTES_MAX`).
+// No message limit here: the state can be large. The wire limits apply where bytes
+// come from peers (`shard_rpc::MESSAGE_BYTES_MAX`).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("metadata encodes")
 }
@@ -441,20 +716,54 @@ pub fn decode_state(b: &[u8]) -> Option<MetaState> {
 pub(crate) mod tests {
     use super::*;
 
+    /// A blob of `size` bytes on node 1 (1+0), with data id `id`.
+    pub(crate) fn layout(id: u128, size: u64) -> DataLayout {
+        DataLayout {
+            data_id: id,
+            size,
+            codec: CodecId::ReedSolomonGf8,
+            k: 1,
+            m: 0,
+            chunk_size_bytes: 1 << 20,
+            shards: vec![ShardPlacement {
+                node: 1,
+                sha256: [0; 32],
+                sealed: true,
+            }],
+        }
+    }
+
+    /// Object metadata of `size` bytes stored as one blob with data id `size`.
     pub(crate) fn meta(size: u64) -> ObjectMeta {
         ObjectMeta {
             size,
             etag: format!("e{size}"),
-            content_type: "application/octet-stream".into(),
-            user_meta: BTreeMap::new(),
-            checksums: BTreeMap::new(),
-            k: 1,
-            m: 0,
-            shards: vec![ShardPlacement {
-                node: 1,
-                sha256: [0; 32],
-            }],
             created_ms: 0,
+            headers: ContentHeaders::default(),
+            user_meta: BTreeMap::new(),
+            checksum: None,
+            data: ObjectData::Blob(layout(u128::from(size), size)),
+        }
+    }
+
+    pub(crate) fn part(id: u128, size: u64) -> PartInfo {
+        PartInfo {
+            size,
+            etag: format!("p{id}"),
+            checksum: None,
+            created_ms: 0,
+            data: Some(layout(id, size)),
+        }
+    }
+
+    pub(crate) fn head(bucket: &str, key: &str) -> UploadHead {
+        UploadHead {
+            bucket: bucket.into(),
+            key: key.into(),
+            created_ms: 0,
+            headers: ContentHeaders::default(),
+            user_meta: BTreeMap::new(),
+            checksum_algorithm: None,
         }
     }
 
@@ -462,145 +771,208 @@ pub(crate) mod tests {
         Command::V1(c)
     }
 
+    fn bucket(n: &str) -> Command {
+        v1(CommandV1::CreateBucket {
+            name: n.into(),
+            owner: "o".into(),
+            created_ms: 1,
+        })
+    }
+
+    fn put(b: &str, k: &str, size: u64, condition: PutCondition) -> Command {
+        v1(CommandV1::PutObject {
+            bucket: b.into(),
+            key: k.into(),
+            meta: meta(size),
+            condition,
+        })
+    }
+
     #[test]
     fn a_table_of_commands_and_their_results() {
         let mut s = MetaState::default();
-        let bucket = |n: &str| {
-            v1(CommandV1::CreateBucket {
-                name: n.into(),
-                owner: "o".into(),
-                created_ms: 1,
-            })
-        };
-        let put = |b: &str, k: &str, inm: bool| {
-            v1(CommandV1::PutObject {
-                bucket: b.into(),
+        let del = |k: &str| {
+            v1(CommandV1::DeleteObject {
+                bucket: "b".into(),
                 key: k.into(),
-                meta: meta(3),
-                if_none_match: inm,
             })
         };
+        let del_bucket = || v1(CommandV1::DeleteBucket { name: "b".into() });
+        use PutCondition::*;
         let steps: Vec<(Command, Applied)> = vec![
-            (put("b", "k", false), Applied::NoSuchBucket),
+            (put("b", "k", 3, Always), Applied::NoSuchBucket),
             (bucket("b"), Applied::Done),
             (bucket("b"), Applied::BucketExists),
-            (put("b", "k", false), Applied::Version(4)),
-            (put("b", "k", true), Applied::PreconditionFailed),
-            (put("b", "k2", true), Applied::Version(6)),
+            (put("b", "k", 3, Always), Applied::Version(4)),
+            (put("b", "k", 4, IfAbsent), Applied::PreconditionFailed),
+            (put("b", "k2", 5, IfAbsent), Applied::Version(6)),
             (
-                v1(CommandV1::DeleteBucket { name: "b".into() }),
-                Applied::BucketNotEmpty,
+                put("b", "k", 6, IfEtag("e4".into())),
+                Applied::PreconditionFailed,
             ),
-            (
-                v1(CommandV1::DeleteObject {
-                    bucket: "b".into(),
-                    key: "k".into(),
-                }),
-                Applied::Done,
-            ),
-            (
-                v1(CommandV1::DeleteObject {
-                    bucket: "b".into(),
-                    key: "k".into(),
-                }),
-                Applied::NoSuchKey,
-            ),
-            (
-                v1(CommandV1::DeleteObject {
-                    bucket: "b".into(),
-                    key: "k2".into(),
-                }),
-                Applied::Done,
-            ),
-            (
-                v1(CommandV1::DeleteBucket { name: "b".into() }),
-                Applied::Done,
-            ),
-            (
-                v1(CommandV1::DeleteBucket { name: "b".into() }),
-                Applied::NoSuchBucket,
-            ),
+            (put("b", "k", 7, IfEtag("e3".into())), Applied::Version(8)),
+            (del_bucket(), Applied::BucketNotEmpty),
+            (del("k"), Applied::Done),
+            (del("k"), Applied::NoSuchKey),
+            (del("k2"), Applied::Done),
+            (del_bucket(), Applied::Done),
+            (del_bucket(), Applied::NoSuchBucket),
         ];
         for (i, (cmd, want)) in steps.into_iter().enumerate() {
             assert_eq!(s.apply(i as u64 + 1, &cmd), want, "step {}", i + 1);
         }
+        assert!(s.data_refs.is_empty(), "deleted objects hold no data refs");
+    }
+
+    /// Data refs follow every blob in and out: overwrite, delete, DeleteObjects.
+    #[test]
+    fn data_refs_name_exactly_the_live_blobs() {
+        let mut s = MetaState::default();
+        s.apply(1, &bucket("b"));
+        s.apply(2, &put("b", "x", 10, PutCondition::Always));
+        s.apply(3, &put("b", "y", 11, PutCondition::Always));
+        assert_eq!(s.data_refs, BTreeSet::from([10, 11]));
+        s.apply(4, &put("b", "x", 12, PutCondition::Always));
+        assert_eq!(s.data_refs, BTreeSet::from([11, 12]));
+        let failed = s.apply(5, &put("b", "x", 13, PutCondition::IfAbsent));
+        assert_eq!(failed, Applied::PreconditionFailed);
+        assert_eq!(
+            s.data_refs,
+            BTreeSet::from([11, 12]),
+            "a refused PUT adds none"
+        );
+        s.apply(
+            6,
+            &v1(CommandV1::DeleteObjects {
+                bucket: "b".into(),
+                keys: vec!["x".into(), "y".into(), "never".into()],
+            }),
+        );
+        assert!(s.data_refs.is_empty());
+        assert!(s.objects.is_empty());
     }
 
     #[test]
-    fn multipart_and_listing_order() {
+    fn multipart_completion_checks_parts_and_moves_them() {
         let mut s = MetaState::default();
-        s.apply(
-            1,
-            &v1(CommandV1::CreateBucket {
-                name: "b".into(),
-                owner: "o".into(),
-                created_ms: 0,
-            }),
-        );
-        s.apply(
-            2,
-            &v1(CommandV1::CreateBucket {
-                name: "c".into(),
-                owner: "o".into(),
-                created_ms: 0,
-            }),
-        );
-        for (i, k) in ["z", "a", "m"].iter().enumerate() {
-            let c = v1(CommandV1::PutObject {
-                bucket: "b".into(),
-                key: (*k).into(),
-                meta: meta(1),
-                if_none_match: false,
-            });
-            s.apply(3 + i as u64, &c);
-        }
-        let c = v1(CommandV1::PutObject {
-            bucket: "c".into(),
-            key: "a".into(),
-            meta: meta(1),
-            if_none_match: false,
+        s.apply(1, &bucket("b"));
+        let create = v1(CommandV1::CreateUpload {
+            upload_id: "u".into(),
+            head: head("b", "big"),
         });
-        s.apply(9, &c);
-        let keys: Vec<&str> = s.objects_in("b").map(|(k, _)| k).collect();
-        assert_eq!(keys, ["a", "m", "z"]);
-
-        let up = |c| s.clone().apply(20, &v1(c));
-        assert_eq!(
-            up(CommandV1::PutPart {
+        let put_part = |n: u32, id: u128, size: u64| {
+            v1(CommandV1::PutPart {
                 upload_id: "u".into(),
-                part: 1,
-                meta: meta(1)
-            }),
-            Applied::NoSuchUpload
-        );
-        s.apply(
-            10,
-            &v1(CommandV1::CreateUpload {
-                upload_id: "u".into(),
-                bucket: "b".into(),
-                key: "big".into(),
-                created_ms: 0,
-            }),
-        );
-        s.apply(
-            11,
-            &v1(CommandV1::PutPart {
-                upload_id: "u".into(),
-                part: 1,
-                meta: meta(5),
-            }),
-        );
-        let complete = |parts: Vec<u32>| {
-            v1(CommandV1::CompleteUpload {
-                upload_id: "u".into(),
-                parts,
-                meta: meta(5),
+                part: n,
+                info: part(id, size),
             })
         };
-        assert_eq!(s.apply(12, &complete(vec![1, 2])), Applied::InvalidPart(2));
-        assert_eq!(s.apply(13, &complete(vec![1])), Applied::Version(13));
-        assert_eq!(s.object("b", "big").map(|o| o.version), Some(13));
-        assert!(s.uploads.is_empty());
+        let complete = |parts: Vec<(u32, &str)>| {
+            v1(CommandV1::CompleteUpload {
+                upload_id: "u".into(),
+                parts: parts.into_iter().map(|(n, e)| (n, e.to_string())).collect(),
+                meta: ObjectMeta {
+                    etag: "m-2".into(),
+                    ..meta(0)
+                },
+            })
+        };
+        assert_eq!(
+            s.clone().apply(2, &put_part(1, 100, 1)),
+            Applied::NoSuchUpload
+        );
+        s.apply(2, &create);
+        let big = PART_SIZE_MIN_BYTES;
+        s.apply(3, &put_part(1, 100, 1));
+        s.apply(4, &put_part(1, 101, big)); // a re-upload replaces part 1
+        s.apply(5, &put_part(2, 102, 7));
+        s.apply(6, &put_part(3, 103, big));
+        assert_eq!(s.data_refs, BTreeSet::from([101, 102, 103]));
+        assert_eq!(
+            s.apply(7, &complete(vec![(2, "p102"), (1, "p101")])),
+            Applied::InvalidPartOrder
+        );
+        assert_eq!(
+            s.apply(8, &complete(vec![(1, "p100"), (3, "p103")])),
+            Applied::InvalidPart(1),
+            "part 1's ETag is the re-upload's now"
+        );
+        assert_eq!(
+            s.apply(9, &complete(vec![(2, "p102"), (3, "p103")])),
+            Applied::EntityTooSmall(2)
+        );
+        assert_eq!(
+            s.apply(10, &complete(vec![(1, "p101"), (2, "p102")])),
+            Applied::Version(10)
+        );
+        let o = s.object("b", "big").expect("completed");
+        assert_eq!(o.meta.size, big + 7);
+        assert_eq!(o.meta.etag, "m-2");
+        assert_eq!(o.meta.data, ObjectData::Parts { count: 2 });
+        let rows = MetaTables::object_parts(&s, 10).unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|p| (p.number, p.offset))
+                .collect::<Vec<_>>(),
+            [(1, 0), (2, big)]
+        );
+        assert!(s.uploads.is_empty() && s.parts.is_empty());
+        assert_eq!(s.data_refs, BTreeSet::from([101, 102]), "part 3 is garbage");
+        // Deleting the object drops its part rows and refs.
+        s.apply(
+            11,
+            &v1(CommandV1::DeleteObject {
+                bucket: "b".into(),
+                key: "big".into(),
+            }),
+        );
+        assert!(s.object_parts.is_empty() && s.data_refs.is_empty());
+    }
+
+    #[test]
+    fn deleting_a_bucket_drops_its_uploads() {
+        let mut s = MetaState::default();
+        s.apply(1, &bucket("b"));
+        s.apply(2, &bucket("c"));
+        for (i, (id, b)) in [("u1", "b"), ("u2", "c")].iter().enumerate() {
+            s.apply(
+                3 + i as u64,
+                &v1(CommandV1::CreateUpload {
+                    upload_id: (*id).into(),
+                    head: head(b, "k"),
+                }),
+            );
+            s.apply(
+                5 + i as u64,
+                &v1(CommandV1::PutPart {
+                    upload_id: (*id).into(),
+                    part: 1,
+                    info: part(50 + i as u128, 1),
+                }),
+            );
+        }
+        assert_eq!(
+            s.apply(7, &v1(CommandV1::DeleteBucket { name: "b".into() })),
+            Applied::Done
+        );
+        assert_eq!(s.uploads.keys().collect::<Vec<_>>(), ["u2"]);
+        assert_eq!(s.data_refs, BTreeSet::from([51]));
+    }
+
+    #[test]
+    fn listing_is_in_key_order_per_bucket() {
+        let mut s = MetaState::default();
+        s.apply(1, &bucket("b"));
+        s.apply(2, &bucket("c"));
+        for (i, k) in ["z", "a", "m"].iter().enumerate() {
+            s.apply(
+                3 + i as u64,
+                &put("b", k, 1 + i as u64, PutCondition::Always),
+            );
+        }
+        s.apply(9, &put("c", "a", 9, PutCondition::Always));
+        let keys: Vec<&str> = s.objects_in("b").map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "m", "z"]);
     }
 
     #[test]
@@ -614,6 +986,8 @@ pub(crate) mod tests {
         assert_eq!(decode_command(&encode_command(&c)), Some(c.clone()));
         let mut s = MetaState::default();
         s.apply(1, &c);
+        s.apply(2, &bucket("b"));
+        s.apply(3, &put("b", "k", 4, PutCondition::Always));
         assert_eq!(decode_state(&encode_state(&s)), Some(s));
         assert_eq!(decode_command(&[0xff, 0xff, 0xff]), None);
     }

@@ -2,9 +2,9 @@
 //! Disk (`Disk::storage_backend`: the real file in production, a SimDisk file under
 //! simulation, with its crash model).
 //!
-//! Tables: buckets (name), objects ((bucket, key): current version), uploads (id: the
-//! target), parts ((upload id, part number)), members (node id), and `raft`, which holds
-//! the applied mark: the index, term and configuration the tables reflect.
+//! Tables are those of `crate::meta` (buckets, objects, object parts, uploads, parts,
+//! members, data refs), each value bincode-encoded, plus `raft`, which holds the applied
+//! mark: the index, term and configuration the tables reflect.
 //!
 //! Snapshots travel as a stream of [`Record`]s: a sender pages through one read
 //! transaction with [`MetaReader::export_chunk`]; a receiver writes them into `incoming.*`
@@ -19,39 +19,77 @@
 //! must hold everything after the last *durable* mark: the driver compacts only up to
 //! it.
 
+use std::ops::Bound;
+
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::env::NodeId;
 use crate::meta::{
-    self, Applied, Bucket, Command, Member, MetaState, MetaTables, ObjectMeta, Stored, Upload,
+    self, Applied, Bucket, Command, Member, MetaState, MetaTables, ObjectPart, PartInfo, Stored,
     UploadHead,
 };
 
-const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
-const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
-const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
-const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
-const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+/// One set of the state's tables (the live one, or a snapshot being received).
+struct Tables {
+    buckets: TableDefinition<'static, &'static str, &'static [u8]>,
+    objects: TableDefinition<'static, (&'static str, &'static str), &'static [u8]>,
+    object_parts: TableDefinition<'static, (u64, u32), &'static [u8]>,
+    uploads: TableDefinition<'static, &'static str, &'static [u8]>,
+    parts: TableDefinition<'static, (&'static str, u32), &'static [u8]>,
+    members: TableDefinition<'static, u64, &'static [u8]>,
+    data_refs: TableDefinition<'static, u128, ()>,
+}
+
+/// Table names, in the order of [`Tables`]; a snapshot being received goes to `incoming.*`.
+const LIVE_NAMES: [&str; 7] = [
+    "buckets",
+    "objects",
+    "object_parts",
+    "uploads",
+    "parts",
+    "members",
+    "data_refs",
+];
+const INCOMING_NAMES: [&str; 7] = [
+    "incoming.buckets",
+    "incoming.objects",
+    "incoming.object_parts",
+    "incoming.uploads",
+    "incoming.parts",
+    "incoming.members",
+    "incoming.data_refs",
+];
+
+const fn tables(names: [&'static str; 7]) -> Tables {
+    Tables {
+        buckets: TableDefinition::new(names[0]),
+        objects: TableDefinition::new(names[1]),
+        object_parts: TableDefinition::new(names[2]),
+        uploads: TableDefinition::new(names[3]),
+        parts: TableDefinition::new(names[4]),
+        members: TableDefinition::new(names[5]),
+        data_refs: TableDefinition::new(names[6]),
+    }
+}
+
+const LIVE: Tables = tables(LIVE_NAMES);
+const INCOMING: Tables = tables(INCOMING_NAMES);
+
 const RAFT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft");
 const MARK_KEY: &str = "applied";
-
-// Where a snapshot being received is staged (see the module docs).
-const IN_BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("incoming.buckets");
-const IN_OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("incoming.objects");
-const IN_UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("incoming.uploads");
-const IN_PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("incoming.parts");
-const IN_MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("incoming.members");
 
 /// One row of the state, as a snapshot carries it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Record {
     Bucket(String, Bucket),
     Object(String, String, Stored),
+    ObjectPart(u64, u32, ObjectPart),
     Upload(String, UploadHead),
-    Part(String, u32, ObjectMeta),
+    Part(String, u32, PartInfo),
     Member(NodeId, Member),
+    DataRef(u128),
 }
 
 /// Where an export stopped: the table it is in and the last key sent from it.
@@ -61,9 +99,11 @@ pub enum Cursor {
     Start,
     Bucket(Option<String>),
     Object(Option<(String, String)>),
+    ObjectPart(Option<(u64, u32)>),
     Upload(Option<String>),
     Part(Option<(String, u32)>),
     Member(Option<NodeId>),
+    DataRef(Option<u128>),
     Done,
 }
 
@@ -79,6 +119,10 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
 
 fn corrupt(what: &str) -> StoreError {
     StoreError(format!("{what} does not decode"))
+}
+
+fn decoded<T: serde::de::DeserializeOwned>(what: &str, v: &[u8]) -> Result<T, StoreError> {
+    meta::decode(v).ok_or_else(|| corrupt(what))
 }
 
 /// What the tables reflect: the state after log entry `index` of `term`, under `conf`.
@@ -117,22 +161,53 @@ pub struct MetaStore {
     db: Database,
 }
 
-/// The tables inside one write transaction.
+/// One table set, open inside one write transaction.
 struct Writer<'t> {
     buckets: redb::Table<'t, &'static str, &'static [u8]>,
     objects: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    object_parts: redb::Table<'t, (u64, u32), &'static [u8]>,
     uploads: redb::Table<'t, &'static str, &'static [u8]>,
     parts: redb::Table<'t, (&'static str, u32), &'static [u8]>,
     members: redb::Table<'t, u64, &'static [u8]>,
+    data_refs: redb::Table<'t, u128, ()>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(txn: &'t redb::WriteTransaction, set: &Tables) -> Result<Self, StoreError> {
+        Ok(Self {
+            buckets: txn.open_table(set.buckets)?,
+            objects: txn.open_table(set.objects)?,
+            object_parts: txn.open_table(set.object_parts)?,
+            uploads: txn.open_table(set.uploads)?,
+            parts: txn.open_table(set.parts)?,
+            members: txn.open_table(set.members)?,
+            data_refs: txn.open_table(set.data_refs)?,
+        })
+    }
+
+    fn insert(&mut self, record: &Record) -> Result<(), StoreError> {
+        match record {
+            Record::Bucket(name, b) => self.put_bucket(name, b),
+            Record::Object(bucket, key, s) => self.put_object(bucket, key, s),
+            Record::ObjectPart(v, i, p) => self.put_object_part(*v, *i, p),
+            Record::Upload(id, head) => self.put_upload(id, head),
+            Record::Part(id, n, info) => self.put_part(id, *n, info),
+            Record::Member(node, m) => self.put_member(*node, m),
+            Record::DataRef(id) => self.add_data_ref(*id),
+        }
+    }
 }
 
 impl MetaTables for Writer<'_> {
     type Error = StoreError;
 
-    fn has_bucket(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.buckets.get(name)?.is_some())
+    fn bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError> {
+        self.buckets
+            .get(name)?
+            .map(|v| decoded("bucket", v.value()))
+            .transpose()
     }
-    fn insert_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), StoreError> {
+    fn put_bucket(&mut self, name: &str, bucket: &Bucket) -> Result<(), StoreError> {
         self.buckets.insert(name, meta::encode(bucket).as_slice())?;
         Ok(())
     }
@@ -144,48 +219,100 @@ impl MetaTables for Writer<'_> {
         let first = self.objects.range((name, "")..)?.next().transpose()?;
         Ok(first.is_none_or(|(k, _)| k.value().0 != name))
     }
-    fn has_object(&self, bucket: &str, key: &str) -> Result<bool, StoreError> {
-        Ok(self.objects.get((bucket, key))?.is_some())
+    fn object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StoreError> {
+        self.objects
+            .get((bucket, key))?
+            .map(|v| decoded("object", v.value()))
+            .transpose()
     }
-    fn insert_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), StoreError> {
+    fn put_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), StoreError> {
         self.objects
             .insert((bucket, key), meta::encode(s).as_slice())?;
         Ok(())
     }
-    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<bool, StoreError> {
-        Ok(self.objects.remove((bucket, key))?.is_some())
+    fn remove_object(&mut self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.objects.remove((bucket, key))?;
+        Ok(())
+    }
+    fn put_object_part(&mut self, v: u64, i: u32, p: &ObjectPart) -> Result<(), StoreError> {
+        self.object_parts
+            .insert((v, i), meta::encode(p).as_slice())?;
+        Ok(())
+    }
+    fn object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, StoreError> {
+        let mut out = Vec::new();
+        for row in self
+            .object_parts
+            .range((version, 0)..=(version, u32::MAX))?
+        {
+            out.push(decoded("object part", row?.1.value())?);
+        }
+        Ok(out)
+    }
+    fn remove_object_parts(&mut self, version: u64) -> Result<(), StoreError> {
+        self.object_parts
+            .retain_in((version, 0)..=(version, u32::MAX), |_, _| false)?;
+        Ok(())
     }
     fn upload(&self, id: &str) -> Result<Option<UploadHead>, StoreError> {
-        match self.uploads.get(id)? {
-            Some(v) => Ok(Some(
-                meta::decode(v.value()).ok_or_else(|| corrupt("upload"))?,
-            )),
-            None => Ok(None),
-        }
+        self.uploads
+            .get(id)?
+            .map(|v| decoded("upload", v.value()))
+            .transpose()
     }
-    fn insert_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), StoreError> {
+    fn put_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), StoreError> {
         self.uploads.insert(id, meta::encode(head).as_slice())?;
         Ok(())
     }
-    fn insert_part(&mut self, id: &str, part: u32, m: &ObjectMeta) -> Result<(), StoreError> {
-        self.parts.insert((id, part), meta::encode(m).as_slice())?;
+    fn remove_upload(&mut self, id: &str) -> Result<(), StoreError> {
+        self.uploads.remove(id)?;
         Ok(())
     }
-    fn has_part(&self, id: &str, part: u32) -> Result<bool, StoreError> {
-        Ok(self.parts.get((id, part))?.is_some())
+    fn upload_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.uploads.iter()? {
+            out.push(row?.0.value().to_string());
+        }
+        Ok(out)
     }
-    fn remove_upload(&mut self, id: &str) -> Result<bool, StoreError> {
-        let existed = self.uploads.remove(id)?.is_some();
+    fn part(&self, id: &str, part: u32) -> Result<Option<PartInfo>, StoreError> {
+        self.parts
+            .get((id, part))?
+            .map(|v| decoded("part", v.value()))
+            .transpose()
+    }
+    fn put_part(&mut self, id: &str, part: u32, info: &PartInfo) -> Result<(), StoreError> {
+        self.parts
+            .insert((id, part), meta::encode(info).as_slice())?;
+        Ok(())
+    }
+    fn parts(&self, id: &str) -> Result<Vec<(u32, PartInfo)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.parts.range((id, 0)..=(id, u32::MAX))? {
+            let (k, v) = row?;
+            out.push((k.value().1, decoded("part", v.value())?));
+        }
+        Ok(out)
+    }
+    fn remove_parts(&mut self, id: &str) -> Result<(), StoreError> {
         self.parts
             .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-        Ok(existed)
+        Ok(())
     }
-    fn insert_member(&mut self, node: NodeId, m: &Member) -> Result<(), StoreError> {
+    fn put_member(&mut self, node: NodeId, m: &Member) -> Result<(), StoreError> {
         self.members.insert(node, meta::encode(m).as_slice())?;
         Ok(())
     }
     fn remove_member(&mut self, node: NodeId) -> Result<(), StoreError> {
         self.members.remove(node)?;
+        Ok(())
+    }
+    fn add_data_ref(&mut self, data_id: u128) -> Result<(), StoreError> {
+        self.data_refs.insert(data_id, ())?;
+        Ok(())
+    }
+    fn remove_data_ref(&mut self, data_id: u128) -> Result<(), StoreError> {
+        self.data_refs.remove(data_id)?;
         Ok(())
     }
 }
@@ -195,11 +322,7 @@ impl MetaStore {
     pub fn open(backend: impl redb::StorageBackend) -> Result<Self, StoreError> {
         let db = Database::builder().create_with_backend(backend)?;
         let txn = db.begin_write()?;
-        txn.open_table(BUCKETS)?;
-        txn.open_table(OBJECTS)?;
-        txn.open_table(UPLOADS)?;
-        txn.open_table(PARTS)?;
-        txn.open_table(MEMBERS)?;
+        drop(Writer::open(&txn, &LIVE)?);
         txn.open_table(RAFT)?;
         txn.commit()?;
         Ok(Self { db })
@@ -207,12 +330,7 @@ impl MetaStore {
 
     /// The applied mark (all zero for a new store).
     pub fn mark(&self) -> Result<Mark, StoreError> {
-        let txn = self.db.begin_read()?;
-        let raft = txn.open_table(RAFT)?;
-        match raft.get(MARK_KEY)? {
-            Some(v) => Mark::decode(v.value()).ok_or_else(|| corrupt("applied mark")),
-            None => Ok(Mark::default()),
-        }
+        self.reader()?.mark()
     }
 
     /// Applies `items` in order and moves the mark to `mark`, in one commit. A commit
@@ -230,13 +348,7 @@ impl MetaStore {
         }
         let mut results = Vec::with_capacity(items.len());
         {
-            let mut w = Writer {
-                buckets: txn.open_table(BUCKETS)?,
-                objects: txn.open_table(OBJECTS)?,
-                uploads: txn.open_table(UPLOADS)?,
-                parts: txn.open_table(PARTS)?,
-                members: txn.open_table(MEMBERS)?,
-            };
+            let mut w = Writer::open(&txn, &LIVE)?;
             for item in items {
                 if let Some(command) = &item.command {
                     results.push(meta::apply(&mut w, item.index, command)?);
@@ -256,11 +368,9 @@ impl MetaStore {
     pub fn begin_install(&self) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(redb::Durability::None)?;
-        txn.delete_table(IN_BUCKETS)?;
-        txn.delete_table(IN_OBJECTS)?;
-        txn.delete_table(IN_UPLOADS)?;
-        txn.delete_table(IN_PARTS)?;
-        txn.delete_table(IN_MEMBERS)?;
+        for name in INCOMING_NAMES {
+            txn.delete_table(redb::TableDefinition::<&str, &[u8]>::new(name))?;
+        }
         txn.commit()?;
         Ok(())
     }
@@ -270,21 +380,9 @@ impl MetaStore {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(redb::Durability::None)?;
         {
-            let mut w = Writer {
-                buckets: txn.open_table(IN_BUCKETS)?,
-                objects: txn.open_table(IN_OBJECTS)?,
-                uploads: txn.open_table(IN_UPLOADS)?,
-                parts: txn.open_table(IN_PARTS)?,
-                members: txn.open_table(IN_MEMBERS)?,
-            };
+            let mut w = Writer::open(&txn, &INCOMING)?;
             for record in records {
-                match record {
-                    Record::Bucket(name, b) => w.insert_bucket(name, b)?,
-                    Record::Object(bucket, key, s) => w.insert_object(bucket, key, s)?,
-                    Record::Upload(id, head) => w.insert_upload(id, head)?,
-                    Record::Part(id, part, m) => w.insert_part(id, *part, m)?,
-                    Record::Member(node, m) => w.insert_member(*node, m)?,
-                }
+                w.insert(record)?;
             }
         }
         txn.commit()?;
@@ -296,21 +394,14 @@ impl MetaStore {
     pub fn finish_install(&self, mark: &Mark) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         // Opening creates a table the snapshot had no rows for.
-        drop(txn.open_table(IN_BUCKETS)?);
-        drop(txn.open_table(IN_OBJECTS)?);
-        drop(txn.open_table(IN_UPLOADS)?);
-        drop(txn.open_table(IN_PARTS)?);
-        drop(txn.open_table(IN_MEMBERS)?);
-        txn.delete_table(BUCKETS)?;
-        txn.delete_table(OBJECTS)?;
-        txn.delete_table(UPLOADS)?;
-        txn.delete_table(PARTS)?;
-        txn.delete_table(MEMBERS)?;
-        txn.rename_table(IN_BUCKETS, BUCKETS)?;
-        txn.rename_table(IN_OBJECTS, OBJECTS)?;
-        txn.rename_table(IN_UPLOADS, UPLOADS)?;
-        txn.rename_table(IN_PARTS, PARTS)?;
-        txn.rename_table(IN_MEMBERS, MEMBERS)?;
+        drop(Writer::open(&txn, &INCOMING)?);
+        for (live, incoming) in LIVE_NAMES.into_iter().zip(INCOMING_NAMES) {
+            txn.delete_table(redb::TableDefinition::<&str, &[u8]>::new(live))?;
+            txn.rename_table(
+                redb::TableDefinition::<&str, &[u8]>::new(incoming),
+                redb::TableDefinition::<&str, &[u8]>::new(live),
+            )?;
+        }
         txn.open_table(RAFT)?
             .insert(MARK_KEY, mark.encode().as_slice())?;
         txn.commit()?;
@@ -338,46 +429,120 @@ impl MetaReader {
         }
     }
 
-    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StoreError> {
-        match self.txn.open_table(OBJECTS)?.get((bucket, key))? {
-            Some(v) => Ok(Some(
-                meta::decode(v.value()).ok_or_else(|| corrupt("object"))?,
-            )),
-            None => Ok(None),
-        }
-    }
-
     pub fn bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError> {
-        match self.txn.open_table(BUCKETS)?.get(name)? {
-            Some(v) => Ok(Some(
-                meta::decode(v.value()).ok_or_else(|| corrupt("bucket"))?,
-            )),
-            None => Ok(None),
-        }
+        self.txn
+            .open_table(LIVE.buckets)?
+            .get(name)?
+            .map(|v| decoded("bucket", v.value()))
+            .transpose()
     }
 
-    /// Up to `limit` objects of `bucket` with keys after `after`, in key order.
-    pub fn objects_after(
+    /// Every bucket, in name order.
+    pub fn buckets(&self) -> Result<Vec<(String, Bucket)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.txn.open_table(LIVE.buckets)?.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), decoded("bucket", v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StoreError> {
+        self.txn
+            .open_table(LIVE.objects)?
+            .get((bucket, key))?
+            .map(|v| decoded("object", v.value()))
+            .transpose()
+    }
+
+    /// Up to `limit` objects of `bucket` from `from` on, in key order.
+    pub fn objects_from(
         &self,
         bucket: &str,
-        after: &str,
+        from: Bound<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Stored)>, StoreError> {
-        let table = self.txn.open_table(OBJECTS)?;
+        let table = self.txn.open_table(LIVE.objects)?;
+        let start = match from {
+            Bound::Included(k) => Bound::Included((bucket, k)),
+            Bound::Excluded(k) => Bound::Excluded((bucket, k)),
+            Bound::Unbounded => Bound::Included((bucket, "")),
+        };
         let mut out = Vec::new();
-        for row in table.range((bucket, after)..)? {
+        for row in table.range::<(&str, &str)>((start, Bound::Unbounded))? {
             let (k, v) = row?;
             let (b, key) = k.value();
             if b != bucket || out.len() == limit {
                 break;
             }
-            if key == after {
-                continue;
-            }
-            let stored = meta::decode(v.value()).ok_or_else(|| corrupt("object"))?;
-            out.push((key.to_string(), stored));
+            out.push((key.to_string(), decoded("object", v.value())?));
         }
         Ok(out)
+    }
+
+    /// The parts of the completed object written at `version`, in order.
+    pub fn object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, StoreError> {
+        let table = self.txn.open_table(LIVE.object_parts)?;
+        let mut out = Vec::new();
+        for row in table.range((version, 0)..=(version, u32::MAX))? {
+            out.push(decoded("object part", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn upload(&self, id: &str) -> Result<Option<UploadHead>, StoreError> {
+        self.txn
+            .open_table(LIVE.uploads)?
+            .get(id)?
+            .map(|v| decoded("upload", v.value()))
+            .transpose()
+    }
+
+    /// Every upload in progress, by id.
+    pub fn uploads(&self) -> Result<Vec<(String, UploadHead)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.txn.open_table(LIVE.uploads)?.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), decoded("upload", v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` parts of upload `id` numbered above `after`, in order.
+    pub fn parts(
+        &self,
+        id: &str,
+        after: u32,
+        limit: usize,
+    ) -> Result<Vec<(u32, PartInfo)>, StoreError> {
+        let table = self.txn.open_table(LIVE.parts)?;
+        let mut out = Vec::new();
+        let range = (
+            Bound::Excluded((id, after)),
+            Bound::Included((id, u32::MAX)),
+        );
+        for row in table.range::<(&str, u32)>(range)? {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = row?;
+            out.push((k.value().1, decoded("part", v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn members(&self) -> Result<Vec<(NodeId, Member)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.txn.open_table(LIVE.members)?.iter()? {
+            let (k, v) = row?;
+            out.push((k.value(), decoded("member", v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Whether some object, part or upload refers to blob `data_id`.
+    pub fn has_data_ref(&self, data_id: u128) -> Result<bool, StoreError> {
+        Ok(self.txn.open_table(LIVE.data_refs)?.get(data_id)?.is_some())
     }
 
     /// The next records of the state after `cursor`, about `bytes_max` of them when
@@ -388,7 +553,7 @@ impl MetaReader {
         cursor: &Cursor,
         bytes_max: usize,
     ) -> Result<(Vec<Record>, Cursor), StoreError> {
-        use std::ops::Bound::{self, Excluded, Unbounded};
+        use std::ops::Bound::{Excluded, Unbounded};
         fn after<T>(key: Option<T>) -> Bound<T> {
             key.map_or(Unbounded, Excluded)
         }
@@ -398,7 +563,7 @@ impl MetaReader {
         // Pages through one table from just after the cursor's key; returns when the
         // chunk is full, falls through to the next table when this one is done.
         macro_rules! page {
-            ($table:expr, $key:ty, $from:expr, |$k:ident, $v:ident| $record:expr, $at:expr) => {{
+            ($table:expr, $key:ty, $from:expr, |$k:ident, $v:ident| $len:expr, $record:expr, $at:expr) => {{
                 let table = self.txn.open_table($table)?;
                 let from: Bound<$key> = $from;
                 for row in table.range::<$key>((from, Unbounded))? {
@@ -407,24 +572,22 @@ impl MetaReader {
                     }
                     let row = row?;
                     let ($k, $v) = (row.0.value(), row.1.value());
-                    bytes += 64 + $v.len();
+                    bytes += 64 + $len;
                     out.push($record);
                     cursor = $at;
                 }
             }};
-        }
-        fn decoded<T: serde::de::DeserializeOwned>(what: &str, v: &[u8]) -> Result<T, StoreError> {
-            meta::decode(v).ok_or_else(|| corrupt(what))
         }
         loop {
             cursor = match &cursor {
                 Cursor::Start => Cursor::Bucket(None),
                 Cursor::Bucket(from) => {
                     page!(
-                        BUCKETS,
+                        LIVE.buckets,
                         &str,
                         after(from.as_deref()),
-                        |k, v| Record::Bucket(k.into(), decoded("bucket", v)?),
+                        |k, v| v.len(),
+                        Record::Bucket(k.into(), decoded("bucket", v)?),
                         Cursor::Bucket(Some(k.into()))
                     );
                     Cursor::Object(None)
@@ -432,20 +595,33 @@ impl MetaReader {
                 Cursor::Object(from) => {
                     let from = from.as_ref().map(|(b, k)| (b.as_str(), k.as_str()));
                     page!(
-                        OBJECTS,
+                        LIVE.objects,
                         (&str, &str),
                         after(from),
-                        |k, v| Record::Object(k.0.into(), k.1.into(), decoded("object", v)?),
+                        |k, v| v.len(),
+                        Record::Object(k.0.into(), k.1.into(), decoded("object", v)?),
                         Cursor::Object(Some((k.0.into(), k.1.into())))
+                    );
+                    Cursor::ObjectPart(None)
+                }
+                Cursor::ObjectPart(from) => {
+                    page!(
+                        LIVE.object_parts,
+                        (u64, u32),
+                        after(*from),
+                        |k, v| v.len(),
+                        Record::ObjectPart(k.0, k.1, decoded("object part", v)?),
+                        Cursor::ObjectPart(Some(k))
                     );
                     Cursor::Upload(None)
                 }
                 Cursor::Upload(from) => {
                     page!(
-                        UPLOADS,
+                        LIVE.uploads,
                         &str,
                         after(from.as_deref()),
-                        |k, v| Record::Upload(k.into(), decoded("upload", v)?),
+                        |k, v| v.len(),
+                        Record::Upload(k.into(), decoded("upload", v)?),
                         Cursor::Upload(Some(k.into()))
                     );
                     Cursor::Part(None)
@@ -453,21 +629,34 @@ impl MetaReader {
                 Cursor::Part(from) => {
                     let from = from.as_ref().map(|(id, n)| (id.as_str(), *n));
                     page!(
-                        PARTS,
+                        LIVE.parts,
                         (&str, u32),
                         after(from),
-                        |k, v| Record::Part(k.0.into(), k.1, decoded("part", v)?),
+                        |k, v| v.len(),
+                        Record::Part(k.0.into(), k.1, decoded("part", v)?),
                         Cursor::Part(Some((k.0.into(), k.1)))
                     );
                     Cursor::Member(None)
                 }
                 Cursor::Member(from) => {
                     page!(
-                        MEMBERS,
+                        LIVE.members,
                         u64,
                         after(*from),
-                        |k, v| Record::Member(k, decoded("member", v)?),
+                        |k, v| v.len(),
+                        Record::Member(k, decoded("member", v)?),
                         Cursor::Member(Some(k))
+                    );
+                    Cursor::DataRef(None)
+                }
+                Cursor::DataRef(from) => {
+                    page!(
+                        LIVE.data_refs,
+                        u128,
+                        after(*from),
+                        |k, _v| 16,
+                        Record::DataRef(k),
+                        Cursor::DataRef(Some(k))
                     );
                     Cursor::Done
                 }
@@ -476,39 +665,28 @@ impl MetaReader {
         }
     }
 
-    /// The whole state, for a snapshot.
+    /// The whole state in memory (the simulator's digests and tests).
     pub fn export(&self) -> Result<MetaState, StoreError> {
         let mut state = MetaState::default();
-        for row in self.txn.open_table(BUCKETS)?.iter()? {
-            let (k, v) = row?;
-            let b = meta::decode(v.value()).ok_or_else(|| corrupt("bucket"))?;
-            state.buckets.insert(k.value().to_string(), b);
-        }
-        for row in self.txn.open_table(OBJECTS)?.iter()? {
-            let (k, v) = row?;
-            let (b, key) = k.value();
-            let s = meta::decode(v.value()).ok_or_else(|| corrupt("object"))?;
-            state.objects.insert((b.to_string(), key.to_string()), s);
-        }
-        for row in self.txn.open_table(UPLOADS)?.iter()? {
-            let (k, v) = row?;
-            let head: UploadHead = meta::decode(v.value()).ok_or_else(|| corrupt("upload"))?;
-            state
-                .uploads
-                .insert(k.value().to_string(), Upload::from_head(head));
-        }
-        for row in self.txn.open_table(PARTS)?.iter()? {
-            let (k, v) = row?;
-            let (id, part) = k.value();
-            let m = meta::decode(v.value()).ok_or_else(|| corrupt("part"))?;
-            if let Some(u) = state.uploads.get_mut(id) {
-                u.parts.insert(part, m);
+        let mut cursor = Cursor::Start;
+        while cursor != Cursor::Done {
+            let (records, next) = self.export_chunk(&cursor, usize::MAX)?;
+            for record in records {
+                let installed = match record {
+                    Record::Bucket(name, b) => state.put_bucket(&name, &b),
+                    Record::Object(bucket, key, s) => state.put_object(&bucket, &key, &s),
+                    Record::ObjectPart(v, i, p) => state.put_object_part(v, i, &p),
+                    Record::Upload(id, head) => state.put_upload(&id, &head),
+                    Record::Part(id, n, info) => state.put_part(&id, n, &info),
+                    Record::Member(node, m) => state.put_member(node, &m),
+                    Record::DataRef(id) => state.add_data_ref(id),
+                };
+                match installed {
+                    Ok(()) => {}
+                    Err(never) => match never {},
+                }
             }
-        }
-        for row in self.txn.open_table(MEMBERS)?.iter()? {
-            let (k, v) = row?;
-            let m = meta::decode(v.value()).ok_or_else(|| corrupt("member"))?;
-            state.members.insert(k.value(), m);
+            cursor = next;
         }
         Ok(state)
     }
@@ -517,7 +695,8 @@ impl MetaReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::CommandV1;
+    use crate::meta::tests::{head, meta, part};
+    use crate::meta::{CommandV1, PART_SIZE_MIN_BYTES, PutCondition};
     use crate::test_disk::MemDisk;
 
     fn backend(disk: &MemDisk) -> crate::test_disk::MemBackend {
@@ -525,137 +704,153 @@ mod tests {
         futures::executor::block_on(disk.storage_backend("state.redb")).unwrap()
     }
 
+    fn v1(c: CommandV1) -> Command {
+        Command::V1(c)
+    }
+
     fn put(bucket: &str, key: &str, size: u64) -> Command {
-        Command::V1(CommandV1::PutObject {
+        v1(CommandV1::PutObject {
             bucket: bucket.into(),
             key: key.into(),
-            meta: meta::tests::meta(size),
-            if_none_match: false,
+            meta: meta(size),
+            condition: PutCondition::Always,
         })
     }
 
-    /// The store applies exactly like the in-memory model, and survives a reopen.
-    #[test]
-    fn store_matches_the_model_and_reopens() {
-        let disk = MemDisk::default();
-        let store = MetaStore::open(backend(&disk)).unwrap();
-        assert_eq!(store.mark().unwrap(), Mark::default());
-        let commands = vec![
-            Command::V1(CommandV1::CreateBucket {
-                name: "b".into(),
+    /// Commands that touch every table, refusals included.
+    fn commands() -> Vec<Command> {
+        let bucket = |n: &str| {
+            v1(CommandV1::CreateBucket {
+                name: n.into(),
                 owner: "o".into(),
                 created_ms: 1,
-            }),
+            })
+        };
+        let put_part = |id: &str, n: u32, data: u128, size: u64| {
+            v1(CommandV1::PutPart {
+                upload_id: id.into(),
+                part: n,
+                info: part(data, size),
+            })
+        };
+        let mut c = vec![
+            bucket("a"),
+            bucket("b"),
             put("b", "x", 1),
             put("b", "y", 2),
             put("nope", "x", 3),
-            Command::V1(CommandV1::DeleteBucket { name: "b".into() }),
-            Command::V1(CommandV1::CreateUpload {
+            put("b", "x", 4),
+            v1(CommandV1::DeleteBucket { name: "b".into() }),
+            v1(CommandV1::CreateUpload {
                 upload_id: "u".into(),
-                bucket: "b".into(),
-                key: "z".into(),
-                created_ms: 2,
+                head: head("b", "z"),
             }),
-            Command::V1(CommandV1::PutPart {
+            put_part("u", 1, 100, PART_SIZE_MIN_BYTES),
+            put_part("u", 2, 101, 5),
+            put_part("u", 3, 102, 5),
+            v1(CommandV1::CompleteUpload {
                 upload_id: "u".into(),
-                part: 1,
-                meta: meta::tests::meta(5),
+                parts: vec![(1, "p100".into()), (2, "p101".into())],
+                meta: meta(0),
             }),
-            Command::V1(CommandV1::CompleteUpload {
-                upload_id: "u".into(),
-                parts: vec![1, 2],
-                meta: meta::tests::meta(9),
-            }),
-            Command::V1(CommandV1::CreateUpload {
+            v1(CommandV1::CreateUpload {
                 upload_id: "v".into(),
-                bucket: "b".into(),
-                key: "w".into(),
-                created_ms: 3,
+                head: head("a", "w"),
             }),
-            Command::V1(CommandV1::PutPart {
-                upload_id: "v".into(),
-                part: 3,
-                meta: meta::tests::meta(6),
-            }),
-            Command::V1(CommandV1::DeleteObject {
+            put_part("v", 3, 103, 6),
+            v1(CommandV1::DeleteObject {
                 bucket: "b".into(),
                 key: "x".into(),
             }),
+            v1(CommandV1::SetMember {
+                node: 3,
+                member: meta::Member {
+                    rpc_addr: "x:1".into(),
+                },
+            }),
         ];
-        let mut model = MetaState::default();
-        let expected: Vec<Applied> = commands
-            .iter()
-            .enumerate()
-            .map(|(i, c)| model.apply(i as u64 + 2, c))
-            .collect();
-        let items: Vec<Item> = commands
+        for i in 0..30u64 {
+            c.push(put(
+                if i % 3 == 0 { "a" } else { "b" },
+                &format!("k{i:03}"),
+                10 + i,
+            ));
+        }
+        c
+    }
+
+    fn items(commands: Vec<Command>) -> Vec<Item> {
+        commands
             .into_iter()
             .enumerate()
             .map(|(i, c)| Item {
                 index: i as u64 + 2,
                 command: Some(c),
             })
-            .collect();
-        let mark = Mark {
-            index: 12,
+            .collect()
+    }
+
+    fn mark(index: u64) -> Mark {
+        Mark {
+            index,
             term: 3,
             conf: ConfState {
                 voters: vec![1, 2, 3],
                 ..Default::default()
             },
-        };
+        }
+    }
+
+    /// The store applies exactly like the in-memory model, answers its queries from
+    /// the same state, and survives a reopen.
+    #[test]
+    fn store_matches_the_model_and_reopens() {
+        let disk = MemDisk::default();
+        let store = MetaStore::open(backend(&disk)).unwrap();
+        assert_eq!(store.mark().unwrap(), Mark::default());
+        let items = items(commands());
+        let mut model = MetaState::default();
+        let expected: Vec<Applied> = items
+            .iter()
+            .map(|i| model.apply(i.index, i.command.as_ref().unwrap()))
+            .collect();
+        let mark = mark(items.len() as u64 + 1);
         let got = store.apply(&items, &mark, true).unwrap();
         assert_eq!(got, expected);
         assert!(got.contains(&Applied::BucketNotEmpty));
-        assert!(got.contains(&Applied::InvalidPart(2)));
+        assert!(got.contains(&Applied::NoSuchBucket));
         let reader = store.reader().unwrap();
         assert_eq!(reader.export().unwrap(), model);
         assert_eq!(
-            reader.object("b", "y").unwrap(),
-            model.object("b", "y").cloned()
+            reader.object("b", "y").unwrap().as_ref(),
+            model.object("b", "y")
         );
+        let z = reader.object("b", "z").unwrap().expect("completed upload");
+        assert_eq!(reader.object_parts(z.version).unwrap().len(), 2);
         let listed: Vec<String> = reader
-            .objects_after("b", "", 10)
+            .objects_from("b", Bound::Excluded("k001"), 3)
             .unwrap()
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(listed, vec!["y".to_string()]);
+        assert_eq!(listed, ["k002", "k004", "k005"]);
+        let from: Vec<String> = reader
+            .objects_from("a", Bound::Included("k003"), 2)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(from, ["k003", "k006"]);
+        assert_eq!(reader.parts("v", 0, 10).unwrap().len(), 1);
+        assert!(reader.parts("v", 3, 10).unwrap().is_empty());
+        assert_eq!(reader.buckets().unwrap().len(), 2);
+        assert!(reader.has_data_ref(100).unwrap() && !reader.has_data_ref(102).unwrap());
         drop(reader);
         drop(store);
 
         let again = MetaStore::open(backend(&disk)).unwrap();
         assert_eq!(again.mark().unwrap(), mark);
         assert_eq!(again.reader().unwrap().export().unwrap(), model);
-
-        // A snapshot replaces everything.
-        let mut other = MetaState::default();
-        other.apply(
-            1,
-            &Command::V1(CommandV1::CreateBucket {
-                name: "c".into(),
-                owner: "p".into(),
-                created_ms: 9,
-            }),
-        );
-        let snap_mark = Mark {
-            index: 40,
-            term: 5,
-            conf: mark.conf.clone(),
-        };
-        let source = MetaStore::open(backend(&MemDisk::default())).unwrap();
-        let items = [Item {
-            index: 1,
-            command: Some(Command::V1(CommandV1::CreateBucket {
-                name: "c".into(),
-                owner: "p".into(),
-                created_ms: 9,
-            })),
-        }];
-        source.apply(&items, &snap_mark, true).unwrap();
-        stream(&source, &again, 1 << 20);
-        assert_eq!(again.reader().unwrap().export().unwrap(), other);
-        assert_eq!(again.mark().unwrap(), snap_mark);
     }
 
     /// Pages `from` into `to` the way a snapshot travels; returns the number of chunks.
@@ -678,66 +873,21 @@ mod tests {
     #[test]
     fn snapshots_stream_in_chunks_of_any_size() {
         let source = MetaStore::open(backend(&MemDisk::default())).unwrap();
+        let items = items(commands());
         let mut model = MetaState::default();
-        let mut items = Vec::new();
-        let mut commands = vec![
-            Command::V1(CommandV1::CreateBucket {
-                name: "a".into(),
-                owner: "o".into(),
-                created_ms: 1,
-            }),
-            Command::V1(CommandV1::CreateBucket {
-                name: "b".into(),
-                owner: "o".into(),
-                created_ms: 2,
-            }),
-            Command::V1(CommandV1::SetMember {
-                node: 3,
-                member: meta::Member {
-                    rpc_addr: "x:1".into(),
-                },
-            }),
-            Command::V1(CommandV1::CreateUpload {
-                upload_id: "u".into(),
-                bucket: "a".into(),
-                key: "big".into(),
-                created_ms: 3,
-            }),
-        ];
-        for i in 0..40u64 {
-            commands.push(put(
-                if i % 3 == 0 { "a" } else { "b" },
-                &format!("k{i:03}"),
-                i,
-            ));
+        for i in &items {
+            model.apply(i.index, i.command.as_ref().unwrap());
         }
-        for part in 1..=5 {
-            commands.push(Command::V1(CommandV1::PutPart {
-                upload_id: "u".into(),
-                part,
-                meta: meta::tests::meta(u64::from(part)),
-            }));
-        }
-        for (i, c) in commands.into_iter().enumerate() {
-            model.apply(i as u64 + 2, &c);
-            items.push(Item {
-                index: i as u64 + 2,
-                command: Some(c),
-            });
-        }
-        let mark = Mark {
-            index: items.len() as u64 + 1,
-            term: 2,
-            conf: ConfState {
-                voters: vec![1, 3],
-                ..Default::default()
-            },
-        };
+        let mark = mark(items.len() as u64 + 1);
         source.apply(&items, &mark, true).unwrap();
         let mut chunk_counts = Vec::new();
         for bytes_max in [1, 200, 1000, 1 << 20] {
             let receiver = MetaStore::open(backend(&MemDisk::default())).unwrap();
-            receiver.apply(&items[..3], &Mark::default(), true).unwrap();
+            let old = [Item {
+                index: 2,
+                command: Some(put("c", "old", 1)),
+            }];
+            receiver.apply(&old, &Mark::default(), true).unwrap();
             chunk_counts.push(stream(&source, &receiver, bytes_max));
             assert_eq!(receiver.reader().unwrap().export().unwrap(), model);
             assert_eq!(receiver.mark().unwrap(), mark);

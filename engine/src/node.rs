@@ -30,7 +30,7 @@ pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ClientRequest {
     /// Apply a command (forwarded to the leader if this node is not it).
-    Propose(Command),
+    Propose(Box<Command>),
     /// Membership change, on the leader.
     ChangeMembers(Vec<MemberChangeWire>),
     /// A linearizable read of one object's current version (ReadIndex, then local).
@@ -80,7 +80,7 @@ async fn client_request<E: Env>(
 ) -> ClientResponse {
     match request {
         ClientRequest::Propose(command) => ClientResponse::Applied(
-            propose_anywhere(env, raft, command, CLIENT_REQUEST_TIMEOUT).await,
+            propose_anywhere(env, raft, *command, CLIENT_REQUEST_TIMEOUT).await,
         ),
         ClientRequest::ChangeMembers(changes) => {
             let changes = changes

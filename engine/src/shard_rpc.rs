@@ -30,6 +30,8 @@ pub enum Request {
     Verify { id: ShardId },
     /// List sealed shards.
     List,
+    /// Remove a sealed shard (a write below its floor, an orphan); gone is fine.
+    Remove { id: ShardId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +43,7 @@ pub enum Response {
         sha256: [u8; 32],
     },
     Ids(Vec<ShardId>),
+    Removed,
     Failed(RemoteError),
 }
 
@@ -153,6 +156,10 @@ async fn handle_request<E: Env>(
             .await
             .map(Response::Ids)
             .map_err(RemoteError::from),
+        (Request::Remove { id }, _) => match store.remove(&id).await {
+            Ok(()) | Err(ShardError::NotFound(_)) => Ok(Response::Removed),
+            Err(e) => Err(RemoteError::from(e)),
+        },
     };
     result.unwrap_or_else(Response::Failed)
 }
@@ -258,6 +265,50 @@ pub async fn verify<E: Env>(
         Response::Failed(e) => Err(e.into()),
         _ => Err(CallError::Malformed),
     }
+}
+
+/// Removes shard `id` on node `to` (already gone counts as removed).
+pub async fn remove<E: Env>(
+    env: &E,
+    to: NodeId,
+    id: ShardId,
+    timeout: Duration,
+) -> Result<(), CallError> {
+    match call(env, to, &Request::Remove { id }, timeout).await? {
+        Response::Removed => Ok(()),
+        Response::Failed(e) => Err(e.into()),
+        _ => Err(CallError::Malformed),
+    }
+}
+
+/// Opens a streamed store of shard `header.id` on node `to`: frames sent on the
+/// returned sender become its data; the receiver answers once the holder sealed it
+/// (after the sender's `finish`). Dropping the sender unfinished aborts the store (the
+/// holder removes its temporary). `timeout` bounds the whole transfer.
+pub fn open_store<E: Env>(
+    env: &E,
+    to: NodeId,
+    header: ShardHeader,
+    timeout: Duration,
+) -> (
+    crate::env::BodySender,
+    futures::channel::oneshot::Receiver<Result<SealedShard, CallError>>,
+) {
+    let (tx, rx) = body_channel(TRANSFER_WINDOW_FRAMES_MAX);
+    let (answer_tx, answer_rx) = futures::channel::oneshot::channel();
+    let task_env = env.clone();
+    env.spawn(async move {
+        let request = tagged(&Request::Store { header });
+        let answer = task_env.net().call_streamed(to, request, rx, timeout).await;
+        let result = match answer.map(|a| decode::<Response>(&a)) {
+            Err(e) => Err(CallError::Net(e)),
+            Ok(Some(Response::Stored(sealed))) if sealed.id == header.id => Ok(sealed),
+            Ok(Some(Response::Failed(e))) => Err(e.into()),
+            Ok(_) => Err(CallError::Malformed),
+        };
+        let _ = answer_tx.send(result);
+    });
+    (tx, answer_rx)
 }
 
 /// Pause between start-up scans that failed on a disk error.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use engine::env::{Net, NodeId};
-use engine::meta::{Applied, Command as MetaCommand, CommandV1, ObjectMeta};
+use engine::meta::{Applied, Command as MetaCommand, CommandV1, ObjectMeta, PutCondition};
 use engine::node::{ClientRequest, ClientResponse, TAG_CLIENT};
 use runtime_real::cluster::{AdminClient, AdminConfig};
 use runtime_real::tls::{Authority, Tls};
@@ -68,26 +68,16 @@ impl Drop for Nodes {
 }
 
 fn object(i: u64) -> ObjectMeta {
-    ObjectMeta {
-        size: i,
-        etag: format!("etag-{i}"),
-        content_type: "application/octet-stream".into(),
-        user_meta: BTreeMap::new(),
-        checksums: BTreeMap::new(),
-        k: 1,
-        m: 0,
-        shards: Vec::new(),
-        created_ms: 0,
-    }
+    ObjectMeta::without_data(i, format!("etag-{i}"))
 }
 
 fn put(i: u64) -> ClientRequest {
-    ClientRequest::Propose(MetaCommand::V1(CommandV1::PutObject {
+    ClientRequest::Propose(Box::new(MetaCommand::V1(CommandV1::PutObject {
         bucket: "b".into(),
         key: format!("k{i}"),
         meta: object(i),
-        if_none_match: false,
-    }))
+        condition: PutCondition::Always,
+    })))
 }
 
 async fn leader(admin: &AdminClient, except: Option<NodeId>) -> (NodeId, u64) {
@@ -180,11 +170,11 @@ async fn leader_killed_mid_stream_loses_no_acknowledged_proposal() {
     let admin = AdminClient::connect(&admin_config).await.unwrap();
     let (first_leader, first_term) = leader(&admin, None).await;
 
-    let create = ClientRequest::Propose(MetaCommand::V1(CommandV1::CreateBucket {
+    let create = ClientRequest::Propose(Box::new(MetaCommand::V1(CommandV1::CreateBucket {
         name: "b".into(),
         owner: "test".into(),
         created_ms: 0,
-    }));
+    })));
     let answer = admin
         .request(first_leader, &create, Duration::from_secs(5))
         .await

@@ -67,11 +67,11 @@ fn start_cluster(
 
 /// Creates the workload's bucket, retrying until some leader takes it.
 async fn create_bucket(setup: &MetaClient, nodes: u64) -> bool {
-    let create = ClientRequest::Propose(Command::V1(CommandV1::CreateBucket {
+    let create = ClientRequest::Propose(Box::new(Command::V1(CommandV1::CreateBucket {
         name: BUCKET.into(),
         owner: "sim".into(),
         created_ms: 0,
-    }));
+    })));
     for attempt in 0..100u64 {
         let node = 1 + attempt % nodes;
         if let Some(ClientResponse::Applied(Ok(_))) =

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::env::{Clock, Env, Net, NodeId, Rng};
-use engine::meta::{Applied, Command, CommandV1, ObjectMeta};
+use engine::meta::{Applied, Command, CommandV1, ObjectMeta, PutCondition};
 use engine::node::{ClientRequest, ClientResponse, TAG_CLIENT, decode_wire, encode_wire};
 use engine::raft::node::{ProposeError, RaftHandle, Role};
 use runtime_sim::{Cluster, SimClock, SimEnv};
@@ -58,17 +58,7 @@ pub type SharedMeta = Arc<Mutex<MetaHistory>>;
 pub type Handles = Arc<Mutex<BTreeMap<NodeId, RaftHandle>>>;
 
 fn object_meta(etag: String) -> ObjectMeta {
-    ObjectMeta {
-        size: 0,
-        etag,
-        content_type: String::new(),
-        user_meta: BTreeMap::new(),
-        checksums: BTreeMap::new(),
-        k: 1,
-        m: 0,
-        shards: Vec::new(),
-        created_ms: 0,
-    }
+    ObjectMeta::without_data(0, etag)
 }
 
 fn below(rng: &impl Rng, n: u64) -> u64 {
@@ -118,17 +108,23 @@ impl MetaClient {
         let bucket = BUCKET.to_string();
         let req = match &op {
             KeyOp::Put(v) | KeyOp::PutIfAbsent(v) => {
-                ClientRequest::Propose(Command::V1(CommandV1::PutObject {
+                ClientRequest::Propose(Box::new(Command::V1(CommandV1::PutObject {
                     bucket,
                     key: key.clone(),
                     meta: object_meta(v.clone()),
-                    if_none_match: matches!(op, KeyOp::PutIfAbsent(_)),
-                }))
+                    condition: if matches!(op, KeyOp::PutIfAbsent(_)) {
+                        PutCondition::IfAbsent
+                    } else {
+                        PutCondition::Always
+                    },
+                })))
             }
-            KeyOp::Delete => ClientRequest::Propose(Command::V1(CommandV1::DeleteObject {
-                bucket,
-                key: key.clone(),
-            })),
+            KeyOp::Delete => {
+                ClientRequest::Propose(Box::new(Command::V1(CommandV1::DeleteObject {
+                    bucket,
+                    key: key.clone(),
+                })))
+            }
             KeyOp::Get => ClientRequest::GetObject {
                 bucket,
                 key: key.clone(),

@@ -1,0 +1,199 @@
+//! S3 errors, mapped in one place: every variant names its S3 code, HTTP status and
+//! message, with no wildcard arm, so a new variant cannot go out unmapped.
+
+/// An S3 operation's failure, as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum S3Error {
+    /// The bucket does not exist.
+    #[error("NoSuchBucket")]
+    NoSuchBucket,
+    /// The key has no current version.
+    #[error("NoSuchKey")]
+    NoSuchKey,
+    /// The upload id names no upload in progress (for this bucket and key).
+    #[error("NoSuchUpload")]
+    NoSuchUpload,
+    /// CreateBucket of a bucket that exists (there is one owner: it is yours).
+    #[error("BucketAlreadyOwnedByYou")]
+    BucketAlreadyOwnedByYou,
+    /// DeleteBucket of a bucket that still holds objects.
+    #[error("BucketNotEmpty")]
+    BucketNotEmpty,
+    /// The bucket name breaks S3's naming rules.
+    #[error("InvalidBucketName: {0}")]
+    InvalidBucketName(String),
+    /// A key longer than 1024 bytes.
+    #[error("KeyTooLongError")]
+    KeyTooLong,
+    /// Content-MD5 or an x-amz-checksum-* value does not match the body.
+    #[error("BadDigest: {0}")]
+    BadDigest(String),
+    /// Content-MD5 or a checksum header is not valid base64 of the right length.
+    #[error("InvalidDigest: {0}")]
+    InvalidDigest(String),
+    /// A request argument is malformed or out of range.
+    #[error("InvalidArgument: {0}")]
+    InvalidArgument(String),
+    /// A request that is well formed but not allowed (copying onto itself unchanged).
+    #[error("InvalidRequest: {0}")]
+    InvalidRequest(String),
+    /// The Range asks for bytes past the object's end.
+    #[error("InvalidRange")]
+    InvalidRange { size: u64 },
+    /// If-Match / If-Unmodified-Since (or a conditional PUT) found its condition false.
+    #[error("PreconditionFailed")]
+    PreconditionFailed,
+    /// If-None-Match / If-Modified-Since on GET or HEAD: the client's copy is current.
+    #[error("NotModified")]
+    NotModified,
+    /// A part named in CompleteMultipartUpload is missing or has another ETag.
+    #[error("InvalidPart: {0}")]
+    InvalidPart(u32),
+    /// The parts of CompleteMultipartUpload are not in ascending order.
+    #[error("InvalidPartOrder")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than 5 MiB.
+    #[error("EntityTooSmall: {0}")]
+    EntityTooSmall(u32),
+    /// The body is larger than the operation allows.
+    #[error("EntityTooLarge")]
+    EntityTooLarge,
+    /// The body ended before its Content-Length (or went on past it).
+    #[error("IncompleteBody: {0}")]
+    IncompleteBody(String),
+    /// Too few storage nodes to meet the write floor, or no leader: retry later.
+    #[error("SlowDown: {0}")]
+    SlowDown(String),
+    /// An object's data could not be read (fewer than k shards): an honest failure.
+    #[error("ServiceUnavailable: {0}")]
+    ServiceUnavailable(String),
+    /// Something failed inside the node (its metadata store, say).
+    #[error("InternalError: {0}")]
+    Internal(String),
+    /// An operation Hamster does not support.
+    #[error("NotImplemented: {0}")]
+    NotImplemented(String),
+}
+
+impl S3Error {
+    /// The S3 error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoSuchBucket => "NoSuchBucket",
+            Self::NoSuchKey => "NoSuchKey",
+            Self::NoSuchUpload => "NoSuchUpload",
+            Self::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            Self::BucketNotEmpty => "BucketNotEmpty",
+            Self::InvalidBucketName(_) => "InvalidBucketName",
+            Self::KeyTooLong => "KeyTooLongError",
+            Self::BadDigest(_) => "BadDigest",
+            Self::InvalidDigest(_) => "InvalidDigest",
+            Self::InvalidArgument(_) => "InvalidArgument",
+            Self::InvalidRequest(_) => "InvalidRequest",
+            Self::InvalidRange { .. } => "InvalidRange",
+            Self::PreconditionFailed => "PreconditionFailed",
+            Self::NotModified => "NotModified",
+            Self::InvalidPart(_) => "InvalidPart",
+            Self::InvalidPartOrder => "InvalidPartOrder",
+            Self::EntityTooSmall(_) => "EntityTooSmall",
+            Self::EntityTooLarge => "EntityTooLarge",
+            Self::IncompleteBody(_) => "IncompleteBody",
+            Self::SlowDown(_) => "SlowDown",
+            Self::ServiceUnavailable(_) => "ServiceUnavailable",
+            Self::Internal(_) => "InternalError",
+            Self::NotImplemented(_) => "NotImplemented",
+        }
+    }
+
+    /// The HTTP status S3 answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => 404,
+            Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty => 409,
+            Self::InvalidBucketName(_)
+            | Self::KeyTooLong
+            | Self::BadDigest(_)
+            | Self::InvalidDigest(_)
+            | Self::InvalidArgument(_)
+            | Self::InvalidRequest(_)
+            | Self::InvalidPart(_)
+            | Self::InvalidPartOrder
+            | Self::EntityTooSmall(_)
+            | Self::EntityTooLarge
+            | Self::IncompleteBody(_) => 400,
+            Self::InvalidRange { .. } => 416,
+            Self::PreconditionFailed => 412,
+            Self::NotModified => 304,
+            Self::SlowDown(_) | Self::ServiceUnavailable(_) => 503,
+            Self::Internal(_) => 500,
+            Self::NotImplemented(_) => 501,
+        }
+    }
+
+    /// The message for the error document.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NoSuchBucket => "The specified bucket does not exist.".into(),
+            Self::NoSuchKey => "The specified key does not exist.".into(),
+            Self::NoSuchUpload => "The specified multipart upload does not exist.".into(),
+            Self::BucketAlreadyOwnedByYou => {
+                "Your previous request to create the named bucket succeeded and you already own it."
+                    .into()
+            }
+            Self::BucketNotEmpty => "The bucket you tried to delete is not empty.".into(),
+            Self::InvalidBucketName(why) => format!("The specified bucket is not valid: {why}."),
+            Self::KeyTooLong => "Your key is too long (at most 1024 bytes).".into(),
+            Self::BadDigest(what) => format!("The {what} you specified did not match the body."),
+            Self::InvalidDigest(what) => format!("The {what} you specified is not valid."),
+            Self::InvalidArgument(what)
+            | Self::InvalidRequest(what)
+            | Self::IncompleteBody(what)
+            | Self::SlowDown(what)
+            | Self::ServiceUnavailable(what)
+            | Self::Internal(what)
+            | Self::NotImplemented(what) => what.clone(),
+            Self::InvalidRange { size } => {
+                format!("The requested range is not satisfiable (the object has {size} bytes).")
+            }
+            Self::PreconditionFailed => {
+                "At least one of the preconditions you specified did not hold.".into()
+            }
+            Self::NotModified => "Not Modified".into(),
+            Self::InvalidPart(n) => format!(
+                "Part {n} could not be found, or its ETag does not match the one specified."
+            ),
+            Self::InvalidPartOrder => "The list of parts was not in ascending order.".into(),
+            Self::EntityTooSmall(n) => {
+                format!("Part {n} is smaller than the minimum allowed size of 5 MiB.")
+            }
+            Self::EntityTooLarge => {
+                "Your proposed upload exceeds the maximum allowed object size.".into()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        let table = [
+            (S3Error::NoSuchBucket, "NoSuchBucket", 404),
+            (S3Error::KeyTooLong, "KeyTooLongError", 400),
+            (S3Error::BadDigest("Content-MD5".into()), "BadDigest", 400),
+            (S3Error::InvalidRange { size: 3 }, "InvalidRange", 416),
+            (S3Error::PreconditionFailed, "PreconditionFailed", 412),
+            (S3Error::NotModified, "NotModified", 304),
+            (S3Error::BucketNotEmpty, "BucketNotEmpty", 409),
+            (S3Error::SlowDown("x".into()), "SlowDown", 503),
+            (S3Error::Internal("x".into()), "InternalError", 500),
+            (S3Error::NotImplemented("x".into()), "NotImplemented", 501),
+        ];
+        for (e, code, status) in table {
+            assert_eq!((e.code(), e.status()), (code, status), "{e:?}");
+            assert!(!e.message().is_empty());
+        }
+    }
+}
