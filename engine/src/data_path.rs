@@ -74,9 +74,18 @@ pub enum SourceError {
     /// The body went on past the length it announced.
     #[error("body longer than its announced {expected} bytes")]
     TooLong { expected: u64 },
-    /// The body failed underneath (connection cut, a chunk signature wrong, ...).
+    /// The body failed underneath (connection cut, malformed framing, ...).
     #[error("body failed: {0}")]
     Failed(String),
+    /// The body does not hash to the x-amz-content-sha256 it was signed with.
+    #[error("body does not match its x-amz-content-sha256")]
+    Sha256Mismatch,
+    /// A chunk of a signed aws-chunked body carries a wrong signature.
+    #[error("a chunk signature does not match")]
+    ChunkSignature,
+    /// The body breaks a limit of this service (a chunk too large, say).
+    #[error("{0}")]
+    OverLimit(String),
 }
 
 /// A request body, read in pieces.

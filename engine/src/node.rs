@@ -2,21 +2,25 @@
 //! of each request (`shard_rpc::TAG_SHARD`, `raft::node::TAG_RAFT`,
 //! `raft::snapshot::TAG_RAFT_SNAPSHOT`, [`TAG_PROPOSE`], [`TAG_CLIENT`]).
 //!
-//! Also the node's main for the metadata plane, and [`propose_anywhere`]: a proposal
-//! made on a follower is forwarded to the leader it knows of, so any node accepts
-//! mutations (answering "no leader" only when none is known).
+//! Also the node's start-up ([`start`]: shards, Raft, data path, orphan sweep,
+//! endpoint), and [`propose_anywhere`]: a proposal made on a follower is forwarded to
+//! the leader it knows of, so any node accepts mutations (answering "no leader" only
+//! when none is known).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use protobuf::Message as _;
 
-use crate::env::{Env, Incoming, Net, NodeId, Rng};
+use crate::data_path::DataPath;
+use crate::env::{Clock, Env, Incoming, Net, NodeId, Rng};
 use crate::meta::{Applied, Command};
 use crate::raft::node::{self as raft_node, ProposeError, RaftConfig, RaftHandle, TAG_RAFT};
 use crate::raft::snapshot::TAG_RAFT_SNAPSHOT;
 use crate::shard_rpc::{self, TAG_SHARD};
-use crate::shard_store::ShardStore;
+use crate::shard_store::{ShardId, ShardStore};
 
 /// Network tag of a proposal forwarded from a follower to the leader.
 pub const TAG_PROPOSE: u8 = 2;
@@ -243,14 +247,42 @@ async fn forward<E: Env>(
     decode_wire(&answer).unwrap_or(Err(ProposeError::Timeout))
 }
 
-/// A metadata node's main: recover shards and Raft state, run the Raft driver, serve.
-/// Returns (without serving) if the Raft state is corrupt: such a node must not vote.
-pub async fn run<E: Env>(
+/// What a started node offers its front ends.
+pub struct Started<E: Env> {
+    pub raft: RaftHandle,
+    pub data: Arc<DataPath<E>>,
+}
+
+/// How often the orphan sweep looks at this node's shards.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+/// A shard seen unreferenced this long ago, and still unreferenced, is removed.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(900);
+
+/// The orphan sweep's timing.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepConfig {
+    pub interval: Duration,
+    pub grace: Duration,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            interval: SWEEP_INTERVAL,
+            grace: SWEEP_GRACE,
+        }
+    }
+}
+
+/// Starts a node: recovers its shards and Raft state, spawns the Raft driver, the
+/// endpoint and the orphan sweep. Fails (without serving) when the Raft state is
+/// corrupt: such a node must not vote.
+pub async fn start<E: Env>(
     env: E,
     shard_dir: &str,
     config: RaftConfig,
-    on_start: impl FnOnce(RaftHandle),
-) {
+    sweep: SweepConfig,
+) -> Result<Started<E>, crate::raft::durable::LogError> {
     let store = ShardStore::new(env.disk().clone(), shard_dir);
     if let Err(error) = store
         .recover(crate::shard_store::RecoveryCheck::Structure)
@@ -258,14 +290,94 @@ pub async fn run<E: Env>(
     {
         tracing::error!(node = env.node_id(), %error, "shard scan failed");
     }
-    let (handle, driver) = match raft_node::start(env.clone(), config).await {
-        Ok(started) => started,
+    let (handle, driver) = raft_node::start(env.clone(), config).await?;
+    env.spawn(driver);
+    let data = Arc::new(DataPath::new(env.clone(), store.clone()));
+    env.spawn(sweep_orphans(
+        env.clone(),
+        store.clone(),
+        handle.clone(),
+        sweep,
+    ));
+    env.spawn(serve(env.clone(), store, Some(handle.clone())));
+    Ok(Started { raft: handle, data })
+}
+
+/// A metadata node's main: [`start`], then run until the node dies. Returns (without
+/// serving) if the Raft state is corrupt.
+pub async fn run<E: Env>(
+    env: E,
+    shard_dir: &str,
+    config: RaftConfig,
+    on_start: impl FnOnce(RaftHandle),
+) {
+    match start(env.clone(), shard_dir, config, SweepConfig::default()).await {
+        Ok(started) => {
+            on_start(started.raft.clone());
+            std::future::pending::<()>().await
+        }
         Err(error) => {
             tracing::error!(node = env.node_id(), %error, "raft state refused; not serving");
-            return;
         }
-    };
-    env.spawn(driver);
-    on_start(handle.clone());
-    serve(env, store, Some(handle)).await;
+    }
+}
+
+/// Removes shards no object, part or upload refers to (writes that never committed,
+/// overwritten and deleted objects). A shard is removed only when it was unreferenced
+/// on a pass at least `grace` ago and still is, judged on a replica brought up to date
+/// by ReadIndex: a write in flight (sealed, commit not yet applied) is never taken, and
+/// a node cut off from its leader removes nothing.
+async fn sweep_orphans<E: Env>(
+    env: E,
+    store: ShardStore<E::Disk>,
+    raft: RaftHandle,
+    config: SweepConfig,
+) {
+    let mut suspects: BTreeMap<ShardId, Duration> = BTreeMap::new();
+    loop {
+        env.clock().sleep(config.interval).await;
+        let ids = match store.list().await {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::warn!(%error, "orphan sweep: listing failed");
+                continue;
+            }
+        };
+        let current =
+            crate::env::timeout(env.clock(), crate::s3::META_TIMEOUT, raft.read_index()).await;
+        let Ok(Ok(_)) = current else {
+            continue; // no leader: judge nothing
+        };
+        let Ok(reader) = raft.reader() else {
+            continue;
+        };
+        let now = env.clock().now();
+        let mut next = BTreeMap::new();
+        for id in ids {
+            match reader.has_data_ref(id.object) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let since = suspects.get(&id).copied().unwrap_or(now);
+                    if now.saturating_sub(since) >= config.grace {
+                        match store.remove(&id).await {
+                            Ok(()) | Err(crate::shard_store::ShardError::NotFound(_)) => {
+                                tracing::info!(shard = %id.file_name(), "orphan shard removed");
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "orphan shard not removed");
+                                next.insert(id, since);
+                            }
+                        }
+                    } else {
+                        next.insert(id, since);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "orphan sweep: metadata unreadable");
+                    break;
+                }
+            }
+        }
+        suspects = next;
+    }
 }

@@ -163,7 +163,8 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Writes a private file (mode 0600: keys).
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes a file only its owner can read (keys).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()

@@ -8,6 +8,8 @@
 pub mod cluster;
 pub mod disk;
 pub mod net;
+pub mod s3_http;
+pub mod server;
 pub mod tls;
 
 use std::future::Future;
@@ -34,14 +36,19 @@ impl Default for RealClock {
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Clock for RealClock {
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }
     fn wall_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        wall_ms()
     }
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
         tokio::time::sleep(duration)

@@ -1,7 +1,7 @@
 //! `hamster`: the production daemon and its tools.
 //!
-//! `hamster version`, the cluster commands (`cluster init`, `cluster run`) and the admin
-//! commands (`admin status`). The S3 server (`hamster server`) arrives with its issue.
+//! `hamster server` (one node on the embedded default), `hamster version`, the cluster
+//! commands (`cluster init`, `cluster run`) and the admin commands (`admin status`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +21,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run one node with the S3 API: data in ./hamster-data, S3 on 127.0.0.1:9000.
+    Server {
+        /// Directory of the node's data (created if missing).
+        #[arg(long, default_value = "hamster-data")]
+        data: PathBuf,
+        /// Address the S3 API listens on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        s3: std::net::SocketAddr,
+        /// Root access key (default: $HAMSTER_ACCESS_KEY, else stored or generated).
+        #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
+        access_key: Option<String>,
+        /// Root secret key (default: $HAMSTER_SECRET_KEY, else stored or generated).
+        #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+        /// Region the server reports (and signatures name).
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Base domain for virtual-host-style requests (bucket.DOMAIN); repeatable.
+        /// localhost is always one.
+        #[arg(long)]
+        domain: Vec<String>,
+    },
     /// Print version, git commit and build date.
     Version,
     /// Create and run cluster nodes.
@@ -77,7 +99,10 @@ fn version_line() -> String {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // s3s logs every refused signature as an error; the S3 answer says it already.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,s3s::ops=off,s3s::service=off")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -103,6 +128,49 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Server {
+            data,
+            s3,
+            access_key,
+            secret_key,
+            region,
+            domain,
+        } => {
+            init_logging();
+            tracing::info!("{}", version_line());
+            let (credentials, source) =
+                runtime_real::server::credentials(&data, access_key, secret_key)?;
+            match &source {
+                runtime_real::server::KeySource::Generated(path) => {
+                    println!(
+                        "Generated the root credentials (stored in {}):",
+                        path.display()
+                    );
+                    println!("  access key: {}", credentials.access_key);
+                    println!("  secret key: {}", credentials.secret_key);
+                }
+                runtime_real::server::KeySource::Stored(path) => {
+                    tracing::info!(file = %path.display(), access_key = %credentials.access_key, "using stored credentials");
+                }
+                runtime_real::server::KeySource::Given => {
+                    tracing::info!(access_key = %credentials.access_key, "using the given credentials");
+                }
+            }
+            let options = runtime_real::server::ServerOptions {
+                data,
+                s3,
+                credentials,
+                region,
+                domains: domain,
+            };
+            runtime().block_on(async {
+                runtime_real::server::run_server(options, async {
+                    stop_signal().await;
+                    tracing::info!("stopping on signal");
+                })
+                .await
+            })?;
+        }
         Command::Version => println!("{}", version_line()),
         Command::Cluster(ClusterCommand::Init {
             nodes,

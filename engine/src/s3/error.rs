@@ -61,6 +61,15 @@ pub enum S3Error {
     /// The body ended before its Content-Length (or went on past it).
     #[error("IncompleteBody: {0}")]
     IncompleteBody(String),
+    /// The body does not hash to its x-amz-content-sha256.
+    #[error("XAmzContentSHA256Mismatch")]
+    ContentSha256Mismatch,
+    /// A signature (of the request or of a body chunk) does not match.
+    #[error("SignatureDoesNotMatch: {0}")]
+    SignatureDoesNotMatch(String),
+    /// The user metadata headers exceed 2 KB.
+    #[error("MetadataTooLarge")]
+    MetadataTooLarge,
     /// Too few storage nodes to meet the write floor, or no leader: retry later.
     #[error("SlowDown: {0}")]
     SlowDown(String),
@@ -98,6 +107,9 @@ impl S3Error {
             Self::EntityTooSmall(_) => "EntityTooSmall",
             Self::EntityTooLarge => "EntityTooLarge",
             Self::IncompleteBody(_) => "IncompleteBody",
+            Self::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
+            Self::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
+            Self::MetadataTooLarge => "MetadataTooLarge",
             Self::SlowDown(_) => "SlowDown",
             Self::ServiceUnavailable(_) => "ServiceUnavailable",
             Self::Internal(_) => "InternalError",
@@ -120,7 +132,10 @@ impl S3Error {
             | Self::InvalidPartOrder
             | Self::EntityTooSmall(_)
             | Self::EntityTooLarge
-            | Self::IncompleteBody(_) => 400,
+            | Self::IncompleteBody(_)
+            | Self::ContentSha256Mismatch
+            | Self::MetadataTooLarge => 400,
+            Self::SignatureDoesNotMatch(_) => 403,
             Self::InvalidRange { .. } => 416,
             Self::PreconditionFailed => 412,
             Self::NotModified => 304,
@@ -148,6 +163,7 @@ impl S3Error {
             Self::InvalidArgument(what)
             | Self::InvalidRequest(what)
             | Self::IncompleteBody(what)
+            | Self::SignatureDoesNotMatch(what)
             | Self::SlowDown(what)
             | Self::ServiceUnavailable(what)
             | Self::Internal(what)
@@ -168,6 +184,13 @@ impl S3Error {
             }
             Self::EntityTooLarge => {
                 "Your proposed upload exceeds the maximum allowed object size.".into()
+            }
+            Self::ContentSha256Mismatch => {
+                "The provided 'x-amz-content-sha256' header does not match what was computed."
+                    .into()
+            }
+            Self::MetadataTooLarge => {
+                "Your metadata headers exceed the maximum allowed metadata size (2 KB).".into()
             }
         }
     }

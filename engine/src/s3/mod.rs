@@ -94,6 +94,17 @@ pub fn validate_key(key: &str) -> Result<(), S3Error> {
     Ok(())
 }
 
+/// S3's limit on user metadata: names and values together, at most 2 KB.
+pub const USER_META_BYTES_MAX: usize = 2048;
+
+pub fn validate_user_meta(meta: &BTreeMap<String, String>) -> Result<(), S3Error> {
+    let bytes: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > USER_META_BYTES_MAX {
+        return Err(S3Error::MetadataTooLarge);
+    }
+    Ok(())
+}
+
 /// Who this service is and how it answers.
 #[derive(Debug, Clone)]
 pub struct S3Config {
@@ -388,6 +399,11 @@ fn write_error(e: WriteError) -> S3Error {
             "the body is longer than its announced {expected} bytes"
         )),
         WriteError::Body(SourceError::Failed(why)) => S3Error::IncompleteBody(why),
+        WriteError::Body(SourceError::Sha256Mismatch) => S3Error::ContentSha256Mismatch,
+        WriteError::Body(SourceError::ChunkSignature) => {
+            S3Error::SignatureDoesNotMatch("a chunk signature does not match".into())
+        }
+        WriteError::Body(SourceError::OverLimit(why)) => S3Error::InvalidRequest(why),
         WriteError::BelowFloor { .. } => S3Error::SlowDown(e.to_string()),
     }
 }
@@ -631,6 +647,7 @@ impl<E: Env> S3<E> {
         trailer: &T,
     ) -> Result<PutOutput, S3Error> {
         validate_key(&put.key)?;
+        validate_user_meta(&put.user_meta)?;
         {
             let r = self.reader().await?;
             self.bucket_must_exist(&r, &put.bucket).await?;
@@ -837,7 +854,10 @@ impl<E: Env> S3<E> {
         }
         let (headers, user_meta) = match directive {
             MetadataDirective::Copy => (info.headers.clone(), info.user_meta.clone()),
-            MetadataDirective::Replace { headers, user_meta } => (headers, user_meta),
+            MetadataDirective::Replace { headers, user_meta } => {
+                validate_user_meta(&user_meta)?;
+                (headers, user_meta)
+            }
         };
         let algorithm = info.checksum.as_ref().map(|c| c.algorithm);
         let body = self.open_body(&r, &stored, (0, info.size)).await?;
@@ -883,6 +903,7 @@ impl<E: Env> S3<E> {
         checksum_algorithm: Option<ChecksumAlgorithm>,
     ) -> Result<String, S3Error> {
         validate_key(key)?;
+        validate_user_meta(&user_meta)?;
         let mut raw = [0u8; 16];
         self.env.rng().fill(&mut raw);
         let upload_id = checksum::hex(&raw);
