@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test Hamster has, from a clean clone: formatting, lints, unit, property and
-# tidy tests, the real-file and real-socket tests, every regression seed, a determinism
-# check of every scenario, and a time-boxed fuzz of random seeds.
+# tidy tests, the real-file and real-socket tests, the S3 suites (boto3; aws CLI, rclone,
+# restic, s3cmd; kill -9 durability), every regression seed, a determinism check of
+# every scenario, and a time-boxed fuzz of random seeds. Installs the clients it needs.
 #
 # Environment: HAMSTER_FUZZ_SECONDS (default 120) bounds the fuzz; HAMSTER_FUZZ_JOBS
 # (default 2) sets its parallelism.
@@ -12,8 +13,21 @@ fuzz_seconds=${HAMSTER_FUZZ_SECONDS:-120}
 fuzz_jobs=${HAMSTER_FUZZ_JOBS:-2}
 step() { printf '\n== %s\n' "$*"; }
 
-# Nothing outside the Rust toolchain is needed yet. The S3 issue adds its clients here
-# (awscli, rclone, restic, s3cmd from Debian's packages).
+step "tools: S3 clients from Debian's packages, boto3 and pytest from PyPI"
+missing=""
+for tool in aws:awscli rclone:rclone restic:restic s3cmd:s3cmd curl:curl; do
+    [ -x "/usr/bin/${tool%%:*}" ] || missing="$missing ${tool#*:}"
+done
+if [ -n "$missing" ]; then
+    apt_get=apt-get
+    [ "$(id -u)" -eq 0 ] || apt_get="sudo apt-get"
+    $apt_get update -qq
+    DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq $missing >/dev/null
+fi
+if [ ! -x target/py/bin/pytest ]; then
+    python3 -m venv target/py
+    target/py/bin/pip install -q --disable-pip-version-check "boto3[crt]" pytest
+fi
 
 step "format"
 cargo fmt --all -- --check
@@ -30,6 +44,16 @@ cargo test --profile sim --workspace
 
 step "hamster version"
 ./target/sim/hamster version
+
+step "S3 API through boto3: every operation, its errors, kill -9 durability"
+HAMSTER_BIN=target/sim/hamster target/py/bin/python -m pytest -q -p no:cacheprovider runtime-real/tests/s3
+
+step "compatibility: aws CLI, rclone, restic, s3cmd against hamster server"
+HAMSTER_BIN=target/sim/hamster bash scripts/compat.sh
+
+# The simulator's runs log what the nodes report (corrupt shards, refused logs) at warn;
+# a failing seed prints its replay command, which shows them again.
+export RUST_LOG=${RUST_LOG:-error}
 
 step "determinism: every scenario, two seeds each, each run twice in fresh threads"
 for scenario in $(./target/sim/sim --list | awk '{print $1}'); do

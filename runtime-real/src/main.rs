@@ -42,6 +42,12 @@ enum Command {
         /// localhost is always one.
         #[arg(long)]
         domain: Vec<String>,
+        /// Seconds between orphan sweeps (tests shorten it).
+        #[arg(long, hide = true, default_value_t = engine::node::SWEEP_INTERVAL.as_secs())]
+        sweep_interval_s: u64,
+        /// Seconds a shard must stay unreferenced before the sweep removes it.
+        #[arg(long, hide = true, default_value_t = engine::node::SWEEP_GRACE.as_secs())]
+        sweep_grace_s: u64,
     },
     /// Print version, git commit and build date.
     Version,
@@ -135,6 +141,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             secret_key,
             region,
             domain,
+            sweep_interval_s,
+            sweep_grace_s,
         } => {
             init_logging();
             tracing::info!("{}", version_line());
@@ -162,6 +170,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 credentials,
                 region,
                 domains: domain,
+                sweep: engine::node::SweepConfig {
+                    interval: std::time::Duration::from_secs(sweep_interval_s.max(1)),
+                    grace: std::time::Duration::from_secs(sweep_grace_s),
+                },
             };
             runtime().block_on(async {
                 runtime_real::server::run_server(options, async {

@@ -356,9 +356,38 @@ fn max_keys(m: Option<i32>) -> S3Result<usize> {
     }
 }
 
-fn object_dto(info: &ObjectInfo) -> dto::Object {
+/// `encoding-type=url`: listed names percent-encoded (all but unreserved characters
+/// and `/`), so that any key survives XML.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Names in a listing, as the request's encoding type has them.
+struct Names(bool);
+
+impl Names {
+    fn of(encoding: Option<&dto::EncodingType>) -> Self {
+        Self(encoding.is_some_and(|e| e.as_str().eq_ignore_ascii_case("url")))
+    }
+    fn name(&self, s: &str) -> String {
+        if self.0 { url_encode(s) } else { s.to_string() }
+    }
+    fn opt(&self, s: Option<String>) -> Option<String> {
+        s.map(|s| self.name(&s))
+    }
+}
+
+fn object_dto(info: &ObjectInfo, names: &Names) -> dto::Object {
     dto::Object {
-        key: Some(info.key.clone()),
+        key: Some(names.name(&info.key)),
         size: Some(info.size as i64),
         e_tag: Some(etag(&info.etag)),
         last_modified: Some(timestamp(info.last_modified_ms)),
@@ -373,14 +402,16 @@ fn object_dto(info: &ObjectInfo) -> dto::Object {
     }
 }
 
-fn prefixes_dto(prefixes: Vec<String>) -> Option<Vec<dto::CommonPrefix>> {
+fn prefixes_dto(prefixes: Vec<String>, names: &Names) -> Option<Vec<dto::CommonPrefix>> {
     if prefixes.is_empty() {
         return None;
     }
     Some(
         prefixes
             .into_iter()
-            .map(|p| dto::CommonPrefix { prefix: Some(p) })
+            .map(|p| dto::CommonPrefix {
+                prefix: Some(names.name(&p)),
+            })
             .collect(),
     )
 }
@@ -703,19 +734,20 @@ impl s3s::S3 for Edge {
             max_keys: max_keys(i.max_keys)?,
         };
         let (page, infos) = e(self.s3.list_objects(&i.bucket, &params).await)?;
+        let names = Names::of(i.encoding_type.as_ref());
         let next_marker = (page.truncated && i.delimiter.is_some())
             .then(|| page.last.clone())
             .flatten();
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: Some(params.prefix),
-            marker: i.marker,
+            prefix: Some(names.name(&params.prefix)),
+            marker: names.opt(i.marker),
             max_keys: Some(params.max_keys as i32),
             is_truncated: Some(page.truncated),
-            contents: Some(infos.iter().map(object_dto).collect()),
-            common_prefixes: prefixes_dto(page.common_prefixes),
-            delimiter: i.delimiter,
-            next_marker,
+            contents: Some(infos.iter().map(|o| object_dto(o, &names)).collect()),
+            common_prefixes: prefixes_dto(page.common_prefixes, &names),
+            delimiter: names.opt(i.delimiter),
+            next_marker: names.opt(next_marker),
             encoding_type: i.encoding_type,
             ..Default::default()
         }))
@@ -737,12 +769,13 @@ impl s3s::S3 for Edge {
             max_keys: max_keys(i.max_keys)?,
         };
         let (page, infos) = e(self.s3.list_objects(&i.bucket, &params).await)?;
+        let names = Names::of(i.encoding_type.as_ref());
         let fetch_owner = i.fetch_owner.unwrap_or(false);
         let contents: Vec<dto::Object> = infos
             .iter()
             .map(|info| dto::Object {
                 owner: fetch_owner.then(|| owner(&self.s3)),
-                ..object_dto(info)
+                ..object_dto(info, &names)
             })
             .collect();
         let key_count = (contents.len() + page.common_prefixes.len()) as i32;
@@ -752,17 +785,17 @@ impl s3s::S3 for Edge {
             .flatten();
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(i.bucket),
-            prefix: Some(params.prefix),
+            prefix: Some(names.name(&params.prefix)),
             max_keys: Some(params.max_keys as i32),
             key_count: Some(key_count),
             continuation_token: i.continuation_token,
             is_truncated: Some(page.truncated),
             next_continuation_token,
             contents: Some(contents),
-            common_prefixes: prefixes_dto(page.common_prefixes),
-            delimiter: i.delimiter,
+            common_prefixes: prefixes_dto(page.common_prefixes, &names),
+            delimiter: names.opt(i.delimiter),
             encoding_type: i.encoding_type,
-            start_after: i.start_after,
+            start_after: names.opt(i.start_after),
             ..Default::default()
         }))
     }

@@ -129,6 +129,7 @@ pub struct ServerOptions {
     pub region: String,
     /// Base domains for virtual-host addressing (`bucket.<domain>`).
     pub domains: Vec<String>,
+    pub sweep: engine::node::SweepConfig,
 }
 
 /// The node id of a single server.
@@ -155,7 +156,7 @@ pub async fn run_server(
         applied_chain: false,
         ..RaftConfig::new(SERVER_NODE, vec![SERVER_NODE])
     };
-    let started = engine::node::start(env.clone(), "shards", raft, Default::default())
+    let started = engine::node::start(env.clone(), "shards", raft, options.sweep)
         .await
         .map_err(|e| anyhow::anyhow!("the metadata store was refused: {e}"))?;
     let s3 = Arc::new(S3::new(
