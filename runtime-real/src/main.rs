@@ -49,6 +49,36 @@ enum Command {
         #[arg(long, hide = true, default_value_t = engine::node::SWEEP_GRACE.as_secs())]
         sweep_grace_s: u64,
     },
+    /// Load an S3 endpoint: concurrent PUT, GET and ranged GET per object size.
+    Bench {
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        endpoint: String,
+        #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
+        access_key: String,
+        #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Bucket to write into (created if missing).
+        #[arg(long, default_value = "hamster-bench")]
+        bucket: String,
+        /// Object sizes, comma-separated (4KiB, 1MiB, 64MiB, ...).
+        #[arg(long, value_delimiter = ',', default_value = "4KiB,1MiB,64MiB")]
+        sizes: Vec<String>,
+        /// Workers per size, comma-separated in the order of --sizes (default: 16 for
+        /// small objects, 8 for medium, 2 for large).
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
+        /// Seconds per phase (PUT, GET, ranged GET) and size.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Length of each ranged GET.
+        #[arg(long, default_value = "1MiB")]
+        range: String,
+        /// Check every Nth read byte for byte.
+        #[arg(long, default_value_t = 10)]
+        verify_every: u64,
+    },
     /// Print version, git commit and build date.
     Version,
     /// Create and run cluster nodes.
@@ -182,6 +212,41 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 })
                 .await
             })?;
+        }
+        Command::Bench {
+            endpoint,
+            access_key,
+            secret_key,
+            region,
+            bucket,
+            sizes,
+            workers,
+            seconds,
+            range,
+            verify_every,
+        } => {
+            use runtime_real::bench;
+            let mut runs = Vec::new();
+            for (i, s) in sizes.iter().enumerate() {
+                let size = bench::parse_size(s)?;
+                let workers = workers
+                    .get(i)
+                    .copied()
+                    .unwrap_or(bench::default_workers(size));
+                runs.push(bench::SizeRun { size, workers });
+            }
+            let options = bench::BenchOptions {
+                endpoint,
+                access_key,
+                secret_key,
+                region,
+                bucket,
+                runs,
+                seconds,
+                range_bytes: bench::parse_size(&range)?,
+                verify_every,
+            };
+            runtime().block_on(bench::run(options))?;
         }
         Command::Version => println!("{}", version_line()),
         Command::Cluster(ClusterCommand::Init {
