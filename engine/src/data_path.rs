@@ -155,9 +155,10 @@ pub enum WriteError {
     #[error(transparent)]
     Body(#[from] SourceError),
     /// Too few holders sealed their shard (or stayed alive): nothing was kept.
-    #[error("only {sealed} of {shards} shards could be stored; {floor} are needed")]
+    #[error("only {stored} of {shards} shards could be stored; {floor} are needed")]
     BelowFloor {
-        sealed: usize,
+        /// Shards sealed, or holders still taking the stream when it stopped.
+        stored: usize,
         floor: usize,
         shards: usize,
     },
@@ -259,6 +260,7 @@ impl<E: Env> Sink<E> {
 pub struct DataPath<E: Env> {
     env: E,
     store: ShardStore<E::Disk>,
+    chunk_size_bytes: u32,
     codecs: Mutex<BTreeMap<(u16, u16), Arc<ReedSolomon>>>,
     reported: Mutex<Vec<ShardReport>>,
 }
@@ -268,9 +270,17 @@ impl<E: Env> DataPath<E> {
         Self {
             env,
             store,
+            chunk_size_bytes: CHUNK_SIZE_BYTES,
             codecs: Mutex::new(BTreeMap::new()),
             reported: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Blobs written from now on use chunks of this size (the layout records it).
+    pub fn with_chunk_size(mut self, chunk_size_bytes: u32) -> Self {
+        assert!(chunk_size_bytes > 0, "chunk size");
+        self.chunk_size_bytes = chunk_size_bytes;
+        self
     }
 
     pub fn env(&self) -> &E {
@@ -343,7 +353,8 @@ impl<E: Env> DataPath<E> {
             "a holder per shard"
         );
         assert!(spec.size > 0, "an empty blob has no shards");
-        let geometry = Geometry::new(u32::from(k), u32::from(m), CHUNK_SIZE_BYTES, spec.size);
+        let chunk = self.chunk_size_bytes;
+        let geometry = Geometry::new(u32::from(k), u32::from(m), chunk, spec.size);
         let floor = spec.profile.write_floor();
         let shards = spec.profile.shards();
         let mut sinks: Vec<Option<Sink<E>>> = Vec::with_capacity(shards);
@@ -354,7 +365,7 @@ impl<E: Env> DataPath<E> {
                 k,
                 m,
                 block_size_bytes: BLOCK_SIZE_BYTES_DEFAULT,
-                chunk_size_bytes: CHUNK_SIZE_BYTES,
+                chunk_size_bytes: chunk,
                 object_len_bytes: spec.size,
                 shard_len_bytes: geometry.shard_len(),
             };
@@ -399,14 +410,14 @@ impl<E: Env> DataPath<E> {
             codec: CodecId::ReedSolomonGf8,
             k,
             m,
-            chunk_size_bytes: CHUNK_SIZE_BYTES,
+            chunk_size_bytes: chunk,
             shards: placements,
         };
         let sealed = layout.sealed_shards();
         if sealed < floor {
             self.remove_blob(&layout).await;
             return Err(WriteError::BelowFloor {
-                sealed,
+                stored: sealed,
                 floor,
                 shards,
             });
@@ -431,7 +442,7 @@ impl<E: Env> DataPath<E> {
             let live = sinks.iter().filter(|s| s.is_some()).count();
             if live < floor {
                 return Err(WriteError::BelowFloor {
-                    sealed: 0,
+                    stored: live,
                     floor,
                     shards: spec.profile.shards(),
                 });
@@ -484,9 +495,10 @@ impl<E: Env> DataPath<E> {
             }
             .into());
         }
-        if sinks.iter().filter(|s| s.is_some()).count() < floor {
+        let live = sinks.iter().filter(|s| s.is_some()).count();
+        if live < floor {
             return Err(WriteError::BelowFloor {
-                sealed: 0,
+                stored: live,
                 floor,
                 shards: spec.profile.shards(),
             });

@@ -1,6 +1,7 @@
 //! A node's network endpoint: one Net, several services, told apart by the first byte
 //! of each request (`shard_rpc::TAG_SHARD`, `raft::node::TAG_RAFT`,
-//! `raft::snapshot::TAG_RAFT_SNAPSHOT`, [`TAG_PROPOSE`], [`TAG_CLIENT`]).
+//! `raft::snapshot::TAG_RAFT_SNAPSHOT`, [`TAG_PROPOSE`], [`TAG_CLIENT`],
+//! `s3::rpc::TAG_S3`).
 //!
 //! Also the node's start-up ([`start`]: shards, Raft, data path, orphan sweep,
 //! endpoint), and [`propose_anywhere`]: a proposal made on a follower is forwarded to
@@ -19,6 +20,8 @@ use crate::env::{Clock, Env, Incoming, Net, NodeId, Rng};
 use crate::meta::{Applied, Command};
 use crate::raft::node::{self as raft_node, ProposeError, RaftConfig, RaftHandle, TAG_RAFT};
 use crate::raft::snapshot::TAG_RAFT_SNAPSHOT;
+use crate::s3::rpc::TAG_S3;
+use crate::s3::{S3, S3Config};
 use crate::shard_rpc::{self, TAG_SHARD};
 use crate::shard_store::{ShardId, ShardStore};
 
@@ -135,10 +138,27 @@ fn local_object(
     raft.read(|r| Ok(r.object(bucket, key)?.map(|o| (o.version, o.meta.etag))))
 }
 
+/// What a node's endpoint serves: shards always; Raft and S3 on a full node.
+pub struct Services<E: Env> {
+    pub store: ShardStore<E::Disk>,
+    pub raft: Option<RaftHandle>,
+    pub s3: Option<Arc<S3<E>>>,
+}
+
+impl<E: Env> Clone for Services<E> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            raft: self.raft.clone(),
+            s3: self.s3.clone(),
+        }
+    }
+}
+
 /// Serves every service of this node until its network shuts down.
-pub async fn serve<E: Env>(env: E, store: ShardStore<E::Disk>, raft: Option<RaftHandle>) {
+pub async fn serve<E: Env>(env: E, services: Services<E>) {
     while let Some(incoming) = env.net().accept().await {
-        let (task_env, task_store, task_raft) = (env.clone(), store.clone(), raft.clone());
+        let (task_env, services) = (env.clone(), services.clone());
         env.spawn(async move {
             let Incoming {
                 from,
@@ -146,8 +166,7 @@ pub async fn serve<E: Env>(env: E, store: ShardStore<E::Disk>, raft: Option<Raft
                 body,
                 reply,
             } = incoming;
-            let raft = task_raft.as_ref();
-            let answer = dispatch(&task_env, &task_store, raft, from, &request, body).await;
+            let answer = dispatch(&task_env, &services, from, &request, body).await;
             // The caller may have gone away; that is its business.
             let _ = reply.send(answer);
         });
@@ -156,8 +175,7 @@ pub async fn serve<E: Env>(env: E, store: ShardStore<E::Disk>, raft: Option<Raft
 
 async fn dispatch<E: Env>(
     env: &E,
-    store: &ShardStore<E::Disk>,
-    raft: Option<&RaftHandle>,
+    services: &Services<E>,
     from: NodeId,
     request: &[u8],
     body: Option<crate::env::BodyStream>,
@@ -169,8 +187,13 @@ async fn dispatch<E: Env>(
     if from == 0 && tag != TAG_CLIENT {
         return Bytes::new();
     }
-    match (tag, raft) {
+    let store = &services.store;
+    match (tag, services.raft.as_ref()) {
         (TAG_SHARD, _) => shard_rpc::encode(&shard_rpc::handle(env, store, payload, body).await),
+        (TAG_S3, _) => match &services.s3 {
+            Some(s3) => crate::s3::rpc::handle(s3, payload, body).await,
+            None => Bytes::new(),
+        },
         (TAG_RAFT, Some(raft)) => {
             // A node speaks for itself only: the transport vouches for `from`.
             if let Ok(message) = raft::eraftpb::Message::parse_from_bytes(payload)
@@ -251,6 +274,31 @@ async fn forward<E: Env>(
 pub struct Started<E: Env> {
     pub raft: RaftHandle,
     pub data: Arc<DataPath<E>>,
+    pub s3: Arc<S3<E>>,
+}
+
+/// Everything a full node is started with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Directory of the shard files on the node's disk.
+    pub shard_dir: String,
+    pub raft: RaftConfig,
+    pub sweep: SweepConfig,
+    pub s3: S3Config,
+    /// Chunk size of the blobs this node writes (the simulator shrinks it).
+    pub chunk_size_bytes: u32,
+}
+
+impl NodeConfig {
+    pub fn new(raft: RaftConfig, s3: S3Config) -> Self {
+        Self {
+            shard_dir: "shards".into(),
+            raft,
+            sweep: SweepConfig::default(),
+            s3,
+            chunk_size_bytes: crate::placement::CHUNK_SIZE_BYTES,
+        }
+    }
 }
 
 /// How often the orphan sweep looks at this node's shards.
@@ -275,45 +323,55 @@ impl Default for SweepConfig {
 }
 
 /// Starts a node: recovers its shards and Raft state, spawns the Raft driver, the
-/// endpoint and the orphan sweep. Fails (without serving) when the Raft state is
-/// corrupt: such a node must not vote.
+/// endpoint (shards, Raft, S3) and the orphan sweep. Fails (without serving) when the
+/// Raft state is corrupt: such a node must not vote.
 pub async fn start<E: Env>(
     env: E,
-    shard_dir: &str,
-    config: RaftConfig,
-    sweep: SweepConfig,
+    config: NodeConfig,
 ) -> Result<Started<E>, crate::raft::durable::LogError> {
-    let store = ShardStore::new(env.disk().clone(), shard_dir);
+    let store = ShardStore::new(env.disk().clone(), config.shard_dir.clone());
     if let Err(error) = store
         .recover(crate::shard_store::RecoveryCheck::Structure)
         .await
     {
         tracing::error!(node = env.node_id(), %error, "shard scan failed");
     }
-    let (handle, driver) = raft_node::start(env.clone(), config).await?;
+    let (handle, driver) = raft_node::start(env.clone(), config.raft).await?;
     env.spawn(driver);
-    let data = Arc::new(DataPath::new(env.clone(), store.clone()));
+    let data = Arc::new(
+        DataPath::new(env.clone(), store.clone()).with_chunk_size(config.chunk_size_bytes),
+    );
+    let s3 = Arc::new(S3::new(
+        env.clone(),
+        handle.clone(),
+        data.clone(),
+        config.s3,
+    ));
     env.spawn(sweep_orphans(
         env.clone(),
         store.clone(),
         handle.clone(),
-        sweep,
+        config.sweep,
     ));
-    env.spawn(serve(env.clone(), store, Some(handle.clone())));
-    Ok(Started { raft: handle, data })
+    let services = Services {
+        store,
+        raft: Some(handle.clone()),
+        s3: Some(s3.clone()),
+    };
+    env.spawn(serve(env.clone(), services));
+    Ok(Started {
+        raft: handle,
+        data,
+        s3,
+    })
 }
 
-/// A metadata node's main: [`start`], then run until the node dies. Returns (without
-/// serving) if the Raft state is corrupt.
-pub async fn run<E: Env>(
-    env: E,
-    shard_dir: &str,
-    config: RaftConfig,
-    on_start: impl FnOnce(RaftHandle),
-) {
-    match start(env.clone(), shard_dir, config, SweepConfig::default()).await {
+/// A node's main: [`start`], then run until the node dies. Returns (without serving)
+/// if the Raft state is corrupt.
+pub async fn run<E: Env>(env: E, config: NodeConfig, on_start: impl FnOnce(&Started<E>)) {
+    match start(env.clone(), config).await {
         Ok(started) => {
-            on_start(started.raft.clone());
+            on_start(&started);
             std::future::pending::<()>().await
         }
         Err(error) => {

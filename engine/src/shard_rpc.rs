@@ -343,5 +343,10 @@ pub async fn run_holder<E: Env>(env: E, dir: &str) {
             }
         }
     }
-    crate::node::serve(env, store, None).await;
+    let services = crate::node::Services {
+        store,
+        raft: None,
+        s3: None,
+    };
+    crate::node::serve(env, services).await;
 }

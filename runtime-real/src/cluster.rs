@@ -49,6 +49,10 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Voters the cluster was created with (every member listed at init).
     pub initial_voters: Vec<NodeId>,
+    /// The S3 root keys every node accepts (written by init; HAMSTER_ACCESS_KEY and
+    /// HAMSTER_SECRET_KEY override them).
+    #[serde(default)]
+    pub s3_credentials: Option<PathBuf>,
     #[serde(flatten)]
     pub credentials: Credentials,
 }
@@ -105,6 +109,7 @@ impl NodeConfig {
         let base = base_dir(path);
         config.credentials.rebase(&base);
         config.data_dir = base.join(&config.data_dir);
+        config.s3_credentials = config.s3_credentials.map(|p| base.join(p));
         if !config
             .credentials
             .members
@@ -162,8 +167,7 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Writes a private file (mode 0600: keys).
-/// Writes a file only its owner can read (keys).
+/// Writes a file only its owner can read (mode 0600: keys).
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -244,6 +248,8 @@ pub fn init(opts: &InitOptions) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
         members: members.clone(),
     };
     let voters: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+    // One S3 key pair for the whole cluster, so that any node accepts the same client.
+    crate::server::credentials(&opts.out, None, None)?;
     let mut configs = Vec::new();
     for m in &members {
         let name = format!("node{}", m.id);
@@ -255,6 +261,7 @@ pub fn init(opts: &InitOptions) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
             listen: None,
             data_dir: format!("{name}-data").into(),
             initial_voters: voters.clone(),
+            s3_credentials: Some("credentials.toml".into()),
             credentials: credentials(&name),
         };
         let path = opts.out.join(format!("{name}.toml"));
@@ -272,9 +279,22 @@ pub fn init(opts: &InitOptions) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
     Ok((configs, admin_path))
 }
 
-/// `hamster cluster run`: runs a node until its Raft state is refused (an error) or the
-/// process is stopped.
-pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+/// The S3 side of `hamster cluster run --s3`.
+pub struct S3Listen {
+    pub addr: SocketAddr,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub region: String,
+    pub domains: Vec<String>,
+}
+
+/// `hamster cluster run`: runs a node (and its S3 endpoint when asked) until its Raft
+/// state is refused (an error) or `stop` resolves.
+pub async fn run(
+    config: NodeConfig,
+    s3: Option<S3Listen>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let tls = Arc::new(config.credentials.tls()?);
     let peers = config.credentials.peers()?;
     std::fs::create_dir_all(&config.data_dir)
@@ -297,11 +317,73 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         ..RaftConfig::new(config.node_id, config.initial_voters.clone())
     };
     let id = config.node_id;
-    engine::node::run(env, "shards", raft, move |_| {
-        tracing::info!(node = id, "raft started; serving");
-    })
-    .await;
-    bail!("node {id} stopped: its raft state was refused (see the log above)")
+    let keys = match &s3 {
+        Some(listen) => Some(cluster_keys(&config, listen)?),
+        None => None,
+    };
+    let node = engine::node::NodeConfig::new(
+        raft,
+        engine::s3::S3Config {
+            owner: keys
+                .as_ref()
+                .map_or_else(|| "hamster".into(), |k| k.access_key.clone()),
+            region: s3
+                .as_ref()
+                .map_or_else(|| "us-east-1".into(), |l| l.region.clone()),
+        },
+    );
+    let started = engine::node::start(env, node)
+        .await
+        .map_err(|e| anyhow!("node {id}: its raft state was refused: {e}"))?;
+    tracing::info!(node = id, "raft started; serving");
+    match (s3, keys) {
+        (Some(listen), Some(keys)) => {
+            let listener = tokio::net::TcpListener::bind(listen.addr)
+                .await
+                .with_context(|| format!("listening for S3 on {}", listen.addr))?;
+            tracing::info!(node = id, s3 = %listener.local_addr()?, "S3 endpoint ready");
+            crate::server::serve_s3(
+                listener,
+                started.s3,
+                &keys,
+                &listen.region,
+                &listen.domains,
+                stop,
+            )
+            .await;
+        }
+        _ => stop.await,
+    }
+    Ok(())
+}
+
+/// The S3 keys of a cluster node: the flags or environment, else the file `cluster
+/// init` wrote.
+fn cluster_keys(
+    config: &NodeConfig,
+    listen: &S3Listen,
+) -> anyhow::Result<crate::server::Credentials> {
+    match (
+        &listen.access_key,
+        &listen.secret_key,
+        &config.s3_credentials,
+    ) {
+        (Some(_), Some(_), _) | (None, None, None) => {
+            let dir = config.data_dir.clone();
+            Ok(crate::server::credentials(
+                &dir,
+                listen.access_key.clone(),
+                listen.secret_key.clone(),
+            )?
+            .0)
+        }
+        (None, None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        }
+        _ => bail!("give both the access key and the secret key, or neither"),
+    }
 }
 
 /// A tool's connection to the cluster, as the admin identity.

@@ -107,10 +107,24 @@ enum ClusterCommand {
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
     },
-    /// Run one node from its config file.
+    /// Run one node from its config file, with the S3 API when --s3 is given.
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Address this node's S3 API listens on (the release notes spell it -s3).
+        #[arg(long, alias = "s3-addr")]
+        s3: Option<std::net::SocketAddr>,
+        /// S3 root access key (default: $HAMSTER_ACCESS_KEY, else the cluster's).
+        #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
+        access_key: Option<String>,
+        /// S3 root secret key (default: $HAMSTER_SECRET_KEY, else the cluster's).
+        #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Base domain for virtual-host-style requests; repeatable.
+        #[arg(long)]
+        domain: Vec<String>,
     },
 }
 
@@ -262,24 +276,41 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 base_port,
             })?;
             println!("wrote a {nodes}-node cluster to {}", out.display());
-            for c in &configs {
-                println!("  hamster cluster run --config {}", c.display());
+            println!(
+                "S3 keys for every node: {}",
+                out.join("credentials.toml").display()
+            );
+            for (i, c) in configs.iter().enumerate() {
+                println!(
+                    "  hamster cluster run --config {} --s3 127.0.0.1:{}",
+                    c.display(),
+                    9001 + i
+                );
             }
             println!("  hamster admin status --config {}", admin.display());
         }
-        Command::Cluster(ClusterCommand::Run { config }) => {
+        Command::Cluster(ClusterCommand::Run {
+            config,
+            s3,
+            access_key,
+            secret_key,
+            region,
+            domain,
+        }) => {
             init_logging();
             tracing::info!("{}", version_line());
             let config = NodeConfig::load(&config)?;
-            runtime().block_on(async {
-                tokio::select! {
-                    result = cluster::run(config) => result,
-                    _ = stop_signal() => {
-                        tracing::info!("stopping on signal");
-                        Ok(())
-                    }
-                }
-            })?;
+            let s3 = s3.map(|addr| cluster::S3Listen {
+                addr,
+                access_key,
+                secret_key,
+                region,
+                domains: domain,
+            });
+            runtime().block_on(cluster::run(config, s3, async {
+                stop_signal().await;
+                tracing::info!("stopping on signal");
+            }))?;
         }
         Command::Admin(AdminCommand::Status { config }) => {
             let config = AdminConfig::load(&config)?;

@@ -156,18 +156,20 @@ pub async fn run_server(
         applied_chain: false,
         ..RaftConfig::new(SERVER_NODE, vec![SERVER_NODE])
     };
-    let started = engine::node::start(env.clone(), "shards", raft, options.sweep)
+    let config = engine::node::NodeConfig {
+        sweep: options.sweep,
+        ..engine::node::NodeConfig::new(
+            raft,
+            S3Config {
+                owner: options.credentials.access_key.clone(),
+                region: options.region.clone(),
+            },
+        )
+    };
+    let started = engine::node::start(env, config)
         .await
         .map_err(|e| anyhow::anyhow!("the metadata store was refused: {e}"))?;
-    let s3 = Arc::new(S3::new(
-        env,
-        started.raft,
-        started.data,
-        S3Config {
-            owner: options.credentials.access_key.clone(),
-            region: options.region.clone(),
-        },
-    ));
+    let s3 = started.s3;
     let listener = TcpListener::bind(options.s3)
         .await
         .with_context(|| format!("listening on {}", options.s3))?;

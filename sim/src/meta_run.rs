@@ -57,8 +57,15 @@ fn start_cluster(
             let mut config = RaftConfig::new(node, bootstrap.clone());
             config.snapshot_every = SNAPSHOT_EVERY;
             config.log_tail_keep = LOG_TAIL_KEEP;
-            engine::node::run(env, SHARD_DIR, config, move |h| {
-                handles.lock().expect("handles").insert(node, h);
+            let node_config = engine::node::NodeConfig {
+                shard_dir: SHARD_DIR.into(),
+                ..engine::node::NodeConfig::new(config, Default::default())
+            };
+            engine::node::run(env, node_config, move |started| {
+                handles
+                    .lock()
+                    .expect("handles")
+                    .insert(node, started.raft.clone());
             })
         });
     }

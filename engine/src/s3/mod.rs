@@ -17,6 +17,7 @@
 pub mod checksum;
 pub mod error;
 pub mod list;
+pub mod rpc;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,6 +112,15 @@ pub struct S3Config {
     /// The owner every bucket belongs to (the root access key).
     pub owner: String,
     pub region: String,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            owner: "hamster".into(),
+            region: "us-east-1".into(),
+        }
+    }
 }
 
 /// What a client sees of an object.
