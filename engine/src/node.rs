@@ -366,13 +366,27 @@ pub async fn start<E: Env>(
     })
 }
 
-/// A node's main: [`start`], then run until the node dies. Returns (without serving)
-/// if the Raft state is corrupt.
+/// Resolves, with the reason, once the Raft driver has stopped (its disk could not
+/// persist Raft state, or its log lost acknowledged entries). Such a node no longer
+/// votes or commits; its process should end so that its supervisor restarts it and
+/// the start-up checks judge its state again.
+pub async fn driver_stopped<E: Env>(env: &E, raft: &RaftHandle) -> String {
+    loop {
+        if let Some(why) = raft.status().stopped {
+            return why;
+        }
+        env.clock().sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A node's main: [`start`], then run until the node dies or its Raft driver stops.
+/// Returns (without serving) if the Raft state is corrupt.
 pub async fn run<E: Env>(env: E, config: NodeConfig, on_start: impl FnOnce(&Started<E>)) {
     match start(env.clone(), config).await {
         Ok(started) => {
             on_start(&started);
-            std::future::pending::<()>().await
+            let why = driver_stopped(&env, &started.raft).await;
+            tracing::error!(node = env.node_id(), %why, "raft driver stopped; the node ends");
         }
         Err(error) => {
             tracing::error!(node = env.node_id(), %error, "raft state refused; not serving");

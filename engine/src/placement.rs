@@ -62,10 +62,11 @@ pub fn ladder(members: usize) -> Profile {
     Profile { k, m }
 }
 
-/// The profile for a blob of `size` bytes on `members` members.
-pub fn profile_for(members: usize, size: u64) -> Profile {
+/// The profile for a blob of `size` bytes on `members` members, where blobs up to
+/// `small_blob_bytes_max` are replicas ([`SMALL_BLOB_BYTES_MAX`] in production).
+pub fn profile_for(members: usize, size: u64, small_blob_bytes_max: u64) -> Profile {
     let p = ladder(members);
-    if size <= SMALL_BLOB_BYTES_MAX {
+    if size <= small_blob_bytes_max {
         Profile { k: 1, m: p.m }
     } else {
         p
@@ -141,7 +142,7 @@ mod tests {
             (5, 1 << 20, 3, 2, 4),
         ];
         for (members, size, k, m, floor) in table {
-            let p = profile_for(members, size);
+            let p = profile_for(members, size, SMALL_BLOB_BYTES_MAX);
             assert_eq!((p.k, p.m), (k, m), "{members} members, {size} bytes");
             assert_eq!(p.write_floor(), floor, "{members} members, {size} bytes");
         }
@@ -178,7 +179,7 @@ mod tests {
             size in 0u64..(8 << 20),
         ) {
             let nodes: Vec<NodeId> = (1..=members as NodeId).map(|n| n * 3 + 1).collect();
-            let p = profile_for(members, size);
+            let p = profile_for(members, size, SMALL_BLOB_BYTES_MAX);
             let holders = place(&nodes, data_id, p.shards()).unwrap();
             prop_assert_eq!(holders.len(), p.shards());
             let mut distinct = holders.clone();

@@ -330,11 +330,13 @@ pub async fn run(
             region: s3
                 .as_ref()
                 .map_or_else(|| "us-east-1".into(), |l| l.region.clone()),
+            ..Default::default()
         },
     );
-    let started = engine::node::start(env, node)
+    let started = engine::node::start(env.clone(), node)
         .await
         .map_err(|e| anyhow!("node {id}: its raft state was refused: {e}"))?;
+    let (stop, failure) = crate::server::stop_or_driver_failure(stop, env, started.raft.clone());
     tracing::info!(node = id, "raft started; serving");
     match (s3, keys) {
         (Some(listen), Some(keys)) => {
@@ -354,7 +356,7 @@ pub async fn run(
         }
         _ => stop.await,
     }
-    Ok(())
+    failure.check()
 }
 
 /// The S3 keys of a cluster node: the flags or environment, else the file `cluster

@@ -163,12 +163,14 @@ pub async fn run_server(
             S3Config {
                 owner: options.credentials.access_key.clone(),
                 region: options.region.clone(),
+                ..Default::default()
             },
         )
     };
-    let started = engine::node::start(env, config)
+    let started = engine::node::start(env.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("the metadata store was refused: {e}"))?;
+    let (stop, failure) = stop_or_driver_failure(stop, env, started.raft.clone());
     let s3 = started.s3;
     let listener = TcpListener::bind(options.s3)
         .await
@@ -183,7 +185,44 @@ pub async fn run_server(
         stop,
     )
     .await;
-    Ok(())
+    failure.check()
+}
+
+/// Why a node stopped serving, if not because it was asked to.
+#[derive(Clone, Default)]
+pub(crate) struct Failure(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Failure {
+    /// An error (the process exits non-zero, so its supervisor restarts it) when the
+    /// Raft driver stopped.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        match self.0.lock().expect("failure").take() {
+            Some(why) => Err(anyhow::anyhow!(
+                "the Raft driver stopped ({why}); the node exits so that it is restarted"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `stop`, or the Raft driver stopping (recorded in the [`Failure`]).
+pub(crate) fn stop_or_driver_failure(
+    stop: impl std::future::Future<Output = ()>,
+    env: RealEnv,
+    raft: engine::raft::node::RaftHandle,
+) -> (impl std::future::Future<Output = ()>, Failure) {
+    let failure = Failure::default();
+    let record = failure.clone();
+    let watch = async move {
+        tokio::select! {
+            () = stop => {}
+            why = engine::node::driver_stopped(&env, &raft) => {
+                tracing::error!(%why, "raft driver stopped; shutting down");
+                *record.0.lock().expect("failure") = Some(why);
+            }
+        }
+    };
+    (watch, failure)
 }
 
 /// Host parsing: a request to a base domain (or to an address) is path-style; one to

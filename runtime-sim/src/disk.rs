@@ -87,6 +87,8 @@ pub(crate) struct DiskState {
     /// A disk whose volatile cache acknowledges `sync` and `sync_dir` without
     /// persisting anything. No store can be durable on it; the checkers must notice.
     lying_sync: bool,
+    /// Syncs of paths under this prefix lie (as `lying_sync`, for part of the disk).
+    lying_under: Option<String>,
     /// Bumped when the node dies: storage backends opened before refuse to act after,
     /// as a killed process runs no more code (not even its destructors).
     epoch: u64,
@@ -121,6 +123,7 @@ impl DiskState {
             used_bytes: 0,
             eio_rate: 0.0,
             lying_sync: false,
+            lying_under: None,
             epoch: 0,
         }
     }
@@ -384,6 +387,13 @@ impl SimDisk {
         self.configure(|d| d.lying_sync = lying);
     }
 
+    /// Makes only the syncs of paths under `prefix` lie (a lying cache in front of one
+    /// directory): the rest of the disk stays honest.
+    pub fn set_lying_sync_under(&self, prefix: &str) {
+        let prefix = prefix.to_string();
+        self.configure(|d| d.lying_under = Some(prefix));
+    }
+
     fn configure(&self, f: impl FnOnce(&mut DiskState)) {
         if let Some(d) = self.world.lock().disks.get_mut(&self.node) {
             f(d);
@@ -394,7 +404,13 @@ impl SimDisk {
     fn lie(&self, op: &str, path: &str) -> bool {
         let mut w = self.world.lock();
         let node = self.node;
-        if !w.disks.get(&node).is_some_and(|d| d.lying_sync) {
+        let lies = w.disks.get(&node).is_some_and(|d| {
+            d.lying_sync
+                || d.lying_under
+                    .as_ref()
+                    .is_some_and(|p| path.starts_with(p.as_str()))
+        });
+        if !lies {
             return false;
         }
         w.stats.syncs_lied += 1;

@@ -27,6 +27,9 @@ pub struct NetConfig {
     pub loss_rate: f64,
     /// Link bandwidth, for the time a body frame takes.
     pub bytes_per_s: u64,
+    /// A crashed node's open calls fail at their callers (its process died and its
+    /// host reset the connections) instead of going silent (the host lost power).
+    pub crash_resets_calls: bool,
 }
 
 impl Default for NetConfig {
@@ -36,6 +39,7 @@ impl Default for NetConfig {
             latency_max: Duration::from_millis(2),
             loss_rate: 0.0,
             bytes_per_s: 1 << 30,
+            crash_resets_calls: false,
         }
     }
 }
@@ -166,20 +170,29 @@ impl SimNet {
         }
     }
 
-    /// Delivers a call to `to`'s inbox; `None` when lost or `to` is down.
+    /// Delivers a call to `to`'s inbox; `None` when lost or `to` is down (an error
+    /// instead when `to` is down and refuses connections: `crash_resets_calls`).
     async fn deliver(
         &self,
         to: NodeId,
         request: Bytes,
         body: Option<BodyStream>,
-    ) -> Option<(u64, oneshot::Receiver<Bytes>)> {
+    ) -> Option<Result<(u64, oneshot::Receiver<Bytes>), NetError>> {
         crate::world::pause(&self.world, self.latency()).await;
         if let Hop::Lost = self.hop(self.node, to, "request").await {
             return None;
         }
         let (reply, answer) = oneshot::channel();
         let mut w = self.world.lock();
-        let (incarnation, inbox) = w.net.inboxes.get(&to)?.clone();
+        let (incarnation, inbox) = match w.net.inboxes.get(&to) {
+            Some(found) => found.clone(),
+            None if w.net.config.crash_resets_calls => {
+                // Nothing listens there: the connection is refused.
+                w.trace(format_args!("refused {}->{to}", self.node));
+                return Some(Err(NetError::Unreachable { to }));
+            }
+            None => return None,
+        };
         let len = request.len();
         let incoming = Incoming {
             from: self.node,
@@ -187,29 +200,47 @@ impl SimNet {
             body,
             reply,
         };
-        inbox.unbounded_send(incoming).ok()?;
+        if inbox.unbounded_send(incoming).is_err() {
+            // The node is up but its process stopped listening (its main ended).
+            if w.net.config.crash_resets_calls {
+                w.trace(format_args!("refused {}->{to}", self.node));
+                return Some(Err(NetError::Unreachable { to }));
+            }
+            return None;
+        }
         w.trace(format_args!("deliver {}->{to} {len}B", self.node));
-        Some((incarnation, answer))
+        Some(Ok((incarnation, answer)))
     }
 
     /// Waits for the answer and carries it back; pending forever if it never comes
-    /// (the caller's timeout decides).
-    async fn answer(&self, to: NodeId, answer: oneshot::Receiver<Bytes>) -> Bytes {
+    /// (the caller's timeout decides), unless the callee died and its connections are
+    /// reset (`crash_resets_calls`).
+    async fn answer(
+        &self,
+        to: NodeId,
+        answer: oneshot::Receiver<Bytes>,
+    ) -> Result<Bytes, NetError> {
         let Ok(bytes) = answer.await else {
+            if self.world.lock().net.config.crash_resets_calls {
+                crate::world::pause(&self.world, self.latency()).await;
+                self.broken(to);
+                return Err(NetError::Broken);
+            }
             return futures::future::pending().await;
         };
         crate::world::pause(&self.world, self.latency()).await;
         if let Hop::Lost = self.hop(to, self.node, "reply").await {
             return futures::future::pending().await;
         }
-        bytes
+        Ok(bytes)
     }
 
     async fn call_inner(&self, to: NodeId, request: Bytes) -> Result<Bytes, NetError> {
-        let Some((_, answer)) = self.deliver(to, request, None).await else {
-            return futures::future::pending().await;
+        let (_, answer) = match self.deliver(to, request, None).await {
+            Some(delivered) => delivered?,
+            None => return futures::future::pending().await,
         };
-        Ok(self.answer(to, answer).await)
+        self.answer(to, answer).await
     }
 
     async fn streamed_inner(
@@ -219,8 +250,9 @@ impl SimNet {
         mut body: BodyStream,
     ) -> Result<Bytes, NetError> {
         let (mut tx, rx) = body_channel(STREAM_RECEIVE_FRAMES_MAX);
-        let Some((incarnation, answer)) = self.deliver(to, request, Some(rx)).await else {
-            return futures::future::pending().await;
+        let (incarnation, answer) = match self.deliver(to, request, Some(rx)).await {
+            Some(delivered) => delivered?,
+            None => return futures::future::pending().await,
         };
         loop {
             let frame = body.next_frame().await;
@@ -252,7 +284,7 @@ impl SimNet {
                 }
             }
         }
-        Ok(self.answer(to, answer).await)
+        self.answer(to, answer).await
     }
 
     fn broken(&self, to: NodeId) {

@@ -20,13 +20,14 @@ enum Pending {
 }
 
 /// Runs the schedule until `until`, then heals everything: network, disks, nodes.
-/// `observe` is called each tick with the cluster, for checkers that sample the nodes.
+/// `observe` is called each tick with the cluster, for checkers that sample the nodes
+/// (and for a workload's supervisor, which may restart nodes).
 pub async fn run(
     cluster: &mut Cluster,
     params: &Params,
     history: &SharedHistory,
     until: Duration,
-    observe: &mut dyn FnMut(&Cluster),
+    observe: &mut dyn FnMut(&mut Cluster),
 ) {
     let world = cluster.world().clone();
     world.set_loss_rate(params.loss_rate);

@@ -14,6 +14,9 @@ pub mod meta_checker;
 pub mod meta_run;
 pub mod meta_workload;
 pub mod model;
+pub mod object_checker;
+pub mod object_run;
+pub mod object_workload;
 pub mod scenario;
 pub mod workload;
 
@@ -117,6 +120,7 @@ async fn simulate(params: Params) -> Outcome {
     match params.workload {
         scenario::Workload::Shards => simulate_shards(params).await,
         scenario::Workload::Metadata => meta_run::simulate(params).await,
+        scenario::Workload::Objects => object_run::simulate(params).await,
     }
 }
 

@@ -163,7 +163,7 @@ pub async fn simulate(params: Params) -> Outcome {
         })
     });
     let fault_log = SharedHistory::default();
-    let mut observe = |c: &Cluster| meta_workload::observe(c, &handles, &history);
+    let mut observe = |c: &mut Cluster| meta_workload::observe(c, &handles, &history);
     faults::run(&mut cluster, &params, &fault_log, until, &mut observe).await;
     let victims = faults::log_rot_victims(&fault_log);
     // The group after the membership change, if there was one.

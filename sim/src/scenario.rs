@@ -85,6 +85,9 @@ pub enum Workload {
     Shards,
     /// Raft-replicated metadata: bucket and object commands, linearizable reads.
     Metadata,
+    /// Full nodes serving S3: erasure-coded objects PUT, read and deleted through any
+    /// node, under crashes of receivers, holders and coordinators.
+    Objects,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,8 +230,15 @@ impl Scenario {
         };
         let nodes = rng.gen_range(self.nodes[0]..=self.nodes[1]);
         let m = rng.gen_range(self.parity[0]..=self.parity[1]);
-        // k fills the cluster (at most 8 data shards): one shard per node.
-        let k = (nodes as u32 - m).clamp(1, 8);
+        // k fills the cluster (at most 8 data shards): one shard per node. Objects runs
+        // take the placement ladder's profile for the cluster size instead.
+        let (k, m) = match self.workload {
+            Workload::Objects => {
+                let p = engine::placement::ladder(nodes as usize);
+                (u32::from(p.k), u32::from(p.m))
+            }
+            _ => ((nodes as u32 - m).clamp(1, 8), m),
+        };
         Params {
             scenario: self.name.clone(),
             workload: self.workload,

@@ -144,3 +144,62 @@ fn lagging_members_catch_up_by_snapshot() {
         );
     }
 }
+
+/// A count from a verdict's summary (`name=N`).
+fn summary_count(summary: &str, name: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {summary:?}"))
+}
+
+/// The schedules of the release notes happen in the objects scenarios: degraded writes
+/// at the floor, refusals below it, coordinators lost mid-PUT, reads around crashed
+/// holders, and objects lost beyond tolerance (reported, not served wrong).
+#[test]
+fn objects_schedules_happen() {
+    let mut totals = std::collections::BTreeMap::new();
+    for name in [
+        "objects-crashed-receivers",
+        "objects-floor",
+        "objects-coordinator-loss",
+        "objects-beyond-tolerance",
+    ] {
+        let s = by_name(name);
+        for seed in 0..4 {
+            let o = run_isolated(s.params(seed));
+            assert!(o.passed(), "{name} seed {seed}: {:?}", o.violations);
+            for what in [
+                "degraded",
+                "below_floor",
+                "coordinator_lost",
+                "degraded_reads",
+                "beyond_tolerance",
+            ] {
+                *totals.entry(what).or_insert(0) += summary_count(&o.summary, what);
+            }
+        }
+    }
+    for (what, n) in &totals {
+        assert!(*n > 0, "{what} never happened: {totals:?}");
+    }
+}
+
+/// The objects checkers have teeth: on disks that acknowledge fsync without
+/// persisting, the final power loss takes sealed shards of committed objects.
+#[test]
+fn objects_checkers_catch_lost_shards() {
+    let mut params = by_name("objects-baseline").params(2);
+    params.lying_sync = true;
+    let outcome = run_isolated(params);
+    assert!(outcome.stats.syncs_lied > 0);
+    assert!(
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.contains("sealed shard") && v.contains("gone")),
+        "{:?}",
+        &outcome.violations[..outcome.violations.len().min(3)]
+    );
+}

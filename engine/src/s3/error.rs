@@ -76,6 +76,10 @@ pub enum S3Error {
     /// An object's data could not be read (fewer than k shards): an honest failure.
     #[error("ServiceUnavailable: {0}")]
     ServiceUnavailable(String),
+    /// The metadata commit did not answer in time: the operation may or may not have
+    /// taken effect (S3 clients retry a 503; a retried PUT is idempotent).
+    #[error("ServiceUnavailable: {0}")]
+    OutcomeUnknown(String),
     /// Something failed inside the node (its metadata store, say).
     #[error("InternalError: {0}")]
     Internal(String),
@@ -85,6 +89,12 @@ pub enum S3Error {
 }
 
 impl S3Error {
+    /// True when the operation may have taken effect despite the error (every other
+    /// error means it had none).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown(_))
+    }
+
     /// The S3 error code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -111,7 +121,7 @@ impl S3Error {
             Self::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
             Self::MetadataTooLarge => "MetadataTooLarge",
             Self::SlowDown(_) => "SlowDown",
-            Self::ServiceUnavailable(_) => "ServiceUnavailable",
+            Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => "ServiceUnavailable",
             Self::Internal(_) => "InternalError",
             Self::NotImplemented(_) => "NotImplemented",
         }
@@ -139,7 +149,7 @@ impl S3Error {
             Self::InvalidRange { .. } => 416,
             Self::PreconditionFailed => 412,
             Self::NotModified => 304,
-            Self::SlowDown(_) | Self::ServiceUnavailable(_) => 503,
+            Self::SlowDown(_) | Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => 503,
             Self::Internal(_) => 500,
             Self::NotImplemented(_) => 501,
         }
@@ -166,6 +176,7 @@ impl S3Error {
             | Self::SignatureDoesNotMatch(what)
             | Self::SlowDown(what)
             | Self::ServiceUnavailable(what)
+            | Self::OutcomeUnknown(what)
             | Self::Internal(what)
             | Self::NotImplemented(what) => what.clone(),
             Self::InvalidRange { size } => {

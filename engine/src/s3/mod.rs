@@ -112,6 +112,9 @@ pub struct S3Config {
     /// The owner every bucket belongs to (the root access key).
     pub owner: String,
     pub region: String,
+    /// Blobs up to this size are stored as replicas (k = 1): see `placement`. The
+    /// simulator shrinks it along with the chunk size.
+    pub small_blob_bytes_max: u64,
 }
 
 impl Default for S3Config {
@@ -119,6 +122,7 @@ impl Default for S3Config {
         Self {
             owner: "hamster".into(),
             region: "us-east-1".into(),
+            small_blob_bytes_max: placement::SMALL_BLOB_BYTES_MAX,
         }
     }
 }
@@ -375,10 +379,13 @@ fn propose_error(e: ProposeError) -> S3Error {
         ProposeError::NotLeader { .. } => {
             S3Error::SlowDown("no Raft leader is known; retry".into())
         }
-        ProposeError::Timeout => {
-            S3Error::SlowDown("the metadata commit did not answer in time; retry".into())
+        ProposeError::Timeout => S3Error::OutcomeUnknown(
+            "the metadata commit did not answer in time; its outcome is unknown, retry".into(),
+        ),
+        // A proposal may have reached the log before the driver stopped.
+        ProposeError::Stopped => {
+            S3Error::OutcomeUnknown("this node stopped; the outcome is unknown".into())
         }
-        ProposeError::Stopped => S3Error::ServiceUnavailable("this node has stopped".into()),
         ProposeError::Storage(e) => S3Error::Internal(e.to_string()),
     }
 }
@@ -571,7 +578,8 @@ impl<E: Env> S3<E> {
             let data_id =
                 u128::from(self.env.rng().next_u64()) << 64 | u128::from(self.env.rng().next_u64());
             let members = self.members();
-            let profile = placement::profile_for(members.len(), body.size);
+            let profile =
+                placement::profile_for(members.len(), body.size, self.config.small_blob_bytes_max);
             let holders = placement::place(&members, data_id, profile.shards())
                 .expect("the ladder never asks for more shards than members");
             let spec = WriteSpec {
@@ -645,7 +653,14 @@ impl<E: Env> S3<E> {
                 }
                 Err(applied_error(other))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                // Refused before it was proposed: the blob can go now. When the outcome
+                // is unknown it stays; the orphan sweep judges it once the log settles.
+                if let Some(layout) = layout.filter(|_| !e.outcome_unknown()) {
+                    self.data.remove_blob(layout).await;
+                }
+                Err(e)
+            }
         }
     }
 

@@ -61,6 +61,8 @@ pub enum S3Response {
         code: String,
         status: u16,
         message: String,
+        /// The operation may have taken effect (see `S3Error::outcome_unknown`).
+        unknown: bool,
     },
 }
 
@@ -69,6 +71,7 @@ fn failed(e: S3Error) -> S3Response {
         code: e.code().into(),
         status: e.status(),
         message: e.message(),
+        unknown: e.outcome_unknown(),
     }
 }
 
@@ -144,8 +147,11 @@ pub async fn handle<E: Env>(s3: &S3<E>, payload: &[u8], body: Option<BodyStream>
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOutcome {
     Answer(S3Response),
-    /// No answer (timeout, broken connection, node down): the outcome is unknown.
+    /// No answer (timeout, broken connection, node died mid-call): the outcome is
+    /// unknown.
     Lost,
+    /// The node could not be reached at all: the request never arrived.
+    Unreachable,
 }
 
 fn tagged(request: &S3Request) -> Bytes {
@@ -160,6 +166,7 @@ fn outcome(answer: Result<Bytes, crate::env::NetError>) -> CallOutcome {
             Some(r) => CallOutcome::Answer(r),
             None => CallOutcome::Lost,
         },
+        Err(crate::env::NetError::Unreachable { .. }) => CallOutcome::Unreachable,
         Err(_) => CallOutcome::Lost,
     }
 }

@@ -1,0 +1,327 @@
+//! The phases of an objects run: start a cluster of full nodes (Raft, shard store, data
+//! path, S3), make the bucket, run S3 clients under the fault schedule, heal, read every
+//! object back, ask the cluster where each object's shards are, give the orphan sweep
+//! its grace, then power off everything and decode every object from the disks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::env::{Clock, NodeId};
+use engine::node::{NodeConfig, SweepConfig};
+use engine::raft::node::RaftConfig;
+use engine::s3::S3Config;
+use engine::s3::rpc::{self, CallOutcome, S3Request, S3Response};
+use runtime_sim::{Cluster, NetConfig, SimClock, World};
+
+use crate::model::SharedHistory;
+use crate::object_checker::{self, Layouts, Tally};
+use crate::object_workload::{
+    BUCKET, CALL_TIMEOUT, DownSet, GetOutcome, ObjectClient, SharedObjects,
+};
+use crate::scenario::Params;
+use crate::{CLIENT_ID_BASE, Outcome, SHARD_DIR, UNLIMITED_DISK_BYTES, checker, faults};
+
+/// Small chunks, so that objects of a few KiB span several stripes.
+pub const CHUNK_SIZE_BYTES: u32 = 1024;
+/// Blobs up to this size are replicas (k = 1), as the production threshold does for
+/// blobs up to 128 KiB (it scales with the chunk size).
+pub const SMALL_BLOB_BYTES_MAX: u64 = 2048;
+/// The sweep's grace must outlast the longest seal-to-commit window of a live PUT
+/// (`SEAL_TIMEOUT` + the commit's timeout); the sweep runs often so that runs see it.
+const SWEEP: SweepConfig = SweepConfig {
+    interval: Duration::from_secs(5),
+    grace: Duration::from_secs(75),
+};
+const _: () = assert!(
+    SWEEP.grace.as_secs()
+        > engine::data_path::SEAL_TIMEOUT.as_secs() + engine::s3::META_TIMEOUT.as_secs()
+);
+/// How long after heal a layout query may retry while the group settles.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// How long reading every object back after heal may take.
+const READ_BACK_LIMIT: Duration = Duration::from_secs(240);
+/// After the clients stop, operations may still run inside the nodes (a coordinator
+/// whose client gave up still seals and commits); each is bounded by the data path's
+/// and the commit's timeouts, so after this long every one has ended.
+const QUIESCE: Duration = Duration::from_secs(120);
+const _: () = assert!(
+    QUIESCE.as_secs()
+        > engine::data_path::PROGRESS_TIMEOUT.as_secs()
+            + engine::data_path::SEAL_TIMEOUT.as_secs()
+            + 2 * engine::s3::META_TIMEOUT.as_secs()
+);
+
+/// Nodes whose main ended while they were up.
+type Ended = Arc<std::sync::Mutex<std::collections::BTreeSet<NodeId>>>;
+
+fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
+    let capacity = match params.disk_capacity_bytes {
+        0 => UNLIMITED_DISK_BYTES,
+        c => c,
+    };
+    let voters: Vec<NodeId> = (1..=params.nodes).collect();
+    let mut cluster = Cluster::new(world.clone());
+    for &node in &voters {
+        world.add_disk(node, capacity);
+        // Lying syncs only under the shard directory: Raft on a lying disk cannot be
+        // safe (raft-rs rightly panics on the state it finds), and the shards are what
+        // the durability checker is to catch losing.
+        if params.lying_sync {
+            world.disk(node).set_lying_sync_under(SHARD_DIR);
+        }
+        let voters = voters.clone();
+        let ended = ended.clone();
+        cluster.add_node(node, move |env| {
+            let ended = ended.clone();
+            let config = NodeConfig {
+                shard_dir: SHARD_DIR.into(),
+                sweep: SWEEP,
+                chunk_size_bytes: CHUNK_SIZE_BYTES,
+                ..NodeConfig::new(
+                    RaftConfig::new(node, voters.clone()),
+                    S3Config {
+                        small_blob_bytes_max: SMALL_BLOB_BYTES_MAX,
+                        ..S3Config::default()
+                    },
+                )
+            };
+            async move {
+                engine::node::run(env, config, |_| {}).await;
+                ended.lock().expect("ended").insert(node);
+            }
+        });
+    }
+    cluster
+}
+
+/// The supervisor's part (systemd's `Restart=on-failure`): a node whose main ended
+/// (its Raft driver stopped, or its start-up refused its state after a disk error) is
+/// started again.
+fn supervise(cluster: &mut Cluster, ended: &Ended) {
+    let ended: Vec<NodeId> = std::mem::take(&mut *ended.lock().expect("ended"))
+        .into_iter()
+        .filter(|&n| cluster.is_up(n))
+        .collect();
+    for node in ended {
+        cluster
+            .world()
+            .trace(format_args!("supervisor restarts node {node}"));
+        cluster.crash(node);
+        cluster.restart(node);
+    }
+}
+
+/// Asks the cluster (any node that answers) where key `index`'s data is.
+async fn layout_of(
+    client: &ObjectClient,
+    key: &str,
+) -> Result<Option<Vec<engine::meta::DataLayout>>, String> {
+    let request = S3Request::Layout {
+        bucket: BUCKET.into(),
+        key: key.into(),
+    };
+    let deadline = SimClock.now() + SETTLE_LIMIT;
+    let mut last = String::new();
+    let mut node = 1;
+    while SimClock.now() < deadline {
+        match rpc::call(&client.env, node, &request, CALL_TIMEOUT).await {
+            CallOutcome::Answer(S3Response::Layout(l)) => return Ok(Some(l)),
+            CallOutcome::Answer(S3Response::Failed { code, .. }) if code == "NoSuchKey" => {
+                return Ok(None);
+            }
+            other => last = format!("{other:?}"),
+        }
+        node = 1 + node % client.nodes;
+        SimClock.sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "no node told where {key} is within {SETTLE_LIMIT:?}: {last}"
+    ))
+}
+
+/// The final read of every key through random nodes, each retried a few times while
+/// the group settles (503 or no answer); only the last attempt is recorded, as an
+/// after-heal read. Fails when the whole read-back takes too long: the cluster is not
+/// serving.
+async fn read_back(client: &ObjectClient, keys: usize) -> Result<(), String> {
+    const ATTEMPTS: usize = 4;
+    let deadline = SimClock.now() + READ_BACK_LIMIT;
+    for index in 0..keys {
+        for attempt in 1..=ATTEMPTS {
+            let node = 1 + client.env.world().random_below(client.nodes);
+            let mut record = client.fetch(index, None, node).await;
+            let settling = matches!(
+                record.outcome,
+                GetOutcome::Unavailable(_) | GetOutcome::Lost
+            );
+            if SimClock.now() > deadline {
+                return Err(format!(
+                    "reading {keys} objects back after heal took over {READ_BACK_LIMIT:?} \
+                     (at object {index}: {:?})",
+                    record.outcome
+                ));
+            }
+            if settling && attempt < ATTEMPTS {
+                SimClock.sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            record.after_heal = true;
+            client.history.lock().expect("history").gets.push(record);
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub async fn simulate(params: Params) -> Outcome {
+    // Crashes here are process deaths: callers see their connections reset, as the
+    // real suites' kill -9 does (the other scenarios model silent hosts).
+    let net = NetConfig {
+        crash_resets_calls: true,
+        ..NetConfig::default()
+    };
+    let world = World::new(params.seed, net);
+    let ended: Ended = Arc::default();
+    let mut cluster = start_cluster(&world, &params, &ended);
+    world.trace(format_args!("params {params}"));
+    let history: SharedObjects = Arc::default();
+    let down: DownSet = Arc::default();
+    let client = |id: u64| ObjectClient {
+        env: world.node_env(CLIENT_ID_BASE + id),
+        id,
+        nodes: params.nodes,
+        history: history.clone(),
+        down: down.clone(),
+        chunk_size_bytes: u64::from(CHUNK_SIZE_BYTES),
+        small_blob_bytes_max: SMALL_BLOB_BYTES_MAX,
+        object_bytes_max: params.object_bytes_max,
+    };
+    let mut violations = Vec::new();
+    let setup = client(u64::from(params.clients));
+    if !setup.create_bucket().await {
+        violations.push("no node created the bucket within 20 s of a fault-free start".into());
+    }
+
+    let until = SimClock.now() + Duration::from_secs_f64(params.duration_s);
+    let tasks: Vec<_> = (0..u64::from(params.clients))
+        .map(|c| madsim::task::spawn(client(c).work(until)))
+        .collect();
+    let fault_log = SharedHistory::default();
+    let mut observe = |c: &mut Cluster| {
+        supervise(c, &ended);
+        *down.lock().expect("down") = c.nodes().filter(|&n| !c.is_up(n)).collect();
+    };
+    faults::run(&mut cluster, &params, &fault_log, until, &mut observe).await;
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    down.lock().expect("down").clear();
+    let safety_stats = world.stats();
+    supervise(&mut cluster, &ended);
+
+    // Heal: once every operation inside the nodes has ended, every object reads back
+    // and the cluster says where each one lives.
+    SimClock.sleep(QUIESCE).await;
+    let keys = history.lock().expect("history").keys.len();
+    if let Err(e) = read_back(&setup, keys).await {
+        violations.push(e);
+    }
+    let mut layouts = Layouts::new();
+    for index in 0..keys {
+        let key = history.lock().expect("history").keys[index].key.clone();
+        match layout_of(&setup, &key).await {
+            Ok(l) => {
+                layouts.insert(index, l);
+            }
+            Err(e) => {
+                violations.push(e);
+                break;
+            }
+        }
+    }
+    // The sweep's grace passes (twice its interval to spare), then no orphan is left.
+    SimClock.sleep(SWEEP.grace + SWEEP.interval * 2).await;
+    violations.extend(object_checker::check_orphans(
+        &world,
+        params.nodes,
+        &layouts,
+    ));
+
+    // Power loss: judge the durable images directly.
+    let before_power_loss = world.stats();
+    for node in 1..=params.nodes {
+        cluster.crash(node);
+    }
+    let mut tally = Tally::default();
+    let faults_seen = std::mem::take(&mut *fault_log.lock().expect("faults"));
+    {
+        let h = history.lock().expect("history");
+        let beyond = object_checker::beyond_tolerance(&layouts, &faults_seen);
+        violations.extend(object_checker::check_history(&h, &beyond));
+        violations.extend(object_checker::check_layouts(&h, &layouts));
+        violations.extend(object_checker::check_durability(
+            &world,
+            params.nodes,
+            &h,
+            &layouts,
+            &faults_seen,
+            &mut tally,
+        ));
+        tally.degraded_reads = object_checker::degraded_reads(&h, &layouts);
+    }
+    let rotted = faults_seen.rotted.len();
+    let power_loss = world.stats().minus(&before_power_loss);
+    for node in 1..=params.nodes {
+        cluster.restart(node);
+    }
+    SimClock.sleep(Duration::from_secs(2)).await;
+    violations.extend(checker::check_recovered(&world, params.nodes));
+
+    let (trace_hash, trace_events) = world.trace_hash();
+    let simulated = SimClock.now();
+    cluster.shutdown().await;
+    let h = history.lock().expect("history");
+    let puts: Vec<_> = h.keys.iter().flat_map(|k| &k.puts).collect();
+    let count = |f: &dyn Fn(&crate::object_workload::PutOutcome) -> bool| {
+        puts.iter().filter(|p| f(&p.outcome)).count()
+    };
+    use crate::object_workload::PutOutcome as P;
+    let refused_floor = puts
+        .iter()
+        .filter(
+            |p| matches!(&p.outcome, P::Refused { message, .. } if message.contains("are needed")),
+        )
+        .count();
+    let summary = format!(
+        "puts={} acked={} degraded={} refused={} below_floor={refused_floor} unknown={} \
+         coordinator_lost={} gets={} ok={} degraded_reads={} unavailable={} \
+         beyond_tolerance={} rotted_files={rotted}",
+        puts.len(),
+        count(&|o| *o == P::Acked),
+        tally.degraded_writes,
+        count(&|o| matches!(o, P::Refused { .. })),
+        count(&|o| *o == P::Unknown),
+        h.coordinator_lost,
+        h.gets.len(),
+        h.gets
+            .iter()
+            .filter(|g| matches!(g.outcome, GetOutcome::Data(_)))
+            .count(),
+        tally.degraded_reads,
+        h.gets
+            .iter()
+            .filter(|g| matches!(g.outcome, GetOutcome::Unavailable(_)))
+            .count(),
+        tally.beyond_tolerance,
+    );
+    Outcome {
+        trace_hash,
+        trace_events,
+        violations,
+        stats: safety_stats,
+        power_loss,
+        summary,
+        simulated,
+        params,
+    }
+}

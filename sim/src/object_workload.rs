@@ -1,0 +1,398 @@
+//! The objects workload: S3 clients PUT, GET (whole and ranged), conditionally re-PUT
+//! and DELETE erasure-coded objects through random nodes, over the nodes' S3 endpoint
+//! (`engine::s3::rpc`), so that each operation runs inside the node that received it
+//! and dies with it: a crashed coordinator mid-PUT is a real schedule. It records what
+//! it did and saw; `object_checker` judges.
+//!
+//! Every key is written with one body only (a conditional re-PUT sends the same bytes),
+//! so any bytes a GET returns have exactly one right value.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::env::{Clock, Env, NodeId, Rng};
+use engine::s3::rpc::{self, CallOutcome, S3Request, S3Response};
+use runtime_sim::SimEnv;
+use sha2::{Digest, Sha256};
+
+pub const BUCKET: &str = "objects";
+/// A client's patience, as an S3 SDK's read timeout: longer than a live node takes to
+/// give up on a dead holder and to commit, shorter than the worst case of both, so
+/// that some PUTs end unknown while the node carries on (as real clients see them).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn sha(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn below(rng: &impl Rng, n: u64) -> u64 {
+    rng.next_u64() % n.max(1)
+}
+
+/// What became of one PUT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Acked,
+    /// A conditional PUT found the key present.
+    PreconditionFailed,
+    /// A definite refusal: the write had no effect (below the floor, no leader, ...).
+    Refused {
+        code: String,
+        message: String,
+    },
+    /// No answer, or an answer that says the outcome is unknown.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct PutRecord {
+    pub node: NodeId,
+    pub if_absent: bool,
+    pub invoke: u64,
+    pub ret: u64,
+    pub outcome: PutOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeleteRecord {
+    pub invoke: u64,
+    pub ret: u64,
+    /// False when no answer came (it may or may not have happened).
+    pub acked: bool,
+}
+
+pub struct KeyRecord {
+    pub key: String,
+    pub data: Arc<Vec<u8>>,
+    pub puts: Vec<PutRecord>,
+    pub delete: Option<DeleteRecord>,
+}
+
+/// What one GET returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetOutcome {
+    /// sha256 of the bytes returned.
+    Data([u8; 32]),
+    NoSuchKey,
+    /// An honest failure: 503 (below k readable shards, no leader, ...).
+    Unavailable(String),
+    /// Any other error: never expected.
+    Error {
+        code: String,
+        message: String,
+    },
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetRecord {
+    pub key: usize,
+    /// Inclusive byte range, if ranged.
+    pub range: Option<(u64, u64)>,
+    pub node: NodeId,
+    pub invoke: u64,
+    pub ret: u64,
+    pub outcome: GetOutcome,
+    /// Nodes down when the GET was sent (to count reads around crashed holders).
+    pub down: BTreeSet<NodeId>,
+    /// Made after every fault healed.
+    pub after_heal: bool,
+}
+
+#[derive(Default)]
+pub struct ObjectHistory {
+    pub keys: Vec<KeyRecord>,
+    pub gets: Vec<GetRecord>,
+    /// PUTs whose coordinator never answered (crashed or cut off mid-operation).
+    pub coordinator_lost: u64,
+}
+
+pub type SharedObjects = Arc<Mutex<ObjectHistory>>;
+/// The nodes the fault schedule has down, as last observed.
+pub type DownSet = Arc<Mutex<BTreeSet<NodeId>>>;
+
+/// Object sizes that hit the geometry's edges: empty, tiny, around the small-blob
+/// threshold, whole stripes and their neighbours, and a spread up to `max`.
+fn object_len(rng: &impl Rng, chunk: u64, small_max: u64, max: u64) -> u64 {
+    let len = match below(rng, 10) {
+        0 => below(rng, 2),
+        1 => small_max + below(rng, 3),
+        2 => small_max.saturating_sub(below(rng, 2)),
+        3 | 4 => {
+            let stripes = 1 + below(rng, 4);
+            (chunk * 4 * stripes + below(rng, 3)).saturating_sub(1)
+        }
+        _ => below(rng, max + 1),
+    };
+    len.min(max)
+}
+
+pub struct ObjectClient {
+    pub env: SimEnv,
+    pub id: u64,
+    pub nodes: u64,
+    pub history: SharedObjects,
+    pub down: DownSet,
+    pub chunk_size_bytes: u64,
+    pub small_blob_bytes_max: u64,
+    pub object_bytes_max: u64,
+}
+
+impl ObjectClient {
+    fn now(&self) -> u64 {
+        self.env.clock().now().as_nanos() as u64
+    }
+
+    /// The node to send an operation to: as a load balancer with health checks would,
+    /// nine times in ten one that is up (it may still crash mid-operation), otherwise
+    /// any node (a client with a stale address).
+    fn node(&self) -> NodeId {
+        let up: Vec<NodeId> = {
+            let down = self.down.lock().expect("down");
+            (1..=self.nodes).filter(|n| !down.contains(n)).collect()
+        };
+        if up.is_empty() || below(self.env.rng(), 10) == 0 {
+            1 + below(self.env.rng(), self.nodes)
+        } else {
+            up[below(self.env.rng(), up.len() as u64) as usize]
+        }
+    }
+
+    /// Creates the bucket, retrying through the nodes until one takes it.
+    pub async fn create_bucket(&self) -> bool {
+        let request = S3Request::CreateBucket {
+            bucket: BUCKET.into(),
+        };
+        for attempt in 0..100u64 {
+            let node = 1 + attempt % self.nodes;
+            match rpc::call(&self.env, node, &request, CALL_TIMEOUT).await {
+                CallOutcome::Answer(S3Response::Done) => return true,
+                CallOutcome::Answer(S3Response::Failed { code, .. })
+                    if code == "BucketAlreadyOwnedByYou" =>
+                {
+                    return true;
+                }
+                _ => self.env.clock().sleep(Duration::from_millis(200)).await,
+            }
+        }
+        false
+    }
+
+    /// PUTs key `index` (its one body) through `node`; records the outcome.
+    pub async fn put(&self, index: usize, node: NodeId, if_absent: bool) -> PutOutcome {
+        let (key, data) = {
+            let h = self.history.lock().expect("history");
+            (h.keys[index].key.clone(), h.keys[index].data.clone())
+        };
+        let request = S3Request::Put {
+            bucket: BUCKET.into(),
+            key: key.clone(),
+            size: data.len() as u64,
+            if_absent,
+        };
+        let frame = 512 + below(self.env.rng(), 8192) as usize;
+        let invoke = self.now();
+        let answer = rpc::put(
+            &self.env,
+            node,
+            &request,
+            Bytes::from(data.as_ref().clone()),
+            frame,
+            CALL_TIMEOUT,
+        )
+        .await;
+        let ret = self.now();
+        let lost = matches!(answer, CallOutcome::Lost);
+        let outcome = match answer {
+            CallOutcome::Answer(S3Response::Put { .. }) => PutOutcome::Acked,
+            CallOutcome::Answer(S3Response::Failed { code, .. })
+                if code == "PreconditionFailed" =>
+            {
+                PutOutcome::PreconditionFailed
+            }
+            CallOutcome::Answer(S3Response::Failed {
+                code,
+                message,
+                unknown: false,
+                ..
+            }) => PutOutcome::Refused { code, message },
+            CallOutcome::Unreachable => PutOutcome::Refused {
+                code: "unreachable".into(),
+                message: format!("node {node} refused the connection"),
+            },
+            _ => PutOutcome::Unknown,
+        };
+        self.env.world().trace(format_args!(
+            "s3 put {key} ({} bytes, if_absent={if_absent}) via {node} -> {outcome:?}",
+            data.len()
+        ));
+        let mut h = self.history.lock().expect("history");
+        if lost {
+            h.coordinator_lost += 1;
+        }
+        h.keys[index].puts.push(PutRecord {
+            node,
+            if_absent,
+            invoke,
+            ret,
+            outcome: outcome.clone(),
+        });
+        outcome
+    }
+
+    /// GETs key `index` (ranged when `range` is given) through `node`; records it.
+    pub async fn get(&self, index: usize, range: Option<(u64, u64)>, node: NodeId) {
+        let record = self.fetch(index, range, node).await;
+        self.history.lock().expect("history").gets.push(record);
+    }
+
+    /// GETs key `index` through `node` without recording it.
+    pub async fn fetch(&self, index: usize, range: Option<(u64, u64)>, node: NodeId) -> GetRecord {
+        let key = self.history.lock().expect("history").keys[index]
+            .key
+            .clone();
+        let request = S3Request::Get {
+            bucket: BUCKET.into(),
+            key: key.clone(),
+            range,
+        };
+        let down = self.down.lock().expect("down").clone();
+        let invoke = self.now();
+        let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;
+        let ret = self.now();
+        let outcome = match answer {
+            CallOutcome::Answer(S3Response::Data(bytes)) => GetOutcome::Data(sha(&bytes)),
+            CallOutcome::Answer(S3Response::Failed { code, .. }) if code == "NoSuchKey" => {
+                GetOutcome::NoSuchKey
+            }
+            CallOutcome::Answer(S3Response::Failed {
+                status: 503,
+                message,
+                ..
+            }) => GetOutcome::Unavailable(message),
+            CallOutcome::Answer(S3Response::Failed { code, message, .. }) => {
+                GetOutcome::Error { code, message }
+            }
+            CallOutcome::Answer(other) => GetOutcome::Error {
+                code: "unexpected answer".into(),
+                message: format!("{other:?}"),
+            },
+            CallOutcome::Lost | CallOutcome::Unreachable => GetOutcome::Lost,
+        };
+        self.env.world().trace(format_args!(
+            "s3 get {key} {range:?} via {node} -> {outcome:?}"
+        ));
+        GetRecord {
+            key: index,
+            range,
+            node,
+            invoke,
+            ret,
+            outcome,
+            down,
+            after_heal: false,
+        }
+    }
+
+    async fn delete(&self, index: usize) {
+        let key = self.history.lock().expect("history").keys[index]
+            .key
+            .clone();
+        let node = self.node();
+        let request = S3Request::Delete {
+            bucket: BUCKET.into(),
+            key: key.clone(),
+        };
+        let invoke = self.now();
+        let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;
+        let ret = self.now();
+        let acked = matches!(answer, CallOutcome::Answer(S3Response::Done));
+        let refused = matches!(
+            answer,
+            CallOutcome::Answer(S3Response::Failed { unknown: false, .. })
+                | CallOutcome::Unreachable
+        );
+        self.env
+            .world()
+            .trace(format_args!("s3 delete {key} via {node} -> {answer:?}"));
+        if !refused {
+            self.history.lock().expect("history").keys[index].delete =
+                Some(DeleteRecord { invoke, ret, acked });
+        }
+    }
+
+    /// A new key with fresh random bytes; returns its index.
+    fn new_key(&self, seq: u64) -> usize {
+        let len = object_len(
+            self.env.rng(),
+            self.chunk_size_bytes,
+            self.small_blob_bytes_max,
+            self.object_bytes_max,
+        );
+        let mut data = vec![0u8; len as usize];
+        self.env.rng().fill(&mut data);
+        let mut h = self.history.lock().expect("history");
+        h.keys.push(KeyRecord {
+            key: format!("c{}/o{seq}", self.id),
+            data: Arc::new(data),
+            puts: Vec::new(),
+            delete: None,
+        });
+        h.keys.len() - 1
+    }
+
+    /// A random range inside an object of `len` bytes (`len` > 0): single bytes, chunk
+    /// edges, suffixes, anything.
+    fn range(&self, len: u64) -> (u64, u64) {
+        let rng = self.env.rng();
+        let first = match below(rng, 3) {
+            0 => (below(rng, len / self.chunk_size_bytes + 1) * self.chunk_size_bytes).min(len - 1),
+            _ => below(rng, len),
+        };
+        let last = match below(rng, 3) {
+            0 => first,
+            1 => len - 1,
+            _ => first + below(rng, len - first),
+        };
+        (first, last)
+    }
+
+    /// One random operation.
+    async fn one(&self, seq: u64, mine: &mut Vec<usize>) {
+        let roll = below(self.env.rng(), 20);
+        let known = self.history.lock().expect("history").keys.len();
+        if roll < 9 || known == 0 {
+            let index = self.new_key(seq);
+            mine.push(index);
+            self.put(index, self.node(), false).await;
+        } else if roll < 16 {
+            let index = below(self.env.rng(), known as u64) as usize;
+            let len = self.history.lock().expect("history").keys[index].data.len() as u64;
+            let range = (len > 0 && below(self.env.rng(), 2) == 0).then(|| self.range(len));
+            self.get(index, range, self.node()).await;
+        } else if !mine.is_empty() {
+            let pick = below(self.env.rng(), mine.len() as u64) as usize;
+            let index = mine[pick];
+            if roll < 18 {
+                self.put(index, self.node(), true).await;
+            } else {
+                // A deleted key is never written again.
+                mine.swap_remove(pick);
+                self.delete(index).await;
+            }
+        }
+    }
+
+    pub async fn work(self, until: Duration) {
+        let mut mine = Vec::new();
+        let mut seq = 0;
+        while self.env.clock().now() < until {
+            self.one(seq, &mut mine).await;
+            seq += 1;
+            let pause = Duration::from_millis(below(self.env.rng(), 100));
+            self.env.clock().sleep(pause).await;
+        }
+    }
+}
