@@ -67,16 +67,20 @@ class Server:
             [hamster_bin(), "server", "--data", self.data_dir,
              "--s3", f"127.0.0.1:{self.port}", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.wait_listening()
+        return self
+
+    def wait_listening(self):
         deadline = time.time() + START_TIMEOUT_S
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"hamster server exited early:\n{self.log()}")
+                raise RuntimeError(f"hamster exited early:\n{self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"hamster server did not listen in time:\n{self.log()}")
+        raise RuntimeError(f"hamster did not listen in time:\n{self.log()}")
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc is None or self.proc.poll() is not None:

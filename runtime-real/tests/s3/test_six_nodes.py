@@ -1,0 +1,314 @@
+"""The six-node suite: six real `hamster cluster run` processes over loopback mTLS, each
+serving S3, storing 4+2 objects under a mixed workload while nodes are killed with
+SIGKILL. Reads reconstruct around the loss; with one node down writes ack at the floor
+(5 of 6 shards sealed); with two down writes refuse with 503 SlowDown while reads keep
+serving from exactly k; after restarts every acknowledged object reads back byte-exact.
+The compatibility suite (aws CLI, rclone, restic, s3cmd) then runs through a follower.
+
+The tests share one cluster and run in file order: each one starts from the state the
+previous one left (which nodes are down is part of it).
+"""
+
+import concurrent.futures
+import hashlib
+import os
+import random
+import re
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from conftest import (ACCESS_KEY, SECRET_KEY, Server, client_env, error_code,
+                      free_port, hamster_bin)
+
+NODES = 6
+MiB = 1 << 20
+# Bounds of the mixed workload (count and time).
+WORKLOAD_OPS_MAX = 240
+WORKLOAD_SECONDS_MAX = 60
+SETTLE_TIMEOUT_S = 60
+
+
+class Node(Server):
+    """One `hamster cluster run` process with its S3 endpoint; restartable."""
+
+    def __init__(self, cluster_dir, node_id):
+        self.node_id = node_id
+        self.config = os.path.join(cluster_dir, f"node{node_id}.toml")
+        self.shard_dir = os.path.join(cluster_dir, f"node{node_id}-data", "shards")
+        super().__init__(os.path.join(cluster_dir, f"node{node_id}-data"))
+        self.log_path = os.path.join(cluster_dir, f"node{node_id}.log")
+
+    def start(self):
+        env = client_env()
+        env["HAMSTER_ACCESS_KEY"] = ACCESS_KEY
+        env["HAMSTER_SECRET_KEY"] = SECRET_KEY
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [hamster_bin(), "cluster", "run", "--config", self.config,
+             "--s3", f"127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.wait_listening()
+        return self
+
+    def up(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def data_ids(self):
+        """The blobs this node holds a sealed shard of."""
+        try:
+            names = os.listdir(self.shard_dir)
+        except FileNotFoundError:
+            return set()
+        return {n.split(".")[0] for n in names if n.endswith(".shard")}
+
+
+class Cluster:
+    def __init__(self, tmp):
+        self.dir = os.path.join(tmp, "cluster")
+        subprocess.run([hamster_bin(), "cluster", "init", "--nodes", str(NODES),
+                        "--out", self.dir, "--base-port", "0"],
+                       check=True, capture_output=True)
+        self.nodes = {i: Node(self.dir, i) for i in range(1, NODES + 1)}
+
+    def start(self):
+        for n in self.nodes.values():
+            n.start()
+        return self
+
+    def stop(self):
+        for n in self.nodes.values():
+            n.stop()
+
+    def live(self):
+        return [n for n in self.nodes.values() if n.up()]
+
+    def status(self):
+        out = subprocess.run(
+            [hamster_bin(), "admin", "status", "--config", os.path.join(self.dir, "admin.toml")],
+            capture_output=True, text=True, timeout=30)
+        return out.stdout
+
+    def leader(self):
+        m = re.search(r"leader: node (\d+)", self.status())
+        return int(m.group(1)) if m else None
+
+    def logs(self):
+        return "\n".join(f"--- node {i}\n{n.log()[-1500:]}" for i, n in self.nodes.items())
+
+
+def retrying(fn, timeout_s=SETTLE_TIMEOUT_S):
+    """Calls fn until it succeeds, retrying what a client retries (503, connection loss)."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            return fn()
+        except (botocore.exceptions.ClientError,
+                botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectionClosedError,
+                botocore.exceptions.ReadTimeoutError) as e:
+            retryable = not isinstance(e, botocore.exceptions.ClientError) or \
+                e.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+            if not retryable or time.time() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def body(size, seed):
+    return random.Random(seed).randbytes(size)
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+class Store:
+    """What the tests stored and had acknowledged: key -> sha256 of the body."""
+
+    def __init__(self):
+        self.acked = {}
+        self.lock = threading.Lock()
+
+    def put(self, node, bucket, key, data):
+        node.client().put_object(Bucket=bucket, Key=key, Body=data)
+        with self.lock:
+            self.acked[key] = sha(data)
+
+    def check_all(self, cluster, bucket):
+        """Every acknowledged object reads back byte-exact through every live node."""
+        live = cluster.live()
+        for i, (key, digest) in enumerate(sorted(self.acked.items())):
+            node = live[i % len(live)]
+            got = retrying(lambda: node.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+            assert sha(got) == digest, f"{key} via node {node.node_id}: wrong bytes"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with tempfile.TemporaryDirectory(prefix="hamster-six-") as tmp:
+        c = Cluster(tmp).start()
+        try:
+            yield c
+        finally:
+            c.stop()
+
+
+@pytest.fixture(scope="module")
+def store():
+    return Store()
+
+
+@pytest.fixture(scope="module")
+def bucket(cluster):
+    name = "six-" + uuid.uuid4().hex[:12]
+    retrying(lambda: cluster.nodes[2].client().create_bucket(Bucket=name))
+    return name
+
+
+def new_ids(cluster, before):
+    return {i: n.data_ids() - before.get(i, set()) for i, n in cluster.nodes.items()}
+
+
+def test_objects_are_4_plus_2_on_six_distinct_nodes(cluster, bucket, store):
+    before = {i: n.data_ids() for i, n in cluster.nodes.items()}
+    data = body(5 * MiB + 12345, 1)
+    store.put(cluster.nodes[2], bucket, "big", data)
+    fresh = new_ids(cluster, before)
+    blob_ids = set().union(*fresh.values())
+    assert len(blob_ids) == 1, fresh
+    assert all(len(ids) == 1 for ids in fresh.values()), \
+        f"one shard of the 4+2 object on each of the six nodes: {fresh}"
+    for n in cluster.nodes.values():
+        got = n.client().get_object(Bucket=bucket, Key="big")["Body"].read()
+        assert got == data, f"node {n.node_id}"
+    ranged = cluster.nodes[5].client().get_object(
+        Bucket=bucket, Key="big", Range="bytes=3000000-4100000")["Body"].read()
+    assert ranged == data[3000000:4100001]
+
+    # A small object is stored as replicas (k = 1): 1+2 on three distinct nodes.
+    before = {i: n.data_ids() for i, n in cluster.nodes.items()}
+    small = body(100 * 1024, 2)
+    store.put(cluster.nodes[4], bucket, "small", small)
+    holders = [i for i, ids in new_ids(cluster, before).items() if ids]
+    assert len(holders) == 3, holders
+
+
+def test_followers_coordinate_multipart_and_copy(cluster, bucket, store):
+    leader = cluster.leader()
+    follower = next(n for i, n in cluster.nodes.items() if i != leader)
+    s3 = follower.client()
+    parts = [body(5 * MiB, 10), body(5 * MiB, 11), body(1 * MiB + 7, 12)]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="multi")
+    done = []
+    for i, p in enumerate(parts, start=1):
+        r = s3.upload_part(Bucket=bucket, Key="multi", UploadId=up["UploadId"], PartNumber=i, Body=p)
+        done.append({"PartNumber": i, "ETag": r["ETag"]})
+    out = s3.complete_multipart_upload(Bucket=bucket, Key="multi", UploadId=up["UploadId"],
+                                       MultipartUpload={"Parts": done})
+    assert out["ETag"].strip('"').endswith("-3")
+    whole = b"".join(parts)
+    store.acked["multi"] = sha(whole)
+    s3.copy_object(Bucket=bucket, Key="multi-copy", CopySource={"Bucket": bucket, "Key": "multi"})
+    store.acked["multi-copy"] = sha(whole)
+    other = cluster.nodes[leader]
+    got = other.client().get_object(Bucket=bucket, Key="multi-copy")["Body"].read()
+    assert got == whole
+
+
+def test_mixed_workload_while_a_node_is_killed(cluster, bucket, store):
+    stop = threading.Event()
+    errors = []
+    victim = cluster.nodes[3]
+
+    def worker(w):
+        rng = random.Random(w)
+        ops = 0
+        deadline = time.time() + WORKLOAD_SECONDS_MAX
+        while not stop.is_set() and ops < WORKLOAD_OPS_MAX // 4 and time.time() < deadline:
+            ops += 1
+            node = rng.choice(cluster.live())
+            try:
+                if rng.random() < 0.6 or not store.acked:
+                    size = rng.choice([0, 1, 4096, 200 * 1024, 1 * MiB + 3, 3 * MiB])
+                    key = f"w{w}-{ops}"
+                    store.put(node, bucket, key, body(size, hash(key) & 0xffffffff))
+                else:
+                    with store.lock:
+                        key, digest = rng.choice(sorted(store.acked.items()))
+                    got = node.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+                    if sha(got) != digest:
+                        errors.append(f"WRONG BYTES for {key} via node {node.node_id}")
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+                pass  # the node died mid-request, or a leader change: not acknowledged
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(worker, w) for w in range(4)]
+        time.sleep(2)
+        victim.kill9()
+        for f in futures:
+            f.result(timeout=WORKLOAD_SECONDS_MAX + 60)
+    assert not errors, errors
+    assert len(store.acked) > 10, "the workload made progress with a node down"
+    # Reads reconstruct around the lost node.
+    store.check_all(cluster, bucket)
+
+
+def test_one_node_down_writes_ack_at_the_floor(cluster, bucket, store):
+    assert len(cluster.live()) == NODES - 1
+    before = {i: n.data_ids() for i, n in cluster.nodes.items()}
+    data = body(2 * MiB + 1, 20)
+    retrying(lambda: store.put(cluster.live()[0], bucket, "at-floor", data))
+    holders = [i for i, ids in new_ids(cluster, before).items() if ids]
+    assert len(holders) == 5, f"5 of 6 shards sealed with one node down: {holders}"
+    assert 3 not in holders
+    got = cluster.live()[-1].client().get_object(Bucket=bucket, Key="at-floor")["Body"].read()
+    assert got == data
+
+
+def test_two_down_writes_refuse_and_reads_serve_from_k(cluster, bucket, store):
+    cluster.nodes[5].kill9()
+    assert len(cluster.live()) == NODES - 2
+    node = cluster.live()[0]
+    # The leader may have died: wait for one, then the write must be refused, not lost.
+    retrying(lambda: node.client().head_bucket(Bucket=bucket))
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        node.client().put_object(Bucket=bucket, Key="refused", Body=body(2 * MiB, 30))
+    assert error_code(e) == "SlowDown"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        node.client().head_object(Bucket=bucket, Key="refused")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # Every 4+2 object has exactly k = 4 shards left on the live nodes; reads serve.
+    store.check_all(cluster, bucket)
+
+
+def test_after_restarts_every_acknowledged_object_reads_back(cluster, bucket, store):
+    for i in (3, 5):
+        cluster.nodes[i].start()
+    assert len(cluster.live()) == NODES
+    store.check_all(cluster, bucket)
+    before = {i: n.data_ids() for i, n in cluster.nodes.items()}
+    retrying(lambda: store.put(cluster.nodes[5], bucket, "healthy-again", body(2 * MiB, 40)))
+    holders = [i for i, ids in new_ids(cluster, before).items() if ids]
+    assert len(holders) == 6, holders
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        cluster.nodes[1].client().head_object(Bucket=bucket, Key="refused")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_compatibility_suite_through_a_follower(cluster):
+    leader = cluster.leader()
+    assert leader is not None, cluster.status()
+    follower = next(n for i, n in cluster.nodes.items() if i != leader)
+    env = client_env()
+    env.update(HAMSTER_ENDPOINT=follower.endpoint, HAMSTER_ACCESS_KEY=ACCESS_KEY,
+               HAMSTER_SECRET_KEY=SECRET_KEY, HAMSTER_BIN=hamster_bin())
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "..")
+    out = subprocess.run(["bash", "scripts/compat.sh"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}\n{cluster.logs()}"
