@@ -157,6 +157,11 @@ pub struct Item {
     pub command: Option<Command>,
 }
 
+/// redb's page cache: the bound on the state machine's resident memory, whatever the
+/// number of objects (redb's default is 1 GiB). Pages beyond it are read from the file,
+/// which the OS caches.
+pub const CACHE_BYTES: usize = 64 << 20;
+
 pub struct MetaStore {
     db: Database,
 }
@@ -320,7 +325,9 @@ impl MetaTables for Writer<'_> {
 impl MetaStore {
     /// Opens (or creates) the store on `backend`; redb repairs an interrupted commit.
     pub fn open(backend: impl redb::StorageBackend) -> Result<Self, StoreError> {
-        let db = Database::builder().create_with_backend(backend)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(backend)?;
         let txn = db.begin_write()?;
         drop(Writer::open(&txn, &LIVE)?);
         txn.open_table(RAFT)?;

@@ -204,6 +204,10 @@ impl S3Client {
         for (k, v) in self.signer.sign(method, &self.host, path, query, extra) {
             req = req.header(k, v);
         }
+        if method == "PUT" {
+            // hyper leaves it out for an empty body; S3 requires it on every PUT.
+            req = req.header(http::header::CONTENT_LENGTH, body.len());
+        }
         let resp = self.http.request(req.body(Full::new(body))?).await?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
@@ -389,6 +393,8 @@ async fn phase(ctx: &Arc<Ctx>, kind: Kind, workers: usize, seconds: f64) -> (Pha
                             if phase.errors.fetch_add(1, Ordering::Relaxed) < 3 {
                                 eprintln!("bench: {} failed: {error:#}", kind.name());
                             }
+                            // A failing endpoint is not to be spun on.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
                 }

@@ -58,15 +58,16 @@ class Server:
         self.proc = None
         self.log_path = os.path.join(os.path.dirname(data_dir), f"server-{self.port}.log")
 
+    def command(self):
+        return [hamster_bin(), "server", "--data", self.data_dir,
+                "--s3", f"127.0.0.1:{self.port}", *self.extra_args]
+
     def start(self):
         env = client_env()
         env["HAMSTER_ACCESS_KEY"] = ACCESS_KEY
         env["HAMSTER_SECRET_KEY"] = SECRET_KEY
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [hamster_bin(), "server", "--data", self.data_dir,
-             "--s3", f"127.0.0.1:{self.port}", *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         self.wait_listening()
         return self
 

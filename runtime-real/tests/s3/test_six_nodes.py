@@ -23,8 +23,7 @@ import uuid
 import botocore.exceptions
 import pytest
 
-from conftest import (ACCESS_KEY, SECRET_KEY, Server, client_env, error_code,
-                      free_port, hamster_bin)
+from conftest import ACCESS_KEY, SECRET_KEY, Server, client_env, error_code, hamster_bin
 
 NODES = 6
 MiB = 1 << 20
@@ -44,17 +43,9 @@ class Node(Server):
         super().__init__(os.path.join(cluster_dir, f"node{node_id}-data"))
         self.log_path = os.path.join(cluster_dir, f"node{node_id}.log")
 
-    def start(self):
-        env = client_env()
-        env["HAMSTER_ACCESS_KEY"] = ACCESS_KEY
-        env["HAMSTER_SECRET_KEY"] = SECRET_KEY
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [hamster_bin(), "cluster", "run", "--config", self.config,
-             "--s3", f"127.0.0.1:{self.port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
-        self.wait_listening()
-        return self
+    def command(self):
+        return [hamster_bin(), "cluster", "run", "--config", self.config,
+                "--s3", f"127.0.0.1:{self.port}"]
 
     def up(self):
         return self.proc is not None and self.proc.poll() is None
@@ -69,12 +60,12 @@ class Node(Server):
 
 
 class Cluster:
-    def __init__(self, tmp):
-        self.dir = os.path.join(tmp, "cluster")
-        subprocess.run([hamster_bin(), "cluster", "init", "--nodes", str(NODES),
+    def __init__(self, tmp, nodes=NODES):
+        self.dir = os.path.join(tmp, f"cluster{nodes}")
+        subprocess.run([hamster_bin(), "cluster", "init", "--nodes", str(nodes),
                         "--out", self.dir, "--base-port", "0"],
                        check=True, capture_output=True)
-        self.nodes = {i: Node(self.dir, i) for i in range(1, NODES + 1)}
+        self.nodes = {i: Node(self.dir, i) for i in range(1, nodes + 1)}
 
     def start(self):
         for n in self.nodes.values():

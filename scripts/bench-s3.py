@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""S3 benchmarks on this machine, for docs/benchmarks.md. Not a test: figures only.
+
+  target/py/bin/python scripts/bench-s3.py [--seconds 5] [--only server|cluster]
+
+server:  `hamster bench` against `hamster server` (4 KiB x16, 1 MiB x8, 64 MiB x2); the
+         aws CLI as an external client (the same sizes, cp --recursive up and down);
+         peak RSS of the server over idle while one 1 GiB object is PUT and then GET;
+         bytes the server read (from disk, and through read(2)) for one 1 MiB ranged GET
+         of that object, with its shard evicted from the page cache first.
+raft:    three `hamster cluster run` nodes on loopback mTLS: 0-byte PUTs (each one a
+         ReadIndex and one committed proposal) by 64 workers, through the leader and
+         through a follower (which forwards its proposals): committed proposals per
+         second with batching, and p50/p99 commit latency.
+cluster: six `hamster cluster run` nodes on loopback (4+2): `hamster bench` for 1 MiB
+         and 64 MiB, healthy and with one node killed; peak RSS per node during a 1 GiB
+         PUT; bytes the other nodes sent for one 1 MiB ranged GET of that object (the
+         sum of their write(2) bytes: shard slices on the wire, as they write nothing
+         else); and the ratio to `hamster server` for the same workload.
+
+Servers listen on 127.0.0.1 free ports and are stopped at the end.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import boto3
+import botocore.config
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "runtime-real", "tests", "s3"))
+from conftest import ACCESS_KEY, SECRET_KEY, Server, client_env, hamster_bin  # noqa: E402
+from test_six_nodes import Cluster  # noqa: E402
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def proc_status(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def proc_io(pid):
+    out = {}
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            k, v = line.split(":")
+            out[k] = int(v)
+    return out
+
+
+def bench(endpoint, sizes, workers, seconds):
+    env = client_env()
+    env.update(HAMSTER_ACCESS_KEY=ACCESS_KEY, HAMSTER_SECRET_KEY=SECRET_KEY)
+    out = subprocess.run(
+        [hamster_bin(), "bench", "--endpoint", endpoint, "--sizes", sizes,
+         "--workers", workers, "--seconds", str(seconds)],
+        env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def mb_s(bytes_, secs):
+    return f"{bytes_ / secs / 1e6:.0f} MB/s"
+
+
+def aws_cli(endpoint, tmp):
+    """The aws CLI (an external client) moving the same sizes up and down."""
+    env = client_env()
+    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.path.join(tmp, "aws.cfg"))
+    lines = []
+    for label, size, count, concurrency in [("4KiB", 4096, 2000, 16), ("1MiB", MiB, 200, 8),
+                                             ("64MiB", 64 * MiB, 6, 2)]:
+        with open(env["AWS_CONFIG_FILE"], "w") as f:
+            f.write(f"[default]\ns3 =\n  max_concurrent_requests = {concurrency}\n"
+                    f"  multipart_threshold = 128MB\n")
+        src = os.path.join(tmp, f"up-{label}")
+        dst = os.path.join(tmp, f"down-{label}")
+        os.makedirs(src)
+        block = os.urandom(size)
+        for i in range(count):
+            with open(os.path.join(src, f"f{i:05}"), "wb") as f:
+                f.write(block[i % 7:] + block[:i % 7])
+        aws = ["aws", "--endpoint-url", endpoint, "s3"]
+        subprocess.run(aws + ["mb", f"s3://cli-{label.lower()}"], env=env, check=True,
+                       capture_output=True)
+        for direction, args in [("PUT", ["cp", "--recursive", src, f"s3://cli-{label.lower()}/"]),
+                                ("GET", ["cp", "--recursive", f"s3://cli-{label.lower()}/", dst])]:
+            t = time.time()
+            subprocess.run(aws + ["--quiet"] + args, env=env, check=True)
+            secs = time.time() - t
+            lines.append(f"aws CLI {direction} {label} x{concurrency}: {count} objects in "
+                         f"{secs:.1f} s = {count / secs:.0f} ops/s, {mb_s(count * size, secs)}")
+        subprocess.run(["rm", "-rf", src, dst])
+    return lines
+
+
+def evict_dir(root):
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            if n.endswith(".shard"):
+                fd = os.open(os.path.join(dirpath, n), os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
+
+
+def s3_client(endpoint):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                        config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                      retries={"max_attempts": 3}))
+
+
+def one_gib(endpoint, pids):
+    """1 GiB PUT then GET with `hamster bench` (one worker); returns peak RSS over idle."""
+    idle = {p: proc_status(p, "VmRSS:") for p in pids}
+    text = bench(endpoint, "1GiB", "1", 1)
+    peak = {p: proc_status(p, "VmHWM:") for p in pids}
+    return text, {p: peak[p] - idle[p] for p in pids}, idle
+
+
+def ranged_get(endpoint, pids, data_dirs):
+    """One 1 MiB ranged GET from the middle of the 1 GiB object."""
+    for d in data_dirs:
+        evict_dir(d)
+    before = {p: proc_io(p) for p in pids}
+    t = time.time()
+    got = s3_client(endpoint).get_object(
+        Bucket="hamster-bench", Key="bench-1GiB/0000000000000000",
+        Range=f"bytes={512 * MiB + 12345}-{513 * MiB + 12344}")["Body"].read()
+    secs = time.time() - t
+    assert len(got) == MiB
+    after = {p: proc_io(p) for p in pids}
+    return {p: {k: after[p][k] - before[p][k] for k in after[p]} for p in pids}, secs
+
+
+def run_server(seconds, tmp):
+    print("## hamster server (one node, 1+0)\n")
+    s = Server(os.path.join(tmp, "server-data")).start()
+    try:
+        print(bench(s.endpoint, "4KiB,1MiB,64MiB", "16,8,2", seconds))
+        for line in aws_cli(s.endpoint, tmp):
+            print(line)
+        text, over_idle, idle = one_gib(s.endpoint, [s.proc.pid])
+        print(text)
+        pid = s.proc.pid
+        print(f"1 GiB PUT then GET: server idle RSS {idle[pid] / MiB:.1f} MiB, "
+              f"peak {over_idle[pid] / MiB:.1f} MiB above idle")
+        io, secs = ranged_get(s.endpoint, [pid], [s.data_dir])
+        print(f"1 MiB ranged GET of the 1 GiB object ({secs * 1000:.0f} ms): server read "
+              f"{io[pid]['read_bytes'] / MiB:.2f} MiB from disk, "
+              f"{io[pid]['rchar'] / MiB:.2f} MiB through read(2)")
+    finally:
+        s.stop()
+
+
+def wait_bucket(endpoint, name="hamster-bench"):
+    s3 = s3_client(endpoint)
+    deadline = time.time() + 60
+    while True:
+        try:
+            s3.create_bucket(Bucket=name)
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def run_raft(seconds, tmp):
+    print("\n## Raft: three nodes on loopback mTLS, 0-byte PUTs (one proposal each)\n")
+    c = Cluster(tmp, nodes=3).start()
+    try:
+        wait_bucket(c.nodes[1].endpoint)
+        leader = c.leader()
+        follower = next(i for i in c.nodes if i != leader)
+        for label, i in [("leader", leader), ("follower", follower)]:
+            print(f"through the {label} (node {i}):")
+            print(bench(c.nodes[i].endpoint, "0", "64", seconds))
+    finally:
+        c.stop()
+
+
+def run_cluster(seconds, tmp):
+    print("\n## six nodes on loopback (4+2)\n")
+    c = Cluster(tmp).start()
+    try:
+        wait_bucket(c.nodes[1].endpoint)
+        leader = c.leader()
+        coordinator = next(n for i, n in c.nodes.items() if i != leader)
+        print(f"leader: node {leader}; bench through node {coordinator.node_id} (a follower)")
+        print(bench(coordinator.endpoint, "1MiB,64MiB", "8,2", seconds))
+        pids = {i: n.proc.pid for i, n in c.nodes.items()}
+        text, over_idle, idle = one_gib(coordinator.endpoint, list(pids.values()))
+        print(text)
+        for i, p in pids.items():
+            print(f"node {i}: idle RSS {idle[p] / MiB:.1f} MiB, peak {over_idle[p] / MiB:.1f} MiB "
+                  f"above idle during the 1 GiB PUT and GET")
+        # Through every node in turn: a coordinator that holds a data shard the range
+        # touches reads that slice locally, so each node's view differs.
+        for coord in c.nodes.values():
+            io, secs = ranged_get(coord.endpoint, list(pids.values()),
+                                  [n.data_dir for n in c.nodes.values()])
+            others = [p for i, p in pids.items() if i != coord.node_id]
+            sent = sum(io[p]["wchar"] for p in others)
+            disk = sum(io[p]["read_bytes"] for p in pids.values())
+            print(f"1 MiB ranged GET of the 1 GiB object via node {coord.node_id} "
+                  f"({secs * 1000:.0f} ms): the other nodes sent {sent / MiB:.2f} MiB; "
+                  f"all nodes read {disk / MiB:.2f} MiB from disk")
+        victim = next(i for i in sorted(c.nodes, reverse=True)
+                      if i not in (leader, coordinator.node_id))
+        c.nodes[victim].kill9()
+        print(f"\nnode {victim} killed (SIGKILL): degraded writes (5 of 6 sealed) and reads")
+        print(bench(coordinator.endpoint, "1MiB,64MiB", "8,2", seconds))
+    finally:
+        c.stop()
+    print("\n## hamster server, the same workload, for the ratio\n")
+    s = Server(os.path.join(tmp, "ratio-data")).start()
+    try:
+        print(bench(s.endpoint, "1MiB,64MiB", "8,2", seconds))
+    finally:
+        s.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--only", choices=["server", "raft", "cluster"])
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hamster-bench-", dir=os.environ.get("TMPDIR")) as tmp:
+        if a.only in (None, "server"):
+            run_server(a.seconds, tmp)
+        if a.only in (None, "raft"):
+            run_raft(a.seconds, tmp)
+        if a.only in (None, "cluster"):
+            run_cluster(a.seconds, tmp)
+
+
+if __name__ == "__main__":
+    main()
