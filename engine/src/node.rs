@@ -303,7 +303,10 @@ impl NodeConfig {
 
 /// How often the orphan sweep looks at this node's shards.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-/// A shard seen unreferenced this long ago, and still unreferenced, is removed.
+/// A shard seen unreferenced this long ago, and still unreferenced, is removed. It must
+/// outlast any window between a blob's seal and its metadata commit: a proposal that
+/// sits uncommitted longer (a leaderless stretch that long) could commit after its
+/// shards were judged orphans. Not guarded beyond this margin.
 pub const SWEEP_GRACE: Duration = Duration::from_secs(900);
 
 /// The orphan sweep's timing.
