@@ -373,13 +373,8 @@ pub async fn start<E: Env>(
 /// persist Raft state, or its log lost acknowledged entries). Such a node no longer
 /// votes or commits; its process should end so that its supervisor restarts it and
 /// the start-up checks judge its state again.
-pub async fn driver_stopped<E: Env>(env: &E, raft: &RaftHandle) -> String {
-    loop {
-        if let Some(why) = raft.status().stopped {
-            return why;
-        }
-        env.clock().sleep(Duration::from_secs(1)).await;
-    }
+pub async fn driver_stopped<E: Env>(_env: &E, raft: &RaftHandle) -> String {
+    raft.stopped().await
 }
 
 /// A node's main: [`start`], then run until the node dies or its Raft driver stops.

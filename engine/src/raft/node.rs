@@ -158,6 +158,8 @@ enum Op {
 
 struct Shared {
     status: RaftStatus,
+    /// Told why, once the driver stops.
+    stop_waiters: Vec<oneshot::Sender<String>>,
 }
 
 /// The node's way into its Raft group: propose, read, and look. Cheap to clone.
@@ -242,6 +244,25 @@ impl RaftHandle {
         f: impl FnOnce(&MetaReader) -> Result<T, StoreError>,
     ) -> Result<T, ProposeError> {
         Ok(f(&self.store.reader()?)?)
+    }
+
+    /// Resolves, with the reason, once the driver has stopped (pending while it runs;
+    /// no timer, so it adds no events to a simulated run).
+    pub async fn stopped(&self) -> String {
+        let rx = {
+            let mut shared = self.shared.lock().expect("raft shared state");
+            if let Some(why) = &shared.status.stopped {
+                return why.clone();
+            }
+            let (tx, rx) = oneshot::channel();
+            shared.stop_waiters.push(tx);
+            rx
+        };
+        match rx.await {
+            Ok(why) => why,
+            // The driver was dropped without stopping (its node was killed).
+            Err(_) => std::future::pending().await,
+        }
     }
 
     pub fn status(&self) -> RaftStatus {
@@ -464,6 +485,7 @@ pub async fn start<E: Env>(
     }
     let (tx, rx) = mpsc::channel(DRIVER_QUEUE_MAX);
     let shared = Arc::new(Mutex::new(Shared {
+        stop_waiters: Vec::new(),
         status: RaftStatus {
             id: config.id,
             ..Default::default()
@@ -536,7 +558,11 @@ impl<E: Env> Driver<E> {
                 // A log that lost acknowledged entries, or a disk that cannot persist
                 // Raft state, must not vote or ack: stop.
                 tracing::error!(node = self.config.id, %error, "raft driver stopping");
-                self.shared.lock().expect("shared").status.stopped = Some(error.to_string());
+                let mut shared = self.shared.lock().expect("shared");
+                shared.status.stopped = Some(error.to_string());
+                for waiter in shared.stop_waiters.drain(..) {
+                    let _ = waiter.send(error.to_string());
+                }
                 return;
             }
         }
