@@ -369,21 +369,15 @@ pub async fn start<E: Env>(
     })
 }
 
-/// Resolves, with the reason, once the Raft driver has stopped (its disk could not
-/// persist Raft state, or its log lost acknowledged entries). Such a node no longer
-/// votes or commits; its process should end so that its supervisor restarts it and
-/// the start-up checks judge its state again.
-pub async fn driver_stopped<E: Env>(_env: &E, raft: &RaftHandle) -> String {
-    raft.stopped().await
-}
-
 /// A node's main: [`start`], then run until the node dies or its Raft driver stops.
 /// Returns (without serving) if the Raft state is corrupt.
 pub async fn run<E: Env>(env: E, config: NodeConfig, on_start: impl FnOnce(&Started<E>)) {
     match start(env.clone(), config).await {
         Ok(started) => {
             on_start(&started);
-            let why = driver_stopped(&env, &started.raft).await;
+            // A stopped driver no longer votes or commits: the node ends, so that its
+            // supervisor restarts it and the start-up checks judge its state again.
+            let why = started.raft.stopped().await;
             tracing::error!(node = env.node_id(), %why, "raft driver stopped; the node ends");
         }
         Err(error) => {

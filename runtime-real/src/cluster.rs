@@ -333,10 +333,10 @@ pub async fn run(
             ..Default::default()
         },
     );
-    let started = engine::node::start(env.clone(), node)
+    let started = engine::node::start(env, node)
         .await
         .map_err(|e| anyhow!("node {id}: its raft state was refused: {e}"))?;
-    let (stop, failure) = crate::server::stop_or_driver_failure(stop, env, started.raft.clone());
+    let (stop, failure) = crate::server::stop_or_driver_failure(stop, started.raft.clone());
     tracing::info!(node = id, "raft started; serving");
     match (s3, keys) {
         (Some(listen), Some(keys)) => {

@@ -167,10 +167,10 @@ pub async fn run_server(
             },
         )
     };
-    let started = engine::node::start(env.clone(), config)
+    let started = engine::node::start(env, config)
         .await
         .map_err(|e| anyhow::anyhow!("the metadata store was refused: {e}"))?;
-    let (stop, failure) = stop_or_driver_failure(stop, env, started.raft.clone());
+    let (stop, failure) = stop_or_driver_failure(stop, started.raft.clone());
     let s3 = started.s3;
     let listener = TcpListener::bind(options.s3)
         .await
@@ -208,7 +208,6 @@ impl Failure {
 /// `stop`, or the Raft driver stopping (recorded in the [`Failure`]).
 pub(crate) fn stop_or_driver_failure(
     stop: impl std::future::Future<Output = ()>,
-    env: RealEnv,
     raft: engine::raft::node::RaftHandle,
 ) -> (impl std::future::Future<Output = ()>, Failure) {
     let failure = Failure::default();
@@ -216,7 +215,7 @@ pub(crate) fn stop_or_driver_failure(
     let watch = async move {
         tokio::select! {
             () = stop => {}
-            why = engine::node::driver_stopped(&env, &raft) => {
+            why = raft.stopped() => {
                 tracing::error!(%why, "raft driver stopped; shutting down");
                 *record.0.lock().expect("failure") = Some(why);
             }

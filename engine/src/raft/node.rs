@@ -246,8 +246,9 @@ impl RaftHandle {
         Ok(f(&self.store.reader()?)?)
     }
 
-    /// Resolves, with the reason, once the driver has stopped (pending while it runs;
-    /// no timer, so it adds no events to a simulated run).
+    /// Resolves, with the reason, once the driver has stopped (its disk could not
+    /// persist Raft state, or its log lost acknowledged entries); pending while it runs.
+    /// Signalled, not polled: no timer, so it adds no events to a simulated run.
     pub async fn stopped(&self) -> String {
         let rx = {
             let mut shared = self.shared.lock().expect("raft shared state");
