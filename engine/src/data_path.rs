@@ -12,7 +12,10 @@
 //! dropped and the write goes on without it while at least the floor
 //! (`Profile::write_floor`: all shards without parity, else k + 1) is alive. The write
 //! succeeds when the floor sealed; the layout marks the shards that did not
-//! (`ShardPlacement::sealed`), which repair owes. Below the floor the write fails and
+//! (`ShardPlacement::sealed`), which repair owes. The coordinator hashes every shard it
+//! encodes, so each placement carries the sha256 its shard must have, sealed or not: a
+//! holder that sealed other bytes is counted as not sealed, and repair checks a rebuilt
+//! shard against that hash before sealing it ([`rebuild`]). Below the floor the write fails and
 //! removes what was sealed; an unsealed shard is never visible anyway.
 //!
 //! **Read** ([`DataPath::read_blob`]). A byte range maps to the data-shard slices that
@@ -29,12 +32,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use crate::env::{BodySender, BodyStream, Env, NodeId, timeout};
 use crate::erasure::{CodecId, Geometry, ReedSolomon, reconstruct_owned};
 use crate::meta::{DataLayout, ShardPlacement};
 use crate::placement::{CHUNK_SIZE_BYTES, Profile};
 use crate::shard_rpc::{self, CallError, RemoteError};
+mod rebuild;
+pub use rebuild::RebuildError;
+
 use crate::shard_store::{
     BLOCK_SIZE_BYTES_DEFAULT, SealedShard, ShardError, ShardHeader, ShardId, ShardStore,
     ShardWriter,
@@ -307,6 +314,17 @@ impl<E: Env> DataPath<E> {
         std::mem::take(&mut *self.reported.lock().expect("reports"))
     }
 
+    /// Reports the shards a committed degraded write could not seal, so that repair
+    /// owes them from the moment of the commit.
+    pub fn report_unsealed(&self, layout: &DataLayout) {
+        for (i, placement) in layout.shards.iter().enumerate() {
+            if !placement.sealed {
+                let id = shard_id(layout.data_id, i as u16);
+                self.report(placement.node, id, "not sealed by its write".into());
+            }
+        }
+    }
+
     fn report(&self, node: NodeId, id: ShardId, reason: String) {
         tracing::warn!(node, shard = %id.file_name(), %reason, "shard unusable; reported for repair");
         let mut reported = self.reported.lock().expect("reports");
@@ -371,8 +389,9 @@ impl<E: Env> DataPath<E> {
             };
             sinks.push(self.open_sink(holder, header).await);
         }
+        let mut hashes = vec![Sha256::new(); shards];
         let streamed = self
-            .stream_stripes(source, spec, &geometry, &mut sinks)
+            .stream_stripes(source, spec, &geometry, &mut sinks, &mut hashes)
             .await;
         if let Err(e) = streamed {
             abort_all(sinks).await;
@@ -388,10 +407,15 @@ impl<E: Env> DataPath<E> {
         });
         let results = futures::future::join_all(seals).await;
         let mut placements = Vec::with_capacity(shards);
-        for (i, result) in results.into_iter().enumerate() {
+        for (i, (result, hash)) in results.into_iter().zip(hashes).enumerate() {
             let node = spec.holders[i];
+            let sha256: [u8; 32] = hash.finalize().into();
             let sealed = match result {
-                Some(Ok(sealed)) => Some(sealed),
+                Some(Ok(sealed)) if sealed.sha256 == sha256 => Some(sealed),
+                Some(Ok(_)) => {
+                    tracing::warn!(node, shard = i, "holder sealed other bytes than were sent");
+                    None
+                }
                 Some(Err(error)) => {
                     tracing::warn!(node, shard = i, %error, "shard not sealed");
                     None
@@ -400,7 +424,7 @@ impl<E: Env> DataPath<E> {
             };
             placements.push(ShardPlacement {
                 node,
-                sha256: sealed.map_or([0; 32], |s| s.sha256),
+                sha256,
                 sealed: sealed.is_some(),
             });
         }
@@ -432,6 +456,7 @@ impl<E: Env> DataPath<E> {
         spec: &WriteSpec,
         geometry: &Geometry,
         sinks: &mut [Option<Sink<E>>],
+        hashes: &mut [Sha256],
     ) -> Result<(), WriteError> {
         let Profile { k, m } = spec.profile;
         let floor = spec.profile.write_floor();
@@ -459,6 +484,9 @@ impl<E: Env> DataPath<E> {
             done += len as u64;
             let chunks = crate::erasure::encode_stripe(&*codec, geometry, stripe, &stripe_buf)
                 .expect("a stripe of the geometry encodes");
+            for (hash, chunk) in hashes.iter_mut().zip(&chunks) {
+                hash.update(chunk);
+            }
             let env = &self.env;
             let sends = sinks
                 .iter_mut()

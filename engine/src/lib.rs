@@ -13,6 +13,7 @@ pub mod meta_store;
 pub mod node;
 pub mod placement;
 pub mod raft;
+pub mod repair;
 pub mod s3;
 pub mod shard_rpc;
 pub mod shard_store;

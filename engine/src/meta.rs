@@ -19,9 +19,16 @@
 //!   never grows inside one record);
 //! - uploads: id -> [`UploadHead`]; parts: (id, number) -> [`PartInfo`];
 //! - members: node -> [`Member`];
-//! - data refs: every data id some object, part or upload refers to. A shard whose data
-//!   id is not here is an orphan (a write that never committed, an overwritten or
-//!   deleted object), which the holders' sweep removes.
+//! - data refs: data id -> [`DataRef`], for every blob some object, part or upload
+//!   refers to: where its layout is kept (so repair finds and updates it in place) and
+//!   whether it is lost. A shard whose data id is not here is an orphan (a write that
+//!   never committed, an overwritten or deleted object), which the holders' sweep removes.
+//!
+//! Repair's commands (`RepairShard`, `MarkLost`, `ClearLost`) are in [`repair`]; each is
+//! guarded by the layout it was computed from, so a repair racing an overwrite, a delete
+//! or another repair changes nothing.
+
+pub mod repair;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,6 +64,48 @@ pub struct DataLayout {
 impl DataLayout {
     pub fn sealed_shards(&self) -> usize {
         self.shards.iter().filter(|s| s.sealed).count()
+    }
+}
+
+/// Where a blob's layout is kept; the data-refs table maps each data id to one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Site {
+    /// The current version of (bucket, key) is this one blob.
+    Object,
+    /// Row `index` of the object-parts table of the completed object at `version`.
+    ObjectPart { version: u64, index: u32 },
+    /// Part `part` of an upload in progress.
+    UploadPart { upload_id: String, part: u32 },
+}
+
+/// A blob that a repair found with fewer than k good shards: it cannot be read until
+/// holders come back. Recorded, not inferred per GET.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostMark {
+    /// Shards found readable and verified when it was marked.
+    pub good: u16,
+    /// Shards needed (k).
+    pub needed: u16,
+    pub since_ms: u64,
+}
+
+/// A row of the data-refs table: which object a blob belongs to and where its layout is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRef {
+    pub bucket: String,
+    pub key: String,
+    pub site: Site,
+    pub lost: Option<LostMark>,
+}
+
+impl DataRef {
+    pub fn new(bucket: &str, key: &str, site: Site) -> Self {
+        Self {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            site,
+            lost: None,
+        }
     }
 }
 
@@ -248,6 +297,24 @@ pub enum CommandV1 {
     RemoveMember {
         node: NodeId,
     },
+    /// Records shard `index` of blob `data_id` as `placement` (rebuilt and sealed), if
+    /// the layout still has `expected` there.
+    RepairShard {
+        data_id: u128,
+        index: u16,
+        expected: ShardPlacement,
+        placement: ShardPlacement,
+    },
+    /// Marks blob `data_id` lost, if its shards are still `shards`.
+    MarkLost {
+        data_id: u128,
+        shards: Vec<ShardPlacement>,
+        mark: LostMark,
+    },
+    /// Blob `data_id` is readable again.
+    ClearLost {
+        data_id: u128,
+    },
 }
 
 /// A command as it travels through the log.
@@ -276,6 +343,8 @@ pub enum Applied {
     InvalidPartOrder,
     /// A part other than the last is smaller than [`PART_SIZE_MIN_BYTES`].
     EntityTooSmall(u32),
+    /// A repair's guard failed: the blob is gone or its layout changed; nothing done.
+    Stale,
 }
 
 /// The tables `apply` works on: [`MetaState`] in memory, and the redb tables of
@@ -302,7 +371,9 @@ pub trait MetaTables {
     fn remove_parts(&mut self, id: &str) -> Result<(), Self::Error>;
     fn put_member(&mut self, node: NodeId, member: &Member) -> Result<(), Self::Error>;
     fn remove_member(&mut self, node: NodeId) -> Result<(), Self::Error>;
-    fn add_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error>;
+    fn data_ref(&self, data_id: u128) -> Result<Option<DataRef>, Self::Error>;
+    /// Inserts or replaces the row of `data_id`.
+    fn put_data_ref(&mut self, data_id: u128, r: &DataRef) -> Result<(), Self::Error>;
     fn remove_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error>;
 }
 
@@ -398,9 +469,14 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
                 !matches!(meta.data, ObjectData::Parts { .. }),
                 "a PUT writes one blob"
             );
+            if let ObjectData::Blob(layout) = &meta.data
+                && !repair::distinct(layout)
+            {
+                return Ok(Applied::Stale);
+            }
             drop_object(t, bucket, key)?;
             if let ObjectData::Blob(layout) = &meta.data {
-                t.add_data_ref(layout.data_id)?;
+                t.put_data_ref(layout.data_id, &DataRef::new(bucket, key, Site::Object))?;
             }
             let stored = Stored {
                 version: index,
@@ -442,8 +518,11 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             part,
             info,
         } => {
-            if t.upload(upload_id)?.is_none() {
+            let Some(head) = t.upload(upload_id)? else {
                 return Ok(Applied::NoSuchUpload);
+            };
+            if info.data.as_ref().is_some_and(|l| !repair::distinct(l)) {
+                return Ok(Applied::Stale);
             }
             if let Some(old) = t.part(upload_id, *part)?
                 && let Some(layout) = &old.data
@@ -451,7 +530,11 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
                 t.remove_data_ref(layout.data_id)?;
             }
             if let Some(layout) = &info.data {
-                t.add_data_ref(layout.data_id)?;
+                let site = Site::UploadPart {
+                    upload_id: upload_id.clone(),
+                    part: *part,
+                };
+                t.put_data_ref(layout.data_id, &DataRef::new(&head.bucket, &head.key, site))?;
             }
             t.put_part(upload_id, *part, info)?;
             Applied::Done
@@ -476,6 +559,18 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             t.remove_member(*node)?;
             Applied::Done
         }
+        CommandV1::RepairShard {
+            data_id,
+            index,
+            expected,
+            placement,
+        } => repair::repair_shard(t, *data_id, *index, expected, placement)?,
+        CommandV1::MarkLost {
+            data_id,
+            shards,
+            mark,
+        } => repair::mark_lost(t, *data_id, shards, mark)?,
+        CommandV1::ClearLost { data_id } => repair::clear_lost(t, *data_id)?,
     })
 }
 
@@ -524,6 +619,13 @@ fn complete_upload<T: MetaTables>(
     let mut offset = 0;
     for (i, (number, info)) in chosen.into_iter().enumerate() {
         let size = info.size;
+        if let Some(layout) = &info.data {
+            let site = Site::ObjectPart {
+                version: index,
+                index: i as u32,
+            };
+            t.put_data_ref(layout.data_id, &DataRef::new(&head.bucket, &head.key, site))?;
+        }
         let row = ObjectPart {
             number,
             offset,
@@ -558,7 +660,7 @@ pub struct MetaState {
     /// (upload id, part number) -> part.
     pub parts: BTreeMap<(String, u32), PartInfo>,
     pub members: BTreeMap<NodeId, Member>,
-    pub data_refs: BTreeSet<u128>,
+    pub data_refs: BTreeMap<u128, DataRef>,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -648,8 +750,11 @@ impl MetaTables for MetaState {
         self.members.remove(&node);
         Ok(())
     }
-    fn add_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error> {
-        self.data_refs.insert(data_id);
+    fn data_ref(&self, data_id: u128) -> Result<Option<DataRef>, Self::Error> {
+        Ok(self.data_refs.get(&data_id).cloned())
+    }
+    fn put_data_ref(&mut self, data_id: u128, r: &DataRef) -> Result<(), Self::Error> {
+        self.data_refs.insert(data_id, r.clone());
         Ok(())
     }
     fn remove_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error> {
@@ -715,6 +820,10 @@ pub fn decode_state(b: &[u8]) -> Option<MetaState> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    fn refs(s: &MetaState) -> BTreeSet<u128> {
+        s.data_refs.keys().copied().collect()
+    }
 
     /// A blob of `size` bytes on node 1 (1+0), with data id `id`.
     pub(crate) fn layout(id: u128, size: u64) -> DataLayout {
@@ -821,7 +930,7 @@ pub(crate) mod tests {
         for (i, (cmd, want)) in steps.into_iter().enumerate() {
             assert_eq!(s.apply(i as u64 + 1, &cmd), want, "step {}", i + 1);
         }
-        assert!(s.data_refs.is_empty(), "deleted objects hold no data refs");
+        assert!(refs(&s).is_empty(), "deleted objects hold no data refs");
     }
 
     /// Data refs follow every blob in and out: overwrite, delete, DeleteObjects.
@@ -831,13 +940,13 @@ pub(crate) mod tests {
         s.apply(1, &bucket("b"));
         s.apply(2, &put("b", "x", 10, PutCondition::Always));
         s.apply(3, &put("b", "y", 11, PutCondition::Always));
-        assert_eq!(s.data_refs, BTreeSet::from([10, 11]));
+        assert_eq!(refs(&s), BTreeSet::from([10, 11]));
         s.apply(4, &put("b", "x", 12, PutCondition::Always));
-        assert_eq!(s.data_refs, BTreeSet::from([11, 12]));
+        assert_eq!(refs(&s), BTreeSet::from([11, 12]));
         let failed = s.apply(5, &put("b", "x", 13, PutCondition::IfAbsent));
         assert_eq!(failed, Applied::PreconditionFailed);
         assert_eq!(
-            s.data_refs,
+            refs(&s),
             BTreeSet::from([11, 12]),
             "a refused PUT adds none"
         );
@@ -848,7 +957,7 @@ pub(crate) mod tests {
                 keys: vec!["x".into(), "y".into(), "never".into()],
             }),
         );
-        assert!(s.data_refs.is_empty());
+        assert!(refs(&s).is_empty());
         assert!(s.objects.is_empty());
     }
 
@@ -887,7 +996,7 @@ pub(crate) mod tests {
         s.apply(4, &put_part(1, 101, big)); // a re-upload replaces part 1
         s.apply(5, &put_part(2, 102, 7));
         s.apply(6, &put_part(3, 103, big));
-        assert_eq!(s.data_refs, BTreeSet::from([101, 102, 103]));
+        assert_eq!(refs(&s), BTreeSet::from([101, 102, 103]));
         assert_eq!(
             s.apply(7, &complete(vec![(2, "p102"), (1, "p101")])),
             Applied::InvalidPartOrder
@@ -917,7 +1026,7 @@ pub(crate) mod tests {
             [(1, 0), (2, big)]
         );
         assert!(s.uploads.is_empty() && s.parts.is_empty());
-        assert_eq!(s.data_refs, BTreeSet::from([101, 102]), "part 3 is garbage");
+        assert_eq!(refs(&s), BTreeSet::from([101, 102]), "part 3 is garbage");
         // Deleting the object drops its part rows and refs.
         s.apply(
             11,
@@ -926,7 +1035,7 @@ pub(crate) mod tests {
                 key: "big".into(),
             }),
         );
-        assert!(s.object_parts.is_empty() && s.data_refs.is_empty());
+        assert!(s.object_parts.is_empty() && refs(&s).is_empty());
     }
 
     #[test]
@@ -956,7 +1065,7 @@ pub(crate) mod tests {
             Applied::Done
         );
         assert_eq!(s.uploads.keys().collect::<Vec<_>>(), ["u2"]);
-        assert_eq!(s.data_refs, BTreeSet::from([51]));
+        assert_eq!(refs(&s), BTreeSet::from([51]));
     }
 
     #[test]

@@ -27,8 +27,8 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefi
 
 use crate::env::NodeId;
 use crate::meta::{
-    self, Applied, Bucket, Command, Member, MetaState, MetaTables, ObjectPart, PartInfo, Stored,
-    UploadHead,
+    self, Applied, Bucket, Command, DataLayout, DataRef, Member, MetaState, MetaTables, ObjectPart,
+    PartInfo, Stored, UploadHead,
 };
 
 /// One set of the state's tables (the live one, or a snapshot being received).
@@ -39,7 +39,7 @@ struct Tables {
     uploads: TableDefinition<'static, &'static str, &'static [u8]>,
     parts: TableDefinition<'static, (&'static str, u32), &'static [u8]>,
     members: TableDefinition<'static, u64, &'static [u8]>,
-    data_refs: TableDefinition<'static, u128, ()>,
+    data_refs: TableDefinition<'static, u128, &'static [u8]>,
 }
 
 /// Table names, in the order of [`Tables`]; a snapshot being received goes to `incoming.*`.
@@ -89,7 +89,7 @@ pub enum Record {
     Upload(String, UploadHead),
     Part(String, u32, PartInfo),
     Member(NodeId, Member),
-    DataRef(u128),
+    DataRef(u128, DataRef),
 }
 
 /// Where an export stopped: the table it is in and the last key sent from it.
@@ -174,7 +174,7 @@ struct Writer<'t> {
     uploads: redb::Table<'t, &'static str, &'static [u8]>,
     parts: redb::Table<'t, (&'static str, u32), &'static [u8]>,
     members: redb::Table<'t, u64, &'static [u8]>,
-    data_refs: redb::Table<'t, u128, ()>,
+    data_refs: redb::Table<'t, u128, &'static [u8]>,
 }
 
 impl<'t> Writer<'t> {
@@ -198,7 +198,7 @@ impl<'t> Writer<'t> {
             Record::Upload(id, head) => self.put_upload(id, head),
             Record::Part(id, n, info) => self.put_part(id, *n, info),
             Record::Member(node, m) => self.put_member(*node, m),
-            Record::DataRef(id) => self.add_data_ref(*id),
+            Record::DataRef(id, r) => self.put_data_ref(*id, r),
         }
     }
 }
@@ -312,8 +312,14 @@ impl MetaTables for Writer<'_> {
         self.members.remove(node)?;
         Ok(())
     }
-    fn add_data_ref(&mut self, data_id: u128) -> Result<(), StoreError> {
-        self.data_refs.insert(data_id, ())?;
+    fn data_ref(&self, data_id: u128) -> Result<Option<DataRef>, StoreError> {
+        self.data_refs
+            .get(data_id)?
+            .map(|v| decoded("data ref", v.value()))
+            .transpose()
+    }
+    fn put_data_ref(&mut self, data_id: u128, r: &DataRef) -> Result<(), StoreError> {
+        self.data_refs.insert(data_id, meta::encode(r).as_slice())?;
         Ok(())
     }
     fn remove_data_ref(&mut self, data_id: u128) -> Result<(), StoreError> {
@@ -420,6 +426,19 @@ impl MetaStore {
         Ok(MetaReader {
             txn: self.db.begin_read()?,
         })
+    }
+}
+
+impl meta::repair::SiteTables for MetaReader {
+    type Error = StoreError;
+    fn site_object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StoreError> {
+        self.object(bucket, key)
+    }
+    fn site_object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, StoreError> {
+        self.object_parts(version)
+    }
+    fn site_part(&self, upload_id: &str, part: u32) -> Result<Option<PartInfo>, StoreError> {
+        self.part(upload_id, part)
     }
 }
 
@@ -552,6 +571,52 @@ impl MetaReader {
         Ok(self.txn.open_table(LIVE.data_refs)?.get(data_id)?.is_some())
     }
 
+    /// The data ref of blob `data_id`: whose it is, where its layout is, whether lost.
+    pub fn data_ref(&self, data_id: u128) -> Result<Option<DataRef>, StoreError> {
+        self.txn
+            .open_table(LIVE.data_refs)?
+            .get(data_id)?
+            .map(|v| decoded("data ref", v.value()))
+            .transpose()
+    }
+
+    /// Up to `limit` data refs with ids above `after` (all from the start when `None`),
+    /// in id order: how repair walks every blob without holding the whole index.
+    pub fn data_refs_after(
+        &self,
+        after: Option<u128>,
+        limit: usize,
+    ) -> Result<Vec<(u128, DataRef)>, StoreError> {
+        let table = self.txn.open_table(LIVE.data_refs)?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        for row in table.range::<u128>((from, Bound::Unbounded))? {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = row?;
+            out.push((k.value(), decoded("data ref", v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The current layout of blob `data_id` and its ref, if it is still referenced.
+    pub fn layout_of(&self, data_id: u128) -> Result<Option<(DataRef, DataLayout)>, StoreError> {
+        let Some(r) = self.data_ref(data_id)? else {
+            return Ok(None);
+        };
+        Ok(meta::repair::layout_at(self, data_id, &r)?.map(|l| (r, l)))
+    }
+
+    /// Part `part` of upload `id`.
+    pub fn part(&self, id: &str, part: u32) -> Result<Option<PartInfo>, StoreError> {
+        self.txn
+            .open_table(LIVE.parts)?
+            .get((id, part))?
+            .map(|v| decoded("part", v.value()))
+            .transpose()
+    }
+
     /// The next records of the state after `cursor`, about `bytes_max` of them when
     /// encoded, and where to go on from (`Cursor::Done` at the end). Tables go in a fixed
     /// order, each in key order, so a snapshot is the same stream on every replica.
@@ -661,8 +726,8 @@ impl MetaReader {
                         LIVE.data_refs,
                         u128,
                         after(*from),
-                        |k, _v| 16,
-                        Record::DataRef(k),
+                        |k, v| 16 + v.len(),
+                        Record::DataRef(k, decoded("data ref", v)?),
                         Cursor::DataRef(Some(k))
                     );
                     Cursor::Done
@@ -686,7 +751,7 @@ impl MetaReader {
                     Record::Upload(id, head) => state.put_upload(&id, &head),
                     Record::Part(id, n, info) => state.put_part(&id, n, &info),
                     Record::Member(node, m) => state.put_member(node, &m),
-                    Record::DataRef(id) => state.add_data_ref(id),
+                    Record::DataRef(id, r) => state.put_data_ref(id, &r),
                 };
                 match installed {
                     Ok(()) => {}

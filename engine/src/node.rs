@@ -20,6 +20,7 @@ use crate::env::{Clock, Env, Incoming, Net, NodeId, Rng};
 use crate::meta::{Applied, Command};
 use crate::raft::node::{self as raft_node, ProposeError, RaftConfig, RaftHandle, TAG_RAFT};
 use crate::raft::snapshot::TAG_RAFT_SNAPSHOT;
+use crate::repair::{Repair, RepairConfig};
 use crate::s3::rpc::TAG_S3;
 use crate::s3::{S3, S3Config};
 use crate::shard_rpc::{self, TAG_SHARD};
@@ -46,7 +47,29 @@ pub enum ClientRequest {
     ReadLocal { bucket: String, key: String },
     /// This node's view of the group.
     Status,
+    /// This node's repair: scrub progress, queue, rebuilds, failures.
+    RepairStatus,
+    /// Start a full scrub pass on this node now.
+    RepairStart,
+    /// Lost objects (blobs with fewer than k good shards), after data id `after`.
+    Lost { after: Option<u128>, limit: u32 },
 }
+
+/// One lost blob, as `hamster admin lost` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LostEntry {
+    pub data_id: u128,
+    pub bucket: String,
+    pub key: String,
+    /// Bytes of the blob (a whole object, or one part of a multipart object).
+    pub size: u64,
+    pub good: u16,
+    pub needed: u16,
+    pub since_ms: u64,
+}
+
+/// Lost entries per page, at most.
+pub const LOST_PAGE_MAX: u32 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MemberChangeWire {
@@ -61,6 +84,10 @@ pub enum ClientResponse {
     /// (version, etag) of the object, if it exists.
     Object(Result<Option<(u64, String)>, ProposeError>),
     Status(StatusWire),
+    Repair(Box<crate::repair::RepairStatus>),
+    /// A page of lost blobs and the data id to go on from (`None`: the end).
+    Lost(Vec<LostEntry>, Option<u128>),
+    Failed(String),
 }
 
 /// [`raft_node::RaftStatus`] as it travels.
@@ -83,9 +110,32 @@ pub use crate::shard_rpc::{decode as decode_wire, encode as encode_wire};
 async fn client_request<E: Env>(
     env: &E,
     raft: &RaftHandle,
+    repair: Option<&Repair<E>>,
     request: ClientRequest,
 ) -> ClientResponse {
     match request {
+        ClientRequest::RepairStatus => match repair {
+            Some(r) => ClientResponse::Repair(Box::new(r.status())),
+            None => ClientResponse::Failed("this node runs no repair".into()),
+        },
+        ClientRequest::RepairStart => match repair {
+            Some(r) => {
+                r.start_scrub();
+                ClientResponse::Applied(Ok(Applied::Done))
+            }
+            None => ClientResponse::Failed("this node runs no repair".into()),
+        },
+        ClientRequest::Lost { after, limit } => {
+            let read = async {
+                raft.read_index().await?;
+                lost_page(raft, after, limit.min(LOST_PAGE_MAX))
+            };
+            match crate::env::timeout(env.clock(), CLIENT_REQUEST_TIMEOUT, read).await {
+                Ok(Ok((page, next))) => ClientResponse::Lost(page, next),
+                Ok(Err(e)) => ClientResponse::Failed(e.to_string()),
+                Err(_) => ClientResponse::Failed("no answer from the leader in time".into()),
+            }
+        }
         ClientRequest::Propose(command) => ClientResponse::Applied(
             propose_anywhere(env, raft, *command, CLIENT_REQUEST_TIMEOUT).await,
         ),
@@ -129,6 +179,41 @@ async fn client_request<E: Env>(
     }
 }
 
+/// Walks the data refs after `after` for lost blobs: up to `limit` of them, and where
+/// to go on from. Reads at most `LOST_SCAN_REFS` refs per call, so one call is bounded
+/// however large the index.
+fn lost_page(
+    raft: &RaftHandle,
+    after: Option<u128>,
+    limit: u32,
+) -> Result<(Vec<LostEntry>, Option<u128>), ProposeError> {
+    const LOST_SCAN_REFS: usize = 100_000;
+    raft.read(|r| {
+        let refs = r.data_refs_after(after, LOST_SCAN_REFS)?;
+        let mut out = Vec::new();
+        let mut next = None;
+        for (data_id, data_ref) in &refs {
+            next = Some(*data_id);
+            let Some(mark) = &data_ref.lost else { continue };
+            let size = crate::meta::repair::layout_at(r, *data_id, data_ref)?.map_or(0, |l| l.size);
+            out.push(LostEntry {
+                data_id: *data_id,
+                bucket: data_ref.bucket.clone(),
+                key: data_ref.key.clone(),
+                size,
+                good: mark.good,
+                needed: mark.needed,
+                since_ms: mark.since_ms,
+            });
+            if out.len() as u32 == limit {
+                break;
+            }
+        }
+        let done = refs.len() < LOST_SCAN_REFS && out.len() < limit as usize;
+        Ok((out, if done { None } else { next }))
+    })
+}
+
 /// (version, etag) of an object in the local replica.
 fn local_object(
     raft: &RaftHandle,
@@ -143,6 +228,7 @@ pub struct Services<E: Env> {
     pub store: ShardStore<E::Disk>,
     pub raft: Option<RaftHandle>,
     pub s3: Option<Arc<S3<E>>>,
+    pub repair: Option<Arc<Repair<E>>>,
 }
 
 impl<E: Env> Clone for Services<E> {
@@ -151,6 +237,7 @@ impl<E: Env> Clone for Services<E> {
             store: self.store.clone(),
             raft: self.raft.clone(),
             s3: self.s3.clone(),
+            repair: self.repair.clone(),
         }
     }
 }
@@ -223,7 +310,10 @@ async fn dispatch<E: Env>(
             encode_wire(&result)
         }
         (TAG_CLIENT, Some(raft)) => match decode_wire::<ClientRequest>(payload) {
-            Some(request) => encode_wire(&client_request(env, raft, request).await),
+            Some(request) => {
+                let repair = services.repair.as_deref();
+                encode_wire(&client_request(env, raft, repair, request).await)
+            }
             None => Bytes::new(),
         },
         // Unknown tags, or Raft traffic to a node without Raft: no answer is an answer.
@@ -275,6 +365,7 @@ pub struct Started<E: Env> {
     pub raft: RaftHandle,
     pub data: Arc<DataPath<E>>,
     pub s3: Arc<S3<E>>,
+    pub repair: Arc<Repair<E>>,
 }
 
 /// Everything a full node is started with.
@@ -284,6 +375,7 @@ pub struct NodeConfig {
     pub shard_dir: String,
     pub raft: RaftConfig,
     pub sweep: SweepConfig,
+    pub repair: RepairConfig,
     pub s3: S3Config,
     /// Chunk size of the blobs this node writes (the simulator shrinks it).
     pub chunk_size_bytes: u32,
@@ -295,6 +387,7 @@ impl NodeConfig {
             shard_dir: "shards".into(),
             raft,
             sweep: SweepConfig::default(),
+            repair: RepairConfig::default(),
             s3,
             chunk_size_bytes: crate::placement::CHUNK_SIZE_BYTES,
         }
@@ -356,16 +449,19 @@ pub async fn start<E: Env>(
         handle.clone(),
         config.sweep,
     ));
+    let repair = Repair::start(env.clone(), data.clone(), handle.clone(), config.repair);
     let services = Services {
         store,
         raft: Some(handle.clone()),
         s3: Some(s3.clone()),
+        repair: Some(repair.clone()),
     };
     env.spawn(serve(env.clone(), services));
     Ok(Started {
         raft: handle,
         data,
         s3,
+        repair,
     })
 }
 

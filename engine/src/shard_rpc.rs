@@ -347,6 +347,7 @@ pub async fn run_holder<E: Env>(env: E, dir: &str) {
         store,
         raft: None,
         s3: None,
+        repair: None,
     };
     crate::node::serve(env, services).await;
 }

@@ -80,6 +80,11 @@ pub enum S3Error {
     /// taken effect (S3 clients retry a 503; a retried PUT is idempotent).
     #[error("ServiceUnavailable: {0}")]
     OutcomeUnknown(String),
+    /// Fewer than k shards of the object's data are good, and repair has recorded it
+    /// lost: 410 Gone, which clients do not retry (503 they would retry forever). It
+    /// clears by itself if enough holders come back.
+    #[error("ObjectLost: {0}")]
+    ObjectLost(String),
     /// Something failed inside the node (its metadata store, say).
     #[error("InternalError: {0}")]
     Internal(String),
@@ -122,6 +127,7 @@ impl S3Error {
             Self::MetadataTooLarge => "MetadataTooLarge",
             Self::SlowDown(_) => "SlowDown",
             Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => "ServiceUnavailable",
+            Self::ObjectLost(_) => "ObjectLost",
             Self::Internal(_) => "InternalError",
             Self::NotImplemented(_) => "NotImplemented",
         }
@@ -150,6 +156,7 @@ impl S3Error {
             Self::PreconditionFailed => 412,
             Self::NotModified => 304,
             Self::SlowDown(_) | Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => 503,
+            Self::ObjectLost(_) => 410,
             Self::Internal(_) => 500,
             Self::NotImplemented(_) => 501,
         }
@@ -177,6 +184,7 @@ impl S3Error {
             | Self::SlowDown(what)
             | Self::ServiceUnavailable(what)
             | Self::OutcomeUnknown(what)
+            | Self::ObjectLost(what)
             | Self::Internal(what)
             | Self::NotImplemented(what) => what.clone(),
             Self::InvalidRange { size } => {
@@ -223,6 +231,7 @@ mod tests {
             (S3Error::BucketNotEmpty, "BucketNotEmpty", 409),
             (S3Error::SlowDown("x".into()), "SlowDown", 503),
             (S3Error::Internal("x".into()), "InternalError", 500),
+            (S3Error::ObjectLost("x".into()), "ObjectLost", 410),
             (S3Error::NotImplemented("x".into()), "NotImplemented", 501),
         ];
         for (e, code, status) in table {

@@ -401,6 +401,7 @@ fn applied_error(a: Applied) -> S3Error {
         Applied::InvalidPart(n) => S3Error::InvalidPart(n),
         Applied::InvalidPartOrder => S3Error::InvalidPartOrder,
         Applied::EntityTooSmall(n) => S3Error::EntityTooSmall(n),
+        Applied::Stale => S3Error::Internal("the metadata refused the layout as stale".into()),
         Applied::Done | Applied::Version(_) => {
             S3Error::Internal(format!("unexpected result {a:?}"))
         }
@@ -646,7 +647,12 @@ impl<E: Env> S3<E> {
             condition,
         };
         match self.propose(command).await {
-            Ok(Applied::Version(v)) => Ok(v),
+            Ok(Applied::Version(v)) => {
+                if let Some(layout) = layout {
+                    self.data.report_unsealed(layout);
+                }
+                Ok(v)
+            }
             Ok(other) => {
                 if let Some(layout) = layout {
                     self.data.remove_blob(layout).await;
@@ -716,9 +722,29 @@ impl<E: Env> S3<E> {
         conditions: &Conditions,
     ) -> Result<ObjectInfo, S3Error> {
         let r = self.reader().await?;
-        let info = ObjectInfo::of(key, &self.current(&r, bucket, key).await?);
+        let stored = self.current(&r, bucket, key).await?;
+        let info = ObjectInfo::of(key, &stored);
         conditions.check(&info)?;
+        self.must_not_be_lost(&r, &stored)?;
         Ok(info)
+    }
+
+    /// `ObjectLost` when repair recorded a blob of `stored` as lost.
+    fn must_not_be_lost(&self, r: &MetaReader, stored: &Stored) -> Result<(), S3Error> {
+        for (_, layout) in self.blobs(r, stored)? {
+            let lost = r
+                .data_ref(layout.data_id)
+                .map_err(|e| S3Error::Internal(e.to_string()))?
+                .and_then(|d| d.lost);
+            if let Some(mark) = lost {
+                return Err(S3Error::ObjectLost(format!(
+                    "only {} of the {} shards this object needs are readable; it stays lost \
+                     unless the nodes holding the others come back (hamster admin lost)",
+                    mark.good, mark.needed
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The blobs of `stored` with the object offset each starts at.
@@ -792,7 +818,14 @@ impl<E: Env> S3<E> {
             }
             None => ((0, info.size), None),
         };
-        let body = self.open_body(&r, &stored, span).await?;
+        let body = match self.open_body(&r, &stored, span).await {
+            Ok(body) => body,
+            Err(e @ S3Error::ServiceUnavailable(_)) => {
+                self.must_not_be_lost(&r, &stored)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(GetOutput { info, range, body })
     }
 
@@ -983,7 +1016,12 @@ impl<E: Env> S3<E> {
             info,
         };
         match self.propose(command).await {
-            Ok(Applied::Done) => Ok(()),
+            Ok(Applied::Done) => {
+                if let Some(layout) = &layout {
+                    self.data.report_unsealed(layout);
+                }
+                Ok(())
+            }
             Ok(other) => {
                 if let Some(layout) = &layout {
                     self.data.remove_blob(layout).await;

@@ -1,0 +1,116 @@
+//! The presence check: metadata against the local listing, no hashing. A pass walks the
+//! data refs in pages of [`PRESENCE_PAGE_REFS`] (each page read after a ReadIndex, so it
+//! is at most a pass behind the commits) and queues every shard of this node that is
+//! unsealed in its layout or absent from the shard directory. Lost blobs this node
+//! holds a shard of are read back whole (at most [`LOST_PROBES_PER_PASS`] a pass); one
+//! that reads again is cleared.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Repair;
+use crate::data_path::{PieceSink, shard_id};
+use crate::env::{Clock, Env};
+use crate::meta::{Applied, CommandV1, DataLayout};
+use crate::repair::queue::Reason;
+use crate::shard_store::ShardId;
+
+/// Data refs read per page.
+pub const PRESENCE_PAGE_REFS: usize = 512;
+/// Lost blobs read back per pass, at most.
+pub const LOST_PROBES_PER_PASS: usize = 16;
+
+/// A read whose bytes nobody wants: only whether it succeeds.
+struct Discard;
+
+impl PieceSink for Discard {
+    async fn put(&mut self, _piece: Bytes) -> bool {
+        true
+    }
+}
+
+impl<E: Env> Repair<E> {
+    pub(super) async fn presence_loop(self: Arc<Self>) {
+        loop {
+            self.env.clock().sleep(self.config.presence_interval).await;
+            self.presence_pass().await;
+        }
+    }
+
+    async fn presence_pass(&self) {
+        let me = self.env.node_id();
+        let local: BTreeSet<ShardId> = match self.data.store().list().await {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(error) => {
+                tracing::warn!(%error, "presence check: the shard directory cannot be listed");
+                return;
+            }
+        };
+        let mut after = None;
+        let mut probes = 0;
+        loop {
+            let Some(reader) = self.current().await else {
+                return; // no leader: judge nothing
+            };
+            self.take_reports(&reader);
+            let page = match reader.data_refs_after(after, PRESENCE_PAGE_REFS) {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "presence check: metadata unreadable");
+                    return;
+                }
+            };
+            let mut lost = Vec::new();
+            for (data_id, data_ref) in &page {
+                let Ok(Some(layout)) = crate::meta::repair::layout_at(&reader, *data_id, data_ref)
+                else {
+                    continue;
+                };
+                let mut mine = false;
+                for (i, placement) in layout.shards.iter().enumerate() {
+                    if placement.node != me {
+                        continue;
+                    }
+                    mine = true;
+                    let file = shard_id(*data_id, i as u16);
+                    if !placement.sealed || !local.contains(&file) {
+                        self.owe(&layout, i as u16, Reason::Missing);
+                    }
+                }
+                if mine && data_ref.lost.is_some() && probes < LOST_PROBES_PER_PASS {
+                    probes += 1;
+                    lost.push(layout);
+                }
+            }
+            drop(reader);
+            for layout in lost {
+                self.probe_lost(&layout).await;
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == PRESENCE_PAGE_REFS => after = Some(*last),
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads a lost blob back whole; clears its mark if that works.
+    async fn probe_lost(&self, layout: &DataLayout) {
+        if self
+            .data
+            .read_blob(layout, 0, layout.size, &mut Discard)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let command = CommandV1::ClearLost {
+            data_id: layout.data_id,
+        };
+        if self.propose(command).await == Some(Applied::Done) {
+            tracing::info!(data_id = layout.data_id, "lost blob readable again");
+            self.update(|s| s.cleared_lost += 1);
+        }
+    }
+}
