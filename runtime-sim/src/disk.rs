@@ -377,6 +377,39 @@ impl SimDisk {
         rotted
     }
 
+    /// Empties the directory `dir` in both images, as a replaced data disk mounted there
+    /// would be (the rest of the disk, e.g. Raft's state, is kept). Returns the names
+    /// that were removed. Meant for a node that is down.
+    pub fn replace_dir(&self, dir: &str) -> Vec<String> {
+        let mut w = self.world.lock();
+        let node = self.node;
+        let Some(disk) = w.disks.get_mut(&node) else {
+            return Vec::new();
+        };
+        let prefix = format!("{dir}/");
+        let names: Vec<String> = disk
+            .live
+            .keys()
+            .chain(disk.durable.keys())
+            .filter(|n| n.starts_with(&prefix))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for name in &names {
+            disk.unlink_live(name);
+            if let Some(inode) = disk.durable.remove(name) {
+                disk.drop_if_unreferenced(inode);
+            }
+        }
+        disk.unsynced_dir_ops.remove(dir);
+        w.trace(format_args!(
+            "disk {node} replaced {dir}: {} files",
+            names.len()
+        ));
+        names
+    }
+
     /// Sets the probability that a read or write fails with EIO.
     pub fn set_eio_rate(&self, rate: f64) {
         self.configure(|d| d.eio_rate = rate);

@@ -1,7 +1,8 @@
 //! The fault schedule of the safety phase: crashes and restarts, whole-cluster power
 //! losses, partitions, clogs, and rot of sealed shards, drawn at the seed's rates and kept inside its budget
-//! (at most `max_down` nodes down at once). Rotted files are written to the History so
-//! that checkers can tell injected corruption from corruption the system caused.
+//! (at most `max_down` nodes down at once). Rotted files (and the shard files of a node
+//! whose data disk the schedule replaced) are written to the History so that checkers
+//! can tell injected damage from damage the system caused.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -64,6 +65,9 @@ pub async fn run(
             if down < params.max_down {
                 let node = crash_target(cluster, &world).await;
                 cluster.crash(node);
+                if world.chance(params.wipe_per_crash) {
+                    replace_shard_disk(&world, node, history);
+                }
                 sequence += 1;
                 pending.insert(
                     (now + jitter(params.down_s), sequence),
@@ -179,6 +183,16 @@ fn rot_one(world: &runtime_sim::World, params: &Params, history: &SharedHistory)
             .expect("history")
             .rotted
             .insert((node, path.clone()));
+    }
+}
+
+/// Gives a crashed node a new, empty shard disk (its Raft state stays): every shard
+/// file it had counts as destroyed by the schedule, like a rotted one.
+fn replace_shard_disk(world: &runtime_sim::World, node: NodeId, history: &SharedHistory) {
+    let removed = world.disk(node).replace_dir(crate::SHARD_DIR);
+    let mut h = history.lock().expect("history");
+    for path in removed.into_iter().filter(|p| p.ends_with(".shard")) {
+        h.rotted.insert((node, path));
     }
 }
 

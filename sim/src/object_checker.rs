@@ -3,12 +3,16 @@
 //!
 //! - reads: a GET never returns bytes other than the object's (whole or the range);
 //!   an acknowledged, undeleted object is never missing; a deleted one never returns;
-//!   a refused write is never visible; after heal every object reads back unless more
-//!   shards were lost than its parity covers (beyond tolerance, reported honestly);
+//!   a refused write is never visible; after heal and repair every object reads back
+//!   unless it is marked lost, and a lost one answers ObjectLost (not a 503);
+//! - layouts: no committed layout puts two shards of an object on one node (the state
+//!   machine refuses such a layout; a PUT that hit that refusal is a violation too);
 //! - conditional PUT: `If-None-Match: *` never succeeds over an acknowledged object;
-//! - durability (after a final power loss): every committed object decodes to its exact
-//!   bytes **from the shard files on the durable disk images**, not through a node;
-//!   every shard its layout calls sealed is there and verifies, unless rot was injected;
+//! - durability and repair (after repair had its time, then a final power loss): every
+//!   object not marked lost has all k+m shards sealed, present and hashing to their
+//!   replicated sha256 **on the durable disk images**, and decodes to its exact bytes;
+//!   an object marked lost really has fewer than k good shards, more of them damaged
+//!   by the schedule than its parity covers (the lost set is what the faults explain);
 //! - the orphan sweep: once it has had its grace, no shard file is left that no
 //!   committed object refers to (refused writes, lost coordinators, deletes).
 
@@ -27,13 +31,18 @@ use crate::object_workload::{GetOutcome, KeyRecord, ObjectHistory, PutOutcome, s
 
 /// What the cluster said after heal: per key, its layouts, or `None` for NoSuchKey.
 pub type Layouts = BTreeMap<usize, Option<Vec<DataLayout>>>;
+/// Keys the cluster said are lost (some blob marked lost by repair) after heal.
+pub type LostKeys = BTreeSet<usize>;
 
 /// Counts for the verdict line.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub degraded_writes: u64,
+    /// Objects with a blob beyond tolerance (and so marked lost).
     pub beyond_tolerance: u64,
     pub degraded_reads: u64,
+    /// Shard files the schedule damaged that were whole again at the end.
+    pub healed_shards: u64,
 }
 
 fn acked_before(k: &KeyRecord, t: u64) -> bool {
@@ -49,7 +58,7 @@ fn maybe_written_before(k: &KeyRecord, t: u64) -> bool {
         .any(|p| p.invoke < t && matches!(p.outcome, PutOutcome::Acked | PutOutcome::Unknown))
 }
 
-pub fn check_history(h: &ObjectHistory, beyond: &BTreeSet<usize>) -> Vec<String> {
+pub fn check_history(h: &ObjectHistory, lost: &LostKeys) -> Vec<String> {
     let mut violations = Vec::new();
     for g in &h.gets {
         let k = &h.keys[g.key];
@@ -87,10 +96,19 @@ pub fn check_history(h: &ObjectHistory, beyond: &BTreeSet<usize>) -> Vec<String>
                 }
             }
             GetOutcome::Unavailable(why) | GetOutcome::Error { message: why, .. }
-                if g.after_heal && !beyond.contains(&g.key) =>
+                if g.after_heal && !lost.contains(&g.key) =>
             {
                 violations.push(format!("{what}: failed once every fault healed: {why}"));
             }
+            GetOutcome::Unavailable(why) if g.after_heal => {
+                violations.push(format!(
+                    "{what}: a lost object answered 503 (retried forever), not ObjectLost: {why}"
+                ));
+            }
+            GetOutcome::ObjectLost if g.after_heal && !lost.contains(&g.key) => {
+                violations.push(format!("{what}: ObjectLost for an object that is not lost"));
+            }
+            GetOutcome::ObjectLost => {}
             GetOutcome::Error { code, message } => {
                 violations.push(format!("{what}: unexpected {code}: {message}"));
             }
@@ -101,6 +119,16 @@ pub fn check_history(h: &ObjectHistory, beyond: &BTreeSet<usize>) -> Vec<String>
         }
     }
     for k in &h.keys {
+        for p in &k.puts {
+            if let PutOutcome::Refused { message, .. } = &p.outcome
+                && message.contains("refused the layout")
+            {
+                violations.push(format!(
+                    "PUT of {} via node {}: the metadata refused its layout: {message}",
+                    k.key, p.node
+                ));
+            }
+        }
         for p in k.puts.iter().filter(|p| p.if_absent) {
             let deleted = k.delete.as_ref().is_some_and(|d| d.invoke < p.ret);
             if p.outcome == PutOutcome::Acked && acked_before(k, p.invoke) && !deleted {
@@ -133,6 +161,15 @@ pub fn check_layouts(h: &ObjectHistory, layouts: &Layouts) -> Vec<String> {
         if visible && k.delete.as_ref().is_some_and(|d| d.acked) {
             violations.push(format!("deleted object {} is visible after heal", k.key));
         }
+        for layout in layouts.get(&index).into_iter().flatten().flatten() {
+            if !engine::meta::repair::distinct(layout) {
+                let nodes: Vec<_> = layout.shards.iter().map(|s| s.node).collect();
+                violations.push(format!(
+                    "object {}: two shards on one node: {nodes:?}",
+                    k.key
+                ));
+            }
+        }
     }
     violations
 }
@@ -144,35 +181,29 @@ fn shard_path(layout: &DataLayout, index: usize) -> String {
     )
 }
 
-/// Keys whose data cannot be decoded any more because more shards were lost (never
-/// sealed, or rotted by the schedule) than the parity covers.
-pub fn beyond_tolerance(layouts: &Layouts, faults: &History) -> BTreeSet<usize> {
-    layouts
-        .iter()
-        .filter_map(|(&index, l)| Some((index, l.as_ref()?)))
-        .filter(|(_, blobs)| {
-            blobs.iter().any(|l| {
-                let lost = (0..l.shards.len())
-                    .filter(|&i| {
-                        !l.shards[i].sealed
-                            || faults
-                                .rotted
-                                .contains(&(l.shards[i].node, shard_path(l, i)))
-                    })
-                    .count();
-                lost > usize::from(l.m)
-            })
+/// Shards of `layout` the fault schedule damaged (rotted, or lost with a replaced
+/// disk) or that its write never sealed: the most a lost blob may blame on faults.
+fn damaged(layout: &DataLayout, faults: &History) -> usize {
+    (0..layout.shards.len())
+        .filter(|&i| {
+            !layout.shards[i].sealed
+                || faults
+                    .rotted
+                    .contains(&(layout.shards[i].node, shard_path(layout, i)))
         })
-        .map(|(index, _)| index)
-        .collect()
+        .count()
 }
 
-/// Decodes every committed object from the durable images of the disks.
+/// Judges every committed object from the durable images of the disks, after repair
+/// had its time. Nothing is excused any more: an object not marked lost must have all
+/// k+m shards sealed, present, verifying and hashing to their replicated sha256 (so no
+/// rebuilt shard differs from the original encoding), and must decode to its exact
+/// bytes; an object marked lost must really have fewer than k good shards, and more
+/// shards damaged by the schedule than its parity covers.
 pub fn check_durability(
     world: &World,
     nodes: u64,
-    h: &ObjectHistory,
-    layouts: &Layouts,
+    (h, layouts, lost): (&ObjectHistory, &Layouts, &LostKeys),
     faults: &History,
     tally: &mut Tally,
 ) -> Vec<String> {
@@ -181,71 +212,73 @@ pub fn check_durability(
         .map(|n| (n, world.disk(n).durable_files()))
         .collect();
     let mut codecs: BTreeMap<(u16, u16), ReedSolomon> = BTreeMap::new();
+    tally.degraded_writes = h
+        .keys
+        .iter()
+        .flat_map(|k| &k.puts)
+        .filter(|p| p.degraded && p.outcome == PutOutcome::Acked)
+        .count() as u64;
     for (&index, blobs) in layouts {
         let Some(blobs) = blobs else { continue };
         let key = &h.keys[index];
         if blobs.is_empty() && !key.data.is_empty() {
             violations.push(format!("object {} has no data blob", key.key));
         }
+        let is_lost = lost.contains(&index);
+        let mut lost_blobs = 0;
         for layout in blobs {
             let n = layout.shards.len();
-            if layout.sealed_shards() < n {
-                tally.degraded_writes += 1;
-            }
-            let floor = engine::placement::Profile {
-                k: layout.k,
-                m: layout.m,
-            }
-            .write_floor();
-            if layout.sealed_shards() < floor {
-                violations.push(format!(
-                    "object {} was committed with {} sealed shards, below the floor of {floor}",
-                    key.key,
-                    layout.sealed_shards()
-                ));
-            }
             let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
-            let mut excused = 0;
+            let mut unhealed = Vec::new();
             for (i, placement) in layout.shards.iter().enumerate() {
                 let path = shard_path(layout, i);
-                let rotted = faults.rotted.contains(&(placement.node, path.clone()));
-                if !placement.sealed || rotted {
-                    excused += 1;
-                }
+                let was_damaged = faults.rotted.contains(&(placement.node, path.clone()));
                 let file = images.get(&placement.node).and_then(|d| d.get(&path));
                 match file.map(|bytes| shard_store::verify_file_bytes(&path, bytes)) {
-                    Some(Ok((_, data))) => {
-                        if placement.sealed && sha(&data) != placement.sha256 {
-                            violations.push(format!(
-                                "object {}: shard {i} on node {} is not the shard its holder sealed",
-                                key.key, placement.node
-                            ));
-                        } else {
-                            shards[i] = Some(data);
+                    Some(Ok((_, data))) if sha(&data) == placement.sha256 => {
+                        shards[i] = Some(data);
+                        tally.healed_shards += u64::from(was_damaged);
+                        if !placement.sealed {
+                            unhealed
+                                .push(format!("shard {i} is whole but its layout says unsealed"));
                         }
                     }
-                    _ if !placement.sealed || rotted => {}
-                    None => violations.push(format!(
-                        "object {}: sealed shard {i} is gone from node {}'s disk",
-                        key.key, placement.node
+                    Some(Ok(_)) => unhealed.push(format!(
+                        "shard {i} on node {} is not the shard its layout's sha256 names",
+                        placement.node
                     )),
-                    Some(Err(e)) => violations.push(format!(
-                        "object {}: sealed shard {i} on node {} unreadable without rot: {e}",
-                        key.key, placement.node
-                    )),
+                    None => {
+                        unhealed.push(format!("shard {i} is missing from node {}", placement.node))
+                    }
+                    Some(Err(e)) => {
+                        unhealed.push(format!("shard {i} on node {}: {e}", placement.node))
+                    }
                 }
             }
             let intact = shards.iter().flatten().count();
             if intact < usize::from(layout.k) {
-                if excused > usize::from(layout.m) {
-                    tally.beyond_tolerance += 1;
-                } else {
+                lost_blobs += 1;
+                if !is_lost {
                     violations.push(format!(
-                        "object {}: {intact} shards readable, fewer than k = {}, with only {excused} lost to faults",
+                        "object {}: {intact} shards readable, fewer than k = {}, but it is not marked lost",
+                        key.key, layout.k
+                    ));
+                }
+                let blamed = damaged(layout, faults);
+                if blamed <= usize::from(layout.m) {
+                    violations.push(format!(
+                        "object {}: {intact} shards readable, fewer than k = {}, with only {blamed} damaged by faults",
                         key.key, layout.k
                     ));
                 }
                 continue;
+            }
+            if !is_lost && !unhealed.is_empty() {
+                violations.push(format!(
+                    "object {}: repair did not heal it within its time: {}",
+                    key.key,
+                    unhealed.join("; ")
+                ));
             }
             let codec = codecs.entry((layout.k, layout.m)).or_insert_with(|| {
                 ReedSolomon::new(u32::from(layout.k), u32::from(layout.m))
@@ -269,6 +302,13 @@ pub fn check_durability(
                 )),
             }
         }
+        if is_lost && lost_blobs == 0 {
+            violations.push(format!(
+                "object {} is marked lost although every blob has k good shards",
+                key.key
+            ));
+        }
+        tally.beyond_tolerance += u64::from(lost_blobs > 0);
     }
     violations
 }

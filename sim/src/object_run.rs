@@ -1,7 +1,9 @@
 //! The phases of an objects run: start a cluster of full nodes (Raft, shard store, data
-//! path, S3), make the bucket, run S3 clients under the fault schedule, heal, read every
-//! object back, ask the cluster where each object's shards are, give the orphan sweep
-//! its grace, then power off everything and decode every object from the disks.
+//! path, S3, repair), make the bucket, run S3 clients under the fault schedule, heal,
+//! give repair its time (optionally killing a node in the middle of it), ask the
+//! cluster where each object's shards are and which are lost, read every object back,
+//! give the orphan sweep its grace, then power off everything and judge every object
+//! from the disks: healed whole, or lost for a reason the fault log gives.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +11,13 @@ use std::time::Duration;
 use engine::env::{Clock, NodeId};
 use engine::node::{NodeConfig, SweepConfig};
 use engine::raft::node::RaftConfig;
+use engine::repair::RepairConfig;
 use engine::s3::S3Config;
 use engine::s3::rpc::{self, CallOutcome, S3Request, S3Response};
 use runtime_sim::{Cluster, NetConfig, SimClock, World};
 
 use crate::model::SharedHistory;
-use crate::object_checker::{self, Layouts, Tally};
+use crate::object_checker::{self, Layouts, LostKeys, Tally};
 use crate::object_workload::{
     BUCKET, CALL_TIMEOUT, DownSet, GetOutcome, ObjectClient, SharedObjects,
 };
@@ -36,6 +39,23 @@ const _: () = assert!(
     SWEEP.grace.as_secs()
         > engine::data_path::SEAL_TIMEOUT.as_secs() + engine::s3::META_TIMEOUT.as_secs()
 );
+/// Repair on simulated nodes: quick passes, a scrub every 30 s, and budgets small
+/// enough that pacing is exercised.
+fn repair_config() -> RepairConfig {
+    RepairConfig {
+        presence_interval: Duration::from_secs(2),
+        scrub_period: REPAIR_SCRUB_PERIOD,
+        scrub_bytes_per_s: 1 << 20,
+        rebuild_bytes_per_s: 1 << 20,
+        dir: "repair".into(),
+    }
+}
+const REPAIR_SCRUB_PERIOD: Duration = Duration::from_secs(30);
+/// Repair's time after the nodes quiesced: two scrub periods (a pass that started just
+/// before the last rot, then one that sees it), presence passes, rebuilds and commits,
+/// and a node restarted in the middle. After it, nothing is excused.
+const REPAIR_SETTLE: Duration = Duration::from_secs(120);
+const _: () = assert!(REPAIR_SETTLE.as_secs() > 3 * REPAIR_SCRUB_PERIOD.as_secs());
 /// How long after heal a layout query may retry while the group settles.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// How long reading every object back after heal may take.
@@ -76,6 +96,7 @@ fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
             let config = NodeConfig {
                 shard_dir: SHARD_DIR.into(),
                 sweep: SWEEP,
+                repair: repair_config(),
                 chunk_size_bytes: CHUNK_SIZE_BYTES,
                 ..NodeConfig::new(
                     RaftConfig::new(node, voters.clone()),
@@ -115,7 +136,7 @@ fn supervise(cluster: &mut Cluster, ended: &Ended) {
 async fn layout_of(
     client: &ObjectClient,
     key: &str,
-) -> Result<Option<Vec<engine::meta::DataLayout>>, String> {
+) -> Result<Option<Vec<(engine::meta::DataLayout, bool)>>, String> {
     let request = S3Request::Layout {
         bucket: BUCKET.into(),
         key: key.into(),
@@ -173,6 +194,20 @@ async fn read_back(client: &ObjectClient, keys: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Kills a random node some seconds into repair's settle phase (mid-scrub or
+/// mid-rebuild) and restarts it a few seconds later.
+async fn crash_during_repair(cluster: &mut Cluster) {
+    let world = cluster.world().clone();
+    SimClock
+        .sleep(Duration::from_millis(world.random_below(15_000)))
+        .await;
+    let node = 1 + world.random_below(cluster.nodes().count() as u64);
+    world.trace(format_args!("node {node} killed during repair"));
+    cluster.crash(node);
+    SimClock.sleep(Duration::from_secs(5)).await;
+    cluster.restart(node);
+}
+
 pub async fn simulate(params: Params) -> Outcome {
     // Crashes here are process deaths: callers see their connections reset, as the
     // real suites' kill -9 does (the other scenarios model silent hosts).
@@ -195,6 +230,7 @@ pub async fn simulate(params: Params) -> Outcome {
         chunk_size_bytes: u64::from(CHUNK_SIZE_BYTES),
         small_blob_bytes_max: SMALL_BLOB_BYTES_MAX,
         object_bytes_max: params.object_bytes_max,
+        reads: params.reads,
     };
     let mut violations = Vec::new();
     let setup = client(u64::from(params.clients));
@@ -219,25 +255,35 @@ pub async fn simulate(params: Params) -> Outcome {
     let safety_stats = world.stats();
     supervise(&mut cluster, &ended);
 
-    // Heal: once every operation inside the nodes has ended, every object reads back
-    // and the cluster says where each one lives.
+    // Heal: once every operation inside the nodes has ended and repair had its time,
+    // the cluster says where each object lives and which are lost, and every object
+    // that is not lost reads back.
     SimClock.sleep(QUIESCE).await;
-    let keys = history.lock().expect("history").keys.len();
-    if let Err(e) = read_back(&setup, keys).await {
-        violations.push(e);
+    if params.crash_during_repair {
+        crash_during_repair(&mut cluster).await;
     }
+    SimClock.sleep(REPAIR_SETTLE).await;
+    supervise(&mut cluster, &ended);
+    let keys = history.lock().expect("history").keys.len();
     let mut layouts = Layouts::new();
+    let mut lost = LostKeys::new();
     for index in 0..keys {
         let key = history.lock().expect("history").keys[index].key.clone();
         match layout_of(&setup, &key).await {
             Ok(l) => {
-                layouts.insert(index, l);
+                if l.as_ref().is_some_and(|blobs| blobs.iter().any(|b| b.1)) {
+                    lost.insert(index);
+                }
+                layouts.insert(index, l.map(|b| b.into_iter().map(|b| b.0).collect()));
             }
             Err(e) => {
                 violations.push(e);
                 break;
             }
         }
+    }
+    if let Err(e) = read_back(&setup, keys).await {
+        violations.push(e);
     }
     // The sweep's grace passes (twice its interval to spare), then no orphan is left.
     SimClock.sleep(SWEEP.grace + SWEEP.interval * 2).await;
@@ -256,14 +302,12 @@ pub async fn simulate(params: Params) -> Outcome {
     let faults_seen = std::mem::take(&mut *fault_log.lock().expect("faults"));
     {
         let h = history.lock().expect("history");
-        let beyond = object_checker::beyond_tolerance(&layouts, &faults_seen);
-        violations.extend(object_checker::check_history(&h, &beyond));
+        violations.extend(object_checker::check_history(&h, &lost));
         violations.extend(object_checker::check_layouts(&h, &layouts));
         violations.extend(object_checker::check_durability(
             &world,
             params.nodes,
-            &h,
-            &layouts,
+            (&h, &layouts, &lost),
             &faults_seen,
             &mut tally,
         ));
@@ -295,7 +339,7 @@ pub async fn simulate(params: Params) -> Outcome {
     let summary = format!(
         "puts={} acked={} degraded={} refused={} below_floor={refused_floor} unknown={} \
          coordinator_lost={} gets={} ok={} degraded_reads={} unavailable={} \
-         beyond_tolerance={} rotted_files={rotted}",
+         beyond_tolerance={} lost={} healed_shards={} rotted_files={rotted}",
         puts.len(),
         count(&|o| *o == P::Acked),
         tally.degraded_writes,
@@ -313,6 +357,8 @@ pub async fn simulate(params: Params) -> Outcome {
             .filter(|g| matches!(g.outcome, GetOutcome::Unavailable(_)))
             .count(),
         tally.beyond_tolerance,
+        lost.len(),
+        tally.healed_shards,
     );
     Outcome {
         trace_hash,

@@ -53,6 +53,8 @@ pub struct PutRecord {
     pub invoke: u64,
     pub ret: u64,
     pub outcome: PutOutcome,
+    /// Acknowledged with fewer than all shards sealed.
+    pub degraded: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +86,8 @@ pub enum GetOutcome {
         message: String,
     },
     Lost,
+    /// 410 ObjectLost: repair recorded fewer than k good shards.
+    ObjectLost,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +142,8 @@ pub struct ObjectClient {
     pub chunk_size_bytes: u64,
     pub small_blob_bytes_max: u64,
     pub object_bytes_max: u64,
+    /// Whether this client reads during the safety phase.
+    pub reads: bool,
 }
 
 impl ObjectClient {
@@ -205,6 +211,8 @@ impl ObjectClient {
         .await;
         let ret = self.now();
         let lost = matches!(answer, CallOutcome::Lost);
+        let degraded =
+            matches!(answer, CallOutcome::Answer(S3Response::Put { unsealed, .. }) if unsealed > 0);
         let outcome = match answer {
             CallOutcome::Answer(S3Response::Put { .. }) => PutOutcome::Acked,
             CallOutcome::Answer(S3Response::Failed { code, .. })
@@ -238,6 +246,7 @@ impl ObjectClient {
             invoke,
             ret,
             outcome: outcome.clone(),
+            degraded,
         });
         outcome
     }
@@ -266,6 +275,9 @@ impl ObjectClient {
             CallOutcome::Answer(S3Response::Data(bytes)) => GetOutcome::Data(sha(&bytes)),
             CallOutcome::Answer(S3Response::Failed { code, .. }) if code == "NoSuchKey" => {
                 GetOutcome::NoSuchKey
+            }
+            CallOutcome::Answer(S3Response::Failed { code, .. }) if code == "ObjectLost" => {
+                GetOutcome::ObjectLost
             }
             CallOutcome::Answer(S3Response::Failed {
                 status: 503,
@@ -364,6 +376,10 @@ impl ObjectClient {
         let roll = below(self.env.rng(), 20);
         let known = self.history.lock().expect("history").keys.len();
         if roll < 9 || known == 0 {
+            let index = self.new_key(seq);
+            mine.push(index);
+            self.put(index, self.node(), false).await;
+        } else if roll < 16 && !self.reads {
             let index = self.new_key(seq);
             mine.push(index);
             self.put(index, self.node(), false).await;

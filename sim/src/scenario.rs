@@ -74,6 +74,10 @@ pub struct FaultSpec {
     /// Disk capacity per node, bytes (0 = unlimited).
     #[serde(default)]
     pub disk_capacity_bytes: Range,
+    /// Probability that a crashed node also gets a new, empty data disk: its shard
+    /// directory is emptied while it is down (its Raft state is kept). Objects runs.
+    #[serde(default)]
+    pub wipe_per_crash: Range,
 }
 
 /// What the clients of a run do.
@@ -115,6 +119,18 @@ pub struct Scenario {
     /// in one joint-consensus change, while the workload runs.
     #[serde(default)]
     pub membership: bool,
+    /// Objects runs: whether clients read during the safety phase. Without reads, only
+    /// repair's own checks (presence, scrub) can find damage.
+    #[serde(default = "yes")]
+    pub reads: bool,
+    /// Objects runs: a node is killed in the middle of repair's settle phase and
+    /// restarted; repair must still converge.
+    #[serde(default)]
+    pub crash_during_repair: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Concrete parameters for one seed.
@@ -143,6 +159,9 @@ pub struct Params {
     pub log_rot_per_s: f64,
     pub eio_rate: f64,
     pub disk_capacity_bytes: u64,
+    pub wipe_per_crash: f64,
+    pub reads: bool,
+    pub crash_during_repair: bool,
     /// Disks acknowledge fsync without persisting. Not a scenario knob: no store can be
     /// durable on such disks, so it exists to prove the checkers notice.
     pub lying_sync: bool,
@@ -179,7 +198,7 @@ impl std::fmt::Display for Params {
             f,
             "scenario={} seed={} nodes={} profile={}+{} clients={} duration={}s \
              crash/s={:.3} power_loss/s={:.3} down={:.2}s partition/s={:.3} partition={:.2}s clog/s={:.3} \
-             loss={:.4} rot/s={:.3} log_rot/s={:.3} eio={:.5} capacity={}",
+             loss={:.4} rot/s={:.3} log_rot/s={:.3} eio={:.5} capacity={} wipe/crash={:.2}",
             self.scenario,
             self.seed,
             self.nodes,
@@ -201,7 +220,8 @@ impl std::fmt::Display for Params {
                 "unlimited".to_string()
             } else {
                 self.disk_capacity_bytes.to_string()
-            }
+            },
+            self.wipe_per_crash,
         )
     }
 }
@@ -263,6 +283,9 @@ impl Scenario {
             log_rot_per_s: on(&f.log_rot_per_s, &mut rng),
             eio_rate: on(&f.eio_rate, &mut rng),
             disk_capacity_bytes: on(&f.disk_capacity_bytes, &mut rng) as u64,
+            wipe_per_crash: on(&f.wipe_per_crash, &mut rng),
+            reads: self.reads,
+            crash_during_repair: self.crash_during_repair,
             lying_sync: false,
         }
     }

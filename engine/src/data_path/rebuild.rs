@@ -63,17 +63,25 @@ impl<E: Env> DataPath<E> {
             shard_len_bytes: geometry.shard_len(),
         };
         let target_failed = |why: String| RebuildError::Target { node: target, why };
-        let Some(mut sink) = self.open_sink(target, header).await else {
-            return Err(target_failed("could not create the shard".into()));
-        };
         // The shard being rebuilt is never a source, nor is one never sealed.
         let mut bad: Vec<bool> = layout.shards.iter().map(|s| !s.sealed).collect();
         bad[i] = true;
+        // The first stripe is decoded before the target is opened: a blob without k
+        // good shards costs its holders no file at all.
+        let first = self.rebuild_chunk(layout, 0, i, &mut bad).await?;
+        let Some(mut sink) = self.open_sink(target, header).await else {
+            return Err(target_failed("could not create the shard".into()));
+        };
         let mut hash = Sha256::new();
         let mut written = 0u64;
         let started = self.env.clock().now();
+        let mut first = Some(first);
         for stripe in 0..geometry.stripe_count() {
-            let chunk = match self.rebuild_chunk(layout, stripe, i, &mut bad).await {
+            let chunk = match first.take() {
+                Some(chunk) => Ok(chunk),
+                None => self.rebuild_chunk(layout, stripe, i, &mut bad).await,
+            };
+            let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     sink.abort().await;

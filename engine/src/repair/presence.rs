@@ -68,6 +68,9 @@ impl<E: Env> Repair<E> {
                 else {
                     continue;
                 };
+                // A lost blob is not rebuilt pass after pass: it is read back (below),
+                // and repaired as usual once it reads again.
+                let is_lost = data_ref.lost.is_some();
                 let mut mine = false;
                 for (i, placement) in layout.shards.iter().enumerate() {
                     if placement.node != me {
@@ -75,7 +78,7 @@ impl<E: Env> Repair<E> {
                     }
                     mine = true;
                     let file = shard_id(*data_id, i as u16);
-                    if !placement.sealed || !local.contains(&file) {
+                    if !is_lost && (!placement.sealed || !local.contains(&file)) {
                         self.owe(&layout, i as u16, Reason::Missing);
                     }
                 }

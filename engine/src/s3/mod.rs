@@ -202,6 +202,8 @@ pub struct PutOutput {
     pub etag: String,
     pub version: u64,
     pub checksum: Option<Checksum>,
+    /// Shards the write could not seal (a degraded write; repair owes them).
+    pub unsealed: u16,
 }
 
 /// A Range header's one range.
@@ -424,6 +426,10 @@ fn write_error(e: WriteError) -> S3Error {
         WriteError::Body(SourceError::OverLimit(why)) => S3Error::InvalidRequest(why),
         WriteError::BelowFloor { .. } => S3Error::SlowDown(e.to_string()),
     }
+}
+
+fn unsealed(layout: Option<&DataLayout>) -> u16 {
+    layout.map_or(0, |l| (l.shards.len() - l.sealed_shards()) as u16)
 }
 
 fn read_error(e: ReadError) -> S3Error {
@@ -704,6 +710,7 @@ impl<E: Env> S3<E> {
             etag,
             version,
             checksum: digests.checksum,
+            unsealed: unsealed(layout.as_ref()),
         })
     }
 
@@ -947,6 +954,7 @@ impl<E: Env> S3<E> {
             etag,
             version,
             checksum: digests.checksum,
+            unsealed: unsealed(layout.as_ref()),
         })
     }
 
@@ -1065,6 +1073,7 @@ impl<E: Env> S3<E> {
             etag,
             version: 0,
             checksum: digests.checksum,
+            unsealed: 0,
         })
     }
 
@@ -1113,6 +1122,7 @@ impl<E: Env> S3<E> {
             etag,
             version: 0,
             checksum: digests.checksum,
+            unsealed: 0,
         })
     }
 
@@ -1177,6 +1187,7 @@ impl<E: Env> S3<E> {
                 etag,
                 version,
                 checksum: object_checksum,
+                unsealed: 0,
             }),
             other => Err(applied_error(other)),
         }

@@ -54,9 +54,12 @@ pub enum S3Response {
     Put {
         etag: String,
         version: u64,
+        /// Shards the write could not seal (degraded; repair owes them).
+        unsealed: u16,
     },
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
-    Layout(Vec<DataLayout>),
+    /// Each blob's layout, and whether repair has recorded it lost.
+    Layout(Vec<(DataLayout, bool)>),
     Failed {
         code: String,
         status: u16,
@@ -116,6 +119,7 @@ pub async fn handle<E: Env>(s3: &S3<E>, payload: &[u8], body: Option<BodyStream>
                     .map(|o| S3Response::Put {
                         etag: o.etag,
                         version: o.version,
+                        unsealed: o.unsealed,
                     })
             }
         },
@@ -210,10 +214,14 @@ pub async fn put<E: Env>(
 impl<E: Env> S3<E> {
     /// The blobs an object's data lives in (a simple object: one; a multipart one:
     /// one per non-empty part), from an up-to-date replica.
-    pub async fn layouts(&self, bucket: &str, key: &str) -> Result<Vec<DataLayout>, S3Error> {
+    pub async fn layouts(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<(DataLayout, bool)>, S3Error> {
         let r = self.reader().await?;
         let stored = self.current(&r, bucket, key).await?;
-        Ok(match &stored.meta.data {
+        let blobs: Vec<DataLayout> = match &stored.meta.data {
             ObjectData::Empty => Vec::new(),
             ObjectData::Blob(l) => vec![l.clone()],
             ObjectData::Parts { .. } => r
@@ -222,6 +230,16 @@ impl<E: Env> S3<E> {
                 .into_iter()
                 .filter_map(|p| p.info.data)
                 .collect(),
-        })
+        };
+        blobs
+            .into_iter()
+            .map(|l| {
+                let lost = r
+                    .data_ref(l.data_id)
+                    .map_err(|e| S3Error::Internal(e.to_string()))?
+                    .is_some_and(|d| d.lost.is_some());
+                Ok((l, lost))
+            })
+            .collect()
     }
 }
