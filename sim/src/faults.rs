@@ -115,6 +115,9 @@ pub async fn run(
         if world.chance(params.rot_per_s * dt) {
             rot_one(&world, params, history);
         }
+        if world.chance(params.rot_pair_per_s * dt) {
+            rot_pair(&world, params, history);
+        }
         if victims.is_empty() && world.chance(params.log_rot_per_s * dt) {
             let down = cluster.nodes().count() as u64
                 - cluster.nodes().filter(|&n| cluster.is_up(n)).count() as u64;
@@ -193,6 +196,47 @@ fn replace_shard_disk(world: &runtime_sim::World, node: NodeId, history: &Shared
     let mut h = history.lock().expect("history");
     for path in removed.into_iter().filter(|p| p.ends_with(".shard")) {
         h.rotted.insert((node, path));
+    }
+}
+
+/// Rots two shards of one blob, on two nodes: picks a shard file on a random node,
+/// then another shard of the same blob elsewhere.
+fn rot_pair(world: &runtime_sim::World, params: &Params, history: &SharedHistory) {
+    let node = 1 + world.random_below(params.nodes);
+    let names = world.disk(node).live_names();
+    let shards: Vec<&String> = names.iter().filter(|n| n.ends_with(".shard")).collect();
+    if shards.is_empty() {
+        return;
+    }
+    let first = shards[world.random_below(shards.len() as u64) as usize];
+    // File names are "<dir>/<data id>.<version>.<part>.<index>.shard": same blob, same
+    // prefix up to the index.
+    let blob = &first[..first.len() - "0000.shard".len()];
+    let others: Vec<(NodeId, String)> = (1..=params.nodes)
+        .filter(|&n| n != node)
+        .flat_map(|n| {
+            world
+                .disk(n)
+                .live_names()
+                .into_iter()
+                .filter(|p| p.starts_with(blob) && p.ends_with(".shard"))
+                .map(move |p| (n, p))
+        })
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    let second = &others[world.random_below(others.len() as u64) as usize];
+    for (n, path) in [(node, first.clone()), second.clone()] {
+        let disk = world.disk(n);
+        let rotted = if world.chance(0.5) {
+            disk.flip_bit(&path, world.random_below(u64::MAX))
+        } else {
+            disk.zero_sector(&path, world.random_below(u64::MAX))
+        };
+        if rotted {
+            history.lock().expect("history").rotted.insert((n, path));
+        }
     }
 }
 

@@ -162,8 +162,9 @@ pub fn check_layouts(h: &ObjectHistory, layouts: &Layouts) -> Vec<String> {
             violations.push(format!("deleted object {} is visible after heal", k.key));
         }
         for layout in layouts.get(&index).into_iter().flatten().flatten() {
-            if !engine::meta::repair::distinct(layout) {
-                let nodes: Vec<_> = layout.shards.iter().map(|s| s.node).collect();
+            // The checker's own test, not the engine's (a checker never trusts a node).
+            let nodes: Vec<NodeId> = layout.shards.iter().map(|s| s.node).collect();
+            if nodes.iter().collect::<BTreeSet<_>>().len() != nodes.len() {
                 violations.push(format!(
                     "object {}: two shards on one node: {nodes:?}",
                     k.key

@@ -48,6 +48,7 @@ fn repair_config() -> RepairConfig {
         scrub_bytes_per_s: 1 << 20,
         rebuild_bytes_per_s: 1 << 20,
         dir: "repair".into(),
+        enabled: true,
     }
 }
 const REPAIR_SCRUB_PERIOD: Duration = Duration::from_secs(30);
@@ -80,6 +81,7 @@ fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
         c => c,
     };
     let voters: Vec<NodeId> = (1..=params.nodes).collect();
+    let repair_off = params.repair_off;
     let mut cluster = Cluster::new(world.clone());
     for &node in &voters {
         world.add_disk(node, capacity);
@@ -96,7 +98,10 @@ fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
             let config = NodeConfig {
                 shard_dir: SHARD_DIR.into(),
                 sweep: SWEEP,
-                repair: repair_config(),
+                repair: RepairConfig {
+                    enabled: !repair_off,
+                    ..repair_config()
+                },
                 chunk_size_bytes: CHUNK_SIZE_BYTES,
                 ..NodeConfig::new(
                     RaftConfig::new(node, voters.clone()),
@@ -281,6 +286,23 @@ pub async fn simulate(params: Params) -> Outcome {
                 break;
             }
         }
+    }
+    // Judged before any read-back: what repair healed it found by itself.
+    {
+        let h = history.lock().expect("history");
+        let faults_now = fault_log.lock().expect("faults");
+        let early = object_checker::check_durability(
+            &world,
+            params.nodes,
+            (&h, &layouts, &lost),
+            &faults_now,
+            &mut Tally::default(),
+        );
+        violations.extend(
+            early
+                .into_iter()
+                .map(|v| format!("before any read-back: {v}")),
+        );
     }
     if let Err(e) = read_back(&setup, keys).await {
         violations.push(e);

@@ -78,6 +78,9 @@ pub struct FaultSpec {
     /// directory is emptied while it is down (its Raft state is kept). Objects runs.
     #[serde(default)]
     pub wipe_per_crash: Range,
+    /// Rot events that damage two shards of one blob at once (on two nodes) per second.
+    #[serde(default)]
+    pub rot_pair_per_s: Range,
 }
 
 /// What the clients of a run do.
@@ -160,11 +163,15 @@ pub struct Params {
     pub eio_rate: f64,
     pub disk_capacity_bytes: u64,
     pub wipe_per_crash: f64,
+    pub rot_pair_per_s: f64,
     pub reads: bool,
     pub crash_during_repair: bool,
     /// Disks acknowledge fsync without persisting. Not a scenario knob: no store can be
     /// durable on such disks, so it exists to prove the checkers notice.
     pub lying_sync: bool,
+    /// Nodes run without repair. Not a scenario knob: it exists to prove the checkers
+    /// notice shards nobody healed.
+    pub repair_off: bool,
 }
 
 impl Params {
@@ -187,6 +194,7 @@ impl Params {
             self.rot_per_s,
             self.log_rot_per_s,
             self.eio_rate,
+            self.rot_pair_per_s,
         ];
         rates.iter().all(|&r| r == 0.0) && self.disk_capacity_bytes == 0
     }
@@ -198,7 +206,7 @@ impl std::fmt::Display for Params {
             f,
             "scenario={} seed={} nodes={} profile={}+{} clients={} duration={}s \
              crash/s={:.3} power_loss/s={:.3} down={:.2}s partition/s={:.3} partition={:.2}s clog/s={:.3} \
-             loss={:.4} rot/s={:.3} log_rot/s={:.3} eio={:.5} capacity={} wipe/crash={:.2}",
+             loss={:.4} rot/s={:.3} log_rot/s={:.3} eio={:.5} capacity={} wipe/crash={:.2} rot_pairs/s={:.3}",
             self.scenario,
             self.seed,
             self.nodes,
@@ -222,6 +230,7 @@ impl std::fmt::Display for Params {
                 self.disk_capacity_bytes.to_string()
             },
             self.wipe_per_crash,
+            self.rot_pair_per_s,
         )
     }
 }
@@ -284,9 +293,11 @@ impl Scenario {
             eio_rate: on(&f.eio_rate, &mut rng),
             disk_capacity_bytes: on(&f.disk_capacity_bytes, &mut rng) as u64,
             wipe_per_crash: on(&f.wipe_per_crash, &mut rng),
+            rot_pair_per_s: on(&f.rot_pair_per_s, &mut rng),
             reads: self.reads,
             crash_during_repair: self.crash_during_repair,
             lying_sync: false,
+            repair_off: false,
         }
     }
 }

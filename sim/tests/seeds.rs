@@ -186,6 +186,51 @@ fn objects_schedules_happen() {
     }
 }
 
+/// Repair's schedules happen: degraded writes backfilled, rotted and wiped shards
+/// healed, blobs beyond tolerance marked lost.
+#[test]
+fn repair_schedules_happen() {
+    let mut totals = std::collections::BTreeMap::new();
+    for name in [
+        "objects-repair-backfill",
+        "objects-repair-emptied-node",
+        "objects-repair-bitrot",
+        "objects-repair-crash",
+    ] {
+        let s = by_name(name);
+        for seed in 0..3 {
+            let o = run_isolated(s.params(seed));
+            assert!(o.passed(), "{name} seed {seed}: {:?}", o.violations);
+            for what in ["degraded", "healed_shards", "lost"] {
+                *totals.entry(what).or_insert(0) += summary_count(&o.summary, what);
+            }
+        }
+    }
+    for (what, n) in &totals {
+        assert!(*n > 0, "{what} never happened: {totals:?}");
+    }
+}
+
+/// The repair checkers have teeth: with repair switched off, degraded writes stay
+/// unsealed and rotted shards stay rotted, and the checkers say so (they no longer
+/// excuse a shard a fault damaged once repair has had its time).
+#[test]
+fn repair_checkers_catch_missing_repair() {
+    for name in ["objects-repair-backfill", "objects-repair-bitrot"] {
+        let mut params = by_name(name).params(1);
+        params.repair_off = true;
+        let outcome = run_isolated(params);
+        assert!(
+            outcome
+                .violations
+                .iter()
+                .any(|v| v.contains("repair did not heal")),
+            "{name}: {:?}",
+            outcome.violations
+        );
+    }
+}
+
 /// The objects checkers have teeth: on disks that acknowledge fsync without
 /// persisting, the final power loss takes sealed shards of committed objects.
 #[test]

@@ -59,6 +59,9 @@ pub struct RepairConfig {
     pub rebuild_bytes_per_s: u64,
     /// Directory of the scrub cursor on the node's disk.
     pub dir: String,
+    /// False only in tests that prove the checkers notice unhealed shards: a node
+    /// without repair loses durability with every fault.
+    pub enabled: bool,
 }
 
 impl Default for RepairConfig {
@@ -69,6 +72,7 @@ impl Default for RepairConfig {
             scrub_bytes_per_s: 32 << 20,
             rebuild_bytes_per_s: 64 << 20,
             dir: "repair".into(),
+            enabled: true,
         }
     }
 }
@@ -125,6 +129,9 @@ impl<E: Env> Repair<E> {
             config,
             inner: Mutex::new(Inner::default()),
         });
+        if !repair.config.enabled {
+            return repair;
+        }
         env.spawn(repair.clone().presence_loop());
         env.spawn(repair.clone().scrub_loop());
         env.spawn(repair.clone().worker_loop());
