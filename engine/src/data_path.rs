@@ -309,6 +309,11 @@ impl<E: Env> DataPath<E> {
             .clone()
     }
 
+    /// Whether reports are waiting for [`DataPath::take_reported`].
+    pub fn has_reported(&self) -> bool {
+        !self.reported.lock().expect("reports").is_empty()
+    }
+
     /// Corrupt or missing shards found by reads since the last call.
     pub fn take_reported(&self) -> Vec<ShardReport> {
         std::mem::take(&mut *self.reported.lock().expect("reports"))

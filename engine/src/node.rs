@@ -107,7 +107,9 @@ pub struct StatusWire {
 /// same size limit).
 pub use crate::shard_rpc::{decode as decode_wire, encode as encode_wire};
 
-async fn client_request<E: Env>(
+/// Answers one client or admin request (the node endpoint and `hamster server`'s admin
+/// socket both come here).
+pub async fn client_request<E: Env>(
     env: &E,
     raft: &RaftHandle,
     repair: Option<&Repair<E>>,

@@ -293,6 +293,7 @@ pub struct S3Listen {
 pub async fn run(
     config: NodeConfig,
     s3: Option<S3Listen>,
+    repair: engine::repair::RepairConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let tls = Arc::new(config.credentials.tls()?);
@@ -321,7 +322,7 @@ pub async fn run(
         Some(listen) => Some(cluster_keys(&config, listen)?),
         None => None,
     };
-    let node = engine::node::NodeConfig::new(
+    let mut node = engine::node::NodeConfig::new(
         raft,
         engine::s3::S3Config {
             owner: keys
@@ -333,6 +334,7 @@ pub async fn run(
             ..Default::default()
         },
     );
+    node.repair = repair;
     let started = engine::node::start(env, node)
         .await
         .map_err(|e| anyhow!("node {id}: its raft state was refused: {e}"))?;

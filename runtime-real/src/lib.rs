@@ -5,6 +5,7 @@
 //! no node logic of its own. Anything it does beyond moving bytes (framing, limits) is
 //! about transport, not about what the bytes mean.
 
+pub mod admin;
 pub mod bench;
 pub mod cluster;
 pub mod disk;

@@ -1,12 +1,14 @@
 //! `hamster`: the production daemon and its tools.
 //!
 //! `hamster server` (one node on the embedded default), `hamster version`, the cluster
-//! commands (`cluster init`, `cluster run`) and the admin commands (`admin status`).
+//! commands (`cluster init`, `cluster run`) and the admin commands (`admin status`,
+//! `admin repair status|start`, `admin lost`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use runtime_real::admin;
 use runtime_real::cluster::{self, AdminClient, AdminConfig, InitOptions, NodeConfig};
 
 #[derive(Parser)]
@@ -48,6 +50,8 @@ enum Command {
         /// Seconds a shard must stay unreferenced before the sweep removes it.
         #[arg(long, hide = true, default_value_t = engine::node::SWEEP_GRACE.as_secs())]
         sweep_grace_s: u64,
+        #[command(flatten)]
+        repair: RepairArgs,
     },
     /// Load an S3 endpoint: concurrent PUT, GET and ranged GET per object size.
     Bench {
@@ -125,7 +129,48 @@ enum ClusterCommand {
         /// Base domain for virtual-host-style requests; repeatable.
         #[arg(long)]
         domain: Vec<String>,
+        #[command(flatten)]
+        repair: RepairArgs,
     },
+}
+
+/// Repair's budgets and period (every node repairs; these only pace it).
+#[derive(Args)]
+struct RepairArgs {
+    /// Hours between the starts of two full deep-scrub passes (`admin repair start`
+    /// starts one at once).
+    #[arg(long, default_value_t = 168.0)]
+    scrub_period_hours: f64,
+    /// Shard bytes the deep scrub hashes per second, at most.
+    #[arg(long, default_value_t = 32 << 20)]
+    scrub_bytes_per_s: u64,
+    /// Shard bytes rebuilds write per second, at most (foreground traffic keeps the rest).
+    #[arg(long, default_value_t = 64 << 20)]
+    rebuild_bytes_per_s: u64,
+}
+
+impl RepairArgs {
+    fn config(&self) -> engine::repair::RepairConfig {
+        engine::repair::RepairConfig {
+            scrub_period: std::time::Duration::from_secs_f64(
+                self.scrub_period_hours.max(0.0) * 3600.0,
+            ),
+            scrub_bytes_per_s: self.scrub_bytes_per_s,
+            rebuild_bytes_per_s: self.rebuild_bytes_per_s,
+            ..Default::default()
+        }
+    }
+}
+
+/// Which store an admin command talks to.
+#[derive(Args)]
+struct AdminTarget {
+    /// A cluster: the admin config written by `cluster init` (admin.toml).
+    #[arg(long, conflicts_with = "data")]
+    config: Option<PathBuf>,
+    /// A `hamster server`: its data directory (the admin socket is in it).
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +180,29 @@ enum AdminCommand {
         /// The admin config written by `cluster init` (admin.toml).
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Repair: scrub progress, queue, rebuilds per node; or start a full pass.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Objects with fewer than k good shards: bucket, key, size, good/needed shards.
+    Lost {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepairCommand {
+    /// Per node: the scrub pass (% done, shards and bytes checked, rate, ETA, last full
+    /// pass), the queue by margin, rebuilt shards and bytes, failures.
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Start a full deep-scrub pass on every node now.
+    Start {
+        #[command(flatten)]
+        target: AdminTarget,
     },
 }
 
@@ -187,6 +255,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             domain,
             sweep_interval_s,
             sweep_grace_s,
+            repair,
         } => {
             init_logging();
             tracing::info!("{}", version_line());
@@ -218,6 +287,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     interval: std::time::Duration::from_secs(sweep_interval_s.max(1)),
                     grace: std::time::Duration::from_secs(sweep_grace_s),
                 },
+                repair: repair.config(),
             };
             runtime().block_on(async {
                 runtime_real::server::run_server(options, async {
@@ -296,6 +366,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             secret_key,
             region,
             domain,
+            repair,
         }) => {
             init_logging();
             tracing::info!("{}", version_line());
@@ -307,7 +378,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 region,
                 domains: domain,
             });
-            runtime().block_on(cluster::run(config, s3, async {
+            runtime().block_on(cluster::run(config, s3, repair.config(), async {
                 stop_signal().await;
                 tracing::info!("stopping on signal");
             }))?;
@@ -322,6 +393,41 @@ fn execute(command: Command) -> anyhow::Result<()> {
             if statuses.iter().all(|(_, s)| s.is_err()) {
                 anyhow::bail!("no member answered");
             }
+        }
+        Command::Admin(AdminCommand::Repair(RepairCommand::Status { target })) => {
+            let statuses = runtime().block_on(async {
+                let target =
+                    admin::Target::open(target.config.as_deref(), target.data.as_deref()).await?;
+                anyhow::Ok(target.repair_statuses().await)
+            })?;
+            print!("{}", admin::render_repair(&statuses));
+            if statuses.iter().all(|(_, s)| s.is_err()) {
+                anyhow::bail!("no node answered");
+            }
+        }
+        Command::Admin(AdminCommand::Repair(RepairCommand::Start { target })) => {
+            let started = runtime().block_on(async {
+                let target =
+                    admin::Target::open(target.config.as_deref(), target.data.as_deref()).await?;
+                anyhow::Ok(target.repair_start().await)
+            })?;
+            for (node, result) in &started {
+                match result {
+                    Ok(()) => println!("node {node}: full scrub pass started"),
+                    Err(e) => println!("node {node}: not started: {e:#}"),
+                }
+            }
+            if started.iter().all(|(_, r)| r.is_err()) {
+                anyhow::bail!("no node answered");
+            }
+        }
+        Command::Admin(AdminCommand::Lost { target }) => {
+            let lost = runtime().block_on(async {
+                let target =
+                    admin::Target::open(target.config.as_deref(), target.data.as_deref()).await?;
+                target.lost().await
+            })?;
+            print!("{}", admin::render_lost(&lost));
         }
     }
     Ok(())

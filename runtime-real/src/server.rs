@@ -130,6 +130,7 @@ pub struct ServerOptions {
     /// Base domains for virtual-host addressing (`bucket.<domain>`).
     pub domains: Vec<String>,
     pub sweep: engine::node::SweepConfig,
+    pub repair: engine::repair::RepairConfig,
 }
 
 /// The node id of a single server.
@@ -158,6 +159,7 @@ pub async fn run_server(
     };
     let config = engine::node::NodeConfig {
         sweep: options.sweep,
+        repair: options.repair.clone(),
         ..engine::node::NodeConfig::new(
             raft,
             S3Config {
@@ -167,9 +169,15 @@ pub async fn run_server(
             },
         )
     };
-    let started = engine::node::start(env, config)
+    let started = engine::node::start(env.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("the metadata store was refused: {e}"))?;
+    crate::admin::serve_socket(
+        &options.data,
+        env,
+        started.raft.clone(),
+        started.repair.clone(),
+    )?;
     let (stop, failure) = stop_or_driver_failure(stop, started.raft.clone());
     let s3 = started.s3;
     let listener = TcpListener::bind(options.s3)

@@ -57,7 +57,13 @@ fn start_cluster(
             let mut config = RaftConfig::new(node, bootstrap.clone());
             config.snapshot_every = SNAPSHOT_EVERY;
             config.log_tail_keep = LOG_TAIL_KEEP;
+            // Metadata runs store no object data: repair would only add timers and
+            // ReadIndex traffic to the Raft schedules these scenarios are tuned for.
             let node_config = engine::node::NodeConfig {
+                repair: engine::repair::RepairConfig {
+                    enabled: false,
+                    ..Default::default()
+                },
                 shard_dir: SHARD_DIR.into(),
                 ..engine::node::NodeConfig::new(config, Default::default())
             };

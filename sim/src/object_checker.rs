@@ -261,8 +261,10 @@ pub fn check_durability(
                 lost_blobs += 1;
                 if !is_lost {
                     violations.push(format!(
-                        "object {}: {intact} shards readable, fewer than k = {}, but it is not marked lost",
-                        key.key, layout.k
+                        "object {}: {intact} shards readable, fewer than k = {}, but it is not marked lost: {}",
+                        key.key,
+                        layout.k,
+                        unhealed.join("; ")
                     ));
                 }
                 let blamed = damaged(layout, faults);

@@ -243,7 +243,7 @@ fn objects_checkers_catch_lost_shards() {
         outcome
             .violations
             .iter()
-            .any(|v| v.contains("sealed shard") && v.contains("gone")),
+            .any(|v| v.contains("is missing from node")),
         "{:?}",
         &outcome.violations[..outcome.violations.len().min(3)]
     );

@@ -160,7 +160,8 @@ impl<E: Env> Repair<E> {
         self.inner.lock().expect("repair").queue.push(margin, task);
     }
 
-    /// A view of the metadata that includes everything committed before the call.
+    /// A view of the metadata that includes everything committed before the call (after
+    /// a ReadIndex; `None` without a leader).
     async fn current(&self) -> Option<MetaReader> {
         let index = crate::env::timeout(self.env.clock(), META_TIMEOUT, self.raft.read_index());
         match index.await {
@@ -227,7 +228,12 @@ impl<E: Env> Repair<E> {
                 Some((_, task)) => self.repair_one(task).await,
                 None => {
                     self.env.clock().sleep(IDLE_POLL).await;
-                    if let Some(reader) = self.current().await {
+                    // The local replica will do: a report's layout is applied here (a
+                    // degraded commit) or was read here (a failed read), and the task
+                    // is checked against an up-to-date replica before any rebuild.
+                    if self.data.has_reported()
+                        && let Ok(reader) = self.raft.reader()
+                    {
                         self.take_reports(&reader);
                     }
                 }

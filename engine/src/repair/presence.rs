@@ -1,6 +1,5 @@
 //! The presence check: metadata against the local listing, no hashing. A pass walks the
-//! data refs in pages of [`PRESENCE_PAGE_REFS`] (each page read after a ReadIndex, so it
-//! is at most a pass behind the commits) and queues every shard of this node that is
+//! data refs of the local replica in pages of [`PRESENCE_PAGE_REFS`] and queues every shard of this node that is
 //! unsealed in its layout or absent from the shard directory. Lost blobs this node
 //! holds a shard of are read back whole (at most [`LOST_PROBES_PER_PASS`] a pass); one
 //! that reads again is cleared.
@@ -51,8 +50,10 @@ impl<E: Env> Repair<E> {
         let mut after = None;
         let mut probes = 0;
         loop {
-            let Some(reader) = self.current().await else {
-                return; // no leader: judge nothing
+            // The local replica: a shard it wrongly calls missing is checked against
+            // an up-to-date one before anything is rebuilt (`Repair::repair_one`).
+            let Ok(reader) = self.raft.reader() else {
+                return;
             };
             self.take_reports(&reader);
             let page = match reader.data_refs_after(after, PRESENCE_PAGE_REFS) {

@@ -1,0 +1,343 @@
+//! Admin commands beyond `admin status`: `hamster admin repair status`, `admin repair
+//! start` and `admin lost`, on a cluster (through its admin certificate, as `admin
+//! status` does) or on `hamster server` (through its admin socket).
+//!
+//! The admin socket: `hamster server` listens on a Unix socket `admin.sock` in its data
+//! directory (mode 0600, so only the user that runs the server can use it). A request
+//! is one frame: a u32 length (little-endian), then the bincode of a
+//! `engine::node::ClientRequest`; the answer is one frame of a `ClientResponse`. It
+//! carries the same requests cluster nodes answer over mTLS. (An admin HTTP API signed
+//! by the root key, which every admin command will also speak, is a later issue.)
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use engine::node::{ClientRequest, ClientResponse, LOST_PAGE_MAX, LostEntry};
+use engine::raft::node::RaftHandle;
+use engine::repair::{Repair, RepairStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::RealEnv;
+use crate::cluster::{ADMIN_TIMEOUT, AdminClient, AdminConfig};
+
+/// The admin socket's file name in a server's data directory.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+/// Largest admin frame either side accepts.
+const FRAME_BYTES_MAX: u32 = 16 << 20;
+
+/// Serves the admin socket of `hamster server` until the process ends.
+pub fn serve_socket(
+    data: &Path,
+    env: RealEnv,
+    raft: RaftHandle,
+    repair: std::sync::Arc<Repair<RealEnv>>,
+) -> anyhow::Result<()> {
+    let path = data.join(ADMIN_SOCKET);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (env, raft, repair) = (env.clone(), raft.clone(), repair.clone());
+            tokio::spawn(async move {
+                if let Err(error) = answer(stream, &env, &raft, &repair).await {
+                    tracing::warn!(%error, "admin socket request failed");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn answer(
+    mut stream: UnixStream,
+    env: &RealEnv,
+    raft: &RaftHandle,
+    repair: &Repair<RealEnv>,
+) -> anyhow::Result<()> {
+    let request: ClientRequest = engine::node::decode_wire(&read_frame(&mut stream).await?)
+        .ok_or_else(|| anyhow!("the request does not decode"))?;
+    let response = engine::node::client_request(env, raft, Some(repair), request).await;
+    write_frame(&mut stream, &engine::node::encode_wire(&response)).await
+}
+
+async fn read_frame(stream: &mut UnixStream) -> anyhow::Result<Vec<u8>> {
+    let len = stream.read_u32_le().await?;
+    if len > FRAME_BYTES_MAX {
+        bail!("admin frame of {len} bytes is over the limit");
+    }
+    let mut buf = vec![0; len as usize];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame(stream: &mut UnixStream, bytes: &[u8]) -> anyhow::Result<()> {
+    stream.write_u32_le(bytes.len() as u32).await?;
+    stream.write_all(bytes).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Where the admin commands go.
+pub enum Target {
+    Cluster(AdminClient),
+    /// A server's admin socket.
+    Server(PathBuf),
+}
+
+impl Target {
+    /// `--config admin.toml` (a cluster) or `--data DIR` (a `hamster server`).
+    pub async fn open(config: Option<&Path>, data: Option<&Path>) -> anyhow::Result<Self> {
+        match (config, data) {
+            (Some(config), None) => {
+                let config = AdminConfig::load(config)?;
+                Ok(Target::Cluster(AdminClient::connect(&config).await?))
+            }
+            (None, Some(data)) => Ok(Target::Server(data.join(ADMIN_SOCKET))),
+            _ => bail!(
+                "give --config admin.toml (a cluster) or --data DIR (a hamster server), one of them"
+            ),
+        }
+    }
+
+    /// The member ids (a server is node 1).
+    fn nodes(&self) -> Vec<u64> {
+        match self {
+            Target::Cluster(c) => c.members().iter().map(|m| m.id).collect(),
+            Target::Server(_) => vec![1],
+        }
+    }
+
+    async fn ask(&self, node: u64, request: &ClientRequest) -> anyhow::Result<ClientResponse> {
+        match self {
+            Target::Cluster(c) => c.request(node, request, ADMIN_TIMEOUT).await,
+            Target::Server(path) => {
+                let talk = async {
+                    let mut stream = UnixStream::connect(path).await.with_context(|| {
+                        format!(
+                            "connecting to {} (is hamster server running with this --data?)",
+                            path.display()
+                        )
+                    })?;
+                    write_frame(&mut stream, &engine::node::encode_wire(request)).await?;
+                    let answer = read_frame(&mut stream).await?;
+                    engine::node::decode_wire(&answer)
+                        .ok_or_else(|| anyhow!("the answer does not decode"))
+                };
+                tokio::time::timeout(ADMIN_TIMEOUT * 4, talk)
+                    .await
+                    .map_err(|_| anyhow!("no answer from {}", path.display()))?
+            }
+        }
+    }
+
+    /// Every node's repair status (or why it could not be had).
+    pub async fn repair_statuses(&self) -> Vec<(u64, anyhow::Result<RepairStatus>)> {
+        let asks = self.nodes().into_iter().map(|node| async move {
+            let status = match self.ask(node, &ClientRequest::RepairStatus).await {
+                Ok(ClientResponse::Repair(s)) => Ok(*s),
+                Ok(ClientResponse::Failed(why)) => Err(anyhow!(why)),
+                Ok(other) => Err(anyhow!("unexpected answer {other:?}")),
+                Err(e) => Err(e),
+            };
+            (node, status)
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// Starts a full scrub pass on every node; the nodes that took it.
+    pub async fn repair_start(&self) -> Vec<(u64, anyhow::Result<()>)> {
+        let asks = self.nodes().into_iter().map(|node| async move {
+            let done = match self.ask(node, &ClientRequest::RepairStart).await {
+                Ok(ClientResponse::Applied(Ok(_))) => Ok(()),
+                Ok(ClientResponse::Failed(why)) => Err(anyhow!(why)),
+                Ok(other) => Err(anyhow!("unexpected answer {other:?}")),
+                Err(e) => Err(e),
+            };
+            (node, done)
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// Every lost blob, from the first node that answers.
+    pub async fn lost(&self) -> anyhow::Result<Vec<LostEntry>> {
+        let mut last = anyhow!("no member answered");
+        for node in self.nodes() {
+            match self.lost_from(node).await {
+                Ok(all) => return Ok(all),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn lost_from(&self, node: u64) -> anyhow::Result<Vec<LostEntry>> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = ClientRequest::Lost {
+                after,
+                limit: LOST_PAGE_MAX,
+            };
+            match self.ask(node, &request).await? {
+                ClientResponse::Lost(page, next) => {
+                    all.extend(page);
+                    match next {
+                        Some(next) => after = Some(next),
+                        None => return Ok(all),
+                    }
+                }
+                ClientResponse::Failed(why) => bail!("node {node}: {why}"),
+                other => bail!("node {node}: unexpected answer {other:?}"),
+            }
+        }
+    }
+}
+
+/// Bytes as a person reads them.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn ago(ms: u64) -> String {
+    if ms == 0 {
+        return "never".into();
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format!(
+        "{} ago",
+        human_duration(Duration::from_millis(now.saturating_sub(ms)))
+    )
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// `hamster admin repair status` as text: one block per node.
+pub fn render_repair(statuses: &[(u64, anyhow::Result<RepairStatus>)]) -> String {
+    let mut out = String::new();
+    for (node, status) in statuses {
+        let s = match status {
+            Ok(s) => s,
+            Err(e) => {
+                writeln!(out, "node {node}: unreachable: {e:#}").expect("string");
+                continue;
+            }
+        };
+        let c = &s.scrub;
+        let scrub = if c.active {
+            let total = c.shards_checked + s.scrub_remaining_shards;
+            let pct = if total == 0 {
+                100.0
+            } else {
+                c.shards_checked as f64 * 100.0 / total as f64
+            };
+            let eta = match (s.scrub_rate_bytes_per_s, c.shards_checked) {
+                (0, _) | (_, 0) => "unknown".to_string(),
+                (rate, n) => {
+                    let left = s.scrub_remaining_shards * (c.bytes_checked / n);
+                    human_duration(Duration::from_secs(left / rate))
+                }
+            };
+            format!(
+                "pass {pct:.1}% done: {} shards, {} checked, {}/s, ETA {eta}",
+                c.shards_checked,
+                human_bytes(c.bytes_checked),
+                human_bytes(s.scrub_rate_bytes_per_s)
+            )
+        } else {
+            "idle".to_string()
+        };
+        writeln!(out, "node {node}: scrub {scrub}").expect("string");
+        writeln!(
+            out,
+            "  last full pass: {} ({} passes); bad shards found this pass: {}",
+            ago(c.last_full_pass_ms),
+            c.passes,
+            c.bad_found
+        )
+        .expect("string");
+        let queue = if s.queue_by_margin.is_empty() {
+            "empty".to_string()
+        } else {
+            s.queue_by_margin
+                .iter()
+                .map(|(m, n)| format!("margin {m}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(out, "  queue: {queue}").expect("string");
+        writeln!(
+            out,
+            "  rebuilt: {} shards, {}; failures: {}; deferred: {}; marked lost: {}; cleared: {}",
+            s.rebuilt_shards,
+            human_bytes(s.rebuilt_bytes),
+            s.failures,
+            s.deferred,
+            s.marked_lost,
+            s.cleared_lost
+        )
+        .expect("string");
+    }
+    out
+}
+
+/// `hamster admin lost` as a table.
+pub fn render_lost(entries: &[LostEntry]) -> String {
+    let mut out = String::new();
+    if entries.is_empty() {
+        writeln!(out, "no lost objects").expect("string");
+        return out;
+    }
+    writeln!(
+        out,
+        "{:<24}{:<40}{:>12}{:>8}  SINCE",
+        "BUCKET", "KEY", "SIZE", "GOOD"
+    )
+    .expect("string");
+    for e in entries {
+        writeln!(
+            out,
+            "{:<24}{:<40}{:>12}{:>8}  {}",
+            e.bucket,
+            e.key,
+            e.size,
+            format!("{}/{}", e.good, e.needed),
+            ago(e.since_ms)
+        )
+        .expect("string");
+    }
+    out
+}
