@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """S3 benchmarks on this machine, for docs/benchmarks.md. Not a test: figures only.
 
-  target/py/bin/python scripts/bench-s3.py [--seconds 5] [--only server|cluster]
+  target/py/bin/python scripts/bench-s3.py [--seconds 5] [--only server|raft|cluster|repair]
 
 server:  `hamster bench` against `hamster server` (4 KiB x16, 1 MiB x8, 64 MiB x2); the
          aws CLI as an external client (the same sizes, cp --recursive up and down);
@@ -17,6 +17,12 @@ cluster: six `hamster cluster run` nodes on loopback (4+2): `hamster bench` for 
          PUT; bytes the other nodes sent for one 1 MiB ranged GET of that object (the
          sum of their write(2) bytes: shard slices on the wire, as they write nothing
          else); and the ratio to `hamster server` for the same workload.
+repair:  six nodes (4+2) filled until each holds --repair-gib GiB of shards (64 MiB
+         objects): a full deep-scrub pass on every node (`admin repair start`) and its
+         MB/s per node; node 6 stopped, its shard directory emptied, restarted: the time
+         until every shard is back, and the rebuild MB/s (shard bytes written); then the
+         same refill again while `hamster bench` PUTs and GETs 1 MiB objects x8, as a
+         ratio to the same load with repair idle. Default budgets throughout.
 
 Servers listen on 127.0.0.1 free ports and are stopped at the end.
 """
@@ -230,10 +236,120 @@ def run_cluster(seconds, tmp):
         s.stop()
 
 
+def admin(c, *args):
+    out = subprocess.run([hamster_bin(), "admin", *args, "--config",
+                          os.path.join(c.dir, "admin.toml")],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout
+
+
+def shard_bytes(node):
+    total = 0
+    for name in os.listdir(node.shard_dir):
+        if name.endswith(".shard"):
+            total += os.path.getsize(os.path.join(node.shard_dir, name))
+    return total
+
+
+def fill(endpoint, per_node_bytes):
+    """64 MiB objects until each of six nodes holds about per_node_bytes (4+2: a node
+    holds a quarter of the object bytes)."""
+    import concurrent.futures
+    body = os.urandom(64 * MiB)
+    count = max(1, (4 * per_node_bytes) // len(body))
+
+    def put(i):
+        s3_client(endpoint).put_object(Bucket="hamster-bench", Key=f"fill/{i}", Body=body)
+
+    start = time.time()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(put, range(count)))
+    return count, time.time() - start
+
+
+def refill(c, node, poll_s=0.5, during=None):
+    """Stops node, empties its shard directory, restarts it, and waits until repair is
+    done with it: its queue empty and no shard written for QUIET_S (shards of
+    overwritten objects, which the orphan sweep has not removed yet, are not rebuilt,
+    so "every file back" is not the test). Returns (bytes rebuilt, seconds from the
+    restart to the last shard, what `during` returned)."""
+    quiet_s = 12
+    node.stop()
+    for n in os.listdir(node.shard_dir):
+        if n.endswith(".shard"):
+            os.remove(os.path.join(node.shard_dir, n))
+    node.start()
+    start = time.time()
+    result = during() if during else None
+    last, last_change = -1, start
+    while time.time() - start < 3600:
+        now = shard_bytes(node)
+        if now != last:
+            last, last_change = now, time.time()
+        elif time.time() - last_change > quiet_s:
+            status = admin(c, "repair", "status")
+            block = next(b for b in status.split("node ")[1:]
+                         if b.startswith(f"{node.node_id}:"))
+            if "queue: empty" in block:
+                return last, last_change - start, result
+        time.sleep(poll_s)
+    raise RuntimeError("refill did not finish in an hour")
+
+
+def run_repair(seconds, tmp, gib):
+    print(f"\n## repair: six nodes on loopback (4+2), {gib} GiB of shards per node\n")
+    c = Cluster(tmp).start()
+    try:
+        wait_bucket(c.nodes[1].endpoint)
+        count, secs = fill(c.nodes[1].endpoint, int(gib * GiB))
+        per_node = {i: shard_bytes(n) for i, n in c.nodes.items()}
+        print(f"filled: {count} objects of 64 MiB in {secs:.0f} s; shard bytes per node: "
+              + ", ".join(f"{i}: {b / GiB:.2f} GiB" for i, b in per_node.items()))
+        passes = {i: int(m) for i, m in re.findall(r"node (\d+):.*?\((\d+) passes\)",
+                                                    admin(c, "repair", "status"), re.S)}
+        admin(c, "repair", "start")
+        start = time.time()
+        done = {}
+        while len(done) < len(c.nodes) and time.time() - start < 3600:
+            status = admin(c, "repair", "status")
+            for block in status.split("node ")[1:]:
+                i = int(block.split(":")[0])
+                m = re.search(r"\((\d+) passes\)", block)
+                if i not in done and m and int(m.group(1)) > passes.get(i, 0):
+                    done[i] = time.time() - start
+            time.sleep(0.5)
+        for i, t in sorted(done.items()):
+            print(f"scrub: node {i} hashed {per_node[i] / MiB:.0f} MiB in {t:.1f} s: "
+                  f"{mb_s(per_node[i], t)} (budget 32 MiB/s = 33.6 MB/s)")
+        victim = c.nodes[6]
+        want, secs, _ = refill(c, victim)
+        assert want >= per_node[6], f"node 6 refilled {want} of {per_node[6]} bytes"
+        print(f"refill of an emptied node 6: {want / GiB:.2f} GiB of shards back in "
+              f"{secs:.1f} s: rebuild {mb_s(want, secs)} written "
+              f"(budget 64 MiB/s = 67.1 MB/s)")
+        coordinator = c.nodes[2]
+        idle = bench(coordinator.endpoint, "1MiB", "8", seconds)
+        print("1 MiB x8 through node 2, repair idle:\n" + idle)
+        _, _, busy = refill(c, victim,
+                            during=lambda: bench(coordinator.endpoint, "1MiB", "8", seconds))
+        print("the same during the refill of node 6:\n" + busy)
+        ratio = []
+        for op in ("PUT", "GET"):
+            a = re.search(rf"{op}\s+1MiB.*?([\d.]+) MB/s", idle)
+            b = re.search(rf"{op}\s+1MiB.*?([\d.]+) MB/s", busy)
+            if a and b:
+                ratio.append(f"{op} {float(b.group(1)) / float(a.group(1)):.2f}")
+        print("foreground during rebuild / idle: " + ", ".join(ratio))
+        print(admin(c, "repair", "status"))
+    finally:
+        c.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--only", choices=["server", "raft", "cluster"])
+    ap.add_argument("--only", choices=["server", "raft", "cluster", "repair"])
+    ap.add_argument("--repair-gib", type=float, default=2.0)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hamster-bench-", dir=os.environ.get("TMPDIR")) as tmp:
         if a.only in (None, "server"):
@@ -242,6 +358,8 @@ def main():
             run_raft(a.seconds, tmp)
         if a.only in (None, "cluster"):
             run_cluster(a.seconds, tmp)
+        if a.only in (None, "repair"):
+            run_repair(a.seconds, tmp, a.repair_gib)
 
 
 if __name__ == "__main__":
