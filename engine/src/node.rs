@@ -484,8 +484,31 @@ pub async fn run<E: Env>(env: E, config: NodeConfig, on_start: impl FnOnce(&Star
     }
 }
 
+/// Whether the metadata places shard `id` on `node`: its blob is referenced and the
+/// layout puts that shard index here (repair may have moved it to a spare). A ref whose
+/// layout cannot be found counts as holding (never remove on doubt).
+fn holds(
+    reader: &crate::meta_store::MetaReader,
+    id: &ShardId,
+    node: NodeId,
+) -> Result<bool, crate::meta_store::StoreError> {
+    if !reader.has_data_ref(id.object)? {
+        return Ok(false);
+    }
+    Ok(match reader.layout_of(id.object)? {
+        Some((_, layout)) => {
+            *id != crate::data_path::shard_id(id.object, id.index)
+                || layout
+                    .shards
+                    .get(usize::from(id.index))
+                    .is_some_and(|p| p.node == node)
+        }
+        None => true,
+    })
+}
+
 /// Removes shards no object, part or upload refers to (writes that never committed,
-/// overwritten and deleted objects). A shard is removed only when it was unreferenced
+/// overwritten and deleted objects), and shards whose placement repair moved to a spare. A shard is removed only when it was unreferenced
 /// on a pass at least `grace` ago and still is, judged on a replica brought up to date
 /// by ReadIndex: a write in flight (sealed, commit not yet applied) is never taken, and
 /// a node cut off from its leader removes nothing.
@@ -516,7 +539,7 @@ async fn sweep_orphans<E: Env>(
         let now = env.clock().now();
         let mut next = BTreeMap::new();
         for id in ids {
-            match reader.has_data_ref(id.object) {
+            match holds(&reader, &id, env.node_id()) {
                 Ok(true) => {}
                 Ok(false) => {
                     let since = suspects.get(&id).copied().unwrap_or(now);

@@ -32,6 +32,8 @@ pub enum Request {
     List,
     /// Remove a sealed shard (a write below its floor, an orphan); gone is fine.
     Remove { id: ShardId },
+    /// Is this holder up? (Repair's liveness probe.)
+    Ping,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,7 @@ pub enum Response {
     Ids(Vec<ShardId>),
     Removed,
     Failed(RemoteError),
+    Pong,
 }
 
 /// A failure reported by the holder.
@@ -160,6 +163,7 @@ async fn handle_request<E: Env>(
             Ok(()) | Err(ShardError::NotFound(_)) => Ok(Response::Removed),
             Err(e) => Err(RemoteError::from(e)),
         },
+        (Request::Ping, _) => Ok(Response::Pong),
     };
     result.unwrap_or_else(Response::Failed)
 }
@@ -265,6 +269,14 @@ pub async fn verify<E: Env>(
         Response::Failed(e) => Err(e.into()),
         _ => Err(CallError::Malformed),
     }
+}
+
+/// Whether node `to` answers a shard call within `timeout`.
+pub async fn ping<E: Env>(env: &E, to: NodeId, timeout: Duration) -> bool {
+    matches!(
+        call(env, to, &Request::Ping, timeout).await,
+        Ok(Response::Pong)
+    )
 }
 
 /// Removes shard `id` on node `to` (already gone counts as removed).

@@ -145,8 +145,12 @@ struct RepairArgs {
     #[arg(long, default_value_t = 32 << 20)]
     scrub_bytes_per_s: u64,
     /// Shard bytes rebuilds write per second, at most (foreground traffic keeps the rest).
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = 16 << 20)]
     rebuild_bytes_per_s: u64,
+    /// Seconds a node may be unreachable before its shards are rebuilt on spares
+    /// (members that hold no shard of the object; none exist for a 4+2 object on six).
+    #[arg(long, default_value_t = 600)]
+    takeover_after_s: u64,
 }
 
 impl RepairArgs {
@@ -157,6 +161,7 @@ impl RepairArgs {
             ),
             scrub_bytes_per_s: self.scrub_bytes_per_s,
             rebuild_bytes_per_s: self.rebuild_bytes_per_s,
+            takeover_after: std::time::Duration::from_secs(self.takeover_after_s),
             ..Default::default()
         }
     }

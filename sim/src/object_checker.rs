@@ -316,13 +316,19 @@ pub fn check_durability(
     violations
 }
 
-/// After the sweep had its grace: every shard file belongs to a committed object.
+/// After the sweep had its grace: every shard file is one a committed layout places on
+/// that node (not a refused write's, a deleted object's, or a shard repair moved away).
 pub fn check_orphans(world: &World, nodes: u64, layouts: &Layouts) -> Vec<String> {
-    let referenced: BTreeSet<u128> = layouts
+    let referenced: BTreeSet<(NodeId, ShardId)> = layouts
         .values()
         .flatten()
         .flatten()
-        .map(|l| l.data_id)
+        .flat_map(|l| {
+            l.shards
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.node, shard_id(l.data_id, i as u16)))
+        })
         .collect();
     let mut violations = Vec::new();
     for node in 1..=nodes {
@@ -331,7 +337,7 @@ pub fn check_orphans(world: &World, nodes: u64, layouts: &Layouts) -> Vec<String
                 continue;
             };
             if let Some(id) = ShardId::parse_file_name(file)
-                && !referenced.contains(&id.object)
+                && !referenced.contains(&(node, id))
             {
                 violations.push(format!(
                     "node {node}: orphan shard {file} outlived the sweep"

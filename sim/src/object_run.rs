@@ -47,6 +47,8 @@ fn repair_config() -> RepairConfig {
         scrub_period: REPAIR_SCRUB_PERIOD,
         scrub_bytes_per_s: 1 << 20,
         rebuild_bytes_per_s: 1 << 20,
+        // Shorter than the longest downs of the scenarios, so takeovers happen.
+        takeover_after: Duration::from_secs(5),
         dir: "repair".into(),
         enabled: true,
     }
@@ -315,6 +317,19 @@ pub async fn simulate(params: Params) -> Outcome {
         &layouts,
     ));
 
+    // What repair says it did (a lower bound: counters start over when a node does).
+    let (mut rebuilt, mut moved) = (0, 0);
+    for node in 1..=params.nodes {
+        let asked = crate::meta_workload::request(
+            &setup.env,
+            node,
+            &engine::node::ClientRequest::RepairStatus,
+        );
+        if let Some(engine::node::ClientResponse::Repair(s)) = asked.await {
+            rebuilt += s.rebuilt_shards;
+            moved += s.moved_shards;
+        }
+    }
     // Power loss: judge the durable images directly.
     let before_power_loss = world.stats();
     for node in 1..=params.nodes {
@@ -361,7 +376,8 @@ pub async fn simulate(params: Params) -> Outcome {
     let summary = format!(
         "puts={} acked={} degraded={} refused={} below_floor={refused_floor} unknown={} \
          coordinator_lost={} gets={} ok={} degraded_reads={} unavailable={} \
-         beyond_tolerance={} lost={} healed_shards={} rotted_files={rotted}",
+         beyond_tolerance={} lost={} healed_shards={} rebuilt={rebuilt} moved={moved} \
+         rotted_files={rotted}",
         puts.len(),
         count(&|o| *o == P::Acked),
         tally.degraded_writes,

@@ -375,11 +375,8 @@ impl ObjectClient {
     async fn one(&self, seq: u64, mine: &mut Vec<usize>) {
         let roll = below(self.env.rng(), 20);
         let known = self.history.lock().expect("history").keys.len();
-        if roll < 9 || known == 0 {
-            let index = self.new_key(seq);
-            mine.push(index);
-            self.put(index, self.node(), false).await;
-        } else if roll < 16 && !self.reads {
+        // Without reads, the rolls that would read write a new key instead.
+        if roll < 9 || known == 0 || (roll < 16 && !self.reads) {
             let index = self.new_key(seq);
             mine.push(index);
             self.put(index, self.node(), false).await;

@@ -187,7 +187,8 @@ fn objects_schedules_happen() {
 }
 
 /// Repair's schedules happen: degraded writes backfilled, rotted and wiped shards
-/// healed, blobs beyond tolerance marked lost.
+/// healed, shards of long-down holders moved to spares, blobs beyond tolerance marked
+/// lost.
 #[test]
 fn repair_schedules_happen() {
     let mut totals = std::collections::BTreeMap::new();
@@ -201,7 +202,7 @@ fn repair_schedules_happen() {
         for seed in 0..3 {
             let o = run_isolated(s.params(seed));
             assert!(o.passed(), "{name} seed {seed}: {:?}", o.violations);
-            for what in ["degraded", "healed_shards", "lost"] {
+            for what in ["degraded", "healed_shards", "lost", "rebuilt", "moved"] {
                 *totals.entry(what).or_insert(0) += summary_count(&o.summary, what);
             }
         }

@@ -18,16 +18,20 @@
 //!   current). A blob with fewer than k good shards is marked lost
 //!   (`CommandV1::MarkLost`); a lost blob that reads whole again is cleared.
 //!
+//! A holder down for `takeover_after` has its shards rebuilt on spares ([`takeover`]).
+//!
 //! Invariants: a corrupt shard is never a rebuild source; nothing is sealed that does
 //! not hash to the replicated sha256; a repair never changes a layout other than the
 //! one it read (so it cannot resurrect a delete or clobber an overwrite); a shard lands
-//! only on the node its layout names, so distinctness holds by construction (the state
-//! machine also refuses any layout that breaks it). Every queue and page is bounded.
+//! on the node its layout names, or on a spare that holds no other shard of the blob
+//! (the state machine refuses any layout that puts two on one node). Every queue and
+//! page is bounded.
 
 pub mod cursor;
 mod presence;
 pub mod queue;
 mod scrub;
+mod takeover;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,6 +61,8 @@ pub struct RepairConfig {
     pub scrub_bytes_per_s: u64,
     /// Shard bytes rebuilds write per second, at most: foreground traffic keeps the rest.
     pub rebuild_bytes_per_s: u64,
+    /// A holder unreachable this long has its shards rebuilt on spares ([`takeover`]).
+    pub takeover_after: Duration,
     /// Directory of the scrub cursor on the node's disk.
     pub dir: String,
     /// False only in tests that prove the checkers notice unhealed shards: a node
@@ -70,7 +76,8 @@ impl Default for RepairConfig {
             presence_interval: Duration::from_secs(5),
             scrub_period: Duration::from_secs(7 * 24 * 3600),
             scrub_bytes_per_s: 32 << 20,
-            rebuild_bytes_per_s: 64 << 20,
+            rebuild_bytes_per_s: 16 << 20,
+            takeover_after: Duration::from_secs(600),
             dir: "repair".into(),
             enabled: true,
         }
@@ -96,11 +103,14 @@ pub struct RepairStatus {
     pub deferred: u64,
     pub marked_lost: u64,
     pub cleared_lost: u64,
+    /// Rebuilt shards placed on a spare because their holder was down too long.
+    pub moved_shards: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     queue: Queue,
+    liveness: takeover::Liveness,
     status: RepairStatus,
     scrub_requested: bool,
 }
@@ -256,22 +266,24 @@ impl<E: Env> Repair<E> {
         if expected.node != task.node {
             return; // already moved by another repair
         }
-        if task.reason == Reason::Missing && expected.sealed && self.present(&layout, i).await {
+        let Some(target) = self.target(&layout, task.index) else {
+            return; // its holder is down and no spare exists: it waits for the holder
+        };
+        if task.reason == Reason::Missing
+            && expected.sealed
+            && target == expected.node
+            && self.present(&layout, i).await
+        {
             return;
         }
         let rebuilt = self
             .data
-            .rebuild_shard(
-                &layout,
-                task.index,
-                expected.node,
-                self.config.rebuild_bytes_per_s,
-            )
+            .rebuild_shard(&layout, task.index, target, self.config.rebuild_bytes_per_s)
             .await;
         match rebuilt {
             Ok(sealed) => {
                 let placement = ShardPlacement {
-                    node: expected.node,
+                    node: target,
                     sha256: sealed.sha256,
                     sealed: true,
                 };
@@ -283,10 +295,12 @@ impl<E: Env> Repair<E> {
                 };
                 if self.propose(command).await == Some(Applied::Done) {
                     tracing::info!(shard = %shard_id(task.data_id, task.index).file_name(),
-                        node = task.node, "shard rebuilt");
+                        node = target, "shard rebuilt");
+                    let moved = target != task.node;
                     self.update(|s| {
                         s.rebuilt_shards += 1;
                         s.rebuilt_bytes += sealed.len_bytes;
+                        s.moved_shards += u64::from(moved);
                     });
                 }
             }

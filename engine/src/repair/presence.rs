@@ -1,6 +1,7 @@
 //! The presence check: metadata against the local listing, no hashing. A pass walks the
 //! data refs of the local replica in pages of [`PRESENCE_PAGE_REFS`] and queues every shard of this node that is
-//! unsealed in its layout or absent from the shard directory. Lost blobs this node
+//! unsealed in its layout or absent from the shard directory, and, where this node is a
+//! blob's guardian, the shards of holders down too long (`takeover`). Lost blobs this node
 //! holds a shard of are read back whole (at most [`LOST_PROBES_PER_PASS`] a pass); one
 //! that reads again is cleared.
 
@@ -47,6 +48,9 @@ impl<E: Env> Repair<E> {
                 return;
             }
         };
+        self.probe_peers().await;
+        let (down, long_down) = self.down_nodes();
+        let members = self.raft.status().voters.len().max(1);
         let mut after = None;
         let mut probes = 0;
         loop {
@@ -72,8 +76,15 @@ impl<E: Env> Repair<E> {
                 // A lost blob is not rebuilt pass after pass: it is read back (below),
                 // and repaired as usual once it reads again.
                 let is_lost = data_ref.lost.is_some();
+                // A takeover needs a spare: a member outside the layout.
+                let guardian = !long_down.is_empty()
+                    && layout.shards.len() < members
+                    && self.guards(&layout, &down);
                 let mut mine = false;
                 for (i, placement) in layout.shards.iter().enumerate() {
+                    if guardian && !is_lost && long_down.contains(&placement.node) {
+                        self.owe(&layout, i as u16, Reason::Missing);
+                    }
                     if placement.node != me {
                         continue;
                     }

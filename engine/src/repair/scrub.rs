@@ -21,6 +21,8 @@ use crate::shard_store::{ShardError, ShardId};
 
 /// Shards checked between two saves of the cursor.
 pub const SCRUB_BATCH_SHARDS: usize = 64;
+/// Unused scrub budget carried over, at most.
+const PACE_CREDIT: Duration = Duration::from_secs(1);
 
 impl<E: Env> Repair<E> {
     pub(super) async fn scrub_loop(self: Arc<Self>) {
@@ -30,6 +32,7 @@ impl<E: Env> Repair<E> {
         self.update(|s| s.scrub = cursor.clone());
         // Pacing is over this process's life: (monotonic start, bytes since).
         let mut paced = (self.env.clock().now(), 0u64);
+        let mut pending: std::collections::VecDeque<ShardId> = Default::default();
         loop {
             if !cursor.active && !self.scrub_due(&cursor).await {
                 continue;
@@ -44,13 +47,18 @@ impl<E: Env> Repair<E> {
                 };
                 tracing::info!(node = self.env.node_id(), "scrub pass started");
             }
-            let remaining = match self.unchecked(&cursor).await {
-                Some(ids) => ids,
-                None => {
-                    self.env.clock().sleep(self.config.presence_interval).await;
-                    continue;
+            // One listing serves a whole pass (shards written behind the cursor wait for
+            // the next one); the directory is listed again only when it runs out.
+            if pending.is_empty() {
+                match self.unchecked(&cursor).await {
+                    Some(ids) => pending = ids.into(),
+                    None => {
+                        self.env.clock().sleep(self.config.presence_interval).await;
+                        continue;
+                    }
                 }
-            };
+            }
+            let remaining = &mut pending;
             if remaining.is_empty() {
                 cursor.active = false;
                 cursor.last_full_pass_ms = self.env.clock().wall_ms();
@@ -63,12 +71,13 @@ impl<E: Env> Repair<E> {
                 );
             } else {
                 let reader = self.raft.reader().ok();
-                for id in remaining.iter().take(SCRUB_BATCH_SHARDS) {
+                let batch = remaining.len().min(SCRUB_BATCH_SHARDS);
+                for id in remaining.drain(..batch) {
                     let (bytes, bad) = match &reader {
-                        Some(reader) => self.scrub_one(reader, id).await,
+                        Some(reader) => self.scrub_one(reader, &id).await,
                         None => (0, false),
                     };
-                    cursor.after = Some(*id);
+                    cursor.after = Some(id);
                     cursor.shards_checked += 1;
                     cursor.bytes_checked += bytes;
                     cursor.bad_found += u64::from(bad);
@@ -79,7 +88,7 @@ impl<E: Env> Repair<E> {
             if let Err(error) = cursor::save(&disk, &dir, &cursor).await {
                 tracing::warn!(%error, "scrub cursor not saved; the pass resumes from an older one");
             }
-            let left = remaining.len().saturating_sub(SCRUB_BATCH_SHARDS) as u64;
+            let left = remaining.len() as u64;
             let now_ms = self.env.clock().wall_ms();
             self.update(|s| {
                 s.scrub = cursor.clone();
@@ -152,9 +161,14 @@ impl<E: Env> Repair<E> {
         if rate == 0 {
             return;
         }
+        let now = self.env.clock().now();
         let due = Duration::from_secs_f64(paced.1 as f64 / rate as f64);
-        let elapsed = self.env.clock().now().saturating_sub(paced.0);
-        if due > elapsed + Duration::from_millis(1) {
+        let elapsed = now.saturating_sub(paced.0);
+        if elapsed > due + PACE_CREDIT {
+            // Idle time (between passes, a slow disk) is not saved up for a burst: at
+            // most PACE_CREDIT of budget carries over.
+            *paced = (now.saturating_sub(PACE_CREDIT), 0);
+        } else if due > elapsed + Duration::from_millis(1) {
             self.env.clock().sleep(due - elapsed).await;
         }
     }

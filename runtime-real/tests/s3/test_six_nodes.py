@@ -47,7 +47,7 @@ class Node(Server):
 
     def command(self):
         return [hamster_bin(), "cluster", "run", "--config", self.config,
-                "--s3", f"127.0.0.1:{self.port}"]
+                "--s3", f"127.0.0.1:{self.port}", *self.extra_args]
 
     def up(self):
         return self.proc is not None and self.proc.poll() is None
