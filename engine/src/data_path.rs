@@ -664,6 +664,39 @@ impl<E: Env> DataPath<E> {
         slices: &[crate::erasure::ShardSlice],
         bad: &mut [bool],
     ) -> Result<Vec<Vec<u8>>, ReadError> {
+        let offset = geometry.shard_offset(stripe);
+        let chunks = self
+            .decode_stripe(layout, geometry, stripe, bad)
+            .await
+            .map_err(|readable| ReadError::Unavailable {
+                stripe,
+                readable,
+                need: usize::from(layout.k),
+                shards: layout.shards.len(),
+            })?;
+        Ok(slices
+            .iter()
+            .map(|s| {
+                let chunk = chunks[s.shard_index as usize]
+                    .as_ref()
+                    .expect("data chunks rebuilt");
+                let at = (s.shard_offset - offset) as usize;
+                chunk[at..at + s.len as usize].to_vec()
+            })
+            .collect())
+    }
+
+    /// Every chunk of `stripe`, decoded from k chunks read with their block checksums
+    /// (data shards first: with all of them no decode is needed). A shard that fails is
+    /// marked in `bad` and never used; shards already marked are never read. Fewer than
+    /// k readable: `Err` with the number that were.
+    async fn decode_stripe(
+        &self,
+        layout: &DataLayout,
+        geometry: &Geometry,
+        stripe: u64,
+        bad: &mut [bool],
+    ) -> Result<Vec<Option<Vec<u8>>>, usize> {
         let (k, total) = (usize::from(layout.k), layout.shards.len());
         let chunk_len = geometry.chunk_len(stripe);
         let offset = geometry.shard_offset(stripe);
@@ -673,18 +706,12 @@ impl<E: Env> DataPath<E> {
             if have == k {
                 break;
             }
-            // Data shards come first in index order: with all of them no decode is needed.
             let wanted: Vec<usize> = (0..total)
                 .filter(|&i| !bad[i] && chunks[i].is_none())
                 .take(k - have)
                 .collect();
             if wanted.len() < k - have {
-                return Err(ReadError::Unavailable {
-                    stripe,
-                    readable: have + wanted.len(),
-                    need: k,
-                    shards: total,
-                });
+                return Err(have + wanted.len());
             }
             let reads = wanted.iter().map(|&i| {
                 let id = shard_id(layout.data_id, i as u16);
@@ -699,16 +726,7 @@ impl<E: Env> DataPath<E> {
         }
         let codec = self.codec(layout.k, layout.m);
         reconstruct_owned(&*codec, &mut chunks).expect("k verified chunks rebuild a stripe");
-        Ok(slices
-            .iter()
-            .map(|s| {
-                let chunk = chunks[s.shard_index as usize]
-                    .as_ref()
-                    .expect("data chunks rebuilt");
-                let at = (s.shard_offset - offset) as usize;
-                chunk[at..at + s.len as usize].to_vec()
-            })
-            .collect())
+        Ok(chunks)
     }
 }
 

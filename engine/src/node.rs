@@ -3,10 +3,9 @@
 //! `raft::snapshot::TAG_RAFT_SNAPSHOT`, [`TAG_PROPOSE`], [`TAG_CLIENT`],
 //! `s3::rpc::TAG_S3`).
 //!
-//! Also the node's start-up ([`start`]: shards, Raft, data path, orphan sweep,
-//! endpoint), and [`propose_anywhere`]: a proposal made on a follower is forwarded to
-//! the leader it knows of, so any node accepts mutations (answering "no leader" only
-//! when none is known).
+//! Also the node's start-up ([`start`]: shards, Raft, data path, repair, orphan sweep,
+//! endpoint). Forwarded proposals are answered here; forwarding itself
+//! ([`propose_anywhere`]) lives in `crate::raft::forward`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,8 +25,7 @@ use crate::s3::{S3, S3Config};
 use crate::shard_rpc::{self, TAG_SHARD};
 use crate::shard_store::{ShardId, ShardStore};
 
-/// Network tag of a proposal forwarded from a follower to the leader.
-pub const TAG_PROPOSE: u8 = 2;
+pub use crate::raft::forward::{TAG_PROPOSE, propose_anywhere};
 /// Network tag of a client's metadata request (frontends, tools, the simulator).
 pub const TAG_CLIENT: u8 = 3;
 
@@ -321,45 +319,6 @@ async fn dispatch<E: Env>(
         // Unknown tags, or Raft traffic to a node without Raft: no answer is an answer.
         _ => Bytes::new(),
     }
-}
-
-/// Proposes `command` here, or on the leader this node knows of; `timeout` bounds the
-/// whole attempt (after which the outcome is unknown).
-pub async fn propose_anywhere<E: Env>(
-    env: &E,
-    raft: &RaftHandle,
-    command: Command,
-    timeout: Duration,
-) -> Result<Applied, ProposeError> {
-    let attempt = async {
-        match raft.propose(command.clone()).await {
-            Err(ProposeError::NotLeader { leader_hint })
-                if leader_hint != 0 && leader_hint != env.node_id() =>
-            {
-                forward(env, leader_hint, &command, timeout).await
-            }
-            other => other,
-        }
-    };
-    crate::env::timeout(env.clock(), timeout, attempt)
-        .await
-        .unwrap_or(Err(ProposeError::Timeout))
-}
-
-async fn forward<E: Env>(
-    env: &E,
-    leader: NodeId,
-    command: &Command,
-    timeout: Duration,
-) -> Result<Applied, ProposeError> {
-    let mut request = vec![TAG_PROPOSE];
-    request.extend_from_slice(&encode_wire(command));
-    let answer = env
-        .net()
-        .call(leader, request.into(), timeout)
-        .await
-        .map_err(|_| ProposeError::Timeout)?;
-    decode_wire(&answer).unwrap_or(Err(ProposeError::Timeout))
 }
 
 /// What a started node offers its front ends.

@@ -1,13 +1,6 @@
 //! Admin commands beyond `admin status`: `hamster admin repair status`, `admin repair
 //! start` and `admin lost`, on a cluster (through its admin certificate, as `admin
-//! status` does) or on `hamster server` (through its admin socket).
-//!
-//! The admin socket: `hamster server` listens on a Unix socket `admin.sock` in its data
-//! directory (mode 0600, so only the user that runs the server can use it). A request
-//! is one frame: a u32 length (little-endian), then the bincode of a
-//! `engine::node::ClientRequest`; the answer is one frame of a `ClientResponse`. It
-//! carries the same requests cluster nodes answer over mTLS. (An admin HTTP API signed
-//! by the root key, which every admin command will also speak, is a later issue.)
+//! status` does) or on `hamster server` (through its admin socket, `admin_socket`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,80 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use engine::node::{ClientRequest, ClientResponse, LOST_PAGE_MAX, LostEntry};
-use engine::raft::node::RaftHandle;
-use engine::repair::{Repair, RepairStatus};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use engine::repair::RepairStatus;
+use tokio::net::UnixStream;
 
-use crate::RealEnv;
+use crate::admin_socket::{ADMIN_SOCKET, read_frame, write_frame};
 use crate::cluster::{ADMIN_TIMEOUT, AdminClient, AdminConfig};
-
-/// The admin socket's file name in a server's data directory.
-pub const ADMIN_SOCKET: &str = "admin.sock";
-/// Largest admin frame either side accepts.
-const FRAME_BYTES_MAX: u32 = 16 << 20;
-
-/// Serves the admin socket of `hamster server` until the process ends.
-pub fn serve_socket(
-    data: &Path,
-    env: RealEnv,
-    raft: RaftHandle,
-    repair: std::sync::Arc<Repair<RealEnv>>,
-) -> anyhow::Result<()> {
-    let path = data.join(ADMIN_SOCKET);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
-    }
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (env, raft, repair) = (env.clone(), raft.clone(), repair.clone());
-            tokio::spawn(async move {
-                if let Err(error) = answer(stream, &env, &raft, &repair).await {
-                    tracing::warn!(%error, "admin socket request failed");
-                }
-            });
-        }
-    });
-    Ok(())
-}
-
-async fn answer(
-    mut stream: UnixStream,
-    env: &RealEnv,
-    raft: &RaftHandle,
-    repair: &Repair<RealEnv>,
-) -> anyhow::Result<()> {
-    let request: ClientRequest = engine::node::decode_wire(&read_frame(&mut stream).await?)
-        .ok_or_else(|| anyhow!("the request does not decode"))?;
-    let response = engine::node::client_request(env, raft, Some(repair), request).await;
-    write_frame(&mut stream, &engine::node::encode_wire(&response)).await
-}
-
-async fn read_frame(stream: &mut UnixStream) -> anyhow::Result<Vec<u8>> {
-    let len = stream.read_u32_le().await?;
-    if len > FRAME_BYTES_MAX {
-        bail!("admin frame of {len} bytes is over the limit");
-    }
-    let mut buf = vec![0; len as usize];
-    stream.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_frame(stream: &mut UnixStream, bytes: &[u8]) -> anyhow::Result<()> {
-    stream.write_u32_le(bytes.len() as u32).await?;
-    stream.write_all(bytes).await?;
-    stream.flush().await?;
-    Ok(())
-}
 
 /// Where the admin commands go.
 pub enum Target {

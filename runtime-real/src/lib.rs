@@ -6,6 +6,7 @@
 //! about transport, not about what the bytes mean.
 
 pub mod admin;
+pub mod admin_socket;
 pub mod bench;
 pub mod cluster;
 pub mod disk;

@@ -172,7 +172,7 @@ pub async fn run_server(
     let started = engine::node::start(env.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("the metadata store was refused: {e}"))?;
-    crate::admin::serve_socket(
+    crate::admin_socket::serve_socket(
         &options.data,
         env,
         started.raft.clone(),

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::DataPath;
 use crate::env::{Clock, Env, NodeId};
-use crate::erasure::{CodecId, reconstruct_owned};
+use crate::erasure::CodecId;
 use crate::meta::DataLayout;
 use crate::shard_store::{BLOCK_SIZE_BYTES_DEFAULT, SealedShard, ShardHeader};
 
@@ -116,42 +116,16 @@ impl<E: Env> DataPath<E> {
         i: usize,
         bad: &mut [bool],
     ) -> Result<Vec<u8>, RebuildError> {
-        let (k, total) = (usize::from(layout.k), layout.shards.len());
         let geometry = Self::geometry(layout);
-        let (offset, len) = (geometry.shard_offset(stripe), geometry.chunk_len(stripe));
-        let mut chunks: Vec<Option<Vec<u8>>> = vec![None; total];
-        loop {
-            let have = chunks.iter().filter(|c| c.is_some()).count();
-            if have == k {
-                break;
-            }
-            let wanted: Vec<usize> = (0..total)
-                .filter(|&j| !bad[j] && chunks[j].is_none())
-                .take(k - have)
-                .collect();
-            if wanted.len() < k - have {
-                return Err(RebuildError::TooFewShards {
-                    good: have + wanted.len(),
-                    need: k,
-                    shards: total,
-                });
-            }
-            let reads = wanted.iter().map(|&j| {
-                let id = super::shard_id(layout.data_id, j as u16);
-                self.fetch(layout.shards[j].node, id, offset, len)
-            });
-            for (&j, result) in wanted.iter().zip(futures::future::join_all(reads).await) {
-                match result {
-                    Ok(bytes) if bytes.len() as u64 == len => chunks[j] = Some(bytes),
-                    _ => bad[j] = true,
-                }
-            }
-        }
-        if chunks[i].is_none() {
-            let codec = self.codec(layout.k, layout.m);
-            reconstruct_owned(&*codec, &mut chunks).expect("k verified chunks rebuild a stripe");
-        }
-        Ok(chunks[i].take().expect("rebuilt"))
+        let mut chunks = self
+            .decode_stripe(layout, &geometry, stripe, bad)
+            .await
+            .map_err(|good| RebuildError::TooFewShards {
+                good,
+                need: usize::from(layout.k),
+                shards: layout.shards.len(),
+            })?;
+        Ok(chunks[i].take().expect("every chunk decoded"))
     }
 
     /// Sleeps so that `written` bytes since `started` stay within `bytes_per_s`.

@@ -1,5 +1,6 @@
 //! Metadata replication with Raft (tikv/raft-rs, sans-IO), driven on the Env seam.
 
 pub mod durable;
+pub mod forward;
 pub mod node;
 pub mod snapshot;

@@ -181,7 +181,7 @@ impl<E: Env> Repair<E> {
     }
 
     async fn propose(&self, command: CommandV1) -> Option<Applied> {
-        let proposed = crate::node::propose_anywhere(
+        let proposed = crate::raft::forward::propose_anywhere(
             &self.env,
             &self.raft,
             Command::V1(command),

@@ -466,9 +466,14 @@ impl<E: Env> S3<E> {
     }
 
     async fn propose(&self, command: CommandV1) -> Result<Applied, S3Error> {
-        crate::node::propose_anywhere(&self.env, &self.raft, Command::V1(command), META_TIMEOUT)
-            .await
-            .map_err(propose_error)
+        crate::raft::forward::propose_anywhere(
+            &self.env,
+            &self.raft,
+            Command::V1(command),
+            META_TIMEOUT,
+        )
+        .await
+        .map_err(propose_error)
     }
 
     /// A consistent, up-to-date view: everything committed before the call is in it.
