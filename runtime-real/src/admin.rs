@@ -202,7 +202,11 @@ pub fn render_repair(statuses: &[(u64, anyhow::Result<RepairStatus>)]) -> String
                 human_bytes(s.scrub_rate_bytes_per_s)
             )
         } else {
-            "idle".to_string()
+            format!(
+                "idle (the last pass checked {} shards, {})",
+                c.shards_checked,
+                human_bytes(c.bytes_checked)
+            )
         };
         writeln!(out, "node {node}: scrub {scrub}").expect("string");
         writeln!(

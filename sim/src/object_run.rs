@@ -318,7 +318,7 @@ pub async fn simulate(params: Params) -> Outcome {
     ));
 
     // What repair says it did (a lower bound: counters start over when a node does).
-    let (mut rebuilt, mut moved) = (0, 0);
+    let (mut rebuilt, mut moved, mut cleared) = (0, 0, 0);
     for node in 1..=params.nodes {
         let asked = crate::meta_workload::request(
             &setup.env,
@@ -328,6 +328,7 @@ pub async fn simulate(params: Params) -> Outcome {
         if let Some(engine::node::ClientResponse::Repair(s)) = asked.await {
             rebuilt += s.rebuilt_shards;
             moved += s.moved_shards;
+            cleared += s.cleared_lost;
         }
     }
     // Power loss: judge the durable images directly.
@@ -377,6 +378,7 @@ pub async fn simulate(params: Params) -> Outcome {
         "puts={} acked={} degraded={} refused={} below_floor={refused_floor} unknown={} \
          coordinator_lost={} gets={} ok={} degraded_reads={} unavailable={} \
          beyond_tolerance={} lost={} healed_shards={} rebuilt={rebuilt} moved={moved} \
+         lost_cleared={cleared} \
          rotted_files={rotted}",
         puts.len(),
         count(&|o| *o == P::Acked),

@@ -5,7 +5,9 @@ SIGKILL. Reads reconstruct around the loss; with one node down writes ack at the
 serving from exactly k; after restarts every acknowledged object reads back byte-exact.
 Repair then heals two rotted shards of one object, a node whose data disk was emptied
 and a write made with that node down, with no client read; with two other nodes killed
-every object reads back from the healed shards. The compatibility suite (aws CLI, rclone, restic, s3cmd) then runs through a follower.
+every object reads back from the healed shards. An object left with fewer than k good
+shards is listed lost and answers 410 ObjectLost, and leaves the list once its holders
+return. The compatibility suite (aws CLI, rclone, restic, s3cmd) then runs through a follower.
 
 The tests share one cluster and run in file order: each one starts from the state the
 previous one left (which nodes are down is part of it).
@@ -379,6 +381,53 @@ def test_repair_heals_rot_an_emptied_node_and_degraded_writes_without_reads(clus
     store.check_all(cluster, bucket)
     for i in others:
         cluster.nodes[i].start()
+
+
+def wait_for(what, check, timeout_s=120):
+    deadline = time.time() + timeout_s
+    while not check():
+        if time.time() > deadline:
+            pytest.fail(f"{what}: not within {timeout_s} s")
+        time.sleep(0.5)
+
+
+def test_an_object_below_k_is_lost_and_leaves_the_list_when_its_holders_return(
+        cluster, bucket, store):
+    # A 4+2 object (a shard on every node): one shard rots on node 1 and two other
+    # holders die, so 3 good shards are left, fewer than k = 4.
+    blob = next(b for b, h in sorted(holders_of(cluster).items()) if len(h) == NODES)
+    path = next(p for n, p in shard_files(cluster.nodes[1]).items() if n.startswith(blob))
+    original = read(path)
+    rot(path, 80)
+    for i in (3, 4):
+        cluster.nodes[i].kill9()
+    node1 = cluster.nodes[1]
+    retrying(lambda: node1.client().head_bucket(Bucket=bucket))
+    admin(cluster, "repair", "start")
+    wait_for("the object listed lost", lambda: bucket in admin(cluster, "lost"))
+    line = next(l for l in admin(cluster, "lost").splitlines() if l.startswith(bucket))
+    key, good = line.split()[1], line.split()[3]
+    assert good == "3/4", line
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        node1.client().get_object(Bucket=bucket, Key=key)
+    assert (error_code(e), e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == \
+        ("ObjectLost", 410)
+    # The holders come back: the object reads again, leaves the list, and its rotted
+    # shard is rebuilt.
+    for i in (3, 4):
+        cluster.nodes[i].start()
+    wait_for("the lost mark cleared", lambda: "no lost objects" in admin(cluster, "lost"))
+    wait_for("the rotted shard healed", lambda: read(path) == original)
+    store.check_all(cluster, bucket)
+
+
+def holders_of(cluster):
+    """Blob id -> the nodes holding a shard of it."""
+    holders = {}
+    for i, n in cluster.nodes.items():
+        for blob in n.data_ids():
+            holders.setdefault(blob, set()).add(i)
+    return holders
 
 
 def test_compatibility_suite_through_a_follower(cluster):
