@@ -172,12 +172,16 @@ pub async fn run_server(
     let started = engine::node::start(env.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("the metadata store was refused: {e}"))?;
-    crate::admin_socket::serve_socket(
+    // Without its admin socket (a data path too long for a Unix socket, say) the server
+    // still serves S3; only `hamster admin --data` cannot reach it.
+    if let Err(error) = crate::admin_socket::serve_socket(
         &options.data,
         env,
         started.raft.clone(),
         started.repair.clone(),
-    )?;
+    ) {
+        tracing::warn!(error = %format!("{error:#}"), "no admin socket; hamster admin --data cannot reach this server");
+    }
     let (stop, failure) = stop_or_driver_failure(stop, started.raft.clone());
     let s3 = started.s3;
     let listener = TcpListener::bind(options.s3)
