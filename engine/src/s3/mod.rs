@@ -830,6 +830,9 @@ impl<E: Env> S3<E> {
             }
             None => ((0, info.size), None),
         };
+        // Refused before any byte: a lost part later in a multipart object would
+        // otherwise fail the body after a 200 went out.
+        self.must_not_be_lost(&r, &stored)?;
         let body = match self.open_body(&r, &stored, span).await {
             Ok(body) => body,
             Err(e @ S3Error::ServiceUnavailable(_)) => {

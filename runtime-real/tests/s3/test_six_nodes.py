@@ -3,11 +3,11 @@ serving S3, storing 4+2 objects under a mixed workload while nodes are killed wi
 SIGKILL. Reads reconstruct around the loss; with one node down writes ack at the floor
 (5 of 6 shards sealed); with two down writes refuse with 503 SlowDown while reads keep
 serving from exactly k; after restarts every acknowledged object reads back byte-exact.
-Repair then heals two rotted shards of one object, a node whose data disk was emptied
-and a write made with that node down, with no client read; with two other nodes killed
-every object reads back from the healed shards. An object left with fewer than k good
-shards is listed lost and answers 410 ObjectLost, and leaves the list once its holders
-return. The compatibility suite (aws CLI, rclone, restic, s3cmd) then runs through a follower.
+Before the kills, repair heals two rotted shards of one object, a node whose data disk
+was emptied and a write made with that node down, with no client read; with two other
+nodes killed every object reads back from the healed shards. An object left with fewer
+than k good shards is listed lost and answers 410 ObjectLost, and leaves the list once
+its holders return. The compatibility suite (aws CLI, rclone, restic, s3cmd) then runs through a follower.
 
 The tests share one cluster and run in file order: each one starts from the state the
 previous one left (which nodes are down is part of it).
@@ -215,6 +215,100 @@ def test_followers_coordinate_multipart_and_copy(cluster, bucket, store):
     assert got == whole
 
 
+def test_repair_heals_rot_an_emptied_node_and_degraded_writes_without_reads(cluster, bucket, store):
+    # Small objects (1+2 replicas on three of the six nodes), so that some are not on
+    # node 6. These tests run before any node is killed: no write was cut off, so every
+    # shard on node 6 belongs to a committed object and must come back.
+    for i in range(12):
+        store.put(cluster.nodes[1], bucket, f"small-{i}", body(3000 + i, 60 + i))
+    # Two shards of one object rot on disk, unread: a small object that node 6, about
+    # to lose its disk, does not hold, so that the damage stays within the parity.
+    holders = {}
+    for i, n in cluster.nodes.items():
+        for blob in n.data_ids():
+            holders.setdefault(blob, set()).add(i)
+    blob, nodes = next((b, h) for b, h in sorted(holders.items()) if len(h) == 3 and 6 not in h)
+    rotted_on = sorted(nodes)[:2]
+    originals = {}
+    for i in rotted_on:
+        name, path = next((n, p) for n, p in shard_files(cluster.nodes[i]).items()
+                          if n.startswith(blob))
+        originals[(i, name)] = read(path)
+        rot(path, 80)  # the first data byte
+        assert read(path) != originals[(i, name)]
+    # Node 6 gets a new, empty data disk (its Raft state stays) while it is stopped.
+    six = cluster.nodes[6]
+    six.stop()
+    emptied = dict((n, read(p)) for n, p in shard_files(six).items())
+    assert emptied, "node 6 held shards"
+    for path in shard_files(six).values():
+        os.remove(path)
+    # A write with node 6 down acks at the floor: its shard there is owed.
+    node = cluster.nodes[rotted_on[0]]
+    data = body(3 * MiB + 5, 50)
+    retrying(lambda: store.put(node, bucket, "written-degraded", data))
+    six.start()
+    started = admin(cluster, "repair", "start")
+    assert started.count("full scrub pass started") == NODES, started
+    # Without any GET, the files heal: byte-identical to what was lost.
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        now6 = shard_files(six)
+        rotted_ok = all(read(os.path.join(cluster.nodes[i].shard_dir, n)) == b
+                        for (i, n), b in originals.items())
+        refilled = all(n in now6 and read(now6[n]) == b for n, b in emptied.items())
+        backfilled = len(now6) >= len(emptied) + 1
+        if rotted_ok and refilled and backfilled:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"not healed in time: rotted {rotted_ok}, refilled {refilled}, "
+                    f"backfilled {backfilled}\n{admin(cluster, 'repair', 'status')}\n{cluster.logs()}")
+    status = admin(cluster, "repair", "status")
+    rebuilt = sum(int(m) for m in re.findall(r"rebuilt: (\d+) shards", status))
+    assert rebuilt >= len(emptied) + 3, status
+    assert "no lost objects" in admin(cluster, "lost")
+    # Two *other* nodes die: every object now reads from the healed shards (each 4+2
+    # object from the four left, node 6's refilled one among them; the rotted replicas
+    # from their healed files).
+    others = [i for i in cluster.nodes if i not in rotted_on and i != 6][:2]
+    for i in others:
+        cluster.nodes[i].kill9()
+    store.check_all(cluster, bucket)
+    for i in others:
+        cluster.nodes[i].start()
+
+
+def test_an_object_below_k_is_lost_and_leaves_the_list_when_its_holders_return(
+        cluster, bucket, store):
+    # A 4+2 object (a shard on every node): one shard rots on node 1 and two other
+    # holders die, so 3 good shards are left, fewer than k = 4.
+    blob = next(b for b, h in sorted(holders_of(cluster).items()) if len(h) == NODES)
+    path = next(p for n, p in shard_files(cluster.nodes[1]).items() if n.startswith(blob))
+    original = read(path)
+    rot(path, 80)
+    for i in (3, 4):
+        cluster.nodes[i].kill9()
+    node1 = cluster.nodes[1]
+    retrying(lambda: node1.client().head_bucket(Bucket=bucket))
+    admin(cluster, "repair", "start")
+    wait_for("the object listed lost", lambda: bucket in admin(cluster, "lost"))
+    line = next(l for l in admin(cluster, "lost").splitlines() if l.startswith(bucket))
+    key, good = line.split()[1], line.split()[3]
+    assert good == "3/4", line
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        node1.client().get_object(Bucket=bucket, Key=key)
+    assert (error_code(e), e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == \
+        ("ObjectLost", 410)
+    # The holders come back: the object reads again, leaves the list, and its rotted
+    # shard is rebuilt.
+    for i in (3, 4):
+        cluster.nodes[i].start()
+    wait_for("the lost mark cleared", lambda: "no lost objects" in admin(cluster, "lost"))
+    wait_for("the rotted shard healed", lambda: read(path) == original)
+    store.check_all(cluster, bucket)
+
+
 def test_mixed_workload_while_a_node_is_killed(cluster, bucket, store):
     stop = threading.Event()
     errors = []
@@ -323,102 +417,12 @@ def read(path):
         return f.read()
 
 
-def test_repair_heals_rot_an_emptied_node_and_degraded_writes_without_reads(cluster, bucket, store):
-    # Two shards of one object rot on disk, unread: a small object (1+2 replicas on
-    # three nodes) that node 6, about to lose its disk, does not hold, so that the
-    # damage stays within what the parity covers.
-    holders = {}
-    for i, n in cluster.nodes.items():
-        for blob in n.data_ids():
-            holders.setdefault(blob, set()).add(i)
-    blob, nodes = next((b, h) for b, h in sorted(holders.items()) if len(h) == 3 and 6 not in h)
-    rotted_on = sorted(nodes)[:2]
-    originals = {}
-    for i in rotted_on:
-        name, path = next((n, p) for n, p in shard_files(cluster.nodes[i]).items()
-                          if n.startswith(blob))
-        originals[(i, name)] = read(path)
-        rot(path, 80)  # the first data byte
-        assert read(path) != originals[(i, name)]
-    # Node 6 gets a new, empty data disk (its Raft state stays) while it is stopped.
-    six = cluster.nodes[6]
-    six.stop()
-    emptied = dict((n, read(p)) for n, p in shard_files(six).items())
-    assert emptied, "node 6 held shards"
-    for path in shard_files(six).values():
-        os.remove(path)
-    # A write with node 6 down acks at the floor: its shard there is owed.
-    node = cluster.nodes[rotted_on[0]]
-    data = body(3 * MiB + 5, 50)
-    retrying(lambda: store.put(node, bucket, "written-degraded", data))
-    six.start()
-    started = admin(cluster, "repair", "start")
-    assert started.count("full scrub pass started") == NODES, started
-    # Without any GET, the files heal: byte-identical to what was lost.
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        now6 = shard_files(six)
-        rotted_ok = all(read(os.path.join(cluster.nodes[i].shard_dir, n)) == b
-                        for (i, n), b in originals.items())
-        refilled = all(n in now6 and read(now6[n]) == b for n, b in emptied.items())
-        backfilled = len(now6) >= len(emptied) + 1
-        if rotted_ok and refilled and backfilled:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"not healed in time: rotted {rotted_ok}, refilled {refilled}, "
-                    f"backfilled {backfilled}\n{admin(cluster, 'repair', 'status')}\n{cluster.logs()}")
-    status = admin(cluster, "repair", "status")
-    rebuilt = sum(int(m) for m in re.findall(r"rebuilt: (\d+) shards", status))
-    assert rebuilt >= len(emptied) + 3, status
-    assert "no lost objects" in admin(cluster, "lost")
-    # Two *other* nodes die: every object now reads from the healed shards (each 4+2
-    # object from the four left, node 6's refilled one among them; the rotted replicas
-    # from their healed files).
-    others = [i for i in cluster.nodes if i not in rotted_on and i != 6][:2]
-    for i in others:
-        cluster.nodes[i].kill9()
-    store.check_all(cluster, bucket)
-    for i in others:
-        cluster.nodes[i].start()
-
-
 def wait_for(what, check, timeout_s=120):
     deadline = time.time() + timeout_s
     while not check():
         if time.time() > deadline:
             pytest.fail(f"{what}: not within {timeout_s} s")
         time.sleep(0.5)
-
-
-def test_an_object_below_k_is_lost_and_leaves_the_list_when_its_holders_return(
-        cluster, bucket, store):
-    # A 4+2 object (a shard on every node): one shard rots on node 1 and two other
-    # holders die, so 3 good shards are left, fewer than k = 4.
-    blob = next(b for b, h in sorted(holders_of(cluster).items()) if len(h) == NODES)
-    path = next(p for n, p in shard_files(cluster.nodes[1]).items() if n.startswith(blob))
-    original = read(path)
-    rot(path, 80)
-    for i in (3, 4):
-        cluster.nodes[i].kill9()
-    node1 = cluster.nodes[1]
-    retrying(lambda: node1.client().head_bucket(Bucket=bucket))
-    admin(cluster, "repair", "start")
-    wait_for("the object listed lost", lambda: bucket in admin(cluster, "lost"))
-    line = next(l for l in admin(cluster, "lost").splitlines() if l.startswith(bucket))
-    key, good = line.split()[1], line.split()[3]
-    assert good == "3/4", line
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        node1.client().get_object(Bucket=bucket, Key=key)
-    assert (error_code(e), e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == \
-        ("ObjectLost", 410)
-    # The holders come back: the object reads again, leaves the list, and its rotted
-    # shard is rebuilt.
-    for i in (3, 4):
-        cluster.nodes[i].start()
-    wait_for("the lost mark cleared", lambda: "no lost objects" in admin(cluster, "lost"))
-    wait_for("the rotted shard healed", lambda: read(path) == original)
-    store.check_all(cluster, bucket)
 
 
 def holders_of(cluster):
