@@ -242,6 +242,47 @@ impl<E: Env> Clone for Services<E> {
     }
 }
 
+/// Pause between start-up scans that failed on a disk error.
+const RECOVERY_RETRY: Duration = Duration::from_millis(100);
+
+/// A shard holder's main: scan the shard directory (removing what a crash left
+/// unsealed, reporting corrupt files), then serve shard calls until shut down.
+pub async fn run_holder<E: Env>(env: E, dir: &str) {
+    let store = ShardStore::new(env.disk().clone(), dir);
+    tracing::debug!(node = env.node_id(), "start-up scan");
+    loop {
+        match store
+            .recover(crate::shard_store::RecoveryCheck::Structure)
+            .await
+        {
+            Ok(report) => {
+                tracing::info!(
+                    node = env.node_id(),
+                    sealed = report.sealed.len(),
+                    removed = report.removed_temporaries.len(),
+                    corrupt = report.corrupt.len(),
+                    "start-up scan done"
+                );
+                for (file, error) in &report.corrupt {
+                    tracing::warn!(node = env.node_id(), %file, %error, "corrupt shard at start-up");
+                }
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(node = env.node_id(), %error, "start-up scan failed; retrying");
+                env.clock().sleep(RECOVERY_RETRY).await;
+            }
+        }
+    }
+    let services = Services {
+        store,
+        raft: None,
+        s3: None,
+        repair: None,
+    };
+    serve(env, services).await;
+}
+
 /// Serves every service of this node until its network shuts down.
 pub async fn serve<E: Env>(env: E, services: Services<E>) {
     while let Some(incoming) = env.net().accept().await {

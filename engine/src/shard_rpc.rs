@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Clock, Env, Net, NetError, NodeId, body_channel};
+use crate::env::{Env, Net, NetError, NodeId, body_channel};
 use crate::shard_store::{SealedShard, ShardError, ShardHeader, ShardId, ShardStore};
 
 /// Largest message the decoder accepts; bounds memory against a malformed peer.
@@ -321,45 +321,4 @@ pub fn open_store<E: Env>(
         let _ = answer_tx.send(result);
     });
     (tx, answer_rx)
-}
-
-/// Pause between start-up scans that failed on a disk error.
-const RECOVERY_RETRY: Duration = Duration::from_millis(100);
-
-/// A shard holder's main: scan the shard directory (removing what a crash left
-/// unsealed, reporting corrupt files), then serve shard calls until shut down.
-pub async fn run_holder<E: Env>(env: E, dir: &str) {
-    let store = ShardStore::new(env.disk().clone(), dir);
-    tracing::debug!(node = env.node_id(), "start-up scan");
-    loop {
-        match store
-            .recover(crate::shard_store::RecoveryCheck::Structure)
-            .await
-        {
-            Ok(report) => {
-                tracing::info!(
-                    node = env.node_id(),
-                    sealed = report.sealed.len(),
-                    removed = report.removed_temporaries.len(),
-                    corrupt = report.corrupt.len(),
-                    "start-up scan done"
-                );
-                for (file, error) in &report.corrupt {
-                    tracing::warn!(node = env.node_id(), %file, %error, "corrupt shard at start-up");
-                }
-                break;
-            }
-            Err(error) => {
-                tracing::warn!(node = env.node_id(), %error, "start-up scan failed; retrying");
-                env.clock().sleep(RECOVERY_RETRY).await;
-            }
-        }
-    }
-    let services = crate::node::Services {
-        store,
-        raft: None,
-        s3: None,
-        repair: None,
-    };
-    crate::node::serve(env, services).await;
 }

@@ -178,6 +178,12 @@ struct AdminTarget {
     data: Option<PathBuf>,
 }
 
+impl AdminTarget {
+    async fn open(&self) -> anyhow::Result<admin::Target> {
+        admin::Target::open(self.config.as_deref(), self.data.as_deref()).await
+    }
+}
+
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Members, leader, term, commit and applied index, and which members answer.
@@ -400,22 +406,16 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Admin(AdminCommand::Repair(RepairCommand::Status { target })) => {
-            let statuses = runtime().block_on(async {
-                let target =
-                    admin::Target::open(target.config.as_deref(), target.data.as_deref()).await?;
-                anyhow::Ok(target.repair_statuses().await)
-            })?;
+            let statuses = runtime()
+                .block_on(async { anyhow::Ok(target.open().await?.repair_statuses().await) })?;
             print!("{}", admin::render_repair(&statuses));
             if statuses.iter().all(|(_, s)| s.is_err()) {
                 anyhow::bail!("no node answered");
             }
         }
         Command::Admin(AdminCommand::Repair(RepairCommand::Start { target })) => {
-            let started = runtime().block_on(async {
-                let target =
-                    admin::Target::open(target.config.as_deref(), target.data.as_deref()).await?;
-                anyhow::Ok(target.repair_start().await)
-            })?;
+            let started = runtime()
+                .block_on(async { anyhow::Ok(target.open().await?.repair_start().await) })?;
             for (node, result) in &started {
                 match result {
                     Ok(()) => println!("node {node}: full scrub pass started"),
@@ -427,11 +427,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Admin(AdminCommand::Lost { target }) => {
-            let lost = runtime().block_on(async {
-                let target =
-                    admin::Target::open(target.config.as_deref(), target.data.as_deref()).await?;
-                target.lost().await
-            })?;
+            let lost = runtime().block_on(async { target.open().await?.lost().await })?;
             print!("{}", admin::render_lost(&lost));
         }
     }

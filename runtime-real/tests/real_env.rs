@@ -94,7 +94,7 @@ async fn shards_travel_between_real_nodes() {
         [(1, free_port()), (2, free_port()), (3, free_port())].into();
     let a = node(1, &addrs, addrs[&1], dirs[0].path()).await;
     let b = node(2, &addrs, addrs[&2], dirs[1].path()).await;
-    tokio::spawn(shard_rpc::run_holder(b.clone(), "shards"));
+    tokio::spawn(engine::node::run_holder(b.clone(), "shards"));
 
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let t = Duration::from_secs(10);

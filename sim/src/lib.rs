@@ -134,7 +134,7 @@ async fn simulate_shards(params: Params) -> Outcome {
     for node in 1..=params.nodes {
         world.add_disk(node, capacity);
         world.disk(node).set_lying_sync(params.lying_sync);
-        cluster.add_node(node, |env| engine::shard_rpc::run_holder(env, SHARD_DIR));
+        cluster.add_node(node, |env| engine::node::run_holder(env, SHARD_DIR));
     }
     world.trace(format_args!("params {params}"));
     let history: SharedHistory = Arc::new(Mutex::new(History::default()));
