@@ -38,7 +38,7 @@ use crate::env::{BodySender, BodyStream, Env, NodeId, timeout};
 use crate::erasure::{CodecId, Geometry, ReedSolomon, reconstruct_owned};
 use crate::meta::{DataLayout, ShardPlacement};
 use crate::placement::{CHUNK_SIZE_BYTES, Profile};
-use crate::shard_rpc::{self, CallError, RemoteError};
+use crate::shard_store::rpc::{self as shard_rpc, CallError, RemoteError};
 mod rebuild;
 pub use rebuild::RebuildError;
 

@@ -9,13 +9,13 @@ pub mod data_path;
 pub mod env;
 pub mod erasure;
 pub mod meta;
-pub mod meta_store;
 pub mod node;
 pub mod placement;
 pub mod raft;
 pub mod repair;
 pub mod s3;
-pub mod shard_rpc;
 pub mod shard_store;
+pub mod sweep;
 #[cfg(test)]
 mod test_disk;
+pub mod wire;

@@ -6,7 +6,7 @@
 //! ([`DataLayout`]).
 //!
 //! Commands are versioned (`Command::V1`): a newer node can still apply an older log.
-//! `apply` runs on [`MetaTables`]: the redb tables of `crate::meta_store` on a node,
+//! `apply` runs on [`MetaTables`]: the redb tables of `crate::meta::store` on a node,
 //! and [`MetaState`], ordered maps in memory, which is the simulator's model and the
 //! snapshot digest's input.
 //!
@@ -29,6 +29,7 @@
 //! or another repair changes nothing.
 
 pub mod repair;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -286,6 +287,9 @@ pub enum CommandV1 {
         upload_id: String,
         parts: Vec<(u32, String)>,
         meta: ObjectMeta,
+        /// Smallest size of a part other than the last ([`PART_SIZE_MIN_BYTES`]; the
+        /// simulator's small objects use less).
+        part_size_min: u64,
     },
     AbortUpload {
         upload_id: String,
@@ -348,7 +352,7 @@ pub enum Applied {
 }
 
 /// The tables `apply` works on: [`MetaState`] in memory, and the redb tables of
-/// `crate::meta_store`.
+/// `crate::meta::store`.
 pub trait MetaTables {
     type Error;
     fn bucket(&self, name: &str) -> Result<Option<Bucket>, Self::Error>;
@@ -543,7 +547,8 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             upload_id,
             parts,
             meta,
-        } => complete_upload(t, index, upload_id, parts, meta)?,
+            part_size_min,
+        } => complete_upload(t, index, upload_id, parts, meta, *part_size_min)?,
         CommandV1::AbortUpload { upload_id } => {
             if drop_upload(t, upload_id)? {
                 Applied::Done
@@ -580,6 +585,7 @@ fn complete_upload<T: MetaTables>(
     upload_id: &str,
     listed: &[(u32, String)],
     meta: &ObjectMeta,
+    part_size_min: u64,
 ) -> Result<Applied, T::Error> {
     let Some(head) = t.upload(upload_id)? else {
         return Ok(Applied::NoSuchUpload);
@@ -600,7 +606,7 @@ fn complete_upload<T: MetaTables>(
     let last = chosen.len() - 1;
     if let Some((number, _)) = chosen[..last]
         .iter()
-        .find(|(_, info)| info.size < PART_SIZE_MIN_BYTES)
+        .find(|(_, info)| info.size < part_size_min)
     {
         return Ok(Applied::EntityTooSmall(*number));
     }
@@ -648,7 +654,7 @@ fn complete_upload<T: MetaTables>(
 }
 
 /// The replicated metadata in memory: the simulator's model, and the input of the
-/// applied-log digest. The same tables as `crate::meta_store`.
+/// applied-log digest. The same tables as `crate::meta::store`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaState {
     pub buckets: BTreeMap<String, Bucket>,
@@ -790,16 +796,8 @@ impl MetaState {
 }
 
 // No message limit here: the state can be large. The wire limits apply where bytes
-// come from peers (`shard_rpc::MESSAGE_BYTES_MAX`).
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("metadata encodes")
-}
-
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .ok()
-        .map(|(v, _)| v)
-}
+// come from peers (`wire::MESSAGE_BYTES_MAX`).
+pub(crate) use crate::wire::{decode_record as decode, encode_record as encode};
 
 pub fn encode_command(c: &Command) -> Vec<u8> {
     encode(c)
@@ -984,6 +982,7 @@ pub(crate) mod tests {
                     etag: "m-2".into(),
                     ..meta(0)
                 },
+                part_size_min: PART_SIZE_MIN_BYTES,
             })
         };
         assert_eq!(

@@ -23,6 +23,8 @@
 //! typed errors, never returned as bytes. Temporary files left by a crash are removed by
 //! [`ShardStore::recover`].
 
+pub mod rpc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

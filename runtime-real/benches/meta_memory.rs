@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use engine::erasure::CodecId;
+use engine::meta::store::{Item, MetaStore};
 use engine::meta::{
     Command, CommandV1, ContentHeaders, DataLayout, ObjectData, ObjectMeta, PutCondition,
     ShardPlacement,
 };
-use engine::meta_store::{Item, MetaStore};
 
 /// Entries applied per commit (the driver applies what one Ready holds).
 const BATCH: u64 = 1000;

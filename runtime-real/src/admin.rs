@@ -55,9 +55,9 @@ impl Target {
                             path.display()
                         )
                     })?;
-                    write_frame(&mut stream, &engine::node::encode_wire(request)).await?;
+                    write_frame(&mut stream, &engine::wire::encode(request)).await?;
                     let answer = read_frame(&mut stream).await?;
-                    engine::node::decode_wire(&answer)
+                    engine::wire::decode(&answer)
                         .ok_or_else(|| anyhow!("the answer does not decode"))
                 };
                 tokio::time::timeout(ADMIN_TIMEOUT * 4, talk)

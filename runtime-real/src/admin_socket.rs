@@ -61,10 +61,10 @@ async fn answer(
     raft: &RaftHandle,
     repair: &Repair<RealEnv>,
 ) -> anyhow::Result<()> {
-    let request: ClientRequest = engine::node::decode_wire(&read_frame(&mut stream).await?)
+    let request: ClientRequest = engine::wire::decode(&read_frame(&mut stream).await?)
         .ok_or_else(|| anyhow!("the request does not decode"))?;
     let response = engine::node::client_request(env, raft, Some(repair), request).await;
-    write_frame(&mut stream, &engine::node::encode_wire(&response)).await
+    write_frame(&mut stream, &engine::wire::encode(&response)).await
 }
 
 pub(crate) async fn read_frame(stream: &mut UnixStream) -> anyhow::Result<Vec<u8>> {

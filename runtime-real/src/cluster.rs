@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
 use engine::env::{Net, NodeId};
-use engine::node::{ClientRequest, ClientResponse, StatusWire, TAG_CLIENT};
+use engine::node::{ClientRequest, ClientResponse, StatusWire};
 use engine::raft::node::RaftConfig;
+use engine::wire::{self, Tag};
 use serde::{Deserialize, Serialize};
 
 use crate::tls::{ADMIN_ID, Authority, Tls};
@@ -167,21 +167,6 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Writes a file only its owner can read (mode 0600: keys).
-pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
-}
-
 fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new()
@@ -240,7 +225,7 @@ pub fn init(opts: &InitOptions) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
     }
     let ca = Authority::new("hamster cluster CA")?;
     write_public(&opts.out.join("ca.pem"), &ca.cert_pem())?;
-    write_private(&opts.out.join("ca.key"), &ca.key_pem())?;
+    crate::keys::write_private(&opts.out.join("ca.key"), &ca.key_pem())?;
     let credentials = |name: &str| Credentials {
         ca: "ca.pem".into(),
         cert: format!("{name}.pem").into(),
@@ -249,13 +234,13 @@ pub fn init(opts: &InitOptions) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
     };
     let voters: Vec<NodeId> = members.iter().map(|m| m.id).collect();
     // One S3 key pair for the whole cluster, so that any node accepts the same client.
-    crate::server::credentials(&opts.out, None, None)?;
+    crate::keys::credentials(&opts.out, None, None)?;
     let mut configs = Vec::new();
     for m in &members {
         let name = format!("node{}", m.id);
         let issued = ca.issue(m.id)?;
         write_public(&opts.out.join(format!("{name}.pem")), &issued.cert_pem)?;
-        write_private(&opts.out.join(format!("{name}.key")), &issued.key_pem)?;
+        crate::keys::write_private(&opts.out.join(format!("{name}.key")), &issued.key_pem)?;
         let config = NodeConfig {
             node_id: m.id,
             listen: None,
@@ -270,7 +255,7 @@ pub fn init(opts: &InitOptions) -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
     }
     let issued = ca.issue(ADMIN_ID)?;
     write_public(&opts.out.join("admin.pem"), &issued.cert_pem)?;
-    write_private(&opts.out.join("admin.key"), &issued.key_pem)?;
+    crate::keys::write_private(&opts.out.join("admin.key"), &issued.key_pem)?;
     let admin = AdminConfig {
         credentials: credentials("admin"),
     };
@@ -346,7 +331,7 @@ pub async fn run(
                 .await
                 .with_context(|| format!("listening for S3 on {}", listen.addr))?;
             tracing::info!(node = id, s3 = %listener.local_addr()?, "S3 endpoint ready");
-            crate::server::serve_s3(
+            crate::listener::serve_s3(
                 listener,
                 started.s3,
                 &keys,
@@ -366,7 +351,7 @@ pub async fn run(
 fn cluster_keys(
     config: &NodeConfig,
     listen: &S3Listen,
-) -> anyhow::Result<crate::server::Credentials> {
+) -> anyhow::Result<crate::keys::Credentials> {
     match (
         &listen.access_key,
         &listen.secret_key,
@@ -374,7 +359,7 @@ fn cluster_keys(
     ) {
         (Some(_), Some(_), _) | (None, None, None) => {
             let dir = config.data_dir.clone();
-            Ok(crate::server::credentials(
+            Ok(crate::keys::credentials(
                 &dir,
                 listen.access_key.clone(),
                 listen.secret_key.clone(),
@@ -426,14 +411,13 @@ impl AdminClient {
         request: &ClientRequest,
         timeout: Duration,
     ) -> anyhow::Result<ClientResponse> {
-        let mut bytes = vec![TAG_CLIENT];
-        bytes.extend_from_slice(&engine::node::encode_wire(request));
+        let bytes = wire::request(Tag::Client, request);
         let answer = self
             .net
-            .call(to, Bytes::from(bytes), timeout)
+            .call(to, bytes, timeout)
             .await
             .map_err(|e| anyhow!("{e}"))?;
-        engine::node::decode_wire(&answer).ok_or_else(|| anyhow!("answer does not decode"))
+        wire::decode(&answer).ok_or_else(|| anyhow!("answer does not decode"))
     }
 
     pub async fn status(&self, to: NodeId) -> anyhow::Result<StatusWire> {

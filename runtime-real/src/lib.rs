@@ -10,6 +10,8 @@ pub mod admin_socket;
 pub mod bench;
 pub mod cluster;
 pub mod disk;
+pub mod keys;
+pub mod listener;
 pub mod net;
 pub mod s3_http;
 pub mod server;

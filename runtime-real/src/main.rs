@@ -31,24 +31,13 @@ enum Command {
         /// Address the S3 API listens on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         s3: std::net::SocketAddr,
-        /// Root access key (default: $HAMSTER_ACCESS_KEY, else stored or generated).
-        #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
-        access_key: Option<String>,
-        /// Root secret key (default: $HAMSTER_SECRET_KEY, else stored or generated).
-        #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
-        secret_key: Option<String>,
-        /// Region the server reports (and signatures name).
-        #[arg(long, default_value = "us-east-1")]
-        region: String,
-        /// Base domain for virtual-host-style requests (bucket.DOMAIN); repeatable.
-        /// localhost is always one.
-        #[arg(long)]
-        domain: Vec<String>,
+        #[command(flatten)]
+        s3_args: S3Args,
         /// Seconds between orphan sweeps (tests shorten it).
-        #[arg(long, hide = true, default_value_t = engine::node::SWEEP_INTERVAL.as_secs())]
+        #[arg(long, hide = true, default_value_t = engine::sweep::SWEEP_INTERVAL.as_secs())]
         sweep_interval_s: u64,
         /// Seconds a shard must stay unreferenced before the sweep removes it.
-        #[arg(long, hide = true, default_value_t = engine::node::SWEEP_GRACE.as_secs())]
+        #[arg(long, hide = true, default_value_t = engine::sweep::SWEEP_GRACE.as_secs())]
         sweep_grace_s: u64,
         #[command(flatten)]
         repair: RepairArgs,
@@ -118,20 +107,30 @@ enum ClusterCommand {
         /// Address this node's S3 API listens on (the release notes spell it -s3).
         #[arg(long, alias = "s3-addr")]
         s3: Option<std::net::SocketAddr>,
-        /// S3 root access key (default: $HAMSTER_ACCESS_KEY, else the cluster's).
-        #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
-        access_key: Option<String>,
-        /// S3 root secret key (default: $HAMSTER_SECRET_KEY, else the cluster's).
-        #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
-        secret_key: Option<String>,
-        #[arg(long, default_value = "us-east-1")]
-        region: String,
-        /// Base domain for virtual-host-style requests; repeatable.
-        #[arg(long)]
-        domain: Vec<String>,
+        #[command(flatten)]
+        s3_args: S3Args,
         #[command(flatten)]
         repair: RepairArgs,
     },
+}
+
+/// The S3 API's flags, the same for `server` and `cluster run`.
+#[derive(Args)]
+struct S3Args {
+    /// Root access key (default: $HAMSTER_ACCESS_KEY, else the stored one: the data
+    /// directory's for `server`, generated there if missing; the cluster's for `run`).
+    #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
+    access_key: Option<String>,
+    /// Root secret key (default: $HAMSTER_SECRET_KEY, else the stored one).
+    #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Region the node reports (and signatures name).
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Base domain for virtual-host-style requests (bucket.DOMAIN); repeatable.
+    /// localhost is always one.
+    #[arg(long)]
+    domain: Vec<String>,
 }
 
 /// Repair's budgets and period (every node repairs; these only pace it).
@@ -260,10 +259,13 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Server {
             data,
             s3,
-            access_key,
-            secret_key,
-            region,
-            domain,
+            s3_args:
+                S3Args {
+                    access_key,
+                    secret_key,
+                    region,
+                    domain,
+                },
             sweep_interval_s,
             sweep_grace_s,
             repair,
@@ -271,9 +273,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             init_logging();
             tracing::info!("{}", version_line());
             let (credentials, source) =
-                runtime_real::server::credentials(&data, access_key, secret_key)?;
+                runtime_real::keys::credentials(&data, access_key, secret_key)?;
             match &source {
-                runtime_real::server::KeySource::Generated(path) => {
+                runtime_real::keys::KeySource::Generated(path) => {
                     println!(
                         "Generated the root credentials (stored in {}):",
                         path.display()
@@ -281,10 +283,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     println!("  access key: {}", credentials.access_key);
                     println!("  secret key: {}", credentials.secret_key);
                 }
-                runtime_real::server::KeySource::Stored(path) => {
+                runtime_real::keys::KeySource::Stored(path) => {
                     tracing::info!(file = %path.display(), access_key = %credentials.access_key, "using stored credentials");
                 }
-                runtime_real::server::KeySource::Given => {
+                runtime_real::keys::KeySource::Given => {
                     tracing::info!(access_key = %credentials.access_key, "using the given credentials");
                 }
             }
@@ -294,7 +296,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 credentials,
                 region,
                 domains: domain,
-                sweep: engine::node::SweepConfig {
+                sweep: engine::sweep::SweepConfig {
                     interval: std::time::Duration::from_secs(sweep_interval_s.max(1)),
                     grace: std::time::Duration::from_secs(sweep_grace_s),
                 },
@@ -373,10 +375,13 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Run {
             config,
             s3,
-            access_key,
-            secret_key,
-            region,
-            domain,
+            s3_args:
+                S3Args {
+                    access_key,
+                    secret_key,
+                    region,
+                    domain,
+                },
             repair,
         }) => {
             init_logging();

@@ -60,7 +60,7 @@ pub struct NetLimits {
 impl Default for NetLimits {
     fn default() -> Self {
         Self {
-            message_bytes_max: engine::shard_rpc::MESSAGE_BYTES_MAX as u32,
+            message_bytes_max: engine::shard_store::rpc::MESSAGE_BYTES_MAX as u32,
             frame_bytes_max: 16 << 20,
         }
     }

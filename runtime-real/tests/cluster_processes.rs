@@ -10,10 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use engine::env::{Net, NodeId};
 use engine::meta::{Applied, Command as MetaCommand, CommandV1, ObjectMeta, PutCondition};
-use engine::node::{ClientRequest, ClientResponse, TAG_CLIENT};
+use engine::node::{ClientRequest, ClientResponse};
 use runtime_real::cluster::{AdminClient, AdminConfig};
 use runtime_real::tls::{Authority, Tls};
 use runtime_real::{NetLimits, RealNet, Transport};
@@ -120,11 +119,8 @@ async fn read_local(admin: &AdminClient, node: NodeId, i: u64) -> Option<String>
 
 /// A status call to node 2 through `net`; true when it was answered.
 async fn answered(net: &RealNet) -> bool {
-    let mut request = vec![TAG_CLIENT];
-    request.extend_from_slice(&engine::node::encode_wire(&ClientRequest::Status));
-    net.call(2, Bytes::from(request), Duration::from_secs(3))
-        .await
-        .is_ok()
+    let request = engine::wire::request(engine::wire::Tag::Client, &ClientRequest::Status);
+    net.call(2, request, Duration::from_secs(3)).await.is_ok()
 }
 
 fn init(dir: &Path) {

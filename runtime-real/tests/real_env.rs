@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use engine::env::{Disk, DiskError, Env, Net, NetError};
 use engine::erasure::CodecId;
-use engine::shard_rpc::{self, CallError, RemoteError};
+use engine::shard_store::rpc::{self as shard_rpc, CallError, RemoteError};
 use engine::shard_store::{RecoveryCheck, ShardHeader, ShardId, ShardStore};
 use runtime_real::{NetLimits, RealDisk, RealEnv, RealNet};
 

@@ -7,6 +7,7 @@
 //! directly; (5) recovery: nodes restart and must clean up. The verdict is the
 //! checkers' violations; the trace hash covers every event of the run.
 
+pub mod api_checker;
 pub mod checker;
 pub mod faults;
 pub mod linearizability;
@@ -15,6 +16,7 @@ pub mod meta_run;
 pub mod meta_workload;
 pub mod model;
 pub mod object_checker;
+pub mod object_ops;
 pub mod object_run;
 pub mod object_workload;
 pub mod scenario;

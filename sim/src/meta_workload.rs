@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use engine::env::{Clock, Env, Net, NodeId, Rng};
 use engine::meta::{Applied, Command, CommandV1, ObjectMeta, PutCondition};
-use engine::node::{ClientRequest, ClientResponse, TAG_CLIENT, decode_wire, encode_wire};
+use engine::node::{ClientRequest, ClientResponse};
 use engine::raft::node::{ProposeError, RaftHandle, Role};
+use engine::wire::{self, Tag};
 use runtime_sim::{Cluster, SimClock, SimEnv};
 
 use crate::linearizability::{KeyOp, KeyResult};
@@ -67,14 +67,9 @@ fn below(rng: &impl Rng, n: u64) -> u64 {
 
 /// Sends one client request to `node`; `None` if no answer came.
 pub async fn request(env: &SimEnv, node: NodeId, req: &ClientRequest) -> Option<ClientResponse> {
-    let mut bytes = vec![TAG_CLIENT];
-    bytes.extend_from_slice(&encode_wire(req));
-    let answer = env
-        .net()
-        .call(node, Bytes::from(bytes), CALL_TIMEOUT)
-        .await
-        .ok()?;
-    decode_wire(&answer)
+    let bytes = wire::request(Tag::Client, req);
+    let answer = env.net().call(node, bytes, CALL_TIMEOUT).await.ok()?;
+    wire::decode(&answer)
 }
 
 pub struct MetaClient {

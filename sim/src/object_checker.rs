@@ -27,7 +27,7 @@ use runtime_sim::World;
 
 use crate::SHARD_DIR;
 use crate::model::History;
-use crate::object_workload::{GetOutcome, KeyRecord, ObjectHistory, PutOutcome, sha};
+use crate::object_workload::{GetCondition, GetOutcome, KeyRecord, ObjectHistory, PutOutcome, sha};
 
 /// What the cluster said after heal: per key, its layouts, or `None` for NoSuchKey.
 pub type Layouts = BTreeMap<usize, Option<Vec<DataLayout>>>;
@@ -83,6 +83,9 @@ pub fn check_history(h: &ObjectHistory, lost: &LostKeys) -> Vec<String> {
                 if *got != expected {
                     violations.push(format!("WRONG BYTES from {what}"));
                 }
+                if let Some(c) = &g.condition {
+                    violations.push(format!("{what}: returned the bytes despite {c:?}"));
+                }
                 if deleted_before {
                     violations.push(format!("{what}: a deleted object was returned"));
                 }
@@ -109,6 +112,19 @@ pub fn check_history(h: &ObjectHistory, lost: &LostKeys) -> Vec<String> {
                 violations.push(format!("{what}: ObjectLost for an object that is not lost"));
             }
             GetOutcome::ObjectLost => {}
+            GetOutcome::NotModified => {
+                if !matches!(g.condition, Some(GetCondition::IfNoneMatchCurrent(_))) {
+                    violations.push(format!("{what}: 304 without a matching If-None-Match"));
+                }
+                if deleted_before || !maybe_written_before(k, g.ret) {
+                    violations.push(format!("{what}: 304 for an object that is not there"));
+                }
+            }
+            GetOutcome::PreconditionFailed => {
+                if !matches!(g.condition, Some(GetCondition::IfMatchOther(_))) {
+                    violations.push(format!("{what}: 412 without a failing If-Match"));
+                }
+            }
             GetOutcome::Error { code, message } => {
                 violations.push(format!("{what}: unexpected {code}: {message}"));
             }
@@ -227,6 +243,8 @@ pub fn check_durability(
         }
         let is_lost = lost.contains(&index);
         let mut lost_blobs = 0;
+        // The blobs' bytes in order (a multipart object's parts), while all decode.
+        let mut decoded: Option<Vec<u8>> = Some(Vec::new());
         for layout in blobs {
             let n = layout.shards.len();
             let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
@@ -259,6 +277,7 @@ pub fn check_durability(
             let intact = shards.iter().flatten().count();
             if intact < usize::from(layout.k) {
                 lost_blobs += 1;
+                decoded = None;
                 if !is_lost {
                     violations.push(format!(
                         "object {}: {intact} shards readable, fewer than k = {}, but it is not marked lost: {}",
@@ -294,16 +313,25 @@ pub fn check_durability(
                 layout.size,
             );
             match erasure::decode_object(codec, &geometry, &shards) {
-                Ok(data) if data == *key.data => {}
-                Ok(_) => violations.push(format!(
-                    "object {} decodes to WRONG BYTES from its shard files",
-                    key.key
-                )),
-                Err(e) => violations.push(format!(
-                    "object {} does not decode from its shard files: {e}",
-                    key.key
-                )),
+                Ok(data) => {
+                    if let Some(all) = decoded.as_mut() {
+                        all.extend_from_slice(&data);
+                    }
+                }
+                Err(e) => {
+                    decoded = None;
+                    violations.push(format!(
+                        "object {} does not decode from its shard files: {e}",
+                        key.key
+                    ));
+                }
             }
+        }
+        if decoded.is_some_and(|all| all != *key.data) {
+            violations.push(format!(
+                "object {} decodes to WRONG BYTES from its shard files",
+                key.key
+            ));
         }
         if is_lost && lost_blobs == 0 {
             violations.push(format!(

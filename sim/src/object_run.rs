@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::env::{Clock, NodeId};
-use engine::node::{NodeConfig, SweepConfig};
+use engine::node::NodeConfig;
 use engine::raft::node::RaftConfig;
 use engine::repair::RepairConfig;
 use engine::s3::S3Config;
-use engine::s3::rpc::{self, CallOutcome, S3Request, S3Response};
+use engine::s3::api::{Request, Response};
+use engine::s3::rpc::{self, Answer, CallOutcome};
+use engine::sweep::SweepConfig;
 use runtime_sim::{Cluster, NetConfig, SimClock, World};
 
 use crate::model::SharedHistory;
@@ -109,6 +111,7 @@ fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
                     RaftConfig::new(node, voters.clone()),
                     S3Config {
                         small_blob_bytes_max: SMALL_BLOB_BYTES_MAX,
+                        part_size_min_bytes: crate::object_ops::PART_SIZE_MIN_BYTES,
                         ..S3Config::default()
                     },
                 )
@@ -144,7 +147,7 @@ async fn layout_of(
     client: &ObjectClient,
     key: &str,
 ) -> Result<Option<Vec<(engine::meta::DataLayout, bool)>>, String> {
-    let request = S3Request::Layout {
+    let request = Request::Layout {
         bucket: BUCKET.into(),
         key: key.into(),
     };
@@ -153,8 +156,11 @@ async fn layout_of(
     let mut node = 1;
     while SimClock.now() < deadline {
         match rpc::call(&client.env, node, &request, CALL_TIMEOUT).await {
-            CallOutcome::Answer(S3Response::Layout(l)) => return Ok(Some(l)),
-            CallOutcome::Answer(S3Response::Failed { code, .. }) if code == "NoSuchKey" => {
+            CallOutcome::Answer(Answer::Ok {
+                response: Response::Layout(l),
+                ..
+            }) => return Ok(Some(l)),
+            CallOutcome::Answer(Answer::Failed { code, .. }) if code == "NoSuchKey" => {
                 return Ok(None);
             }
             other => last = format!("{other:?}"),
@@ -177,7 +183,7 @@ async fn read_back(client: &ObjectClient, keys: usize) -> Result<(), String> {
     for index in 0..keys {
         for attempt in 1..=ATTEMPTS {
             let node = 1 + client.env.world().random_below(client.nodes);
-            let mut record = client.fetch(index, None, node).await;
+            let mut record = client.fetch(index, None, node, None).await;
             let settling = matches!(
                 record.outcome,
                 GetOutcome::Unavailable(_) | GetOutcome::Lost
@@ -231,6 +237,7 @@ pub async fn simulate(params: Params) -> Outcome {
     let client = |id: u64| ObjectClient {
         env: world.node_env(CLIENT_ID_BASE + id),
         id,
+        clients: u64::from(params.clients),
         nodes: params.nodes,
         history: history.clone(),
         down: down.clone(),
@@ -260,6 +267,8 @@ pub async fn simulate(params: Params) -> Outcome {
     }
     down.lock().expect("down").clear();
     let safety_stats = world.stats();
+    // Multipart order, copies and listings are judged on the history alone.
+    violations.extend(crate::api_checker::check(&history.lock().expect("history")));
     supervise(&mut cluster, &ended);
 
     // Heal: once every operation inside the nodes has ended and repair had its time,
@@ -309,6 +318,19 @@ pub async fn simulate(params: Params) -> Outcome {
     if let Err(e) = read_back(&setup, keys).await {
         violations.push(e);
     }
+    // Uploads left in progress (their completion or abort lost to a fault) are aborted
+    // as a lifecycle rule would; their parts are then orphans for the sweep.
+    match setup.abort_leftovers().await {
+        Ok(n) => history
+            .lock()
+            .expect("history")
+            .ops
+            .insert("leftover_aborts", n),
+        Err(e) => {
+            violations.push(e);
+            None
+        }
+    };
     // The sweep's grace passes (twice its interval to spare), then no orphan is left.
     SimClock.sleep(SWEEP.grace + SWEEP.interval * 2).await;
     violations.extend(object_checker::check_orphans(
@@ -374,12 +396,18 @@ pub async fn simulate(params: Params) -> Outcome {
             |p| matches!(&p.outcome, P::Refused { message, .. } if message.contains("are needed")),
         )
         .count();
+    let ops = h
+        .ops
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let summary = format!(
         "puts={} acked={} degraded={} refused={} below_floor={refused_floor} unknown={} \
          coordinator_lost={} gets={} ok={} degraded_reads={} unavailable={} \
          beyond_tolerance={} lost={} healed_shards={} rebuilt={rebuilt} moved={moved} \
          lost_cleared={cleared} \
-         rotted_files={rotted}",
+         rotted_files={rotted} {ops}",
         puts.len(),
         count(&|o| *o == P::Acked),
         tally.degraded_writes,

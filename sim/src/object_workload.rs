@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::env::{Clock, Env, NodeId, Rng};
-use engine::s3::rpc::{self, CallOutcome, S3Request, S3Response};
+use engine::s3::RangeSpec;
+use engine::s3::api::{BodyArgs, GetArgs, PutArgs, Request, Response};
+use engine::s3::rpc::{self, Answer, CallOutcome};
 use runtime_sim::SimEnv;
 use sha2::{Digest, Sha256};
 
@@ -55,6 +57,55 @@ pub struct PutRecord {
     pub outcome: PutOutcome,
     /// Acknowledged with fewer than all shards sealed.
     pub degraded: bool,
+    /// The ETag an acknowledged write answered with.
+    pub etag: Option<String>,
+}
+
+/// How a key's one body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Put,
+    /// Completed from parts (some maybe copied from other keys with UploadPartCopy).
+    Multipart,
+    /// A CopyObject of key `source` (whose one body it then has).
+    Copy {
+        source: usize,
+    },
+}
+
+/// A write's outcome, whether it was degraded, and its ETag.
+fn write_outcome(node: NodeId, answer: &CallOutcome) -> (PutOutcome, bool, Option<String>) {
+    match answer {
+        CallOutcome::Answer(Answer::Ok {
+            response: Response::Put(out),
+            ..
+        }) => (PutOutcome::Acked, out.unsealed > 0, Some(out.etag.clone())),
+        CallOutcome::Answer(Answer::Failed { code, .. }) if code == "PreconditionFailed" => {
+            (PutOutcome::PreconditionFailed, false, None)
+        }
+        CallOutcome::Answer(Answer::Failed {
+            code,
+            message,
+            unknown: false,
+            ..
+        }) => (
+            PutOutcome::Refused {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            false,
+            None,
+        ),
+        CallOutcome::Unreachable => (
+            PutOutcome::Refused {
+                code: "unreachable".into(),
+                message: format!("node {node} refused the connection"),
+            },
+            false,
+            None,
+        ),
+        _ => (PutOutcome::Unknown, false, None),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +119,8 @@ pub struct DeleteRecord {
 pub struct KeyRecord {
     pub key: String,
     pub data: Arc<Vec<u8>>,
+    /// How the key's one body is written (PUT, multipart, copy of another key).
+    pub kind: KeyKind,
     pub puts: Vec<PutRecord>,
     pub delete: Option<DeleteRecord>,
 }
@@ -88,6 +141,19 @@ pub enum GetOutcome {
     Lost,
     /// 410 ObjectLost: repair recorded fewer than k good shards.
     ObjectLost,
+    /// 304: If-None-Match matched.
+    NotModified,
+    /// 412: If-Match did not match.
+    PreconditionFailed,
+}
+
+/// A GET's condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetCondition {
+    /// If-None-Match with the ETag of the key's acknowledged write: never the bytes.
+    IfNoneMatchCurrent(String),
+    /// If-Match with an ETag no write produced: never the bytes.
+    IfMatchOther(String),
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +169,20 @@ pub struct GetRecord {
     pub down: BTreeSet<NodeId>,
     /// Made after every fault healed.
     pub after_heal: bool,
+    pub condition: Option<GetCondition>,
+}
+
+/// One paginated ListObjectsV2, page by page.
+#[derive(Debug, Clone)]
+pub struct ListRecord {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub invoke: u64,
+    pub ret: u64,
+    /// Each page's keys and common prefixes, in the order received.
+    pub pages: Vec<(Vec<String>, Vec<String>)>,
+    /// Every page came and the last said it was the last.
+    pub complete: bool,
 }
 
 #[derive(Default)]
@@ -111,6 +191,17 @@ pub struct ObjectHistory {
     pub gets: Vec<GetRecord>,
     /// PUTs whose coordinator never answered (crashed or cut off mid-operation).
     pub coordinator_lost: u64,
+    pub lists: Vec<ListRecord>,
+    /// Completions sent with their parts out of order, and what they got.
+    pub misordered: Vec<(usize, PutOutcome)>,
+    /// Operations performed, by kind (the verdict line shows them).
+    pub ops: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl ObjectHistory {
+    pub fn count(&mut self, op: &'static str) {
+        *self.ops.entry(op).or_default() += 1;
+    }
 }
 
 pub type SharedObjects = Arc<Mutex<ObjectHistory>>;
@@ -136,6 +227,8 @@ fn object_len(rng: &impl Rng, chunk: u64, small_max: u64, max: u64) -> u64 {
 pub struct ObjectClient {
     pub env: SimEnv,
     pub id: u64,
+    /// How many clients run (their key prefixes are `c0/` ...).
+    pub clients: u64,
     pub nodes: u64,
     pub history: SharedObjects,
     pub down: DownSet,
@@ -147,14 +240,14 @@ pub struct ObjectClient {
 }
 
 impl ObjectClient {
-    fn now(&self) -> u64 {
+    pub fn now(&self) -> u64 {
         self.env.clock().now().as_nanos() as u64
     }
 
     /// The node to send an operation to: as a load balancer with health checks would,
     /// nine times in ten one that is up (it may still crash mid-operation), otherwise
     /// any node (a client with a stale address).
-    fn node(&self) -> NodeId {
+    pub fn node(&self) -> NodeId {
         let up: Vec<NodeId> = {
             let down = self.down.lock().expect("down");
             (1..=self.nodes).filter(|n| !down.contains(n)).collect()
@@ -168,14 +261,14 @@ impl ObjectClient {
 
     /// Creates the bucket, retrying through the nodes until one takes it.
     pub async fn create_bucket(&self) -> bool {
-        let request = S3Request::CreateBucket {
+        let request = Request::CreateBucket {
             bucket: BUCKET.into(),
         };
         for attempt in 0..100u64 {
             let node = 1 + attempt % self.nodes;
             match rpc::call(&self.env, node, &request, CALL_TIMEOUT).await {
-                CallOutcome::Answer(S3Response::Done) => return true,
-                CallOutcome::Answer(S3Response::Failed { code, .. })
+                CallOutcome::Answer(Answer::Ok { .. }) => return true,
+                CallOutcome::Answer(Answer::Failed { code, .. })
                     if code == "BucketAlreadyOwnedByYou" =>
                 {
                     return true;
@@ -192,12 +285,16 @@ impl ObjectClient {
             let h = self.history.lock().expect("history");
             (h.keys[index].key.clone(), h.keys[index].data.clone())
         };
-        let request = S3Request::Put {
+        let request = Request::PutObject(Box::new(PutArgs {
             bucket: BUCKET.into(),
             key: key.clone(),
-            size: data.len() as u64,
-            if_absent,
-        };
+            if_none_match: if_absent.then(|| "*".to_string()),
+            body: BodyArgs {
+                size: Some(data.len() as i64),
+                ..BodyArgs::default()
+            },
+            ..PutArgs::default()
+        }));
         let frame = 512 + below(self.env.rng(), 8192) as usize;
         let invoke = self.now();
         let answer = rpc::put(
@@ -209,35 +306,29 @@ impl ObjectClient {
             CALL_TIMEOUT,
         )
         .await;
-        let ret = self.now();
-        let lost = matches!(answer, CallOutcome::Lost);
-        let degraded =
-            matches!(answer, CallOutcome::Answer(S3Response::Put { unsealed, .. }) if unsealed > 0);
-        let outcome = match answer {
-            CallOutcome::Answer(S3Response::Put { .. }) => PutOutcome::Acked,
-            CallOutcome::Answer(S3Response::Failed { code, .. })
-                if code == "PreconditionFailed" =>
-            {
-                PutOutcome::PreconditionFailed
-            }
-            CallOutcome::Answer(S3Response::Failed {
-                code,
-                message,
-                unknown: false,
-                ..
-            }) => PutOutcome::Refused { code, message },
-            CallOutcome::Unreachable => PutOutcome::Refused {
-                code: "unreachable".into(),
-                message: format!("node {node} refused the connection"),
-            },
-            _ => PutOutcome::Unknown,
-        };
         self.env.world().trace(format_args!(
-            "s3 put {key} ({} bytes, if_absent={if_absent}) via {node} -> {outcome:?}",
+            "s3 put {key} ({} bytes, if_absent={if_absent}) via {node}",
             data.len()
         ));
+        self.record_write(index, node, if_absent, invoke, answer)
+    }
+
+    /// Records the answer to a write of key `index` (PUT, completion, copy).
+    pub fn record_write(
+        &self,
+        index: usize,
+        node: NodeId,
+        if_absent: bool,
+        invoke: u64,
+        answer: CallOutcome,
+    ) -> PutOutcome {
+        let ret = self.now();
+        let (outcome, degraded, etag) = write_outcome(node, &answer);
+        self.env
+            .world()
+            .trace(format_args!("  -> {outcome:?} (key {index})"));
         let mut h = self.history.lock().expect("history");
-        if lost {
+        if matches!(answer, CallOutcome::Lost) {
             h.coordinator_lost += 1;
         }
         h.keys[index].puts.push(PutRecord {
@@ -247,44 +338,78 @@ impl ObjectClient {
             ret,
             outcome: outcome.clone(),
             degraded,
+            etag,
         });
         outcome
     }
 
     /// GETs key `index` (ranged when `range` is given) through `node`; records it.
-    pub async fn get(&self, index: usize, range: Option<(u64, u64)>, node: NodeId) {
-        let record = self.fetch(index, range, node).await;
+    pub async fn get(
+        &self,
+        index: usize,
+        range: Option<(u64, u64)>,
+        node: NodeId,
+        condition: Option<GetCondition>,
+    ) {
+        let record = self.fetch(index, range, node, condition).await;
         self.history.lock().expect("history").gets.push(record);
     }
 
     /// GETs key `index` through `node` without recording it.
-    pub async fn fetch(&self, index: usize, range: Option<(u64, u64)>, node: NodeId) -> GetRecord {
+    pub async fn fetch(
+        &self,
+        index: usize,
+        range: Option<(u64, u64)>,
+        node: NodeId,
+        condition: Option<GetCondition>,
+    ) -> GetRecord {
         let key = self.history.lock().expect("history").keys[index]
             .key
             .clone();
-        let request = S3Request::Get {
+        let mut args = GetArgs {
             bucket: BUCKET.into(),
             key: key.clone(),
-            range,
+            range: range.map(|(first, last)| RangeSpec::From {
+                first,
+                last: Some(last),
+            }),
+            ..GetArgs::default()
         };
+        match &condition {
+            Some(GetCondition::IfNoneMatchCurrent(e)) => {
+                args.conditions.if_none_match = Some(e.clone())
+            }
+            Some(GetCondition::IfMatchOther(e)) => args.conditions.if_match = Some(e.clone()),
+            None => {}
+        }
+        let request = Request::GetObject(Box::new(args));
         let down = self.down.lock().expect("down").clone();
         let invoke = self.now();
         let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;
         let ret = self.now();
         let outcome = match answer {
-            CallOutcome::Answer(S3Response::Data(bytes)) => GetOutcome::Data(sha(&bytes)),
-            CallOutcome::Answer(S3Response::Failed { code, .. }) if code == "NoSuchKey" => {
+            CallOutcome::Answer(Answer::Ok {
+                response: Response::Object { .. },
+                data,
+            }) => GetOutcome::Data(sha(&data)),
+            CallOutcome::Answer(Answer::Failed { code, .. }) if code == "NoSuchKey" => {
                 GetOutcome::NoSuchKey
             }
-            CallOutcome::Answer(S3Response::Failed { code, .. }) if code == "ObjectLost" => {
+            CallOutcome::Answer(Answer::Failed { code, .. }) if code == "ObjectLost" => {
                 GetOutcome::ObjectLost
             }
-            CallOutcome::Answer(S3Response::Failed {
+            CallOutcome::Answer(Answer::Failed { code, .. }) if code == "NotModified" => {
+                GetOutcome::NotModified
+            }
+            CallOutcome::Answer(Answer::Failed { code, .. }) if code == "PreconditionFailed" => {
+                GetOutcome::PreconditionFailed
+            }
+            CallOutcome::Answer(Answer::Failed {
                 status: 503,
                 message,
                 ..
             }) => GetOutcome::Unavailable(message),
-            CallOutcome::Answer(S3Response::Failed { code, message, .. }) => {
+            CallOutcome::Answer(Answer::Failed { code, message, .. }) => {
                 GetOutcome::Error { code, message }
             }
             CallOutcome::Answer(other) => GetOutcome::Error {
@@ -305,26 +430,26 @@ impl ObjectClient {
             outcome,
             down,
             after_heal: false,
+            condition,
         }
     }
 
-    async fn delete(&self, index: usize) {
+    pub async fn delete(&self, index: usize) {
         let key = self.history.lock().expect("history").keys[index]
             .key
             .clone();
         let node = self.node();
-        let request = S3Request::Delete {
+        let request = Request::DeleteObject {
             bucket: BUCKET.into(),
             key: key.clone(),
         };
         let invoke = self.now();
         let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;
         let ret = self.now();
-        let acked = matches!(answer, CallOutcome::Answer(S3Response::Done));
+        let acked = matches!(answer, CallOutcome::Answer(Answer::Ok { .. }));
         let refused = matches!(
             answer,
-            CallOutcome::Answer(S3Response::Failed { unknown: false, .. })
-                | CallOutcome::Unreachable
+            CallOutcome::Answer(Answer::Failed { unknown: false, .. }) | CallOutcome::Unreachable
         );
         self.env
             .world()
@@ -335,8 +460,8 @@ impl ObjectClient {
         }
     }
 
-    /// A new key with fresh random bytes; returns its index.
-    fn new_key(&self, seq: u64) -> usize {
+    /// Fresh random bytes of a random length.
+    pub fn random_body(&self) -> Vec<u8> {
         let len = object_len(
             self.env.rng(),
             self.chunk_size_bytes,
@@ -345,14 +470,26 @@ impl ObjectClient {
         );
         let mut data = vec![0u8; len as usize];
         self.env.rng().fill(&mut data);
+        data
+    }
+
+    /// A new key `c<client>/<dir>o<seq>` whose one body is `data`; returns its index.
+    pub fn add_key(&self, dir: &str, seq: u64, data: Arc<Vec<u8>>, kind: KeyKind) -> usize {
         let mut h = self.history.lock().expect("history");
         h.keys.push(KeyRecord {
-            key: format!("c{}/o{seq}", self.id),
-            data: Arc::new(data),
+            key: format!("c{}/{dir}o{seq}", self.id),
+            data,
+            kind,
             puts: Vec::new(),
             delete: None,
         });
         h.keys.len() - 1
+    }
+
+    /// A new key with fresh random bytes; returns its index.
+    fn new_key(&self, seq: u64) -> usize {
+        let data = Arc::new(self.random_body());
+        self.add_key("", seq, data, KeyKind::Put)
     }
 
     /// A random range inside an object of `len` bytes (`len` > 0): single bytes, chunk
@@ -371,29 +508,40 @@ impl ObjectClient {
         (first, last)
     }
 
-    /// One random operation.
+    /// One random operation: mostly PUTs and GETs, and every other S3 operation.
     async fn one(&self, seq: u64, mine: &mut Vec<usize>) {
-        let roll = below(self.env.rng(), 20);
+        let roll = below(self.env.rng(), 40);
         let known = self.history.lock().expect("history").keys.len();
         // Without reads, the rolls that would read write a new key instead.
-        if roll < 9 || known == 0 || (roll < 16 && !self.reads) {
+        let reads = self.reads && known > 0;
+        if roll < 16 || (!reads && roll < 30) {
             let index = self.new_key(seq);
             mine.push(index);
             self.put(index, self.node(), false).await;
-        } else if roll < 16 {
+        } else if roll < 28 {
             let index = below(self.env.rng(), known as u64) as usize;
             let len = self.history.lock().expect("history").keys[index].data.len() as u64;
             let range = (len > 0 && below(self.env.rng(), 2) == 0).then(|| self.range(len));
-            self.get(index, range, self.node()).await;
+            self.get(index, range, self.node(), None).await;
+        } else if roll < 30 {
+            self.conditional_get(known).await;
+        } else if roll < 33 {
+            self.multipart(seq, mine).await;
+        } else if roll < 35 && known > 0 {
+            self.copy(seq, known, mine).await;
+        } else if roll < 37 {
+            self.list().await;
         } else if !mine.is_empty() {
             let pick = below(self.env.rng(), mine.len() as u64) as usize;
             let index = mine[pick];
-            if roll < 18 {
+            if roll < 38 {
                 self.put(index, self.node(), true).await;
-            } else {
+            } else if roll < 39 {
                 // A deleted key is never written again.
                 mine.swap_remove(pick);
                 self.delete(index).await;
+            } else {
+                self.delete_many(mine).await;
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use engine::env::{Clock, Env, NodeId, Rng};
 use engine::erasure::{self, CodecId, Geometry, ReedSolomon};
-use engine::shard_rpc::{self, CallError, RemoteError};
+use engine::shard_store::rpc::{self as shard_rpc, CallError, RemoteError};
 use engine::shard_store::{BLOCK_SIZE_BYTES_DEFAULT, ShardHeader, ShardId};
 use runtime_sim::SimEnv;
 use sha2::{Digest, Sha256};

@@ -25,7 +25,7 @@ pub fn distinct(layout: &DataLayout) -> bool {
 }
 
 /// The reads that find a layout at its site: the state machine's tables, and the read
-/// view nodes serve from (`crate::meta_store::MetaReader`).
+/// view nodes serve from (`crate::meta::store::MetaReader`).
 pub trait SiteTables {
     type Error;
     fn site_object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error>;
@@ -352,6 +352,7 @@ mod tests {
             upload_id: "u".into(),
             parts: vec![(1, "p31".into()), (2, "p32".into())],
             meta: meta(0),
+            part_size_min: crate::meta::PART_SIZE_MIN_BYTES,
         };
         assert_eq!(s.apply(9, &v1(complete)), Applied::Version(9));
         let r = s.data_refs[&32].clone();

@@ -1,5 +1,5 @@
 //! Raft's durable state on the Disk trait: the log and the hard state. (The state
-//! machine, with its applied mark, is `crate::meta_store`.)
+//! machine, with its applied mark, is `crate::meta::store`.)
 //!
 //! **Log.** Append-only segment files `<dir>/log/<seq:020>.seg`, each a run of records
 //! `[len u32][crc32 u32][protobuf Entry]`. An append writes every record of a batch and
@@ -50,7 +50,7 @@ pub enum LogError {
     Disk(#[from] DiskError),
     /// The state machine's store failed (I/O, or damage redb detected).
     #[error(transparent)]
-    Store(#[from] crate::meta_store::StoreError),
+    Store(#[from] crate::meta::store::StoreError),
 }
 
 struct Segment {

@@ -8,10 +8,7 @@ use std::time::Duration;
 use crate::env::{Env, Net, NodeId};
 use crate::meta::{Applied, Command};
 use crate::raft::node::{ProposeError, RaftHandle};
-use crate::shard_rpc::{decode as decode_wire, encode as encode_wire};
-
-/// Network tag of a proposal forwarded from a follower to the leader.
-pub const TAG_PROPOSE: u8 = 2;
+use crate::wire::{self, Tag};
 
 /// Proposes `command` here, or on the leader this node knows of; `timeout` bounds the
 /// whole attempt (after which the outcome is unknown).
@@ -42,12 +39,11 @@ async fn forward<E: Env>(
     command: &Command,
     timeout: Duration,
 ) -> Result<Applied, ProposeError> {
-    let mut request = vec![TAG_PROPOSE];
-    request.extend_from_slice(&encode_wire(command));
+    let request = wire::request(Tag::Propose, command);
     let answer = env
         .net()
-        .call(leader, request.into(), timeout)
+        .call(leader, request, timeout)
         .await
         .map_err(|_| ProposeError::Timeout)?;
-    decode_wire(&answer).unwrap_or(Err(ProposeError::Timeout))
+    wire::decode(&answer).unwrap_or(Err(ProposeError::Timeout))
 }

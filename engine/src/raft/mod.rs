@@ -2,5 +2,7 @@
 
 pub mod durable;
 pub mod forward;
+pub mod handle;
 pub mod node;
 pub mod snapshot;
+pub mod start;

@@ -40,10 +40,14 @@ use raft::storage::MemStorage;
 use raft::{RawNode, StateRole, Storage};
 use sha2::{Digest, Sha256};
 
-use crate::env::{Clock, Disk, Env, Net, NodeId, Rng};
-use crate::meta::{self, Applied, Command, MetaState};
-use crate::meta_store::{Item, Mark, MetaReader, MetaStore, StoreError};
+use crate::env::{Clock, Disk, Env, Net, Rng};
+use crate::meta::store::{Item, Mark, MetaStore, StoreError};
+use crate::meta::{self, Applied, Command};
 use crate::raft::durable::{DurableLog, HardStateSlots, LogError, Slot};
+pub use crate::raft::handle::{
+    MemberChange, ProposeError, RaftConfig, RaftHandle, RaftStatus, Role,
+};
+pub(super) use crate::raft::handle::{Op, Shared};
 use crate::raft::snapshot;
 
 /// Operations queued for the driver; bounded, so a flood becomes backpressure.
@@ -52,270 +56,44 @@ pub const DRIVER_QUEUE_MAX: usize = 4096;
 const BATCH_OPS_MAX: usize = 256;
 const RAFT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone)]
-pub struct RaftConfig {
-    pub id: NodeId,
-    /// The voters of a new cluster; empty for a node that joins an existing one.
-    pub bootstrap_voters: Vec<NodeId>,
-    /// Directory of the durable state on the node's disk.
-    pub dir: String,
-    pub tick: Duration,
-    pub election_ticks: usize,
-    pub heartbeat_ticks: usize,
-    /// Compact the log every this many applied entries.
-    pub snapshot_every: u64,
-    /// Entries kept behind the applied index at a compaction, so that a follower a
-    /// little behind catches up from the log rather than by snapshot.
-    pub log_tail_keep: u64,
-    /// Keep [`RaftStatus::applied_chain`] (the simulator's checkers compare it). Each
-    /// epoch hashes the whole state, so production nodes leave it off.
-    pub applied_chain: bool,
-}
-
-impl RaftConfig {
-    pub fn new(id: NodeId, bootstrap_voters: Vec<NodeId>) -> Self {
-        Self {
-            id,
-            bootstrap_voters,
-            dir: "raft".into(),
-            tick: Duration::from_millis(100),
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            snapshot_every: 1000,
-            log_tail_keep: 1000,
-            applied_chain: true,
-        }
-    }
-}
-
-/// Why a proposal was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-pub enum ProposeError {
-    /// This node is not the leader; `leader_hint` is the leader it knows of (0: none).
-    #[error("not the leader (leader hint {leader_hint})")]
-    NotLeader { leader_hint: NodeId },
-    /// The driver is gone (node shutting down or its log refused to load).
-    #[error("raft driver stopped")]
-    Stopped,
-    /// No answer in time: the operation may or may not have been applied.
-    #[error("timed out; outcome unknown")]
-    Timeout,
-    /// The local state machine could not be read.
-    #[error(transparent)]
-    Storage(#[from] StoreError),
-}
-
-/// What the driver publishes for readers and operators.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RaftStatus {
-    pub id: NodeId,
-    pub leader: NodeId,
-    pub term: u64,
-    pub role: Role,
-    pub commit: u64,
-    pub applied: u64,
-    pub voters: Vec<NodeId>,
-    pub learners: Vec<NodeId>,
-    /// Snapshots from a leader installed by this incarnation of the driver.
-    pub snapshots_installed: u64,
-    /// Why the driver stopped, once it has (it no longer votes, acks or applies).
-    pub stopped: Option<String>,
-    /// A digest of the applied log: at every index divisible by [`CHAIN_EPOCH`] it
-    /// restarts from the sha256 of the state machine, and every later entry (index,
-    /// term, data) is chained into it. Two nodes at the same applied index have the same
-    /// digest exactly when they applied the same entries since the last epoch. `None`
-    /// until a node restored from a snapshot reaches its next epoch.
-    pub applied_chain: Option<[u8; 32]>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Role {
-    #[default]
-    Follower,
-    Candidate,
-    Leader,
-}
-
-pub enum MemberChange {
-    AddVoter(NodeId),
-    AddLearner(NodeId),
-    Remove(NodeId),
-}
-
-enum Op {
-    Propose(Box<Command>, oneshot::Sender<Result<Applied, ProposeError>>),
-    ConfChange(
-        Vec<MemberChange>,
-        oneshot::Sender<Result<Applied, ProposeError>>,
-    ),
-    ReadIndex(oneshot::Sender<Result<u64, ProposeError>>),
-    Step(Message),
-    SnapshotSent {
-        to: NodeId,
-        ok: bool,
-    },
-}
-
-struct Shared {
-    status: RaftStatus,
-    /// Told why, once the driver stops.
-    stop_waiters: Vec<oneshot::Sender<String>>,
-}
-
-/// The node's way into its Raft group: propose, read, and look. Cheap to clone.
-#[derive(Clone)]
-pub struct RaftHandle {
-    tx: mpsc::Sender<Op>,
-    shared: Arc<Mutex<Shared>>,
-    store: Arc<MetaStore>,
-    dir: Arc<str>,
-}
-
-impl RaftHandle {
-    async fn ask<T>(
-        &self,
-        op: impl FnOnce(oneshot::Sender<Result<T, ProposeError>>) -> Op,
-    ) -> Result<T, ProposeError> {
-        let (reply, answer) = oneshot::channel();
-        let mut tx = self.tx.clone();
-        futures::SinkExt::send(&mut tx, op(reply))
-            .await
-            .map_err(|_| ProposeError::Stopped)?;
-        answer.await.unwrap_or(Err(ProposeError::Stopped))
-    }
-
-    /// Proposes a command; answers once it is committed and applied here.
-    pub async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
-        self.ask(|r| Op::Propose(Box::new(command), r)).await
-    }
-
-    /// Adds or removes members in one ConfChangeV2. More than one change goes through a
-    /// joint configuration, which raft-rs leaves automatically once it is committed.
-    pub async fn change_members(
-        &self,
-        changes: Vec<MemberChange>,
-    ) -> Result<Applied, ProposeError> {
-        self.ask(|r| Op::ConfChange(changes, r)).await
-    }
-
-    /// Waits until this replica has applied everything committed when the call began
-    /// (ReadIndex); a read of the local state after it is linearizable.
-    pub async fn read_index(&self) -> Result<u64, ProposeError> {
-        self.ask(Op::ReadIndex).await
-    }
-
-    /// Hands a Raft message from a peer to the driver; dropped when the queue is full
-    /// (Raft tolerates lost messages). Whether it was queued.
-    pub fn step(&self, message: Message) -> bool {
-        self.tx.clone().try_send(Op::Step(message)).is_ok()
-    }
-
-    /// Receives a snapshot from the leader: stages its streamed state on `disk` and steps
-    /// the message into Raft. A stream cut off, or a full queue, drops it (the leader
-    /// sends again).
-    pub async fn receive_snapshot<D: Disk>(
-        &self,
-        disk: &D,
-        nonce: u64,
-        mut message: Message,
-        body: crate::env::BodyStream,
-    ) {
-        let path = match snapshot::stage(disk, &self.dir, nonce, body).await {
-            Ok(path) => path,
-            Err(error) => {
-                tracing::warn!(%error, from = message.from, "snapshot stream not staged");
-                return;
-            }
-        };
-        message.mut_snapshot().data = path.clone().into_bytes().into();
-        if !self.step(message) {
-            snapshot::remove(disk, &path).await;
-        }
-    }
-
-    /// A consistent view of the local replica (possibly stale; see `read_index`).
-    pub fn reader(&self) -> Result<MetaReader, ProposeError> {
-        Ok(self.store.reader()?)
-    }
-
-    /// Reads the local replica (possibly stale; see `read_index`) in one consistent view.
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&MetaReader) -> Result<T, StoreError>,
-    ) -> Result<T, ProposeError> {
-        Ok(f(&self.store.reader()?)?)
-    }
-
-    /// Resolves, with the reason, once the driver has stopped (its disk could not
-    /// persist Raft state, or its log lost acknowledged entries); pending while it runs.
-    /// Signalled, not polled: no timer, so it adds no events to a simulated run.
-    pub async fn stopped(&self) -> String {
-        let rx = {
-            let mut shared = self.shared.lock().expect("raft shared state");
-            if let Some(why) = &shared.status.stopped {
-                return why.clone();
-            }
-            let (tx, rx) = oneshot::channel();
-            shared.stop_waiters.push(tx);
-            rx
-        };
-        match rx.await {
-            Ok(why) => why,
-            // The driver was dropped without stopping (its node was killed).
-            Err(_) => std::future::pending().await,
-        }
-    }
-
-    pub fn status(&self) -> RaftStatus {
-        self.shared
-            .lock()
-            .expect("raft shared state")
-            .status
-            .clone()
-    }
-}
-
 /// Index (and term) of the snapshot every member of a new group starts from.
 pub const BOOTSTRAP_INDEX: u64 = 1;
 
 /// Entries between two restarts of the applied-log digest from the state.
 pub const CHAIN_EPOCH: u64 = 1024;
 
-/// Network tag of a Raft message (see `crate::node`).
-pub const TAG_RAFT: u8 = 1;
-
-struct Driver<E: Env> {
-    env: E,
-    config: RaftConfig,
-    raw: RawNode<Store>,
-    log: DurableLog<E::Disk>,
-    hard: HardStateSlots<E::Disk>,
+pub(super) struct Driver<E: Env> {
+    pub(super) env: E,
+    pub(super) config: RaftConfig,
+    pub(super) raw: RawNode<Store>,
+    pub(super) log: DurableLog<E::Disk>,
+    pub(super) hard: HardStateSlots<E::Disk>,
     /// What the hard-state slots hold now.
-    slot: Slot,
-    store: Arc<MetaStore>,
-    shared: Arc<Mutex<Shared>>,
-    tx: mpsc::Sender<Op>,
-    waiters: BTreeMap<u64, oneshot::Sender<Result<Applied, ProposeError>>>,
-    reads: BTreeMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
+    pub(super) slot: Slot,
+    pub(super) store: Arc<MetaStore>,
+    pub(super) shared: Arc<Mutex<Shared>>,
+    pub(super) tx: mpsc::Sender<Op>,
+    pub(super) waiters: BTreeMap<u64, oneshot::Sender<Result<Applied, ProposeError>>>,
+    pub(super) reads: BTreeMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
     /// ReadIndex answers waiting for the apply index to catch up: (index, id).
-    pending_reads: Vec<(u64, u64)>,
+    pub(super) pending_reads: Vec<(u64, u64)>,
     /// Where the log was last compacted to.
-    last_compaction: u64,
+    pub(super) last_compaction: u64,
     /// Staged snapshot files stepped into Raft since the last ready; whatever the ready
     /// did not install is removed after it.
-    staged: Vec<String>,
-    snapshots_installed: u64,
-    observed: (u64, StateRole, u64),
-    chain: Option<[u8; 32]>,
+    pub(super) staged: Vec<String>,
+    pub(super) snapshots_installed: u64,
+    pub(super) observed: (u64, StateRole, u64),
+    pub(super) chain: Option<[u8; 32]>,
     /// A conf change was applied in this ready: see `hand_over_if_removed`.
-    check_removed: bool,
+    pub(super) check_removed: bool,
 }
 
 /// raft-rs's MemStorage for the log tail; snapshots come from the state machine.
 #[derive(Clone)]
-struct Store {
-    mem: MemStorage,
-    meta: Arc<MetaStore>,
+pub(super) struct Store {
+    pub(super) mem: MemStorage,
+    pub(super) meta: Arc<MetaStore>,
 }
 
 impl Storage for Store {
@@ -363,172 +141,8 @@ impl Storage for Store {
     }
 }
 
-/// Starts the driver for `config` on `env`; returns the handle and the driver future
-/// (the caller spawns it). Fails when the durable state is corrupt.
-pub async fn start<E: Env>(
-    env: E,
-    config: RaftConfig,
-) -> Result<(RaftHandle, impl std::future::Future<Output = ()> + Send), LogError> {
-    let disk = env.disk().clone();
-    let dir = config.dir.clone();
-    let (hard, slot) = HardStateSlots::open(disk.clone(), &dir).await?;
-    let mut hs = slot.hs.clone();
-    let backend = disk.storage_backend(&format!("{dir}/state.redb")).await?;
-    let store = Arc::new(disk.blocking(move || MetaStore::open(backend)).await?);
-    snapshot::clear_staged(&disk, &dir).await?;
-    let mut mark = store.mark()?;
-    if mark.index == 0 && !config.bootstrap_voters.is_empty() {
-        // A new cluster: every bootstrap member starts from the same state at index 1
-        // holding the first configuration. The log then starts at 2, so a node that joins
-        // later cannot replay it from the start against an empty configuration: it has to
-        // catch up by snapshot (raft-rs's storage docs recommend exactly this).
-        mark = Mark {
-            index: BOOTSTRAP_INDEX,
-            term: BOOTSTRAP_INDEX,
-            conf: raft::eraftpb::ConfState {
-                voters: config.bootstrap_voters.clone(),
-                ..Default::default()
-            },
-        };
-        let (s, m) = (store.clone(), mark.clone());
-        disk.blocking(move || {
-            s.begin_install()?;
-            s.finish_install(&m)
-        })
-        .await?;
-    }
-    let (log, entries) = DurableLog::open(disk, &dir).await?;
-    let mem = MemStorage::new();
-    let applied = mark.index;
-    if applied > 0 {
-        // The state machine already holds everything up to the mark: raft-rs sees it as
-        // a snapshot (metadata only; one with data is exported when a follower needs it).
-        let installed = mem.wl().apply_snapshot(snapshot::metadata(&mark));
-        installed.expect("fresh storage takes a snapshot");
-    }
-    let tail: Vec<Entry> = entries.into_iter().filter(|e| e.index > applied).collect();
-    if let Some(first) = tail.first().filter(|e| e.index != applied + 1) {
-        let reason = format!(
-            "log starts at {} after the state machine's index {applied}",
-            first.index
-        );
-        return Err(LogError::Corrupt {
-            file: format!("{dir}/log"),
-            offset: 0,
-            reason,
-        });
-    }
-    mem.wl().append(&tail).expect("contiguous tail");
-    let last = mem.last_index().expect("last index").max(applied);
-    if hs.commit > last {
-        // Entries this node knew to be committed are gone (a damaged log truncated as a
-        // torn tail): serving would let it vote and ack as if it still had them.
-        let reason = format!(
-            "log ends at {last}, below the recorded commit index {}",
-            hs.commit
-        );
-        return Err(LogError::Corrupt {
-            file: format!("{dir}/log"),
-            offset: 0,
-            reason,
-        });
-    }
-    if slot.log_durable_to > last {
-        // Rot in the last records looks like a torn write, but these were durable, and
-        // acknowledged perhaps: the log lost what it promised (see `durable`).
-        let reason = format!(
-            "log ends at {last}, below the index {} it had made durable",
-            slot.log_durable_to
-        );
-        return Err(LogError::Corrupt {
-            file: format!("{dir}/log"),
-            offset: 0,
-            reason,
-        });
-    }
-    hs.commit = hs.commit.max(applied);
-    mem.wl().set_hardstate(hs.clone());
-    let slot = Slot {
-        hs,
-        log_durable_to: last,
-    };
-    let raft_config = raft::Config {
-        id: config.id,
-        election_tick: config.election_ticks,
-        heartbeat_tick: config.heartbeat_ticks,
-        applied,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 256,
-        check_quorum: true,
-        pre_vote: true,
-        ..Default::default()
-    };
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let raft_store = Store {
-        mem,
-        meta: store.clone(),
-    };
-    let mut raw =
-        RawNode::new(&raft_config, raft_store, &logger).map_err(|e| LogError::Corrupt {
-            file: dir.clone(),
-            offset: 0,
-            reason: format!("raft refused the recovered state: {e}"),
-        })?;
-    // The only voter needs nobody's vote: lead at once rather than after an election
-    // timeout (a single `hamster server` would otherwise wait a second or two).
-    let conf = raw.raft.prs().conf().to_conf_state();
-    if conf.voters == [config.id] && conf.voters_outgoing.is_empty() {
-        raw.campaign().map_err(|e| LogError::Corrupt {
-            file: dir.clone(),
-            offset: 0,
-            reason: format!("raft refused to campaign: {e}"),
-        })?;
-    }
-    let (tx, rx) = mpsc::channel(DRIVER_QUEUE_MAX);
-    let shared = Arc::new(Mutex::new(Shared {
-        stop_waiters: Vec::new(),
-        status: RaftStatus {
-            id: config.id,
-            ..Default::default()
-        },
-    }));
-    // A member of a fresh group starts from the known empty state; a node restored
-    // from any other state does not know the digest until its next epoch.
-    let chain = (applied == BOOTSTRAP_INDEX && config.applied_chain)
-        .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into());
-    let mut driver = Driver {
-        env,
-        config,
-        raw,
-        log,
-        hard,
-        slot,
-        store: store.clone(),
-        shared: shared.clone(),
-        tx: tx.clone(),
-        waiters: BTreeMap::new(),
-        reads: BTreeMap::new(),
-        pending_reads: Vec::new(),
-        last_compaction: applied,
-        staged: Vec::new(),
-        snapshots_installed: 0,
-        observed: (u64::MAX, StateRole::Follower, u64::MAX),
-        check_removed: false,
-        chain,
-    };
-    driver.fix_election_timeout();
-    driver.publish();
-    let handle = RaftHandle {
-        tx,
-        shared,
-        store,
-        dir: dir.into(),
-    };
-    Ok((handle, driver.run(rx)))
-}
-
 impl<E: Env> Driver<E> {
-    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut next_tick = self.env.clock().now() + self.config.tick;
         loop {
             let wait = next_tick.saturating_sub(self.env.clock().now());
@@ -570,7 +184,7 @@ impl<E: Env> Driver<E> {
     }
 
     /// Overwrites raft-rs's thread_rng election timeout after every reset.
-    fn fix_election_timeout(&mut self) {
+    pub(super) fn fix_election_timeout(&mut self) {
         let r = &self.raw.raft;
         let now = (r.term, r.state, r.leader_id);
         if now == self.observed {
@@ -696,10 +310,12 @@ impl<E: Env> Driver<E> {
                 });
                 continue;
             }
-            let mut bytes = vec![TAG_RAFT];
-            bytes.extend_from_slice(&m.write_to_bytes().expect("raft messages encode"));
+            let bytes = crate::wire::raw_request(
+                crate::wire::Tag::Raft,
+                &m.write_to_bytes().expect("raft messages encode"),
+            );
             self.env.spawn(async move {
-                let _ = env.net().call(to, bytes.into(), RAFT_MESSAGE_TIMEOUT).await;
+                let _ = env.net().call(to, bytes, RAFT_MESSAGE_TIMEOUT).await;
             });
         }
     }
@@ -975,7 +591,7 @@ impl<E: Env> Driver<E> {
         Ok(())
     }
 
-    fn publish(&mut self) {
+    pub(super) fn publish(&mut self) {
         let r = &self.raw.raft;
         let conf = r.prs().conf().to_conf_state();
         let status = RaftStatus {

@@ -24,11 +24,9 @@ use protobuf::Message as _;
 use raft::eraftpb::Message;
 
 use crate::env::{Disk, DiskError, Env, Net, body_channel, timeout};
-use crate::meta_store::{Cursor, Mark, MetaStore, Record, StoreError};
+use crate::meta::store::{Cursor, Mark, MetaStore, Record, StoreError};
 use crate::raft::durable::LogError;
 
-/// Network tag of a Raft snapshot message with its streamed state.
-pub const TAG_RAFT_SNAPSHOT: u8 = 4;
 /// Encoded records per frame, roughly.
 pub const FRAME_BYTES: usize = 1 << 20;
 /// Largest frame accepted from a staged file; anything larger is damage.
@@ -75,8 +73,10 @@ pub(crate) async fn send<E: Env>(env: &E, store: Arc<MetaStore>, mut message: Me
     };
     let to = message.to;
     message.set_snapshot(metadata(&mark));
-    let mut header = vec![TAG_RAFT_SNAPSHOT];
-    header.extend_from_slice(&message.write_to_bytes().expect("raft messages encode"));
+    let header = crate::wire::raw_request(
+        crate::wire::Tag::RaftSnapshot,
+        &message.write_to_bytes().expect("raft messages encode"),
+    );
     let (mut tx, rx) = body_channel(WINDOW_FRAMES);
     let clock = env.clock();
     let produce = async move {
@@ -106,9 +106,7 @@ pub(crate) async fn send<E: Env>(env: &E, store: Arc<MetaStore>, mut message: Me
             Ok(Ok(()))
         )
     };
-    let call = env
-        .net()
-        .call_streamed(to, header.into(), rx, TRANSFER_TIMEOUT);
+    let call = env.net().call_streamed(to, header, rx, TRANSFER_TIMEOUT);
     let (produce, call) = (std::pin::pin!(produce), std::pin::pin!(call));
     match futures::future::select(produce, call).await {
         Either::Left((true, call)) => {
@@ -120,7 +118,7 @@ pub(crate) async fn send<E: Env>(env: &E, store: Arc<MetaStore>, mut message: Me
 }
 
 fn encode(records: &[Record]) -> Vec<u8> {
-    bincode::serde::encode_to_vec(records, bincode::config::standard()).expect("records encode")
+    crate::wire::encode_record(&records)
 }
 
 /// Writes a received stream to a staged file under `dir`; returns its path once the
@@ -188,10 +186,8 @@ pub(crate) async fn install<D: Disk>(
         if crc32fast::hash(&frame) != crc {
             return Err(corrupt(offset, "staged snapshot frame checksum mismatch"));
         }
-        let records: Vec<Record> =
-            bincode::serde::decode_from_slice(&frame, bincode::config::standard())
-                .map_err(|_| corrupt(offset, "staged snapshot frame does not decode"))?
-                .0;
+        let records: Vec<Record> = crate::wire::decode_record(&frame)
+            .ok_or_else(|| corrupt(offset, "staged snapshot frame does not decode"))?;
         let s = store.clone();
         disk.blocking(move || s.install_chunk(&records)).await?;
         offset += 8 + u64::from(frame_len);

@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data_path::{DataPath, RebuildError, shard_id};
 use crate::env::{Clock, Env, NodeId};
+use crate::meta::store::MetaReader;
 use crate::meta::{Applied, Command, CommandV1, DataLayout, LostMark, ShardPlacement};
-use crate::meta_store::MetaReader;
 use crate::raft::node::RaftHandle;
 use queue::{Queue, Reason, Task};
 

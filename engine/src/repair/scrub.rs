@@ -16,7 +16,7 @@ use super::cursor::{self, ScrubCursor};
 use super::queue::Reason;
 use crate::data_path::shard_id;
 use crate::env::{Clock, Env};
-use crate::meta_store::MetaReader;
+use crate::meta::store::MetaReader;
 use crate::shard_store::{ShardError, ShardId};
 
 /// Shards checked between two saves of the cursor.

@@ -44,7 +44,7 @@ impl<E: Env> Repair<E> {
         let peers = self.peers();
         let pings = peers
             .iter()
-            .map(|&n| crate::shard_rpc::ping(&self.env, n, PING_TIMEOUT));
+            .map(|&n| crate::shard_store::rpc::ping(&self.env, n, PING_TIMEOUT));
         let answers = futures::future::join_all(pings).await;
         let now = self.env.clock().now();
         let mut inner = self.inner.lock().expect("repair");

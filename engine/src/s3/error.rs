@@ -91,6 +91,9 @@ pub enum S3Error {
     /// An operation Hamster does not support.
     #[error("NotImplemented: {0}")]
     NotImplemented(String),
+    /// A body without a Content-Length.
+    #[error("MissingContentLength")]
+    MissingContentLength,
 }
 
 impl S3Error {
@@ -130,6 +133,7 @@ impl S3Error {
             Self::ObjectLost(_) => "ObjectLost",
             Self::Internal(_) => "InternalError",
             Self::NotImplemented(_) => "NotImplemented",
+            Self::MissingContentLength => "MissingContentLength",
         }
     }
 
@@ -159,6 +163,7 @@ impl S3Error {
             Self::ObjectLost(_) => 410,
             Self::Internal(_) => 500,
             Self::NotImplemented(_) => 501,
+            Self::MissingContentLength => 411,
         }
     }
 
@@ -211,6 +216,7 @@ impl S3Error {
             Self::MetadataTooLarge => {
                 "Your metadata headers exceed the maximum allowed metadata size (2 KB).".into()
             }
+            Self::MissingContentLength => "You must provide the Content-Length HTTP header.".into(),
         }
     }
 }

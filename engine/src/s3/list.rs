@@ -7,7 +7,7 @@
 use std::ops::Bound;
 
 use crate::meta::Stored;
-use crate::meta_store::{MetaReader, StoreError};
+use crate::meta::store::{MetaReader, StoreError};
 
 /// Rows read from the index per range call.
 const BATCH_ROWS: usize = 1000;
@@ -43,6 +43,25 @@ fn past_prefix(prefix: &str) -> Option<String> {
     let mut s = prefix[..prefix.len() - 1].to_string();
     s.push(char::from(last + 1));
     Some(s)
+}
+
+/// A ListObjectsV2 continuation token: the key to resume after, hex-encoded (opaque to
+/// clients, safe in any XML).
+pub fn token_of(key: &str) -> String {
+    crate::s3::checksum::hex(key.as_bytes())
+}
+
+/// The key a continuation token resumes after.
+pub fn key_of_token(token: &str) -> Result<String, crate::s3::S3Error> {
+    let bad = || crate::s3::S3Error::InvalidArgument("The continuation token is not valid.".into());
+    if !token.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())
 }
 
 /// One page of the listing of `bucket`.
@@ -119,9 +138,9 @@ pub fn list(reader: &MetaReader, bucket: &str, p: &ListParams) -> Result<ListPag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::store::{Item, Mark, MetaStore};
     use crate::meta::tests::meta;
     use crate::meta::{Command, CommandV1, PutCondition};
-    use crate::meta_store::{Item, Mark, MetaStore};
     use crate::test_disk::MemDisk;
 
     fn store_with(keys: &[&str]) -> MetaStore {

@@ -1,65 +1,33 @@
-//! S3 operations over a node's Net endpoint (tag [`TAG_S3`]): how the simulator's
+//! S3 operations over a node's Net endpoint (tag `wire::Tag::S3`): how the simulator's
 //! clients reach a node's S3 service, so that the operation runs inside that node and
 //! dies with it (a coordinator lost mid-PUT is a real schedule, not a special case).
 //! Production clients use HTTP; this tag answers cluster members only.
 //!
-//! A PUT is a streamed call (its body follows the request); every other call is one
-//! message each way. Answers carry the S3 error code and status, as HTTP would.
-
-use std::collections::BTreeMap;
+//! The requests are the engine's own ([`Request`]), the ones the HTTP edge makes. A call
+//! with a body is a streamed call (the body follows the request); every other call is
+//! one message each way. A GET's bytes come back whole in the answer. Answers carry the
+//! S3 error code and status, as HTTP would.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{BodyStream, Env, Net, NodeId};
-use crate::meta::{ContentHeaders, DataLayout, ObjectData, PutCondition};
-use crate::s3::{Conditions, NoTrailer, PutBody, PutObject, RangeSpec, S3, S3Error};
-use crate::shard_rpc::{decode, encode};
+use crate::meta::{DataLayout, ObjectData};
+use crate::s3::api::{Request, Response};
+use crate::s3::{NoTrailer, S3, S3Error};
+use crate::wire::{self, Tag, decode, encode};
 
-/// Network tag of an S3 operation (see `crate::node`).
-pub const TAG_S3: u8 = 5;
-
+/// An answer over the wire: the response and a GET's bytes, or the S3 error.
+// One answer per call, matched on by value: boxing the response would only cost the
+// callers their patterns.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum S3Request {
-    CreateBucket {
-        bucket: String,
+pub enum Answer {
+    Ok {
+        response: Response,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
     },
-    /// The body follows as the streamed part of the call.
-    Put {
-        bucket: String,
-        key: String,
-        size: u64,
-        if_absent: bool,
-    },
-    /// Bytes `[first, last]` when a range is given.
-    Get {
-        bucket: String,
-        key: String,
-        range: Option<(u64, u64)>,
-    },
-    Delete {
-        bucket: String,
-        key: String,
-    },
-    /// Where an object's shards are (the durability checker's input).
-    Layout {
-        bucket: String,
-        key: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum S3Response {
-    Done,
-    Put {
-        etag: String,
-        version: u64,
-        /// Shards the write could not seal (degraded; repair owes them).
-        unsealed: u16,
-    },
-    Data(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// Each blob's layout, and whether repair has recorded it lost.
-    Layout(Vec<(DataLayout, bool)>),
     Failed {
         code: String,
         status: u16,
@@ -69,8 +37,8 @@ pub enum S3Response {
     },
 }
 
-fn failed(e: S3Error) -> S3Response {
-    S3Response::Failed {
+fn failed(e: S3Error) -> Answer {
+    Answer::Failed {
         code: e.code().into(),
         status: e.status(),
         message: e.message(),
@@ -80,77 +48,35 @@ fn failed(e: S3Error) -> S3Response {
 
 /// Serves one S3 call (the tag already stripped).
 pub async fn handle<E: Env>(s3: &S3<E>, payload: &[u8], body: Option<BodyStream>) -> Bytes {
-    let Some(request) = decode::<S3Request>(payload) else {
+    let Some(request) = decode::<Request>(payload) else {
         return encode(&failed(S3Error::InvalidRequest(
             "undecodable request".into(),
         )));
     };
-    let answer = match request {
-        S3Request::CreateBucket { bucket } => {
-            s3.create_bucket(&bucket).await.map(|()| S3Response::Done)
-        }
-        S3Request::Put {
-            bucket,
-            key,
-            size,
-            if_absent,
-        } => match body {
-            None => Err(S3Error::InvalidRequest("a PUT needs a body".into())),
-            Some(body) => {
-                let put = PutObject {
-                    bucket,
-                    key,
-                    headers: ContentHeaders::default(),
-                    user_meta: BTreeMap::new(),
-                    condition: if if_absent {
-                        PutCondition::IfAbsent
-                    } else {
-                        PutCondition::Always
-                    },
-                    body: PutBody {
-                        source: body,
-                        size,
-                        content_md5: None,
-                        checksum: None,
-                    },
-                };
-                s3.put_object(put, &NoTrailer)
-                    .await
-                    .map(|o| S3Response::Put {
-                        etag: o.etag,
-                        version: o.version,
-                        unsealed: o.unsealed,
-                    })
-            }
+    let answer = match s3.execute(request, body, &NoTrailer).await {
+        Ok(reply) => match reply.body {
+            None => Answer::Ok {
+                response: reply.response,
+                data: Vec::new(),
+            },
+            Some(body) => match body.collect().await {
+                Ok(data) => Answer::Ok {
+                    response: reply.response,
+                    data,
+                },
+                Err(e) => failed(e),
+            },
         },
-        S3Request::Get { bucket, key, range } => {
-            let range = range.map(|(first, last)| RangeSpec::From {
-                first,
-                last: Some(last),
-            });
-            match s3
-                .get_object(&bucket, &key, range, &Conditions::default())
-                .await
-            {
-                Ok(out) => out.body.collect().await.map(S3Response::Data),
-                Err(e) => Err(e),
-            }
-        }
-        S3Request::Delete { bucket, key } => s3
-            .delete_object(&bucket, &key)
-            .await
-            .map(|()| S3Response::Done),
-        S3Request::Layout { bucket, key } => {
-            s3.layouts(&bucket, &key).await.map(S3Response::Layout)
-        }
+        Err(e) => failed(e),
     };
-    encode(&answer.unwrap_or_else(failed))
+    encode(&answer)
 }
 
 /// The outcome of an S3 call made over the Net.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum CallOutcome {
-    Answer(S3Response),
+    Answer(Answer),
     /// No answer (timeout, broken connection, node died mid-call): the outcome is
     /// unknown.
     Lost,
@@ -158,15 +84,13 @@ pub enum CallOutcome {
     Unreachable,
 }
 
-fn tagged(request: &S3Request) -> Bytes {
-    let mut bytes = vec![TAG_S3];
-    bytes.extend_from_slice(&encode(request));
-    bytes.into()
+fn tagged(request: &Request) -> Bytes {
+    wire::request(Tag::S3, request)
 }
 
 fn outcome(answer: Result<Bytes, crate::env::NetError>) -> CallOutcome {
     match answer {
-        Ok(bytes) => match decode::<S3Response>(&bytes) {
+        Ok(bytes) => match decode::<Answer>(&bytes) {
             Some(r) => CallOutcome::Answer(r),
             None => CallOutcome::Lost,
         },
@@ -179,17 +103,17 @@ fn outcome(answer: Result<Bytes, crate::env::NetError>) -> CallOutcome {
 pub async fn call<E: Env>(
     env: &E,
     to: NodeId,
-    request: &S3Request,
+    request: &Request,
     timeout: std::time::Duration,
 ) -> CallOutcome {
     outcome(env.net().call(to, tagged(request), timeout).await)
 }
 
-/// A PUT of `data` through node `to`, the body streamed in frames of `frame_bytes`.
+/// A call with a body (PutObject, UploadPart) of `data` through node `to`, the body streamed in frames of `frame_bytes`.
 pub async fn put<E: Env>(
     env: &E,
     to: NodeId,
-    request: &S3Request,
+    request: &Request,
     data: Bytes,
     frame_bytes: usize,
     timeout: std::time::Duration,

@@ -824,6 +824,7 @@ mod tests {
                 upload_id: "u".into(),
                 parts: vec![(1, "p100".into()), (2, "p101".into())],
                 meta: meta(0),
+                part_size_min: crate::meta::PART_SIZE_MIN_BYTES,
             }),
             v1(CommandV1::CreateUpload {
                 upload_id: "v".into(),

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{Env, Net, NetError, NodeId, body_channel};
 use crate::shard_store::{SealedShard, ShardError, ShardHeader, ShardId, ShardStore};
+use crate::wire::{self, Tag, decode};
 
-/// Largest message the decoder accepts; bounds memory against a malformed peer.
-pub const MESSAGE_BYTES_MAX: usize = 16 << 20;
+pub use crate::wire::MESSAGE_BYTES_MAX;
 /// Frames of a shard body buffered per transfer (the window is this times frame size).
 pub const TRANSFER_WINDOW_FRAMES_MAX: usize = 4;
 
@@ -96,28 +96,9 @@ impl From<ShardError> for RemoteError {
     }
 }
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MESSAGE_BYTES_MAX>()
-}
-
-pub fn encode<T: Serialize>(value: &T) -> Bytes {
-    Bytes::from(bincode::serde::encode_to_vec(value, config()).expect("encodable message"))
-}
-
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    bincode::serde::decode_from_slice(bytes, config())
-        .ok()
-        .map(|(v, _)| v)
-}
-
-/// Network tag of a shard call (see `crate::node`).
-pub const TAG_SHARD: u8 = 0;
-
 /// A shard request as it goes on the wire: the tag, then the request.
 fn tagged(request: &Request) -> Bytes {
-    let mut bytes = vec![TAG_SHARD];
-    bytes.extend_from_slice(&encode(request));
-    Bytes::from(bytes)
+    wire::request(Tag::Shard, request)
 }
 
 /// Answers one shard call (the tag already stripped).

@@ -1,0 +1,235 @@
+//! Blobs under objects and parts: storing a body (digests checked, removed on any
+//! failure), committing it under a key, and opening an object's bytes for reading.
+
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+
+use crate::data_path::{ByteSource, SourceError, WriteError, WriteSpec};
+use crate::env::{Env, Rng};
+use crate::meta::store::MetaReader;
+use crate::meta::{
+    Applied, ChecksumAlgorithm, CommandV1, DataLayout, ObjectData, ObjectMeta, PutCondition, Stored,
+};
+use crate::placement;
+use crate::s3::checksum::{self, HashingSource};
+use crate::s3::types::{ObjectBody, Pieces, PutBody, Trailer};
+use crate::s3::{
+    GET_WINDOW_PIECES, PUT_BYTES_MAX, S3, S3Error, applied_error, read_error, validate_key,
+    write_error,
+};
+
+impl<E: Env> S3<E> {
+    /// Streams a body into a new blob and checks its digests; on any failure nothing
+    /// stays. `None` for an empty body (no shards).
+    pub(crate) async fn store_body<S: ByteSource, T: Trailer>(
+        &self,
+        body: PutBody<S>,
+        trailer: &T,
+    ) -> Result<(Option<DataLayout>, checksum::Digests), S3Error> {
+        if body.size > PUT_BYTES_MAX {
+            return Err(S3Error::EntityTooLarge);
+        }
+        let expected_md5 = body
+            .content_md5
+            .as_deref()
+            .map(checksum::decode_content_md5)
+            .transpose()?;
+        let algorithm = body.checksum.as_ref().map(|(a, _)| *a);
+        if let Some((alg, Some(value))) = &body.checksum {
+            checksum::decode_digest(*alg, value)?;
+        }
+        let mut source = HashingSource::new(body.source, algorithm);
+        let layout = if body.size == 0 {
+            match source.next_bytes().await {
+                Ok(None) => None,
+                Ok(Some(b)) if b.is_empty() => None,
+                Ok(Some(_)) => {
+                    return Err(write_error(WriteError::Body(SourceError::TooLong {
+                        expected: 0,
+                    })));
+                }
+                Err(e) => return Err(write_error(WriteError::Body(e))),
+            }
+        } else {
+            let data_id =
+                u128::from(self.env.rng().next_u64()) << 64 | u128::from(self.env.rng().next_u64());
+            let members = self.members();
+            let profile =
+                placement::profile_for(members.len(), body.size, self.config.small_blob_bytes_max);
+            let holders = placement::place(&members, data_id, profile.shards())
+                .expect("the ladder never asks for more shards than members");
+            let spec = WriteSpec {
+                data_id,
+                size: body.size,
+                profile,
+                holders,
+            };
+            Some(
+                self.data
+                    .write_blob(&mut source, &spec)
+                    .await
+                    .map_err(write_error)?,
+            )
+        };
+        let digests = source.finish();
+        let verdict = self.check_digests(&digests, expected_md5, &body.checksum, trailer);
+        if let Err(e) = verdict {
+            if let Some(layout) = &layout {
+                self.data.remove_blob(layout).await;
+            }
+            return Err(e);
+        }
+        Ok((layout, digests))
+    }
+
+    pub(crate) fn check_digests<T: Trailer>(
+        &self,
+        digests: &checksum::Digests,
+        md5: Option<[u8; 16]>,
+        asked: &Option<(ChecksumAlgorithm, Option<String>)>,
+        trailer: &T,
+    ) -> Result<(), S3Error> {
+        if md5.is_some_and(|m| m != digests.md5) {
+            return Err(S3Error::BadDigest("Content-MD5".into()));
+        }
+        if let Some((alg, upfront)) = asked {
+            let expected = upfront.clone().or_else(|| trailer.checksum(*alg));
+            let got = digests.checksum.as_ref().map(|c| c.value.as_str());
+            if let Some(expected) = expected
+                && Some(expected.trim()) != got
+            {
+                let name = checksum::algorithm_name(*alg);
+                return Err(S3Error::BadDigest(format!("x-amz-checksum-{name}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes an object version for a stored blob; when the commit refuses, the blob
+    /// goes (its outcome is known). A timeout leaves it to the sweep.
+    pub(crate) async fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+        condition: PutCondition,
+        layout: Option<&DataLayout>,
+    ) -> Result<u64, S3Error> {
+        let command = CommandV1::PutObject {
+            bucket: bucket.into(),
+            key: key.into(),
+            meta,
+            condition,
+        };
+        match self.propose(command).await {
+            Ok(Applied::Version(v)) => {
+                if let Some(layout) = layout {
+                    self.data.report_unsealed(layout);
+                }
+                Ok(v)
+            }
+            Ok(other) => {
+                if let Some(layout) = layout {
+                    self.data.remove_blob(layout).await;
+                }
+                Err(applied_error(other))
+            }
+            Err(e) => {
+                // Refused before it was proposed: the blob can go now. When the outcome
+                // is unknown it stays; the orphan sweep judges it once the log settles.
+                if let Some(layout) = layout.filter(|_| !e.outcome_unknown()) {
+                    self.data.remove_blob(layout).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn current(
+        &self,
+        r: &MetaReader,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Stored, S3Error> {
+        self.bucket_must_exist(r, bucket).await?;
+        validate_key(key).map_err(|_| S3Error::NoSuchKey)?;
+        r.object(bucket, key)
+            .map_err(|e| S3Error::Internal(e.to_string()))?
+            .ok_or(S3Error::NoSuchKey)
+    }
+
+    /// `ObjectLost` when repair recorded a blob of `stored` as lost.
+    pub(crate) fn must_not_be_lost(&self, r: &MetaReader, stored: &Stored) -> Result<(), S3Error> {
+        for (_, layout) in self.blobs(r, stored)? {
+            let lost = r
+                .data_ref(layout.data_id)
+                .map_err(|e| S3Error::Internal(e.to_string()))?
+                .and_then(|d| d.lost);
+            if let Some(mark) = lost {
+                return Err(S3Error::ObjectLost(format!(
+                    "only {} of the {} shards this object needs are readable; it stays lost \
+                     unless the nodes holding the others come back (hamster admin lost)",
+                    mark.good, mark.needed
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The blobs of `stored` with the object offset each starts at.
+    pub(crate) fn blobs(
+        &self,
+        r: &MetaReader,
+        stored: &Stored,
+    ) -> Result<Vec<(u64, DataLayout)>, S3Error> {
+        Ok(match &stored.meta.data {
+            ObjectData::Empty => Vec::new(),
+            ObjectData::Blob(l) => vec![(0, l.clone())],
+            ObjectData::Parts { .. } => r
+                .object_parts(stored.version)
+                .map_err(|e| S3Error::Internal(e.to_string()))?
+                .into_iter()
+                .filter_map(|p| p.info.data.map(|l| (p.offset, l)))
+                .collect(),
+        })
+    }
+
+    /// Starts streaming bytes `[start, end)` of `stored`; waits for the first piece, so
+    /// that an object that cannot be read fails before any byte goes out.
+    pub(crate) async fn open_body(
+        &self,
+        r: &MetaReader,
+        stored: &Stored,
+        (start, end): (u64, u64),
+    ) -> Result<ObjectBody, S3Error> {
+        let blobs = self.blobs(r, stored)?;
+        let (tx, mut rx) = mpsc::channel(GET_WINDOW_PIECES);
+        let data = self.data.clone();
+        self.env.spawn(async move {
+            let mut sink = Pieces(tx);
+            for (offset, layout) in blobs {
+                let (lo, hi) = (start.max(offset), end.min(offset + layout.size));
+                if lo >= hi {
+                    continue;
+                }
+                if let Err(e) = data
+                    .read_blob(&layout, lo - offset, hi - offset, &mut sink)
+                    .await
+                {
+                    let _ = sink.0.send(Err(read_error(e))).await;
+                    return;
+                }
+            }
+        });
+        let first = if start < end {
+            match rx.next().await {
+                Some(Ok(piece)) => Some(piece),
+                Some(Err(e)) => return Err(e),
+                None => return Err(S3Error::Internal("object read ended early".into())),
+            }
+        } else {
+            None
+        };
+        Ok(ObjectBody { first, rx })
+    }
+}

@@ -1,0 +1,220 @@
+//! Object operations: PUT, HEAD, GET, DELETE, DeleteObjects, listing, copy.
+
+use crate::data_path::ByteSource;
+use crate::env::Env;
+use crate::meta::{Applied, CommandV1, ObjectData, ObjectMeta, PutCondition};
+use crate::s3::list::{self, ListPage, ListParams};
+use crate::s3::types::{
+    Conditions, CopySource, Deleted, GetOutput, MetadataDirective, NoTrailer, ObjectInfo, PutBody,
+    PutObject, PutOutput, RangeSpec, Trailer,
+};
+use crate::s3::{
+    DELETE_KEYS_MAX, S3, S3Error, applied_error, checksum, unsealed, validate_key,
+    validate_user_meta,
+};
+
+impl<E: Env> S3<E> {
+    pub async fn put_object<S: ByteSource, T: Trailer>(
+        &self,
+        put: PutObject<S>,
+        trailer: &T,
+    ) -> Result<PutOutput, S3Error> {
+        validate_key(&put.key)?;
+        validate_user_meta(&put.user_meta)?;
+        {
+            let r = self.reader().await?;
+            self.bucket_must_exist(&r, &put.bucket).await?;
+        }
+        let (layout, digests) = self.store_body(put.body, trailer).await?;
+        let etag = checksum::hex(&digests.md5);
+        let meta = ObjectMeta {
+            size: digests.len,
+            etag: etag.clone(),
+            created_ms: self.now_ms(),
+            headers: put.headers,
+            user_meta: put.user_meta,
+            checksum: digests.checksum.clone(),
+            data: match &layout {
+                Some(l) => ObjectData::Blob(l.clone()),
+                None => ObjectData::Empty,
+            },
+        };
+        let version = self
+            .commit_object(&put.bucket, &put.key, meta, put.condition, layout.as_ref())
+            .await?;
+        Ok(PutOutput {
+            etag,
+            version,
+            checksum: digests.checksum,
+            unsealed: unsealed(layout.as_ref()),
+        })
+    }
+
+    pub async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        conditions: &Conditions,
+    ) -> Result<ObjectInfo, S3Error> {
+        let r = self.reader().await?;
+        let stored = self.current(&r, bucket, key).await?;
+        let info = ObjectInfo::of(key, &stored);
+        conditions.check(&info)?;
+        self.must_not_be_lost(&r, &stored)?;
+        Ok(info)
+    }
+
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<RangeSpec>,
+        conditions: &Conditions,
+    ) -> Result<GetOutput, S3Error> {
+        let r = self.reader().await?;
+        let stored = self.current(&r, bucket, key).await?;
+        let info = ObjectInfo::of(key, &stored);
+        conditions.check(&info)?;
+        let (span, range) = match range {
+            Some(spec) => {
+                let span = spec.resolve(info.size)?;
+                (span, Some(span))
+            }
+            None => ((0, info.size), None),
+        };
+        // Refused before any byte: a lost part later in a multipart object would
+        // otherwise fail the body after a 200 went out.
+        self.must_not_be_lost(&r, &stored)?;
+        let body = match self.open_body(&r, &stored, span).await {
+            Ok(body) => body,
+            Err(e @ S3Error::ServiceUnavailable(_)) => {
+                self.must_not_be_lost(&r, &stored)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(GetOutput { info, range, body })
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), S3Error> {
+        validate_key(key)?;
+        let command = CommandV1::DeleteObject {
+            bucket: bucket.into(),
+            key: key.into(),
+        };
+        // Deleting a key that is not there succeeds, as in S3.
+        match self.propose(command).await? {
+            Applied::Done | Applied::NoSuchKey => Ok(()),
+            other => Err(applied_error(other)),
+        }
+    }
+
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Deleted, S3Error> {
+        if keys.len() > DELETE_KEYS_MAX {
+            return Err(S3Error::InvalidArgument(format!(
+                "at most {DELETE_KEYS_MAX} keys per request"
+            )));
+        }
+        for key in &keys {
+            validate_key(key)?;
+        }
+        let command = CommandV1::DeleteObjects {
+            bucket: bucket.into(),
+            keys: keys.clone(),
+        };
+        match self.propose(command).await? {
+            Applied::Done => Ok(Deleted { keys }),
+            other => Err(applied_error(other)),
+        }
+    }
+
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        params: &ListParams,
+    ) -> Result<(ListPage, Vec<ObjectInfo>), S3Error> {
+        let r = self.reader().await?;
+        self.bucket_must_exist(&r, bucket).await?;
+        let page = list::list(&r, bucket, params).map_err(|e| S3Error::Internal(e.to_string()))?;
+        let infos = page
+            .objects
+            .iter()
+            .map(|(k, s)| ObjectInfo::of(k, s))
+            .collect();
+        Ok((page, infos))
+    }
+
+    /// CopyObject: the source's bytes become a new blob (a real copy: every blob has
+    /// one owner), committed under the destination key.
+    pub async fn copy_object(
+        &self,
+        source: &CopySource,
+        bucket: &str,
+        key: &str,
+        directive: MetadataDirective,
+        condition: PutCondition,
+    ) -> Result<PutOutput, S3Error> {
+        validate_key(key)?;
+        let r = self.reader().await?;
+        self.bucket_must_exist(&r, bucket).await?;
+        let stored = self.current(&r, &source.bucket, &source.key).await?;
+        let info = ObjectInfo::of(&source.key, &stored);
+        source.conditions.check(&info).map_err(|e| match e {
+            S3Error::NotModified => S3Error::PreconditionFailed,
+            other => other,
+        })?;
+        if source.bucket == bucket
+            && source.key == key
+            && matches!(directive, MetadataDirective::Copy)
+        {
+            return Err(S3Error::InvalidRequest(
+                "This copy request is illegal because it is trying to copy an object to itself \
+                 without changing the object's metadata."
+                    .into(),
+            ));
+        }
+        let (headers, user_meta) = match directive {
+            MetadataDirective::Copy => (info.headers.clone(), info.user_meta.clone()),
+            MetadataDirective::Replace { headers, user_meta } => {
+                validate_user_meta(&user_meta)?;
+                (headers, user_meta)
+            }
+        };
+        let algorithm = info.checksum.as_ref().map(|c| c.algorithm);
+        let body = self.open_body(&r, &stored, (0, info.size)).await?;
+        drop(r);
+        let put = PutBody {
+            source: body,
+            size: info.size,
+            content_md5: None,
+            checksum: algorithm.map(|a| (a, None)),
+        };
+        let (layout, digests) = self.store_body(put, &NoTrailer).await?;
+        let etag = checksum::hex(&digests.md5);
+        let meta = ObjectMeta {
+            size: digests.len,
+            etag: etag.clone(),
+            created_ms: self.now_ms(),
+            headers,
+            user_meta,
+            checksum: digests.checksum.clone(),
+            data: match &layout {
+                Some(l) => ObjectData::Blob(l.clone()),
+                None => ObjectData::Empty,
+            },
+        };
+        let version = self
+            .commit_object(bucket, key, meta, condition, layout.as_ref())
+            .await?;
+        Ok(PutOutput {
+            etag,
+            version,
+            checksum: digests.checksum,
+            unsealed: unsealed(layout.as_ref()),
+        })
+    }
+}

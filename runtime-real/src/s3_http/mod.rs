@@ -1,0 +1,133 @@
+//! The S3 HTTP edge: s3s's `S3` trait over the engine's typed S3 API
+//! (`engine::s3::api`). s3s parses requests, checks SigV4 (headers, presigned URLs,
+//! aws-chunked bodies with their trailers) and writes responses; this module only
+//! translates: each s3s input becomes one engine `Request`, and the engine's `Response`
+//! becomes the s3s output. Every S3 decision is the engine's. Every operation the engine
+//! does not offer is left to s3s's default, which answers `NotImplemented`; the test
+//! below fails when this edge serves an operation the engine's request cannot express.
+
+mod convert;
+
+use std::sync::Arc;
+
+use engine::s3::api::{Request, Response};
+use engine::s3::{self as es3, Reply};
+use s3s::S3Result;
+use s3s::dto;
+
+use crate::RealEnv;
+#[cfg(test)]
+pub(crate) use convert::LIMIT_MARKER;
+pub use convert::s3s_error;
+use convert::*;
+
+/// The engine's S3 service behind s3s.
+pub struct Edge {
+    s3: Arc<es3::S3<RealEnv>>,
+}
+
+impl Edge {
+    pub fn new(s3: Arc<es3::S3<RealEnv>>) -> Self {
+        Self { s3 }
+    }
+
+    /// Runs a request that has no body.
+    async fn run(&self, request: Request) -> S3Result<Reply> {
+        let no_body: Option<BlobSource> = None;
+        self.s3
+            .execute(request, no_body, &es3::NoTrailer)
+            .await
+            .map_err(s3s_error)
+    }
+
+    async fn respond(&self, request: Request) -> S3Result<Response> {
+        Ok(self.run(request).await?.response)
+    }
+
+    /// Runs a request with a body and its trailers.
+    async fn run_with_body(
+        &self,
+        request: Request,
+        body: Option<dto::StreamingBlob>,
+        trailers: Option<s3s::TrailingHeaders>,
+    ) -> S3Result<Response> {
+        let reply = self
+            .s3
+            .execute(request, Some(BlobSource(body)), &Trailers(trailers))
+            .await
+            .map_err(s3s_error)?;
+        Ok(reply.response)
+    }
+
+    fn owner(&self) -> dto::Owner {
+        owner(&self.s3)
+    }
+}
+
+/// The engine answered with a response this operation never gives.
+fn unexpected(r: Response) -> s3s::S3Error {
+    s3s_error(es3::S3Error::Internal(format!(
+        "unexpected engine response {r:?}"
+    )))
+}
+
+fn put_output(r: Response) -> S3Result<es3::PutOutput> {
+    match r {
+        Response::Put(out) => Ok(out),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn header_inputs(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<dto::Timestamp>,
+) -> HeaderInputs {
+    HeaderInputs {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires,
+    }
+}
+
+mod operations;
+
+#[cfg(test)]
+mod tests {
+    /// Every operation this edge serves (each `async fn` of its `impl s3s::S3`) must be
+    /// one the engine's request enum expresses.
+    #[test]
+    fn the_edge_serves_only_operations_the_engine_request_expresses() {
+        let source = include_str!("operations.rs");
+        let mut served = Vec::new();
+        for line in source.lines() {
+            let Some(rest) = line.trim().strip_prefix("async fn ") else {
+                continue;
+            };
+            let name: String = rest.chars().take_while(|c| *c != '(').collect();
+            let pascal: String = name
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect();
+            served.push(pascal);
+        }
+        assert!(served.len() >= 20, "found only {served:?}");
+        for op in &served {
+            assert!(
+                engine::s3::api::OPERATIONS.contains(&op.as_str()),
+                "the edge serves {op}, which engine::s3::api::Request cannot express"
+            );
+        }
+    }
+}

@@ -1,0 +1,709 @@
+//! `impl s3s::S3 for Edge`: one translation per operation, input to engine request,
+//! engine response to output.
+
+use engine::s3::api::{
+    BodyArgs, CopyArgs, CreateUploadArgs, GetArgs, PartArgs, PartCopyArgs, PutArgs, Request,
+    Response, SourceArgs,
+};
+use engine::s3::{self as es3};
+use s3s::dto;
+use s3s::{S3Request, S3Response, S3Result};
+
+use super::convert::*;
+use super::{Edge, header_inputs, put_output, unexpected};
+
+#[async_trait::async_trait]
+impl s3s::S3 for Edge {
+    async fn list_buckets(
+        &self,
+        _req: S3Request<dto::ListBucketsInput>,
+    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+        let Response::Buckets(list) = self.respond(Request::ListBuckets).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        let buckets = list
+            .into_iter()
+            .map(|b| dto::Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_ms)),
+                bucket_region: Some(self.s3.config().region.clone()),
+            })
+            .collect();
+        Ok(S3Response::new(dto::ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(self.owner()),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<dto::CreateBucketInput>,
+    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        let bucket = req.input.bucket;
+        self.respond(Request::CreateBucket {
+            bucket: bucket.clone(),
+        })
+        .await?;
+        Ok(S3Response::new(dto::CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<dto::HeadBucketInput>,
+    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+        let bucket = req.input.bucket;
+        self.respond(Request::HeadBucket { bucket }).await?;
+        Ok(S3Response::new(dto::HeadBucketOutput {
+            bucket_region: Some(self.s3.config().region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<dto::DeleteBucketInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        let bucket = req.input.bucket;
+        self.respond(Request::DeleteBucket { bucket }).await?;
+        Ok(S3Response::new(dto::DeleteBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        let bucket = req.input.bucket;
+        match self.respond(Request::GetBucketLocation { bucket }).await? {
+            Response::Location(c) => Ok(S3Response::new(dto::GetBucketLocationOutput {
+                location_constraint: c.map(dto::BucketLocationConstraint::from),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<dto::GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
+        let bucket = req.input.bucket;
+        match self
+            .respond(Request::GetBucketVersioning { bucket })
+            .await?
+        {
+            Response::Versioning(status) => Ok(S3Response::new(dto::GetBucketVersioningOutput {
+                status: status.map(dto::BucketVersioningStatus::from),
+                ..Default::default()
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let raw = req.headers;
+        let i = req.input;
+        let args = PutArgs {
+            headers: content_headers(
+                header_inputs(
+                    i.content_type,
+                    i.content_encoding,
+                    i.content_disposition,
+                    i.content_language,
+                    i.cache_control,
+                    i.expires,
+                ),
+                &raw,
+            ),
+            user_meta: user_meta(i.metadata),
+            if_match: i.if_match.as_ref().map(etag_text),
+            if_none_match: i.if_none_match.as_ref().map(etag_text),
+            body: BodyArgs {
+                size: i.content_length,
+                content_md5: i.content_md5,
+                checksum: checksum_args(
+                    i.checksum_algorithm.as_ref(),
+                    [
+                        i.checksum_crc32.as_ref(),
+                        i.checksum_crc32c.as_ref(),
+                        i.checksum_crc64nvme.as_ref(),
+                        i.checksum_sha1.as_ref(),
+                        i.checksum_sha256.as_ref(),
+                    ],
+                ),
+            },
+            bucket: i.bucket,
+            key: i.key,
+        };
+        let size = i.content_length;
+        let request = Request::PutObject(Box::new(args));
+        let out = put_output(self.run_with_body(request, i.body, trailers).await?)?;
+        let c = checksum_fields(out.checksum.as_ref());
+        Ok(S3Response::new(dto::PutObjectOutput {
+            e_tag: Some(etag(&out.etag)),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            size,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<dto::GetObjectInput>,
+    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let i = req.input;
+        let args = GetArgs {
+            range: range(i.range),
+            conditions: conditions(
+                i.if_match.as_ref(),
+                i.if_none_match.as_ref(),
+                i.if_modified_since.as_ref(),
+                i.if_unmodified_since.as_ref(),
+            ),
+            part_number: i.part_number,
+            overrides: engine::meta::ContentHeaders {
+                content_type: i.response_content_type,
+                content_encoding: i.response_content_encoding,
+                content_disposition: i.response_content_disposition,
+                content_language: i.response_content_language,
+                cache_control: i.response_cache_control,
+                expires: i.response_expires.map(|t| http_date(&t)),
+            },
+            bucket: i.bucket,
+            key: i.key,
+        };
+        let reply = self.run(Request::GetObject(Box::new(args))).await?;
+        let (Response::Object { info, range }, Some(body)) = (reply.response, reply.body) else {
+            return Err(s3s_error(es3::S3Error::Internal(
+                "a GET without a body".into(),
+            )));
+        };
+        let (content_length, content_range) = match range {
+            Some((lo, hi)) => (
+                hi - lo,
+                Some(format!("bytes {lo}-{}/{}", hi - 1, info.size)),
+            ),
+            None => (info.size, None),
+        };
+        let c = checksum_fields(info.checksum.as_ref());
+        let h = &info.headers;
+        let output = dto::GetObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(content_length as i64),
+            content_range,
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(timestamp(info.last_modified_ms)),
+            metadata: metadata_dto(&info.user_meta),
+            content_type: h.content_type.clone(),
+            content_encoding: h.content_encoding.clone(),
+            content_disposition: h.content_disposition.clone(),
+            content_language: h.content_language.clone(),
+            cache_control: h.cache_control.clone(),
+            expires: expires_dto(h),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            body: Some(stream_of(body)),
+            ..Default::default()
+        };
+        let status = if range.is_some() {
+            http::StatusCode::PARTIAL_CONTENT
+        } else {
+            http::StatusCode::OK
+        };
+        Ok(S3Response::with_status(output, status))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let i = req.input;
+        let request = Request::HeadObject {
+            conditions: conditions(
+                i.if_match.as_ref(),
+                i.if_none_match.as_ref(),
+                i.if_modified_since.as_ref(),
+                i.if_unmodified_since.as_ref(),
+            ),
+            bucket: i.bucket,
+            key: i.key,
+        };
+        let Response::Head(info) = self.respond(request).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        let c = checksum_fields(info.checksum.as_ref());
+        let h = &info.headers;
+        Ok(S3Response::new(dto::HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(info.size as i64),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(timestamp(info.last_modified_ms)),
+            metadata: metadata_dto(&info.user_meta),
+            content_type: h.content_type.clone(),
+            content_encoding: h.content_encoding.clone(),
+            content_disposition: h.content_disposition.clone(),
+            content_language: h.content_language.clone(),
+            cache_control: h.cache_control.clone(),
+            expires: expires_dto(h),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        let i = req.input;
+        self.respond(Request::DeleteObject {
+            bucket: i.bucket,
+            key: i.key,
+        })
+        .await?;
+        Ok(S3Response::with_status(
+            dto::DeleteObjectOutput::default(),
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let i = req.input;
+        let quiet = i.delete.quiet.unwrap_or(false);
+        let request = Request::DeleteObjects {
+            bucket: i.bucket,
+            keys: i.delete.objects.into_iter().map(|o| o.key).collect(),
+            quiet,
+        };
+        let Response::Deleted(keys) = self.respond(request).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        let deleted = (!quiet).then(|| {
+            keys.into_iter()
+                .map(|k| dto::DeletedObject {
+                    key: Some(k),
+                    ..Default::default()
+                })
+                .collect()
+        });
+        Ok(S3Response::new(dto::DeleteObjectsOutput {
+            deleted,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+        let i = req.input;
+        let request = Request::ListObjects {
+            bucket: i.bucket.clone(),
+            prefix: i.prefix.clone(),
+            delimiter: i.delimiter.clone(),
+            marker: i.marker.clone(),
+            max_keys: i.max_keys,
+        };
+        let Response::Listing(page) = self.respond(request).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        let names = Names::of(i.encoding_type.as_ref());
+        Ok(S3Response::new(dto::ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(names.name(&page.prefix)),
+            marker: names.opt(i.marker),
+            max_keys: Some(page.max_keys as i32),
+            is_truncated: Some(page.truncated),
+            contents: Some(page.objects.iter().map(|o| object_dto(o, &names)).collect()),
+            common_prefixes: prefixes_dto(page.common_prefixes, &names),
+            delimiter: names.opt(i.delimiter),
+            next_marker: names.opt(page.next_marker),
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<dto::ListObjectsV2Input>,
+    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        let i = req.input;
+        let request = Request::ListObjectsV2 {
+            bucket: i.bucket.clone(),
+            prefix: i.prefix.clone(),
+            delimiter: i.delimiter.clone(),
+            continuation_token: i.continuation_token.clone(),
+            start_after: i.start_after.clone(),
+            max_keys: i.max_keys,
+        };
+        let Response::Listing(page) = self.respond(request).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        let names = Names::of(i.encoding_type.as_ref());
+        let fetch_owner = i.fetch_owner.unwrap_or(false);
+        let contents: Vec<dto::Object> = page
+            .objects
+            .iter()
+            .map(|info| dto::Object {
+                owner: fetch_owner.then(|| self.owner()),
+                ..object_dto(info, &names)
+            })
+            .collect();
+        let key_count = (contents.len() + page.common_prefixes.len()) as i32;
+        Ok(S3Response::new(dto::ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(names.name(&page.prefix)),
+            max_keys: Some(page.max_keys as i32),
+            key_count: Some(key_count),
+            continuation_token: i.continuation_token,
+            is_truncated: Some(page.truncated),
+            next_continuation_token: page.next_continuation_token,
+            contents: Some(contents),
+            common_prefixes: prefixes_dto(page.common_prefixes, &names),
+            delimiter: names.opt(i.delimiter),
+            encoding_type: i.encoding_type,
+            start_after: names.opt(i.start_after),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        let raw = req.headers;
+        let i = req.input;
+        let source = source_args(
+            &i.copy_source,
+            conditions(
+                i.copy_source_if_match.as_ref(),
+                i.copy_source_if_none_match.as_ref(),
+                i.copy_source_if_modified_since.as_ref(),
+                i.copy_source_if_unmodified_since.as_ref(),
+            ),
+        )?;
+        let args = CopyArgs {
+            source,
+            metadata_directive: i.metadata_directive.map(|d| d.as_str().to_string()),
+            headers: content_headers(
+                header_inputs(
+                    i.content_type,
+                    i.content_encoding,
+                    i.content_disposition,
+                    i.content_language,
+                    i.cache_control,
+                    i.expires,
+                ),
+                &raw,
+            ),
+            user_meta: user_meta(i.metadata),
+            bucket: i.bucket,
+            key: i.key,
+        };
+        let out = put_output(self.respond(Request::CopyObject(Box::new(args))).await?)?;
+        let c = checksum_fields(out.checksum.as_ref());
+        Ok(S3Response::new(dto::CopyObjectOutput {
+            copy_object_result: Some(dto::CopyObjectResult {
+                e_tag: Some(etag(&out.etag)),
+                last_modified: Some(timestamp(crate::wall_ms())),
+                checksum_crc32: c.crc32,
+                checksum_crc32c: c.crc32c,
+                checksum_crc64nvme: c.crc64nvme,
+                checksum_sha1: c.sha1,
+                checksum_sha256: c.sha256,
+                checksum_type: c.kind,
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        let raw = req.headers;
+        let i = req.input;
+        let args = CreateUploadArgs {
+            bucket: i.bucket.clone(),
+            key: i.key.clone(),
+            headers: content_headers(
+                header_inputs(
+                    i.content_type,
+                    i.content_encoding,
+                    i.content_disposition,
+                    i.content_language,
+                    i.cache_control,
+                    i.expires,
+                ),
+                &raw,
+            ),
+            user_meta: user_meta(i.metadata),
+            checksum_algorithm: i
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_string()),
+        };
+        let request = Request::CreateMultipartUpload(Box::new(args));
+        let Response::Upload(id) = self.respond(request).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        Ok(S3Response::new(dto::CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(id),
+            checksum_algorithm: i.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let i = req.input;
+        let args = PartArgs {
+            bucket: i.bucket,
+            key: i.key,
+            upload_id: i.upload_id,
+            part_number: i.part_number,
+            body: BodyArgs {
+                size: i.content_length,
+                content_md5: i.content_md5,
+                checksum: checksum_args(
+                    i.checksum_algorithm.as_ref(),
+                    [
+                        i.checksum_crc32.as_ref(),
+                        i.checksum_crc32c.as_ref(),
+                        i.checksum_crc64nvme.as_ref(),
+                        i.checksum_sha1.as_ref(),
+                        i.checksum_sha256.as_ref(),
+                    ],
+                ),
+            },
+        };
+        let request = Request::UploadPart(Box::new(args));
+        let out = put_output(self.run_with_body(request, i.body, trailers).await?)?;
+        let c = checksum_fields(out.checksum.as_ref());
+        Ok(S3Response::new(dto::UploadPartOutput {
+            e_tag: Some(etag(&out.etag)),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let i = req.input;
+        let source: SourceArgs = source_args(
+            &i.copy_source,
+            conditions(
+                i.copy_source_if_match.as_ref(),
+                i.copy_source_if_none_match.as_ref(),
+                i.copy_source_if_modified_since.as_ref(),
+                i.copy_source_if_unmodified_since.as_ref(),
+            ),
+        )?;
+        let args = PartCopyArgs {
+            source,
+            source_range: i.copy_source_range,
+            bucket: i.bucket,
+            key: i.key,
+            upload_id: i.upload_id,
+            part_number: i.part_number,
+        };
+        let out = put_output(
+            self.respond(Request::UploadPartCopy(Box::new(args)))
+                .await?,
+        )?;
+        let c = checksum_fields(out.checksum.as_ref());
+        Ok(S3Response::new(dto::UploadPartCopyOutput {
+            copy_part_result: Some(dto::CopyPartResult {
+                e_tag: Some(etag(&out.etag)),
+                last_modified: Some(timestamp(crate::wall_ms())),
+                checksum_crc32: c.crc32,
+                checksum_crc32c: c.crc32c,
+                checksum_crc64nvme: c.crc64nvme,
+                checksum_sha1: c.sha1,
+                checksum_sha256: c.sha256,
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let parts = i
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.part_number, p.e_tag.map(|t| t.value().to_string())))
+            .collect();
+        let request = Request::CompleteMultipartUpload {
+            bucket: i.bucket.clone(),
+            key: i.key.clone(),
+            upload_id: i.upload_id,
+            parts,
+        };
+        let out = put_output(self.respond(request).await?)?;
+        let c = checksum_fields(out.checksum.as_ref());
+        Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+            location: Some(format!("/{}/{}", i.bucket, i.key)),
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            e_tag: Some(etag(&out.etag)),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        let i = req.input;
+        self.respond(Request::AbortMultipartUpload {
+            bucket: i.bucket,
+            key: i.key,
+            upload_id: i.upload_id,
+        })
+        .await?;
+        Ok(S3Response::with_status(
+            dto::AbortMultipartUploadOutput::default(),
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<dto::ListPartsInput>,
+    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        let i = req.input;
+        let request = Request::ListParts {
+            bucket: i.bucket.clone(),
+            key: i.key.clone(),
+            upload_id: i.upload_id.clone(),
+            part_number_marker: i.part_number_marker,
+            max_parts: i.max_parts,
+        };
+        let Response::Parts(page) = self.respond(request).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        let parts = page
+            .parts
+            .into_iter()
+            .map(|p| {
+                let c = checksum_fields(p.checksum.as_ref());
+                dto::Part {
+                    part_number: Some(p.number as i32),
+                    size: Some(p.size as i64),
+                    e_tag: Some(etag(&p.etag)),
+                    last_modified: Some(timestamp(p.last_modified_ms)),
+                    checksum_crc32: c.crc32,
+                    checksum_crc32c: c.crc32c,
+                    checksum_crc64nvme: c.crc64nvme,
+                    checksum_sha1: c.sha1,
+                    checksum_sha256: c.sha256,
+                }
+            })
+            .collect();
+        Ok(S3Response::new(dto::ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            part_number_marker: i.part_number_marker,
+            next_part_number_marker: Some(page.next_marker as i32),
+            max_parts: Some(page.max_parts as i32),
+            is_truncated: Some(page.truncated),
+            parts: Some(parts),
+            owner: Some(self.owner()),
+            checksum_algorithm: page.checksum_algorithm.map(algorithm_dto),
+            storage_class: Some(dto::StorageClass::from_static(dto::StorageClass::STANDARD)),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<dto::ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let request = Request::ListMultipartUploads {
+            bucket: i.bucket.clone(),
+            prefix: i.prefix.clone(),
+            key_marker: i.key_marker.clone(),
+            upload_id_marker: i.upload_id_marker.clone(),
+            max_uploads: i.max_uploads,
+        };
+        let Response::Uploads(page) = self.respond(request).await? else {
+            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
+        };
+        let owner = self.owner();
+        let uploads = page
+            .uploads
+            .into_iter()
+            .map(|u| dto::MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(u.upload_id),
+                initiated: Some(timestamp(u.initiated_ms)),
+                owner: Some(owner.clone()),
+                initiator: Some(dto::Initiator {
+                    display_name: owner.display_name.clone(),
+                    id: owner.id.clone(),
+                }),
+                storage_class: Some(dto::StorageClass::from_static(dto::StorageClass::STANDARD)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(dto::ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: Some(page.prefix),
+            key_marker: i.key_marker,
+            upload_id_marker: i.upload_id_marker,
+            next_key_marker: page.next_key_marker,
+            next_upload_id_marker: page.next_upload_id_marker,
+            max_uploads: Some(page.max_uploads as i32),
+            is_truncated: Some(page.truncated),
+            uploads: Some(uploads),
+            delimiter: i.delimiter,
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    }
+}
