@@ -4,12 +4,12 @@
 # restic, s3cmd; kill -9 durability), every regression seed, a determinism check of
 # every scenario, and a time-boxed fuzz of random seeds. Installs the clients it needs.
 #
-# Environment: HAMSTER_FUZZ_SECONDS (default 120) bounds the fuzz; HAMSTER_FUZZ_JOBS
+# Environment: HAMSTER_FUZZ_SECONDS (default 600) bounds the fuzz; HAMSTER_FUZZ_JOBS
 # (default 2) sets its parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fuzz_seconds=${HAMSTER_FUZZ_SECONDS:-120}
+fuzz_seconds=${HAMSTER_FUZZ_SECONDS:-600}
 fuzz_jobs=${HAMSTER_FUZZ_JOBS:-2}
 step() { printf '\n== %s\n' "$*"; }
 

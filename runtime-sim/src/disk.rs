@@ -2,7 +2,9 @@
 //!
 //! Fault model (what a power loss may do, and nothing more):
 //! - file data written since the file's last `sync` is resolved write by write, in
-//!   order, as dropped, applied, or torn (a random subset of its 512-byte sectors lands);
+//!   order, as dropped, applied, or torn (each of its 512-byte sectors, aligned to the
+//!   file, lands or does not; on files under `set_tear_under`, sectors past the file's
+//!   durable end may also read back as zeros);
 //! - creates, renames and removes since the last `sync_dir` of their directory survive
 //!   as a random prefix of that directory's operations (a journaled file system orders
 //!   them; it does not promise them);
@@ -89,6 +91,11 @@ pub(crate) struct DiskState {
     lying_sync: bool,
     /// Syncs of paths under this prefix lie (as `lying_sync`, for part of the disk).
     lying_under: Option<String>,
+    /// How long one sync takes, microseconds (a slow disk); the default otherwise.
+    sync_us: Option<u64>,
+    /// Unsynced writes to files under this prefix always tear at a crash (some of
+    /// their sectors land), never drop or apply whole.
+    tear_under: Option<String>,
     /// Bumped when the node dies: storage backends opened before refuse to act after,
     /// as a killed process runs no more code (not even its destructors).
     epoch: u64,
@@ -124,6 +131,8 @@ impl DiskState {
             eio_rate: 0.0,
             lying_sync: false,
             lying_under: None,
+            sync_us: None,
+            tear_under: None,
             epoch: 0,
         }
     }
@@ -222,6 +231,15 @@ pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
             disk.apply_durable(op);
         }
     }
+    let always_torn: std::collections::BTreeSet<u64> = match &disk.tear_under {
+        Some(prefix) => disk
+            .live
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix.as_str()))
+            .map(|(_, id)| *id)
+            .collect(),
+        None => Default::default(),
+    };
     disk.live = disk.durable.clone();
     let referenced: std::collections::BTreeSet<u64> = disk.durable.values().copied().collect();
     // Files whose names did not survive take their unsynced writes with them.
@@ -233,7 +251,7 @@ pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
         .sum();
     w.stats.unsynced_writes_dropped += vanished;
     disk.inodes.retain(|id, _| referenced.contains(id));
-    for inode in disk.inodes.values_mut() {
+    for (id, inode) in disk.inodes.iter_mut() {
         for pending in std::mem::take(&mut inode.unsynced) {
             let (offset, data) = match pending {
                 Pending::Write(offset, data) => (offset as usize, data),
@@ -248,17 +266,34 @@ pub(crate) fn crash(w: &mut WorldState, node: NodeId) {
                     continue;
                 }
             };
-            match w.rng.gen_range(0..3) {
+            let outcome = if always_torn.contains(id) {
+                2
+            } else {
+                w.rng.gen_range(0..3)
+            };
+            match outcome {
                 0 => w.stats.unsynced_writes_dropped += 1,
                 1 => {
                     write_into(&mut inode.durable, offset, &data);
                     w.stats.unsynced_writes_applied += 1;
                 }
                 _ => {
-                    for (i, sector) in data.chunks(SECTOR_BYTES).enumerate() {
-                        if w.rng.gen_bool(0.5) {
-                            write_into(&mut inode.durable, offset + i * SECTOR_BYTES, sector);
+                    // Sectors are the disk's, aligned to the file's offsets: each one
+                    // lands or does not. Past the file's durable end, a file under
+                    // `tear_under` may also read back zeros there (its size reached
+                    // the disk before its data, as on XFS or ext4 data=writeback).
+                    let zeros = always_torn.contains(id);
+                    let mut at = 0;
+                    while at < data.len() {
+                        let boundary = (offset + at) / SECTOR_BYTES * SECTOR_BYTES + SECTOR_BYTES;
+                        let end = (boundary - offset).min(data.len());
+                        let extends = offset + at >= inode.durable.len();
+                        match w.rng.gen_range(0..if zeros && extends { 3 } else { 2 }) {
+                            0 => write_into(&mut inode.durable, offset + at, &data[at..end]),
+                            1 => {}
+                            _ => write_into(&mut inode.durable, offset + at, &vec![0; end - at]),
                         }
+                        at = end;
                     }
                     w.stats.unsynced_writes_torn += 1;
                 }
@@ -420,6 +455,21 @@ impl SimDisk {
         self.configure(|d| d.lying_sync = lying);
     }
 
+    /// Makes every sync take about `us` microseconds (a slow disk): crashes then often
+    /// land while writes are unsynced, so appends tear.
+    pub fn set_sync_us(&self, us: u64) {
+        self.configure(|d| d.sync_us = (us > 0).then_some(us));
+    }
+
+    fn sync_base_us(&self) -> u64 {
+        self.world
+            .lock()
+            .disks
+            .get(&self.node)
+            .and_then(|d| d.sync_us)
+            .unwrap_or(SYNC_BASE_US)
+    }
+
     /// Makes only the syncs of paths under `prefix` lie (a lying cache in front of one
     /// directory): the rest of the disk stays honest.
     pub fn set_lying_sync_under(&self, prefix: &str) {
@@ -457,6 +507,23 @@ impl SimDisk {
     }
 
     /// True when a crash now could lose something: unsynced writes or namespace ops.
+    /// Makes unsynced writes to files under `prefix` tear whenever the node crashes.
+    pub fn set_tear_under(&self, prefix: &str) {
+        let prefix = prefix.to_string();
+        self.configure(|d| d.tear_under = Some(prefix));
+    }
+
+    /// True when a file under `prefix` has writes not yet synced.
+    pub fn has_unsynced_under(&self, prefix: &str) -> bool {
+        let w = self.world.lock();
+        w.disks.get(&self.node).is_some_and(|d| {
+            d.live
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .any(|(_, id)| d.inodes.get(id).is_some_and(|i| !i.unsynced.is_empty()))
+        })
+    }
+
     pub fn has_unsynced(&self) -> bool {
         let w = self.world.lock();
         w.disks.get(&self.node).is_some_and(|d| {
@@ -553,7 +620,7 @@ impl Disk for SimDisk {
 
     async fn sync(&self, path: &str) -> Result<(), DiskError> {
         check_path(path)?;
-        self.pause(SYNC_BASE_US, 0).await;
+        self.pause(self.sync_base_us(), 0).await;
         let lied = self.lie("sync", path);
         self.with("sync", path, true, |d| {
             let inode = d.inode_of(path)?;
@@ -588,7 +655,7 @@ impl Disk for SimDisk {
 
     async fn sync_dir(&self, dir: &str) -> Result<(), DiskError> {
         check_path(dir)?;
-        self.pause(SYNC_BASE_US, 0).await;
+        self.pause(self.sync_base_us(), 0).await;
         if self.lie("sync_dir", dir) {
             return Ok(());
         }

@@ -13,19 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::object_checker::{acked_before, maybe_written_before};
 use crate::object_workload::{KeyKind, KeyRecord, ListRecord, ObjectHistory, PutOutcome};
-
-fn acked_before(k: &KeyRecord, t: u64) -> bool {
-    k.puts
-        .iter()
-        .any(|p| p.outcome == PutOutcome::Acked && p.ret < t)
-}
-
-fn maybe_written_before(k: &KeyRecord, t: u64) -> bool {
-    k.puts
-        .iter()
-        .any(|p| p.invoke < t && matches!(p.outcome, PutOutcome::Acked | PutOutcome::Unknown))
-}
 
 pub fn check(h: &ObjectHistory) -> Vec<String> {
     let mut violations = Vec::new();

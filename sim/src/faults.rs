@@ -23,6 +23,9 @@ enum Pending {
 /// Runs the schedule until `until`, then heals everything: network, disks, nodes.
 /// `observe` is called each tick with the cluster, for checkers that sample the nodes
 /// (and for a workload's supervisor, which may restart nodes).
+/// Where a node's Raft log segments are (`RaftConfig::dir` + `/log/`).
+pub const RAFT_LOG_DIR: &str = "raft/log/";
+
 pub async fn run(
     cluster: &mut Cluster,
     params: &Params,
@@ -63,7 +66,7 @@ pub async fn run(
                     .filter(|&n| cluster.is_up(n) && !victims.contains(&n))
                     .count() as u64;
             if down < params.max_down {
-                let node = crash_target(cluster, &world).await;
+                let node = crash_target(cluster, &world, params.tear_raft_log).await;
                 cluster.crash(node);
                 if world.chance(params.wipe_per_crash) {
                     replace_shard_disk(&world, node, history);
@@ -77,7 +80,7 @@ pub async fn run(
         }
         if world.chance(params.power_loss_per_s * dt) {
             // Every node that is up loses power at once; each comes back on its own.
-            armed(cluster, &world).await;
+            armed(cluster, &world, params.tear_raft_log).await;
             let up: Vec<NodeId> = cluster.nodes().filter(|&n| cluster.is_up(n)).collect();
             for node in up {
                 cluster.crash(node);
@@ -134,7 +137,7 @@ pub async fn run(
 
 /// Aims a crash at the worst moment: three times in four, waits (up to one tick,
 /// polling each millisecond) for a node whose disk holds unsynced state and returns it.
-async fn armed(cluster: &Cluster, world: &runtime_sim::World) -> Option<NodeId> {
+async fn armed(cluster: &Cluster, world: &runtime_sim::World, log: bool) -> Option<NodeId> {
     if world.random_below(4) >= 3 {
         return None;
     }
@@ -143,7 +146,14 @@ async fn armed(cluster: &Cluster, world: &runtime_sim::World) -> Option<NodeId> 
         let busy: Vec<NodeId> = up
             .iter()
             .copied()
-            .filter(|&n| world.disk(n).has_unsynced())
+            .filter(|&n| {
+                let disk = world.disk(n);
+                if log {
+                    disk.has_unsynced_under(RAFT_LOG_DIR)
+                } else {
+                    disk.has_unsynced()
+                }
+            })
             .collect();
         if !busy.is_empty() {
             return Some(busy[world.random_below(busy.len() as u64) as usize]);
@@ -154,8 +164,8 @@ async fn armed(cluster: &Cluster, world: &runtime_sim::World) -> Option<NodeId> 
 }
 
 /// A node to crash: an armed target if one turns up, otherwise any node that is up.
-async fn crash_target(cluster: &Cluster, world: &runtime_sim::World) -> NodeId {
-    if let Some(node) = armed(cluster, world).await {
+async fn crash_target(cluster: &Cluster, world: &runtime_sim::World, log: bool) -> NodeId {
+    if let Some(node) = armed(cluster, world, log).await {
         return node;
     }
     let up: Vec<NodeId> = cluster.nodes().filter(|&n| cluster.is_up(n)).collect();
@@ -241,7 +251,6 @@ fn rot_pair(world: &runtime_sim::World, params: &Params, history: &SharedHistory
 }
 
 /// Where Raft keeps its log segments on a node's disk.
-const RAFT_LOG_DIR: &str = "raft/log/";
 /// Aimed log rot lands in this many bits at the end of the newest segment.
 const TAIL_ROT_BITS: u64 = 64 * 8;
 

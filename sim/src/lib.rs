@@ -9,6 +9,7 @@
 
 pub mod api_checker;
 pub mod checker;
+pub mod context;
 pub mod faults;
 pub mod linearizability;
 pub mod meta_checker;
@@ -136,6 +137,9 @@ async fn simulate_shards(params: Params) -> Outcome {
     for node in 1..=params.nodes {
         world.add_disk(node, capacity);
         world.disk(node).set_lying_sync(params.lying_sync);
+        world
+            .disk(node)
+            .set_sync_us((params.sync_ms * 1000.0) as u64);
         cluster.add_node(node, |env| engine::node::run_holder(env, SHARD_DIR));
     }
     world.trace(format_args!("params {params}"));

@@ -1,8 +1,9 @@
 //! `cargo run -p sim -- --seed N [--scenario NAME]`: replay one failure schedule.
 //!
 //! Other modes: `--check-determinism` (the seed twice, in fresh threads, hashes must
-//! match), `--fuzz --time SECONDS [--jobs J]` (random seeds over every scenario until
-//! the time is up; a failure prints the exact replay command), `--bench --time SECONDS`
+//! match), `--fuzz --time SECONDS [--jobs J]` (random seeds until the time is up, the
+//! wall clock shared equally by every scenario, seeds per scenario printed at the end;
+//! a failure prints the exact replay command), `--bench --time SECONDS`
 //! (seeds per minute per scenario), `--list` (the scenarios).
 
 use std::process::ExitCode;
@@ -249,6 +250,42 @@ fn watch(in_flight: &InFlight, done: &std::sync::atomic::AtomicBool) {
     }
 }
 
+/// Fuzz time per scenario so far (finished runs, plus a provisional charge for runs in
+/// flight) and seeds run: the next run goes to the scenario with the least time, so
+/// every scenario gets an equal share of the wall clock however slow its runs are.
+struct Shares {
+    spent: Vec<Duration>,
+    seeds: Vec<u64>,
+}
+
+impl Shares {
+    fn take(&mut self) -> usize {
+        let (i, _) = self
+            .spent
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, d)| (**d, *i))
+            .expect("at least one scenario");
+        // Charged now with this scenario's mean so far, so that a second worker does
+        // not pick it too before the run ends.
+        let mean = self.mean(i);
+        self.spent[i] += mean;
+        i
+    }
+
+    fn mean(&self, i: usize) -> Duration {
+        match self.seeds[i] {
+            0 => Duration::from_secs(1),
+            n => self.spent[i] / n as u32,
+        }
+    }
+
+    fn done(&mut self, i: usize, charged: Duration, took: Duration) {
+        self.spent[i] = self.spent[i].saturating_sub(charged) + took;
+        self.seeds[i] += 1;
+    }
+}
+
 fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     let deadline = Instant::now() + Duration::from_secs(time_s);
     let base = SystemTime::now()
@@ -257,6 +294,10 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     let next = std::sync::atomic::AtomicU64::new(0);
     let failed = std::sync::Mutex::new(Vec::<Outcome>::new());
     let passed = std::sync::atomic::AtomicU64::new(0);
+    let shares = std::sync::Mutex::new(Shares {
+        spent: vec![Duration::ZERO; scenarios.len()],
+        seeds: vec![0; scenarios.len()],
+    });
     let jobs = jobs.max(1);
     let in_flight: InFlight = std::sync::Mutex::new(vec![None; jobs]);
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -264,16 +305,24 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
         scope.spawn(|| watch(&in_flight, &done));
         let workers: Vec<_> = (0..jobs)
             .map(|job| {
-                let (next, failed, passed, in_flight) = (&next, &failed, &passed, &in_flight);
+                let (next, failed, passed, in_flight, shares) =
+                    (&next, &failed, &passed, &in_flight, &shares);
                 scope.spawn(move || {
                     while Instant::now() < deadline && failed.lock().unwrap().is_empty() {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let seed = base.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
-                        let s = pick(scenarios, seed);
-                        in_flight.lock().unwrap()[job] =
-                            Some((seed, s.name.clone(), Instant::now()));
+                        let (i, charged) = {
+                            let mut sh = shares.lock().unwrap();
+                            let before = sh.spent.clone();
+                            let i = sh.take();
+                            (i, sh.spent[i] - before[i])
+                        };
+                        let s = &scenarios[i];
+                        let started = Instant::now();
+                        in_flight.lock().unwrap()[job] = Some((seed, s.name.clone(), started));
                         let outcome = run_isolated(s.params(seed));
                         in_flight.lock().unwrap()[job] = None;
+                        shares.lock().unwrap().done(i, charged, started.elapsed());
                         if outcome.passed() {
                             passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         } else {
@@ -290,10 +339,19 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     });
     let failed = failed.into_inner().unwrap();
     let passed = passed.into_inner();
+    let shares = shares.into_inner().unwrap();
     println!(
-        "fuzz ran {} seeds in {time_s}s",
+        "fuzz ran {} seeds in {time_s}s; per scenario (seeds, wall seconds):",
         passed + failed.len() as u64
     );
+    for (i, s) in scenarios.iter().enumerate() {
+        println!(
+            "  {:<30} {:>5} {:>7.1}",
+            s.name,
+            shares.seeds[i],
+            shares.spent[i].as_secs_f64()
+        );
+    }
     // Alone on its line, so CI can read the count.
     println!("fuzz: {passed} passed, {} failed", failed.len());
     for o in &failed {

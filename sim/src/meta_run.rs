@@ -44,6 +44,12 @@ fn start_cluster(
     for &node in voters.iter().chain(spares) {
         world.add_disk(node, capacity);
         world.disk(node).set_lying_sync(params.lying_sync);
+        world
+            .disk(node)
+            .set_sync_us((params.sync_ms * 1000.0) as u64);
+        if params.tear_raft_log {
+            world.disk(node).set_tear_under(crate::faults::RAFT_LOG_DIR);
+        }
         let bootstrap = if voters.contains(&node) {
             voters.to_vec()
         } else {

@@ -45,14 +45,14 @@ pub struct Tally {
     pub healed_shards: u64,
 }
 
-fn acked_before(k: &KeyRecord, t: u64) -> bool {
+pub(crate) fn acked_before(k: &KeyRecord, t: u64) -> bool {
     k.puts
         .iter()
         .any(|p| p.outcome == PutOutcome::Acked && p.ret < t)
 }
 
 /// True when some PUT of the key may have taken effect before `t`.
-fn maybe_written_before(k: &KeyRecord, t: u64) -> bool {
+pub(crate) fn maybe_written_before(k: &KeyRecord, t: u64) -> bool {
     k.puts
         .iter()
         .any(|p| p.invoke < t && matches!(p.outcome, PutOutcome::Acked | PutOutcome::Unknown))

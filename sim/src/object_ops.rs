@@ -23,6 +23,17 @@ pub const PART_SIZE_MIN_BYTES: u64 = 1024;
 /// Pages one listing may take before it gives up.
 const LIST_PAGES_MAX: usize = 64;
 
+/// The ETag of an acknowledged write.
+fn etag_of(answer: CallOutcome) -> Option<String> {
+    match answer {
+        CallOutcome::Answer(Answer::Ok {
+            response: Response::Put(out),
+            ..
+        }) => Some(out.etag),
+        _ => None,
+    }
+}
+
 fn below(rng: &impl Rng, n: u64) -> u64 {
     rng.next_u64() % n.max(1)
 }
@@ -187,13 +198,7 @@ impl ObjectClient {
         let frame = 512 + below(self.env.rng(), 4096) as usize;
         let answer = rpc::put(&self.env, self.node(), &request, bytes, frame, CALL_TIMEOUT).await;
         self.count("parts");
-        match answer {
-            CallOutcome::Answer(Answer::Ok {
-                response: Response::Put(out),
-                ..
-            }) => Some(out.etag),
-            _ => None,
-        }
+        etag_of(answer)
     }
 
     /// UploadPartCopy of key `source`'s whole body (as a byte range).
@@ -221,13 +226,7 @@ impl ObjectClient {
             part_number: number,
         }));
         self.count("part_copies");
-        match self.call(self.node(), &request).await {
-            CallOutcome::Answer(Answer::Ok {
-                response: Response::Put(out),
-                ..
-            }) => Some(out.etag),
-            _ => None,
-        }
+        etag_of(self.call(self.node(), &request).await)
     }
 
     /// Sends a completion; recorded as a write of key `index` when `record`.

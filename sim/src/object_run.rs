@@ -77,9 +77,9 @@ const _: () = assert!(
 );
 
 /// Nodes whose main ended while they were up.
-type Ended = Arc<std::sync::Mutex<std::collections::BTreeSet<NodeId>>>;
+pub(crate) type Ended = Arc<std::sync::Mutex<std::collections::BTreeSet<NodeId>>>;
 
-fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
+pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
     let capacity = match params.disk_capacity_bytes {
         0 => UNLIMITED_DISK_BYTES,
         c => c,
@@ -89,6 +89,9 @@ fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cluster {
     let mut cluster = Cluster::new(world.clone());
     for &node in &voters {
         world.add_disk(node, capacity);
+        world
+            .disk(node)
+            .set_sync_us((params.sync_ms * 1000.0) as u64);
         // Lying syncs only under the shard directory: Raft on a lying disk cannot be
         // safe (raft-rs rightly panics on the state it finds), and the shards are what
         // the durability checker is to catch losing.

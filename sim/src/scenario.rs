@@ -81,6 +81,10 @@ pub struct FaultSpec {
     /// Rot events that damage two shards of one blob at once (on two nodes) per second.
     #[serde(default)]
     pub rot_pair_per_s: Range,
+    /// How long one fsync takes, milliseconds (a slow disk; default about 1.5 ms).
+    /// Crashes then land inside syncs, so that appends still unsynced tear.
+    #[serde(default)]
+    pub sync_ms: Range,
 }
 
 /// What the clients of a run do.
@@ -130,6 +134,10 @@ pub struct Scenario {
     /// restarted; repair must still converge.
     #[serde(default)]
     pub crash_during_repair: bool,
+    /// Crashes aim at nodes in the middle of a Raft log append, and those appends
+    /// tear (some sectors land): torn log tails in most crashes.
+    #[serde(default)]
+    pub tear_raft_log: bool,
 }
 
 fn yes() -> bool {
@@ -169,6 +177,9 @@ pub struct Params {
     /// Disks acknowledge fsync without persisting. Not a scenario knob: no store can be
     /// durable on such disks, so it exists to prove the checkers notice.
     pub lying_sync: bool,
+    /// Milliseconds per fsync (0: the disk's default).
+    pub sync_ms: f64,
+    pub tear_raft_log: bool,
     /// Nodes run without repair. Not a scenario knob: it exists to prove the checkers
     /// notice shards nobody healed.
     pub repair_off: bool,
@@ -231,7 +242,11 @@ impl std::fmt::Display for Params {
             },
             self.wipe_per_crash,
             self.rot_pair_per_s,
-        )
+        )?;
+        if self.sync_ms > 0.0 {
+            write!(f, " sync={:.1}ms", self.sync_ms)?;
+        }
+        Ok(())
     }
 }
 
@@ -298,6 +313,9 @@ impl Scenario {
             crash_during_repair: self.crash_during_repair,
             lying_sync: false,
             repair_off: false,
+            // Drawn last, so the draws above are the same with or without it.
+            sync_ms: f.sync_ms.draw(&mut rng),
+            tear_raft_log: self.tear_raft_log,
         }
     }
 }
