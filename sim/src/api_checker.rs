@@ -9,12 +9,20 @@
 //! - listings: pages never overlap or go backwards; a listing never shows a key whose
 //!   delete was acknowledged before it began, nor one no write could have stored before
 //!   it ended; a complete listing never misses a key acknowledged before it began and
-//!   not deleted since (directly, or under a common prefix when a delimiter rolls it up).
+//!   not deleted since (directly, or under a common prefix when a delimiter rolls it up);
+//! - each key as a register (absent, then its one body, then absent once deleted, never
+//!   written again): once any read or acknowledgement showed the body, no read that
+//!   began later misses it unless a delete began before that read ended; once a
+//!   delete was acknowledged or a read missed the key after it was known written, no
+//!   read that began later returns it (linearizability where the model is this simple:
+//!   it also judges writes whose outcome the client never learnt).
 
 use std::collections::BTreeMap;
 
 use crate::object_checker::{acked_before, maybe_written_before};
-use crate::object_workload::{KeyKind, KeyRecord, ListRecord, ObjectHistory, PutOutcome};
+use crate::object_workload::{
+    GetOutcome, KeyKind, KeyRecord, ListRecord, ObjectHistory, PutOutcome,
+};
 
 pub fn check(h: &ObjectHistory) -> Vec<String> {
     let mut violations = Vec::new();
@@ -50,6 +58,7 @@ pub fn check(h: &ObjectHistory) -> Vec<String> {
             }
         }
     }
+    violations.extend(check_registers(h));
     let by_name: BTreeMap<&str, &KeyRecord> = h.keys.iter().map(|k| (k.key.as_str(), k)).collect();
     for l in &h.lists {
         violations.extend(check_listing(l, &by_name));
@@ -132,4 +141,120 @@ fn check_listing(l: &ListRecord, keys: &BTreeMap<&str, &KeyRecord>) -> Vec<Strin
         }
     }
     violations
+}
+
+/// Each key as a register: present from the first sign of its body (an acknowledged
+/// write, a read that returned it), absent again from the first sign of its delete.
+fn check_registers(h: &ObjectHistory) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut present_by: BTreeMap<usize, u64> = BTreeMap::new();
+    for (i, k) in h.keys.iter().enumerate() {
+        if let Some(t) = k
+            .puts
+            .iter()
+            .filter(|p| p.outcome == PutOutcome::Acked)
+            .map(|p| p.ret)
+            .min()
+        {
+            present_by.insert(i, t);
+        }
+    }
+    for g in &h.gets {
+        if matches!(g.outcome, GetOutcome::Data(_) | GetOutcome::NotModified) {
+            let t = present_by.entry(g.key).or_insert(g.ret);
+            *t = (*t).min(g.ret);
+        }
+    }
+    let mut absent_by: BTreeMap<usize, u64> = BTreeMap::new();
+    for (i, k) in h.keys.iter().enumerate() {
+        if let Some(d) = k.delete.as_ref().filter(|d| d.acked) {
+            absent_by.insert(i, d.ret);
+        }
+    }
+    for g in &h.gets {
+        let known = present_by.get(&g.key).is_some_and(|&t| t < g.invoke);
+        if g.outcome == GetOutcome::NoSuchKey && known {
+            let t = absent_by.entry(g.key).or_insert(g.ret);
+            *t = (*t).min(g.ret);
+        }
+    }
+    for g in &h.gets {
+        let k = &h.keys[g.key];
+        let delete_began = k.delete.as_ref().is_some_and(|d| d.invoke < g.ret);
+        let present_before = present_by.get(&g.key).is_some_and(|&t| t < g.invoke);
+        let absent_before = absent_by.get(&g.key).is_some_and(|&t| t < g.invoke);
+        match g.outcome {
+            GetOutcome::NoSuchKey if present_before && !delete_began => violations.push(format!(
+                "GET {} via node {} missed it after the key was seen written and before any \
+                 delete began",
+                k.key, g.node
+            )),
+            GetOutcome::Data(_) | GetOutcome::NotModified if absent_before => {
+                violations.push(format!(
+                    "GET {} via node {} returned it after the key was seen deleted",
+                    k.key, g.node
+                ))
+            }
+            _ => {}
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::object_workload::{GetRecord, PutRecord};
+
+    fn history(put: PutOutcome, reads: &[(u64, u64, GetOutcome)]) -> ObjectHistory {
+        let mut h = ObjectHistory::default();
+        h.keys.push(KeyRecord {
+            key: "c0/o0".into(),
+            data: Arc::new(vec![1, 2, 3]),
+            kind: KeyKind::Put,
+            puts: vec![PutRecord {
+                node: 1,
+                if_absent: false,
+                invoke: 0,
+                ret: 5,
+                outcome: put,
+                degraded: false,
+                etag: None,
+            }],
+            delete: None,
+        });
+        for (invoke, ret, outcome) in reads {
+            h.gets.push(GetRecord {
+                key: 0,
+                range: None,
+                node: 2,
+                invoke: *invoke,
+                ret: *ret,
+                outcome: outcome.clone(),
+                down: Default::default(),
+                after_heal: false,
+                condition: None,
+            });
+        }
+        h
+    }
+
+    #[test]
+    fn a_write_seen_by_one_read_is_never_missed_by_a_later_one() {
+        let seen = GetOutcome::Data([0; 32]);
+        // The client never learnt the write's outcome; a read saw it, a later one not.
+        let bad = history(
+            PutOutcome::Unknown,
+            &[(10, 20, seen.clone()), (30, 40, GetOutcome::NoSuchKey)],
+        );
+        assert_eq!(check_registers(&bad).len(), 1, "{:?}", check_registers(&bad));
+        // Overlapping reads may see either state.
+        let fine = history(
+            PutOutcome::Unknown,
+            &[(10, 35, seen), (30, 40, GetOutcome::NoSuchKey)],
+        );
+        assert!(check_registers(&fine).is_empty());
+    }
 }
