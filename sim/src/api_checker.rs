@@ -249,7 +249,12 @@ mod tests {
             PutOutcome::Unknown,
             &[(10, 20, seen.clone()), (30, 40, GetOutcome::NoSuchKey)],
         );
-        assert_eq!(check_registers(&bad).len(), 1, "{:?}", check_registers(&bad));
+        assert_eq!(
+            check_registers(&bad).len(),
+            1,
+            "{:?}",
+            check_registers(&bad)
+        );
         // Overlapping reads may see either state.
         let fine = history(
             PutOutcome::Unknown,

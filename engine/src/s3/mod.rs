@@ -19,6 +19,7 @@ mod blobs;
 mod buckets;
 pub mod checksum;
 pub mod error;
+pub mod execute;
 pub mod list;
 mod multipart;
 mod objects;
@@ -38,6 +39,7 @@ use crate::raft::node::{ProposeError, RaftHandle};
 
 pub use api::{Reply, Request, Response};
 pub use error::S3Error;
+pub use execute::algorithm;
 pub use list::{ListPage, ListParams};
 pub use types::*;
 

@@ -1,0 +1,506 @@
+//! [`S3::execute`]: one typed request in, one response out. S3's request rules are
+//! decided here, before the operation runs: how conditional PUT headers map to the
+//! commit's condition, which checksum a body asks for, Content-Length, max-keys, part
+//! numbers, continuation tokens, copy ranges, response header overrides, which parts of
+//! a GET's answer a range leaves out.
+
+use crate::data_path::ByteSource;
+use crate::env::Env;
+use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
+use crate::s3::api::{
+    BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
+};
+use crate::s3::list::{self, ListParams};
+use crate::s3::types::{
+    CopySource, MetadataDirective, ObjectInfo, PutBody, PutObject, RangeSpec, Trailer,
+};
+use crate::s3::{S3, S3Error};
+
+/// `x-amz-checksum-algorithm` by name.
+pub fn algorithm(name: &str) -> Result<ChecksumAlgorithm, S3Error> {
+    Ok(match name.to_ascii_uppercase().as_str() {
+        "CRC32" => ChecksumAlgorithm::Crc32,
+        "CRC32C" => ChecksumAlgorithm::Crc32c,
+        "CRC64NVME" => ChecksumAlgorithm::Crc64Nvme,
+        "SHA1" => ChecksumAlgorithm::Sha1,
+        "SHA256" => ChecksumAlgorithm::Sha256,
+        other => {
+            return Err(S3Error::InvalidArgument(format!(
+                "unknown checksum algorithm {other}"
+            )));
+        }
+    })
+}
+
+/// The checksum a body asks for: an explicit value wins (its algorithm with it), else
+/// the announced algorithm (value in a trailer, or none to check).
+fn requested_checksum(
+    c: &ChecksumArgs,
+) -> Result<Option<(ChecksumAlgorithm, Option<String>)>, S3Error> {
+    match c.given.as_slice() {
+        [] => Ok(c
+            .algorithm
+            .as_deref()
+            .map(algorithm)
+            .transpose()?
+            .map(|a| (a, None))),
+        [(a, v)] => Ok(Some((*a, Some(v.clone())))),
+        _ => Err(S3Error::InvalidRequest(
+            "Expecting a single x-amz-checksum- header. Multiple checksum types are not allowed."
+                .into(),
+        )),
+    }
+}
+
+fn body_size(len: Option<i64>) -> Result<u64, S3Error> {
+    match len {
+        Some(n) if n >= 0 => Ok(n as u64),
+        Some(_) => Err(S3Error::InvalidArgument("negative Content-Length".into())),
+        None => Err(S3Error::MissingContentLength),
+    }
+}
+
+fn put_body<S>(source: S, b: &BodyArgs) -> Result<PutBody<S>, S3Error> {
+    Ok(PutBody {
+        source,
+        size: body_size(b.size)?,
+        content_md5: b.content_md5.clone(),
+        checksum: requested_checksum(&b.checksum)?,
+    })
+}
+
+/// A conditional PUT's headers as the commit's condition: If-None-Match takes only `*`.
+fn put_condition(
+    if_match: &Option<String>,
+    if_none_match: &Option<String>,
+) -> Result<PutCondition, S3Error> {
+    match (if_none_match.as_deref(), if_match) {
+        (Some("*"), _) => Ok(PutCondition::IfAbsent),
+        (Some(_), _) => Err(S3Error::NotImplemented(
+            "If-None-Match on PUT takes only *".into(),
+        )),
+        (None, Some(m)) => Ok(PutCondition::IfEtag(m.clone())),
+        (None, None) => Ok(PutCondition::Always),
+    }
+}
+
+fn max_keys(m: Option<i32>) -> Result<usize, S3Error> {
+    match m {
+        None => Ok(list::MAX_KEYS_LIMIT),
+        Some(n) if n >= 0 => Ok((n as usize).min(list::MAX_KEYS_LIMIT)),
+        Some(_) => Err(S3Error::InvalidArgument(
+            "max-keys must not be negative".into(),
+        )),
+    }
+}
+
+fn part_number(n: i32) -> Result<u32, S3Error> {
+    u32::try_from(n).map_err(|_| S3Error::InvalidArgument("bad part number".into()))
+}
+
+/// x-amz-copy-source-range: `bytes=first-last`, both given.
+fn copy_range(r: Option<&str>) -> Result<Option<RangeSpec>, S3Error> {
+    let Some(r) = r else { return Ok(None) };
+    let bad =
+        || S3Error::InvalidArgument("x-amz-copy-source-range must be bytes=first-last".into());
+    let (first, last) = r
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: u64 = first.trim().parse().map_err(|_| bad())?;
+    let last: u64 = last.trim().parse().map_err(|_| bad())?;
+    Ok(Some(RangeSpec::From {
+        first,
+        last: Some(last),
+    }))
+}
+
+fn source(s: SourceArgs, range: Option<RangeSpec>) -> CopySource {
+    CopySource {
+        bucket: s.bucket,
+        key: s.key,
+        conditions: s.conditions,
+        range,
+    }
+}
+
+fn overridden(info: &mut ObjectInfo, o: ContentHeaders) {
+    let h = &mut info.headers;
+    let pairs = [
+        (&mut h.content_type, o.content_type),
+        (&mut h.content_encoding, o.content_encoding),
+        (&mut h.content_disposition, o.content_disposition),
+        (&mut h.content_language, o.content_language),
+        (&mut h.cache_control, o.cache_control),
+        (&mut h.expires, o.expires),
+    ];
+    for (stored, given) in pairs {
+        if given.is_some() {
+            *stored = given;
+        }
+    }
+}
+
+impl<E: Env> S3<E> {
+    /// Runs one request. `body` is the PUT's or part's bytes (required for those, and
+    /// ignored otherwise); `trailer` gives a trailing checksum once the body ended.
+    pub async fn execute<S: ByteSource, T: Trailer>(
+        &self,
+        request: Request,
+        body: Option<S>,
+        trailer: &T,
+    ) -> Result<Reply, S3Error> {
+        let needs_body = || S3Error::InvalidRequest("this request needs a body".into());
+        Ok(match request {
+            Request::ListBuckets => Response::Buckets(
+                self.list_buckets()
+                    .await?
+                    .into_iter()
+                    .map(|(name, created_ms)| BucketEntry { name, created_ms })
+                    .collect(),
+            )
+            .into(),
+            Request::CreateBucket { bucket } => {
+                self.create_bucket(&bucket).await?;
+                Response::Done.into()
+            }
+            Request::HeadBucket { bucket } => {
+                self.head_bucket(&bucket).await?;
+                Response::Done.into()
+            }
+            Request::DeleteBucket { bucket } => {
+                self.delete_bucket(&bucket).await?;
+                Response::Done.into()
+            }
+            Request::GetBucketLocation { bucket } => {
+                self.head_bucket(&bucket).await?;
+                let region = &self.config.region;
+                Response::Location((region != "us-east-1").then(|| region.clone())).into()
+            }
+            Request::GetBucketVersioning { bucket } => {
+                // Buckets are unversioned (one current version per key).
+                self.head_bucket(&bucket).await?;
+                Response::Versioning(None).into()
+            }
+            Request::PutObject(a) => {
+                let source = body.ok_or_else(needs_body)?;
+                let put = PutObject {
+                    condition: put_condition(&a.if_match, &a.if_none_match)?,
+                    body: put_body(source, &a.body)?,
+                    bucket: a.bucket,
+                    key: a.key,
+                    headers: a.headers,
+                    user_meta: a.user_meta,
+                };
+                Response::Put(self.put_object(put, trailer).await?).into()
+            }
+            Request::GetObject(a) => {
+                if a.part_number.is_some() {
+                    return Err(S3Error::NotImplemented("GET by part number".into()));
+                }
+                let out = self
+                    .get_object(&a.bucket, &a.key, a.range, &a.conditions)
+                    .await?;
+                let mut info = out.info;
+                overridden(&mut info, a.overrides);
+                if out.range.is_some() {
+                    // A checksum describes the whole object: not sent with a range.
+                    info.checksum = None;
+                }
+                Reply {
+                    response: Response::Object {
+                        info,
+                        range: out.range,
+                    },
+                    body: Some(out.body),
+                }
+            }
+            Request::HeadObject {
+                bucket,
+                key,
+                conditions,
+            } => Response::Head(self.head_object(&bucket, &key, &conditions).await?).into(),
+            Request::DeleteObject { bucket, key } => {
+                self.delete_object(&bucket, &key).await?;
+                Response::Done.into()
+            }
+            Request::DeleteObjects {
+                bucket,
+                keys,
+                quiet,
+            } => {
+                let deleted = self.delete_objects(&bucket, keys).await?;
+                Response::Deleted(if quiet { Vec::new() } else { deleted.keys }).into()
+            }
+            Request::ListObjects {
+                bucket,
+                prefix,
+                delimiter,
+                marker,
+                max_keys: m,
+            } => {
+                let params = ListParams {
+                    prefix: prefix.unwrap_or_default(),
+                    delimiter: delimiter.clone(),
+                    after: marker.filter(|m| !m.is_empty()),
+                    max_keys: max_keys(m)?,
+                };
+                let (page, objects) = self.list_objects(&bucket, &params).await?;
+                let next_marker = (page.truncated && delimiter.is_some())
+                    .then(|| page.last.clone())
+                    .flatten();
+                Response::Listing(Listing {
+                    prefix: params.prefix,
+                    max_keys: params.max_keys,
+                    objects,
+                    common_prefixes: page.common_prefixes,
+                    truncated: page.truncated,
+                    next_marker,
+                    next_continuation_token: None,
+                })
+                .into()
+            }
+            Request::ListObjectsV2 {
+                bucket,
+                prefix,
+                delimiter,
+                continuation_token,
+                start_after,
+                max_keys: m,
+            } => {
+                let after = match &continuation_token {
+                    Some(t) => Some(list::key_of_token(t)?),
+                    None => start_after.filter(|s| !s.is_empty()),
+                };
+                let params = ListParams {
+                    prefix: prefix.unwrap_or_default(),
+                    delimiter,
+                    after,
+                    max_keys: max_keys(m)?,
+                };
+                let (page, objects) = self.list_objects(&bucket, &params).await?;
+                let next_continuation_token = page
+                    .truncated
+                    .then(|| page.last.as_deref().map(list::token_of))
+                    .flatten();
+                Response::Listing(Listing {
+                    prefix: params.prefix,
+                    max_keys: params.max_keys,
+                    objects,
+                    common_prefixes: page.common_prefixes,
+                    truncated: page.truncated,
+                    next_marker: None,
+                    next_continuation_token,
+                })
+                .into()
+            }
+            Request::CopyObject(a) => {
+                let replace = a
+                    .metadata_directive
+                    .as_deref()
+                    .is_some_and(|d| d.eq_ignore_ascii_case("REPLACE"));
+                let directive = if replace {
+                    MetadataDirective::Replace {
+                        headers: a.headers,
+                        user_meta: a.user_meta,
+                    }
+                } else {
+                    MetadataDirective::Copy
+                };
+                let src = source(a.source, None);
+                let out = self
+                    .copy_object(&src, &a.bucket, &a.key, directive, PutCondition::Always)
+                    .await?;
+                Response::Put(out).into()
+            }
+            Request::CreateMultipartUpload(a) => {
+                let alg = a.checksum_algorithm.as_deref().map(algorithm).transpose()?;
+                let id = self
+                    .create_upload(&a.bucket, &a.key, a.headers, a.user_meta, alg)
+                    .await?;
+                Response::Upload(id).into()
+            }
+            Request::UploadPart(a) => {
+                let source = body.ok_or_else(needs_body)?;
+                let part = part_number(a.part_number)?;
+                let body = put_body(source, &a.body)?;
+                let out = self
+                    .upload_part(&a.bucket, &a.key, &a.upload_id, part, body, trailer)
+                    .await?;
+                Response::Put(out).into()
+            }
+            Request::UploadPartCopy(a) => {
+                let range = copy_range(a.source_range.as_deref())?;
+                let part = part_number(a.part_number)?;
+                let src = source(a.source, range);
+                let out = self
+                    .upload_part_copy(&src, &a.bucket, &a.key, &a.upload_id, part)
+                    .await?;
+                Response::Put(out).into()
+            }
+            Request::CompleteMultipartUpload {
+                bucket,
+                key,
+                upload_id,
+                parts,
+            } => {
+                let parts = parts
+                    .into_iter()
+                    .map(
+                        |(n, etag)| match (n.and_then(|n| u32::try_from(n).ok()), etag) {
+                            (Some(n), Some(e)) => Ok((n, e)),
+                            _ => Err(S3Error::InvalidArgument(
+                                "every part needs a PartNumber and an ETag".into(),
+                            )),
+                        },
+                    )
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = self
+                    .complete_upload(&bucket, &key, &upload_id, parts)
+                    .await?;
+                Response::Put(out).into()
+            }
+            Request::AbortMultipartUpload {
+                bucket,
+                key,
+                upload_id,
+            } => {
+                self.abort_upload(&bucket, &key, &upload_id).await?;
+                Response::Done.into()
+            }
+            Request::ListParts {
+                bucket,
+                key,
+                upload_id,
+                part_number_marker,
+                max_parts,
+            } => {
+                let after = match part_number_marker {
+                    Some(m) => u32::try_from(m)
+                        .map_err(|_| S3Error::InvalidArgument("bad part-number-marker".into()))?,
+                    None => 0,
+                };
+                let max = max_parts.map_or(1000, |m| m.max(0) as usize);
+                let page = self
+                    .list_parts(&bucket, &key, &upload_id, after, max)
+                    .await?;
+                Response::Parts(page).into()
+            }
+            Request::ListMultipartUploads {
+                bucket,
+                prefix,
+                key_marker,
+                upload_id_marker,
+                max_uploads,
+            } => {
+                let prefix = prefix.unwrap_or_default();
+                let after = key_marker
+                    .filter(|k| !k.is_empty())
+                    .map(|k| (k, upload_id_marker.filter(|u| !u.is_empty())));
+                let max = max_uploads
+                    .map_or(1000, |m| m.max(0) as usize)
+                    .clamp(1, 1000);
+                let (uploads, truncated) = self.list_uploads(&bucket, &prefix, after, max).await?;
+                let last = uploads.last().filter(|_| truncated);
+                Response::Uploads(UploadsPage {
+                    next_key_marker: last.map(|u| u.key.clone()),
+                    next_upload_id_marker: last.map(|u| u.upload_id.clone()),
+                    prefix,
+                    max_uploads: max,
+                    uploads,
+                    truncated,
+                })
+                .into()
+            }
+            Request::Layout { bucket, key } => {
+                Response::Layout(self.layouts(&bucket, &key).await?).into()
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::api::OPERATIONS;
+
+    #[test]
+    fn put_conditions_are_decided_here() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(put_condition(&None, &None).unwrap(), PutCondition::Always);
+        assert_eq!(
+            put_condition(&None, &s("*")).unwrap(),
+            PutCondition::IfAbsent
+        );
+        assert_eq!(
+            put_condition(&s("abc"), &None).unwrap(),
+            PutCondition::IfEtag("abc".into())
+        );
+        assert_eq!(
+            put_condition(&None, &s("abc")).unwrap_err().code(),
+            "NotImplemented"
+        );
+    }
+
+    #[test]
+    fn copy_ranges_and_numbers_are_checked() {
+        assert_eq!(
+            copy_range(Some("bytes=5-9")).unwrap(),
+            Some(RangeSpec::From {
+                first: 5,
+                last: Some(9)
+            })
+        );
+        for bad in ["bytes=5-", "bytes=-5", "5-9", "bytes=a-b"] {
+            assert_eq!(copy_range(Some(bad)).unwrap_err().code(), "InvalidArgument");
+        }
+        assert!(part_number(-1).is_err());
+        assert_eq!(max_keys(Some(5000)).unwrap(), list::MAX_KEYS_LIMIT);
+        assert!(max_keys(Some(-1)).is_err());
+        assert_eq!(body_size(None).unwrap_err().code(), "MissingContentLength");
+    }
+
+    #[test]
+    fn one_checksum_header_at_most() {
+        let two = ChecksumArgs {
+            algorithm: None,
+            given: vec![
+                (ChecksumAlgorithm::Crc32, "a".into()),
+                (ChecksumAlgorithm::Sha1, "b".into()),
+            ],
+        };
+        assert_eq!(
+            requested_checksum(&two).unwrap_err().code(),
+            "InvalidRequest"
+        );
+        let announced = ChecksumArgs {
+            algorithm: Some("crc32c".into()),
+            given: vec![],
+        };
+        assert_eq!(
+            requested_checksum(&announced).unwrap(),
+            Some((ChecksumAlgorithm::Crc32c, None))
+        );
+    }
+
+    #[test]
+    fn every_operation_has_its_name_listed() {
+        let samples = [
+            Request::ListBuckets,
+            Request::PutObject(Box::default()),
+            Request::GetObject(Box::default()),
+            Request::CopyObject(Box::default()),
+            Request::CreateMultipartUpload(Box::default()),
+            Request::UploadPart(Box::default()),
+            Request::UploadPartCopy(Box::default()),
+        ];
+        for r in &samples {
+            assert!(OPERATIONS.contains(&r.operation()), "{}", r.operation());
+        }
+        let mut sorted = OPERATIONS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), OPERATIONS.len());
+    }
+}
