@@ -3,8 +3,8 @@
 //!
 //! A request on the wire is one tag byte, then its payload: bincode of the service's
 //! request type, or for Raft a protobuf message. Messages from peers decode with a size
-//! limit ([`MESSAGE_BYTES_MAX`]); stored state (metadata records, snapshots frames the
-//! sender checked) decodes without one.
+//! limit ([`MESSAGE_BYTES_MAX`]); stored state (metadata records, snapshot frames whose
+//! crc was checked first) decodes without one.
 
 use bytes::Bytes;
 use serde::Serialize;
