@@ -259,7 +259,8 @@ struct Shares {
 }
 
 impl Shares {
-    fn take(&mut self) -> usize {
+    /// The scenario to run next, and what it was charged up front.
+    fn take(&mut self) -> (usize, Duration) {
         let (i, _) = self
             .spent
             .iter()
@@ -270,7 +271,7 @@ impl Shares {
         // not pick it too before the run ends.
         let mean = self.mean(i);
         self.spent[i] += mean;
-        i
+        (i, mean)
     }
 
     fn mean(&self, i: usize) -> Duration {
@@ -311,12 +312,7 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
                     while Instant::now() < deadline && failed.lock().unwrap().is_empty() {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let seed = base.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
-                        let (i, charged) = {
-                            let mut sh = shares.lock().unwrap();
-                            let before = sh.spent.clone();
-                            let i = sh.take();
-                            (i, sh.spent[i] - before[i])
-                        };
+                        let (i, charged) = shares.lock().unwrap().take();
                         let s = &scenarios[i];
                         let started = Instant::now();
                         in_flight.lock().unwrap()[job] = Some((seed, s.name.clone(), started));

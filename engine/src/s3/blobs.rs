@@ -2,20 +2,23 @@
 //! failure), committing it under a key, and opening an object's bytes for reading.
 
 use futures::channel::mpsc;
+use std::collections::BTreeMap;
+
 use futures::{SinkExt, StreamExt};
 
 use crate::data_path::{ByteSource, SourceError, WriteError, WriteSpec};
 use crate::env::{Env, Rng};
 use crate::meta::store::MetaReader;
 use crate::meta::{
-    Applied, ChecksumAlgorithm, CommandV1, DataLayout, ObjectData, ObjectMeta, PutCondition, Stored,
+    Applied, ChecksumAlgorithm, CommandV1, ContentHeaders, DataLayout, ObjectData, ObjectMeta,
+    PutCondition, Stored,
 };
 use crate::placement;
 use crate::s3::checksum::{self, HashingSource};
-use crate::s3::types::{ObjectBody, Pieces, PutBody, Trailer};
+use crate::s3::types::{ObjectBody, Pieces, PutBody, PutOutput, Trailer};
 use crate::s3::{
-    GET_WINDOW_PIECES, PUT_BYTES_MAX, S3, S3Error, applied_error, read_error, validate_key,
-    write_error,
+    GET_WINDOW_PIECES, PUT_BYTES_MAX, S3, S3Error, applied_error, read_error, unsealed,
+    validate_key, write_error,
 };
 
 impl<E: Env> S3<E> {
@@ -143,6 +146,40 @@ impl<E: Env> S3<E> {
                 Err(e)
             }
         }
+    }
+
+    /// Commits a stored body as the new version of `key` (a PUT or a copy); the ETag,
+    /// checksum and size come from its digests.
+    pub(crate) async fn commit_stored(
+        &self,
+        (bucket, key, condition): (&str, &str, PutCondition),
+        headers: ContentHeaders,
+        user_meta: BTreeMap<String, String>,
+        layout: Option<DataLayout>,
+        digests: checksum::Digests,
+    ) -> Result<PutOutput, S3Error> {
+        let etag = checksum::hex(&digests.md5);
+        let meta = ObjectMeta {
+            size: digests.len,
+            etag: etag.clone(),
+            created_ms: self.now_ms(),
+            headers,
+            user_meta,
+            checksum: digests.checksum.clone(),
+            data: match &layout {
+                Some(l) => ObjectData::Blob(l.clone()),
+                None => ObjectData::Empty,
+            },
+        };
+        let version = self
+            .commit_object(bucket, key, meta, condition, layout.as_ref())
+            .await?;
+        Ok(PutOutput {
+            etag,
+            version,
+            checksum: digests.checksum,
+            unsealed: unsealed(layout.as_ref()),
+        })
     }
 
     pub(crate) async fn current(

@@ -10,7 +10,7 @@ use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
 use crate::s3::api::{
     BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
 };
-use crate::s3::list::{self, ListParams};
+use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::types::{
     CopySource, MetadataDirective, ObjectInfo, PutBody, PutObject, RangeSpec, Trailer,
 };
@@ -142,6 +142,25 @@ fn overridden(info: &mut ObjectInfo, o: ContentHeaders) {
     }
 }
 
+/// A listing page as answered (v1 sets `next_marker`, v2 the token).
+fn listing(
+    params: ListParams,
+    page: ListPage,
+    objects: Vec<ObjectInfo>,
+    next_marker: Option<String>,
+    next_continuation_token: Option<String>,
+) -> Listing {
+    Listing {
+        prefix: params.prefix,
+        max_keys: params.max_keys,
+        objects,
+        common_prefixes: page.common_prefixes,
+        truncated: page.truncated,
+        next_marker,
+        next_continuation_token,
+    }
+}
+
 impl<E: Env> S3<E> {
     /// Runs one request. `body` is the PUT's or part's bytes (required for those, and
     /// ignored otherwise); `trailer` gives a trailing checksum once the body ended.
@@ -250,16 +269,7 @@ impl<E: Env> S3<E> {
                 let next_marker = (page.truncated && delimiter.is_some())
                     .then(|| page.last.clone())
                     .flatten();
-                Response::Listing(Listing {
-                    prefix: params.prefix,
-                    max_keys: params.max_keys,
-                    objects,
-                    common_prefixes: page.common_prefixes,
-                    truncated: page.truncated,
-                    next_marker,
-                    next_continuation_token: None,
-                })
-                .into()
+                Response::Listing(listing(params, page, objects, next_marker, None)).into()
             }
             Request::ListObjectsV2 {
                 bucket,
@@ -280,20 +290,11 @@ impl<E: Env> S3<E> {
                     max_keys: max_keys(m)?,
                 };
                 let (page, objects) = self.list_objects(&bucket, &params).await?;
-                let next_continuation_token = page
+                let token = page
                     .truncated
                     .then(|| page.last.as_deref().map(list::token_of))
                     .flatten();
-                Response::Listing(Listing {
-                    prefix: params.prefix,
-                    max_keys: params.max_keys,
-                    objects,
-                    common_prefixes: page.common_prefixes,
-                    truncated: page.truncated,
-                    next_marker: None,
-                    next_continuation_token,
-                })
-                .into()
+                Response::Listing(listing(params, page, objects, None, token)).into()
             }
             Request::CopyObject(a) => {
                 let replace = a

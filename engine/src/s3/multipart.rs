@@ -149,10 +149,7 @@ impl<E: Env> S3<E> {
         let head = self.upload_of(&r, bucket, key, upload_id).await?;
         let stored = self.current(&r, &source.bucket, &source.key).await?;
         let info = ObjectInfo::of(&source.key, &stored);
-        source.conditions.check(&info).map_err(|e| match e {
-            S3Error::NotModified => S3Error::PreconditionFailed,
-            other => other,
-        })?;
+        source.check(&info)?;
         let span = match source.range {
             Some(spec) => spec.resolve(info.size).map_err(|_| {
                 S3Error::InvalidArgument("x-amz-copy-source-range is out of the source".into())

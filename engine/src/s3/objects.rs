@@ -2,16 +2,13 @@
 
 use crate::data_path::ByteSource;
 use crate::env::Env;
-use crate::meta::{Applied, CommandV1, ObjectData, ObjectMeta, PutCondition};
+use crate::meta::{Applied, CommandV1, PutCondition};
 use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::types::{
     Conditions, CopySource, Deleted, GetOutput, MetadataDirective, NoTrailer, ObjectInfo, PutBody,
     PutObject, PutOutput, RangeSpec, Trailer,
 };
-use crate::s3::{
-    DELETE_KEYS_MAX, S3, S3Error, applied_error, checksum, unsealed, validate_key,
-    validate_user_meta,
-};
+use crate::s3::{DELETE_KEYS_MAX, S3, S3Error, applied_error, validate_key, validate_user_meta};
 
 impl<E: Env> S3<E> {
     pub async fn put_object<S: ByteSource, T: Trailer>(
@@ -26,28 +23,9 @@ impl<E: Env> S3<E> {
             self.bucket_must_exist(&r, &put.bucket).await?;
         }
         let (layout, digests) = self.store_body(put.body, trailer).await?;
-        let etag = checksum::hex(&digests.md5);
-        let meta = ObjectMeta {
-            size: digests.len,
-            etag: etag.clone(),
-            created_ms: self.now_ms(),
-            headers: put.headers,
-            user_meta: put.user_meta,
-            checksum: digests.checksum.clone(),
-            data: match &layout {
-                Some(l) => ObjectData::Blob(l.clone()),
-                None => ObjectData::Empty,
-            },
-        };
-        let version = self
-            .commit_object(&put.bucket, &put.key, meta, put.condition, layout.as_ref())
-            .await?;
-        Ok(PutOutput {
-            etag,
-            version,
-            checksum: digests.checksum,
-            unsealed: unsealed(layout.as_ref()),
-        })
+        let target = (put.bucket.as_str(), put.key.as_str(), put.condition);
+        self.commit_stored(target, put.headers, put.user_meta, layout, digests)
+            .await
     }
 
     pub async fn head_object(
@@ -163,10 +141,7 @@ impl<E: Env> S3<E> {
         self.bucket_must_exist(&r, bucket).await?;
         let stored = self.current(&r, &source.bucket, &source.key).await?;
         let info = ObjectInfo::of(&source.key, &stored);
-        source.conditions.check(&info).map_err(|e| match e {
-            S3Error::NotModified => S3Error::PreconditionFailed,
-            other => other,
-        })?;
+        source.check(&info)?;
         if source.bucket == bucket
             && source.key == key
             && matches!(directive, MetadataDirective::Copy)
@@ -194,27 +169,13 @@ impl<E: Env> S3<E> {
             checksum: algorithm.map(|a| (a, None)),
         };
         let (layout, digests) = self.store_body(put, &NoTrailer).await?;
-        let etag = checksum::hex(&digests.md5);
-        let meta = ObjectMeta {
-            size: digests.len,
-            etag: etag.clone(),
-            created_ms: self.now_ms(),
+        self.commit_stored(
+            (bucket, key, condition),
             headers,
             user_meta,
-            checksum: digests.checksum.clone(),
-            data: match &layout {
-                Some(l) => ObjectData::Blob(l.clone()),
-                None => ObjectData::Empty,
-            },
-        };
-        let version = self
-            .commit_object(bucket, key, meta, condition, layout.as_ref())
-            .await?;
-        Ok(PutOutput {
-            etag,
-            version,
-            checksum: digests.checksum,
-            unsealed: unsealed(layout.as_ref()),
-        })
+            layout,
+            digests,
+        )
+        .await
     }
 }

@@ -255,6 +255,17 @@ pub struct CopySource {
     pub range: Option<RangeSpec>,
 }
 
+impl CopySource {
+    /// The source's conditions (x-amz-copy-source-if-*) against `info`: every failing
+    /// one is 412 here, If-None-Match included.
+    pub fn check(&self, info: &ObjectInfo) -> Result<(), S3Error> {
+        self.conditions.check(info).map_err(|e| match e {
+            S3Error::NotModified => S3Error::PreconditionFailed,
+            other => other,
+        })
+    }
+}
+
 /// CopyObject's metadata directive.
 pub enum MetadataDirective {
     /// Keep the source's headers and user metadata.
