@@ -369,6 +369,25 @@ impl<E: Env> DataPath<E> {
         source: &mut impl ByteSource,
         spec: &WriteSpec,
     ) -> Result<DataLayout, WriteError> {
+        let written = self.write_stripes(source, spec).await;
+        let metrics = self.store.metrics();
+        match &written {
+            Ok(layout) if layout.sealed_shards() < layout.shards.len() => {
+                metrics.degraded_writes.inc();
+            }
+            Err(WriteError::BelowFloor { .. }) => {
+                metrics.write_floor_refusals.inc();
+            }
+            _ => {}
+        }
+        written
+    }
+
+    async fn write_stripes(
+        &self,
+        source: &mut impl ByteSource,
+        spec: &WriteSpec,
+    ) -> Result<DataLayout, WriteError> {
         let Profile { k, m } = spec.profile;
         assert_eq!(
             spec.holders.len(),
@@ -616,6 +635,7 @@ impl<E: Env> DataPath<E> {
         // Shards known bad for this read: never sealed, or failed once.
         let mut bad: Vec<bool> = layout.shards.iter().map(|s| !s.sealed).collect();
         let stripe_size = geometry.stripe_size_bytes();
+        let mut degraded = false;
         for stripe in start / stripe_size..=(end - 1) / stripe_size {
             let base = stripe * stripe_size;
             let lo = start.max(base);
@@ -642,6 +662,9 @@ impl<E: Env> DataPath<E> {
             let pieces = match direct {
                 Some(pieces) => pieces,
                 None => {
+                    if !std::mem::replace(&mut degraded, true) {
+                        self.store.metrics().degraded_reads.inc();
+                    }
                     self.rebuild_slices(layout, &geometry, stripe, &slices, &mut bad)
                         .await?
                 }

@@ -63,6 +63,13 @@ pub enum DiskError {
     Other { path: String, message: String },
 }
 
+/// A disk's size and free bytes (free: what an unprivileged writer may still use).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DiskSpace {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+}
+
 /// Node-local storage. Paths are relative, `/`-separated, below the disk's root.
 ///
 /// `write_at` creates the file (and its parent directories) when missing. The created
@@ -91,6 +98,8 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// File names (not paths) directly inside `dir`, sorted; empty when `dir` is missing.
     fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<String>, DiskError>> + Send;
     fn len(&self, path: &str) -> impl Future<Output = Result<u64, DiskError>> + Send;
+    /// The size of the file system (or device) under the disk's root, and what is free.
+    fn space(&self) -> impl Future<Output = Result<DiskSpace, DiskError>> + Send;
 
     /// The file behind a redb database.
     type Backend: redb::StorageBackend;

@@ -9,6 +9,7 @@ pub mod data_path;
 pub mod env;
 pub mod erasure;
 pub mod meta;
+pub mod metrics;
 pub mod node;
 pub mod placement;
 pub mod raft;

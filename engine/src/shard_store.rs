@@ -28,8 +28,11 @@ pub mod rpc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
 use crate::env::{Disk, DiskError, Rng};
 use crate::erasure::CodecId;
+use crate::metrics::Metrics;
 
 pub const HEADER_LEN: u64 = 80;
 pub const FOOTER_LEN: u64 = 48;
@@ -299,6 +302,7 @@ pub enum RecoveryCheck {
 pub struct ShardStore<D: Disk> {
     disk: D,
     dir: String,
+    metrics: Arc<Metrics>,
 }
 
 impl<D: Disk> ShardStore<D> {
@@ -306,7 +310,16 @@ impl<D: Disk> ShardStore<D> {
         Self {
             disk,
             dir: dir.into(),
+            metrics: Arc::default(),
         }
+    }
+    /// Counts reads, seals, checksum failures and disk errors into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
     pub fn dir(&self) -> &str {
         &self.dir
@@ -382,6 +395,23 @@ impl<D: Disk> ShardStore<D> {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, ShardError> {
+        let read = self.read_range_checked(id, offset, len).await;
+        match &read {
+            Ok(data) => {
+                self.metrics.shard_reads.inc();
+                self.metrics.shard_read_bytes.inc_by(data.len() as u64);
+            }
+            Err(e) => self.metrics.shard_failed(e),
+        }
+        read
+    }
+
+    async fn read_range_checked(
+        &self,
+        id: &ShardId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ShardError> {
         let (path, header) = self.open(id).await?;
         let shard_len = header.shard_len_bytes;
         if offset.checked_add(len).is_none_or(|end| end > shard_len) {
@@ -418,6 +448,14 @@ impl<D: Disk> ShardStore<D> {
 
     /// Checks every byte of a sealed shard; returns its header and data sha256.
     pub async fn verify(&self, id: &ShardId) -> Result<(ShardHeader, [u8; 32]), ShardError> {
+        let verified = self.verify_all(id).await;
+        if let Err(e) = &verified {
+            self.metrics.shard_failed(e);
+        }
+        verified
+    }
+
+    async fn verify_all(&self, id: &ShardId) -> Result<(ShardHeader, [u8; 32]), ShardError> {
         let (path, header) = self.open(id).await?;
         let footer_raw = self
             .disk
@@ -552,10 +590,16 @@ impl<D: Disk> ShardWriter<D> {
                 written: self.written + data.len() as u64,
             });
         }
-        self.store
+        if let Err(e) = self
+            .store
             .disk
             .write_at(&self.tmp, HEADER_LEN + self.written, data)
-            .await?;
+            .await
+        {
+            let e = ShardError::Disk(e);
+            self.store.metrics.shard_failed(&e);
+            return Err(e);
+        }
         self.written += data.len() as u64;
         self.sha.update(data);
         let bs = u64::from(self.header.block_size_bytes);
@@ -577,8 +621,16 @@ impl<D: Disk> ShardWriter<D> {
     /// temporary file is removed (best effort; the start-up scan removes what remains).
     pub async fn seal(mut self) -> Result<SealedShard, ShardError> {
         let sealed = self.seal_steps().await;
-        if sealed.is_err() {
-            let _ = self.store.disk.remove(&self.tmp).await;
+        let metrics = &self.store.metrics;
+        match &sealed {
+            Ok(shard) => {
+                metrics.shard_writes.inc();
+                metrics.shard_write_bytes.inc_by(shard.len_bytes);
+            }
+            Err(e) => {
+                metrics.shard_failed(e);
+                let _ = self.store.disk.remove(&self.tmp).await;
+            }
         }
         sealed
     }

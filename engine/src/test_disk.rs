@@ -85,6 +85,20 @@ impl Disk for MemDisk {
         self.get(p).map(|f| f.len() as u64)
     }
 
+    async fn space(&self) -> Result<crate::env::DiskSpace, DiskError> {
+        let used: u64 = self
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .map(|f| f.len() as u64)
+            .sum();
+        Ok(crate::env::DiskSpace {
+            total_bytes: u64::MAX,
+            free_bytes: u64::MAX - used,
+        })
+    }
+
     type Backend = MemBackend;
     async fn storage_backend(&self, p: &str) -> Result<MemBackend, DiskError> {
         self.0.lock().unwrap().entry(p.into()).or_default();

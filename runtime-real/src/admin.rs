@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
-use engine::node::{ClientRequest, ClientResponse, LOST_PAGE_MAX, LostEntry};
+use engine::node::{ClientRequest, ClientResponse, LOST_PAGE_MAX, LostEntry, StatusWire};
 use engine::repair::RepairStatus;
 use tokio::net::UnixStream;
 
@@ -65,6 +65,23 @@ impl Target {
                     .map_err(|_| anyhow!("no answer from {}", path.display()))?
             }
         }
+    }
+
+    /// Every node's address and status (or why it could not be had), in member order.
+    pub async fn statuses(&self) -> Vec<(u64, String, anyhow::Result<StatusWire>)> {
+        let members: Vec<(u64, String)> = match self {
+            Target::Cluster(c) => c.members().iter().map(|m| (m.id, m.rpc.clone())).collect(),
+            Target::Server(path) => vec![(1, path.display().to_string())],
+        };
+        let asks = members.into_iter().map(|(node, addr)| async move {
+            let status = match self.ask(node, &ClientRequest::Status).await {
+                Ok(ClientResponse::Status(s)) => Ok(s),
+                Ok(other) => Err(anyhow!("unexpected answer {other:?}")),
+                Err(e) => Err(e),
+            };
+            (node, addr, status)
+        });
+        futures::future::join_all(asks).await
     }
 
     /// Every node's repair status (or why it could not be had).
@@ -167,6 +184,108 @@ fn human_duration(d: Duration) -> String {
         3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
     }
+}
+
+/// `hamster admin status` as text: the leader and membership, then a table of nodes
+/// (as `garage status` shows them).
+pub fn render_status(statuses: &[(u64, String, anyhow::Result<StatusWire>)]) -> String {
+    let up: Vec<&StatusWire> = statuses
+        .iter()
+        .filter_map(|(_, _, s)| s.as_ref().ok())
+        .collect();
+    let top_term = up.iter().map(|s| s.term).max().unwrap_or(0);
+    // The leader is the one that says so in the highest term seen.
+    let leader = up
+        .iter()
+        .find(|s| s.term == top_term && s.role == "Leader")
+        .map(|s| s.id);
+    let view = leader
+        .and_then(|l| up.iter().find(|s| s.id == l))
+        .or_else(|| up.iter().max_by_key(|s| (s.term, s.commit)));
+    let mut out = String::new();
+    let w = &mut out;
+    match leader {
+        Some(l) => writeln!(w, "leader: node {l}, term {top_term}"),
+        None => writeln!(w, "leader: none known (highest term seen {top_term})"),
+    }
+    .expect("write to string");
+    if let Some(v) = view {
+        let list = |ids: &[u64]| match ids {
+            [] => "-".to_string(),
+            ids => ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+        };
+        writeln!(
+            w,
+            "voters: {}  learners: {}",
+            list(&v.voters),
+            list(&v.learners)
+        )
+        .expect("write to string");
+    }
+    let row = |w: &mut String, cells: [&str; 12]| {
+        writeln!(
+            w,
+            "{:<5} {:<22} {:<5} {:<9} {:>5} {:>8} {:>8} {:>8} {:>10} {:>17} {:<8} {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8],
+            cells[9],
+            cells[10],
+            cells[11]
+        )
+        .expect("write to string");
+    };
+    row(
+        w,
+        [
+            "NODE", "ADDRESS", "UP", "ROLE", "TERM", "COMMIT", "APPLIED", "SHARDS", "USED", "FREE",
+            "VERSION", "UPTIME",
+        ],
+    );
+    for (node, addr, status) in statuses {
+        let s = match status {
+            Ok(s) => s,
+            Err(e) => {
+                writeln!(w, "{node:<5} {addr:<22} {:<5} {e:#}", "no").expect("write to string");
+                continue;
+            }
+        };
+        let (used, free) = match s.disk {
+            Some(d) if d.total_bytes > 0 => {
+                let used = d.total_bytes.saturating_sub(d.free_bytes);
+                let pct = d.free_bytes as f64 * 100.0 / d.total_bytes as f64;
+                (
+                    human_bytes(used),
+                    format!("{} ({pct:.0}%)", human_bytes(d.free_bytes)),
+                )
+            }
+            _ => ("?".into(), "?".into()),
+        };
+        row(
+            w,
+            [
+                &node.to_string(),
+                addr,
+                "yes",
+                &s.role,
+                &s.term.to_string(),
+                &s.commit.to_string(),
+                &s.applied.to_string(),
+                &s.shards_held.to_string(),
+                &used,
+                &free,
+                &s.version,
+                &human_duration(Duration::from_secs(s.uptime_s)),
+            ],
+        );
+    }
+    out
 }
 
 /// `hamster admin repair status` as text: one block per node.

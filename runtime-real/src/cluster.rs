@@ -5,7 +5,6 @@
 //! are relative to the config file, so a node's files can be copied to its host as-is.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -271,6 +270,7 @@ pub struct S3Listen {
     pub secret_key: Option<String>,
     pub region: String,
     pub domains: Vec<String>,
+    pub tls: Option<crate::listener::TlsFiles>,
 }
 
 /// `hamster cluster run`: runs a node (and its S3 endpoint when asked) until its Raft
@@ -279,8 +279,15 @@ pub async fn run(
     config: NodeConfig,
     s3: Option<S3Listen>,
     repair: engine::repair::RepairConfig,
+    metrics: Option<SocketAddr>,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let s3_tls = match &s3 {
+        Some(S3Listen {
+            tls: Some(files), ..
+        }) => Some(files.acceptor()?),
+        _ => None,
+    };
     let tls = Arc::new(config.credentials.tls()?);
     let peers = config.credentials.peers()?;
     std::fs::create_dir_all(&config.data_dir)
@@ -320,26 +327,28 @@ pub async fn run(
         },
     );
     node.repair = repair;
-    let started = engine::node::start(env, node)
+    let started = engine::node::start(env.clone(), node)
         .await
         .map_err(|e| anyhow!("node {id}: its raft state was refused: {e}"))?;
     let (stop, failure) = crate::server::stop_or_driver_failure(stop, started.raft.clone());
+    let s3_engine = started.s3.clone();
+    let s3_metrics = crate::metrics::start(metrics, env, Arc::new(started)).await?;
     tracing::info!(node = id, "raft started; serving");
     match (s3, keys) {
         (Some(listen), Some(keys)) => {
             let listener = tokio::net::TcpListener::bind(listen.addr)
                 .await
-                .with_context(|| format!("listening for S3 on {}", listen.addr))?;
-            tracing::info!(node = id, s3 = %listener.local_addr()?, "S3 endpoint ready");
-            crate::listener::serve_s3(
-                listener,
-                started.s3,
-                &keys,
-                &listen.region,
-                &listen.domains,
-                stop,
-            )
-            .await;
+                .with_context(|| format!("listening for S3 on {} (--s3)", listen.addr))?;
+            let scheme = if s3_tls.is_some() { "https" } else { "http" };
+            tracing::info!(node = id, s3 = %format!("{scheme}://{}", listener.local_addr()?), "S3 endpoint ready");
+            let front = crate::listener::S3Front {
+                credentials: keys,
+                region: listen.region,
+                domains: listen.domains,
+                tls: s3_tls,
+                metrics: s3_metrics,
+            };
+            crate::listener::serve_s3(listener, s3_engine, &front, stop).await;
         }
         _ => stop.await,
     }
@@ -438,64 +447,4 @@ impl AdminClient {
         });
         futures::future::join_all(asks).await
     }
-}
-
-/// `hamster admin status` as text.
-pub fn render_status(statuses: &[(MemberAddr, anyhow::Result<StatusWire>)]) -> String {
-    let up: Vec<&StatusWire> = statuses
-        .iter()
-        .filter_map(|(_, s)| s.as_ref().ok())
-        .collect();
-    let top_term = up.iter().map(|s| s.term).max().unwrap_or(0);
-    // The leader is the one that says so in the highest term seen.
-    let leader = up
-        .iter()
-        .find(|s| s.term == top_term && s.role == "Leader")
-        .map(|s| s.id);
-    let view = leader
-        .and_then(|l| up.iter().find(|s| s.id == l))
-        .or_else(|| up.iter().max_by_key(|s| (s.term, s.commit)));
-    let mut out = String::new();
-    match leader {
-        Some(l) => writeln!(out, "leader: node {l}, term {top_term}"),
-        None => writeln!(out, "leader: none known (highest term seen {top_term})"),
-    }
-    .expect("write to string");
-    if let Some(v) = view {
-        let list = |ids: &[NodeId]| {
-            ids.iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        writeln!(
-            out,
-            "voters: {}  learners: {}",
-            list(&v.voters),
-            if v.learners.is_empty() {
-                "-".into()
-            } else {
-                list(&v.learners)
-            }
-        )
-        .expect("write to string");
-    }
-    writeln!(
-        out,
-        "{:<6}{:<24}{:<11}{:<11}{:>6}{:>10}{:>10}",
-        "NODE", "ADDRESS", "REACHABLE", "ROLE", "TERM", "COMMIT", "APPLIED"
-    )
-    .expect("write to string");
-    for (m, s) in statuses {
-        match s {
-            Ok(s) => writeln!(
-                out,
-                "{:<6}{:<24}{:<11}{:<11}{:>6}{:>10}{:>10}",
-                m.id, m.rpc, "yes", s.role, s.term, s.commit, s.applied
-            ),
-            Err(e) => writeln!(out, "{:<6}{:<24}{:<11}{e}", m.id, m.rpc, "no"),
-        }
-        .expect("write to string");
-    }
-    out
 }

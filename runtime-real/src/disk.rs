@@ -165,6 +165,17 @@ impl Disk for RealDisk {
         self.run(path, |p| Ok(fs::metadata(p)?.len())).await
     }
 
+    async fn space(&self) -> Result<engine::env::DiskSpace, DiskError> {
+        let root = self.root.clone();
+        let stat = tokio::task::spawn_blocking(move || statvfs(&root))
+            .await
+            .map_err(|join| DiskError::Other {
+                path: ".".into(),
+                message: format!("blocking task failed: {join}"),
+            })?;
+        stat.map_err(|e| map_err(".", e))
+    }
+
     type Backend = redb::backends::FileBackend;
 
     async fn storage_backend(&self, path: &str) -> Result<Self::Backend, DiskError> {
@@ -200,4 +211,21 @@ impl Disk for RealDisk {
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }
+}
+
+/// The file system under `path`: its size and what a non-root writer may still use.
+fn statvfs(path: &std::path::Path) -> io::Result<engine::env::DiskSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    Ok(engine::env::DiskSpace {
+        total_bytes: (st.f_blocks as u64).saturating_mul(frsize),
+        free_bytes: (st.f_bavail as u64).saturating_mul(frsize),
+    })
 }

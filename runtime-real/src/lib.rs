@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod disk;
 pub mod keys;
 pub mod listener;
+pub mod metrics;
 pub mod net;
 pub mod s3_http;
 pub mod server;

@@ -22,6 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::RealEnv;
 use crate::keys::Credentials;
+use crate::metrics::{OperationLabels, RequestLabels, S3Metrics};
+use prometheus_client::metrics::counter::Counter;
+use std::time::Instant;
 
 /// Request header bytes (names and values) accepted; S3 itself allows 8 KiB.
 pub const HEADER_BYTES_MAX: usize = 16 * 1024;
@@ -63,6 +66,33 @@ impl s3s::host::S3Host for Hosts {
     }
 }
 
+/// Where the access check leaves the name of the operation s3s routed a request to (the
+/// listener reads it back for its metrics; a request refused before routing has none).
+#[derive(Clone, Default)]
+struct OperationSlot(Arc<std::sync::OnceLock<&'static str>>);
+
+/// s3s's default access rule (a request must be signed), noting the operation.
+struct NoteOperation;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for NoteOperation {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let name = cx.s3_op().name();
+        let known = engine::s3::api::OPERATIONS
+            .iter()
+            .find(|op| **op == name)
+            .copied()
+            .unwrap_or("Other");
+        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
+            let _ = slot.0.set(known);
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+}
+
 /// Builds the s3s service over `s3`.
 pub fn s3_service(
     s3: Arc<S3<RealEnv>>,
@@ -79,6 +109,7 @@ pub fn s3_service(
         domains.push("localhost".into());
     }
     builder.set_host(Hosts(domains));
+    builder.set_access(NoteOperation);
     let mut config = s3s::config::S3Config::default();
     config.xml_max_body_size = XML_BODY_BYTES_MAX;
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
@@ -87,18 +118,42 @@ pub fn s3_service(
     builder.build()
 }
 
+/// The certificate and key files of `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    pub fn acceptor(&self) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+        crate::tls::s3_acceptor(&self.cert, &self.key)
+    }
+}
+
+/// How a node serves S3: keys, region, domains, TLS, and where it counts requests.
+pub struct S3Front {
+    pub credentials: Credentials,
+    pub region: String,
+    /// Base domains for virtual-host addressing (`bucket.<domain>`).
+    pub domains: Vec<String>,
+    /// HTTPS with this certificate (`--tls-cert`/`--tls-key`); plain HTTP when `None`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub metrics: Arc<S3Metrics>,
+}
+
+/// A client has this long to finish a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves S3 on `listener` until `stop` resolves, then lets requests in flight finish
 /// (for up to [`SHUTDOWN_GRACE`]).
 pub async fn serve_s3(
     listener: TcpListener,
     s3: Arc<S3<RealEnv>>,
-    credentials: &Credentials,
-    region: &str,
-    domains: &[String],
+    front: &S3Front,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let _ = region;
-    let service = s3_service(s3, credentials, domains);
+    let service = s3_service(s3, &front.credentials, &front.domains);
     let permits = Arc::new(Semaphore::new(REQUESTS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
@@ -115,19 +170,35 @@ pub async fn serve_s3(
             () = stop.as_mut() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (service, permits) = (service.clone(), permits.clone());
+        let (service, permits, metrics) = (service.clone(), permits.clone(), front.metrics.clone());
         let handler = hyper::service::service_fn(move |req| {
-            let (service, permits) = (service.clone(), permits.clone());
-            async move { Ok::<_, std::convert::Infallible>(handle(&service, &permits, req).await) }
+            let (service, permits, metrics) = (service.clone(), permits.clone(), metrics.clone());
+            async move {
+                Ok::<_, std::convert::Infallible>(handle(&service, &permits, &metrics, req).await)
+            }
         });
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(HEADER_BUFFER_BYTES_MAX)
-            .keep_alive(true);
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), handler));
+        let watcher = graceful.watcher();
+        let tls = front.tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(HEADER_BUFFER_BYTES_MAX)
+                .keep_alive(true);
+            let served = match tls {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), handler);
+                    watcher.watch(conn).await
+                }
+                Some(tls) => {
+                    let Some(stream) = tls_handshake(&tls, stream, peer).await else {
+                        return;
+                    };
+                    let conn = http.serve_connection(TokioIo::new(stream), handler);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -141,28 +212,61 @@ pub async fn serve_s3(
     }
 }
 
+/// The answer to plain HTTP on an HTTPS port: a clear 400, then the connection closes.
+const PLAIN_HTTP_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Connection: close\r\n\
+Content-Length: 70\r\n\r\n\
+This S3 endpoint speaks HTTPS only: use https:// in the endpoint URL.\n";
+
+/// A TLS handshake on an accepted connection. A client that speaks plain HTTP (its first
+/// byte is not a TLS handshake record's) gets [`PLAIN_HTTP_REFUSAL`] instead.
+async fn tls_handshake(
+    tls: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    use tokio::io::AsyncWriteExt;
+    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    match peeked {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => {
+            tracing::debug!(%peer, "plain HTTP on the HTTPS port; refused");
+            let mut stream = stream;
+            let _ = stream.write_all(PLAIN_HTTP_REFUSAL).await;
+            let _ = stream.shutdown().await;
+            return None;
+        }
+        _ => return None,
+    }
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// An S3 error response built here, for limits s3s does not know.
-fn error_response(code: &str, status: u16, message: &str) -> http::Response<ResponseBody> {
+fn error_response(code: &str, status: u16, message: &str) -> http::Response<s3s::Body> {
     let code = s3s::S3ErrorCode::from_bytes(code.as_bytes())
         .unwrap_or_else(|| s3s::S3ErrorCode::Custom(code.to_string().into()));
     let mut err = s3s::S3Error::with_message(code, message.to_string());
     if let Ok(s) = http::StatusCode::from_u16(status) {
         err.set_status_code(s);
     }
-    match err.to_http_response() {
-        Ok(resp) => resp.map(|b| ResponseBody {
-            inner: b,
-            _permit: None,
-        }),
-        Err(_) => {
-            let mut resp = http::Response::new(ResponseBody {
-                inner: s3s::Body::empty(),
-                _permit: None,
-            });
-            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            resp
-        }
-    }
+    err.to_http_response().unwrap_or_else(|_| {
+        let mut resp = http::Response::new(s3s::Body::empty());
+        *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        resp
+    })
 }
 
 fn header_bytes(headers: &http::HeaderMap) -> usize {
@@ -187,46 +291,81 @@ fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
 async fn handle(
     service: &s3s::service::S3Service,
     permits: &Arc<Semaphore>,
+    metrics: &Arc<S3Metrics>,
     req: http::Request<Incoming>,
 ) -> http::Response<ResponseBody> {
-    let Ok(permit) = permits.clone().try_acquire_owned() else {
-        return error_response(
-            "SlowDown",
-            503,
-            "Please reduce your request rate: too many requests in flight.",
-        );
+    let began = Instant::now();
+    let slot = OperationSlot::default();
+    let (resp, permit) = match permits.clone().try_acquire_owned() {
+        Err(_) => (
+            error_response(
+                "SlowDown",
+                503,
+                "Please reduce your request rate: too many requests in flight.",
+            ),
+            None,
+        ),
+        Ok(_) if header_bytes(req.headers()) > HEADER_BYTES_MAX => (
+            error_response(
+                "RequestHeaderSectionTooLarge",
+                400,
+                "Your request header section exceeds the maximum allowed size.",
+            ),
+            None,
+        ),
+        Ok(permit) => {
+            let chunked = is_aws_chunked(req.headers());
+            let received = metrics.received_bytes.clone();
+            let mut req =
+                req.map(|body| s3s::Body::http_body(RequestBody::new(body, chunked, received)));
+            req.extensions_mut().insert(slot.clone());
+            let resp = service.call(req).await.unwrap_or_else(|error| {
+                tracing::warn!(?error, "request failed inside the S3 service");
+                error_response("InternalError", 500, "We encountered an internal error.")
+            });
+            (resp, Some(permit))
+        }
     };
-    if header_bytes(req.headers()) > HEADER_BYTES_MAX {
-        return error_response(
-            "RequestHeaderSectionTooLarge",
-            400,
-            "Your request header section exceeds the maximum allowed size.",
-        );
-    }
-    let chunked = is_aws_chunked(req.headers());
-    let req = req.map(|body| {
-        if chunked {
-            s3s::Body::http_body(ChunkGuard::new(body))
-        } else {
-            s3s::Body::from(body)
-        }
-    });
-    match service.call(req).await {
-        Ok(resp) => resp.map(|inner| ResponseBody {
-            inner,
-            _permit: Some(permit),
-        }),
-        Err(error) => {
-            tracing::warn!(?error, "request failed inside the S3 service");
-            error_response("InternalError", 500, "We encountered an internal error.")
-        }
+    let done = Done {
+        metrics: metrics.clone(),
+        operation: slot.0.get().copied().unwrap_or("Unknown"),
+        status: resp.status().as_u16(),
+        began,
+    };
+    resp.map(|inner| ResponseBody {
+        inner,
+        _permit: permit,
+        done,
+    })
+}
+
+/// Counts a request once its response is sent (or abandoned).
+struct Done {
+    metrics: Arc<S3Metrics>,
+    operation: &'static str,
+    status: u16,
+    began: Instant,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let (operation, status) = (self.operation, self.status);
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels { operation, status })
+            .inc();
+        self.metrics
+            .duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(self.began.elapsed().as_secs_f64());
     }
 }
 
-/// A response body that holds its request's permit until it is sent.
+/// A response body that holds its request's permit until it is sent, and counts it.
 pub struct ResponseBody {
     inner: s3s::Body,
     _permit: Option<OwnedSemaphorePermit>,
+    done: Done,
 }
 
 impl HttpBody for ResponseBody {
@@ -237,7 +376,13 @@ impl HttpBody for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.done.metrics.sent_bytes.inc_by(data.len() as u64);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -274,22 +419,25 @@ enum Framing {
 /// Longest chunk size line (size, extension, signature) accepted.
 const SIZE_LINE_BYTES_MAX: usize = 4096;
 
-/// Checks the declared size of every aws-chunked chunk as the body arrives, before
-/// s3s buffers it.
-struct ChunkGuard {
+/// A request body as it arrives: counted, and for aws-chunked bodies the declared size
+/// of every chunk checked before s3s buffers it.
+struct RequestBody {
     inner: Incoming,
-    framing: Framing,
+    /// `None`: not aws-chunked.
+    framing: Option<Framing>,
+    received: Counter,
 }
 
-impl ChunkGuard {
-    fn new(inner: Incoming) -> Self {
+impl RequestBody {
+    fn new(inner: Incoming, chunked: bool, received: Counter) -> Self {
         Self {
             inner,
-            framing: Framing::Size {
+            framing: chunked.then_some(Framing::Size {
                 size: 0,
                 digits_done: false,
                 line: 0,
-            },
+            }),
+            received,
         }
     }
 }
@@ -357,7 +505,7 @@ fn scan_framing(framing: &mut Framing, mut bytes: &[u8]) -> Result<(), OverLimit
     Ok(())
 }
 
-impl HttpBody for ChunkGuard {
+impl HttpBody for RequestBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -367,10 +515,13 @@ impl HttpBody for ChunkGuard {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref()
-                    && let Err(e) = scan_framing(&mut self.framing, data.chunk())
-                {
-                    return Poll::Ready(Some(Err(Box::new(e))));
+                if let Some(data) = frame.data_ref() {
+                    self.received.inc_by(data.len() as u64);
+                    if let Some(framing) = self.framing.as_mut()
+                        && let Err(e) = scan_framing(framing, data.chunk())
+                    {
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

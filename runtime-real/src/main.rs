@@ -9,7 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use runtime_real::admin;
-use runtime_real::cluster::{self, AdminClient, AdminConfig, InitOptions, NodeConfig};
+use runtime_real::cluster::{self, InitOptions, NodeConfig};
+
+/// mimalloc rather than the C library's allocator: musl's (the static release) slows to
+/// a crawl under many threads, and glibc's holds on to freed memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -17,8 +22,17 @@ use runtime_real::cluster::{self, AdminClient, AdminConfig, InitOptions, NodeCon
     about = "Hamster: an erasure-coded, S3-compatible object store"
 )]
 struct Cli {
+    /// Log lines as text (coloured only on a terminal) or as JSON objects, one a line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -33,6 +47,8 @@ enum Command {
         s3: std::net::SocketAddr,
         #[command(flatten)]
         s3_args: S3Args,
+        #[command(flatten)]
+        ops: OpsArgs,
         /// Seconds between orphan sweeps (tests shorten it).
         #[arg(long, hide = true, default_value_t = engine::sweep::SWEEP_INTERVAL.as_secs())]
         sweep_interval_s: u64,
@@ -82,6 +98,8 @@ enum Command {
     Admin(AdminCommand),
 }
 
+// Parsed once per process: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// Write a new cluster's CA, node certificates and keys, and one config per node
@@ -110,6 +128,8 @@ enum ClusterCommand {
         #[command(flatten)]
         s3_args: S3Args,
         #[command(flatten)]
+        ops: OpsArgs,
+        #[command(flatten)]
         repair: RepairArgs,
     },
 }
@@ -131,6 +151,33 @@ struct S3Args {
     /// localhost is always one.
     #[arg(long)]
     domain: Vec<String>,
+    /// Serve S3 over HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl S3Args {
+    fn tls(&self) -> Option<runtime_real::listener::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(runtime_real::listener::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The operations endpoint.
+#[derive(Args)]
+struct OpsArgs {
+    /// Serve Prometheus metrics (/metrics), liveness (/health) and readiness (/ready)
+    /// on this address, e.g. 127.0.0.1:9100. Off unless given.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Repair's budgets and period (every node repairs; these only pace it).
@@ -185,11 +232,11 @@ impl AdminTarget {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Members, leader, term, commit and applied index, and which members answer.
+    /// Leader and members; per node: role, term, commit and applied index, shards,
+    /// disk used and free, version and uptime (and which members answer).
     Status {
-        /// The admin config written by `cluster init` (admin.toml).
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        target: AdminTarget,
     },
     /// Repair: scrub progress, queue, rebuilds per node; or start a full pass.
     #[command(subcommand)]
@@ -225,16 +272,25 @@ fn version_line() -> String {
     )
 }
 
-fn init_logging() {
+/// Logs go to stderr: text, coloured only when stderr is a terminal (and NO_COLOR is
+/// unset), or JSON objects for log collectors.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // s3s logs every refused signature as an error; the S3 answer says it already.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("info,s3s::ops=off,s3s::service=off")
         });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init();
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -254,23 +310,26 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn execute(command: Command) -> anyhow::Result<()> {
+fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
     match command {
         Command::Server {
             data,
             s3,
-            s3_args:
-                S3Args {
-                    access_key,
-                    secret_key,
-                    region,
-                    domain,
-                },
+            s3_args,
+            ops,
             sweep_interval_s,
             sweep_grace_s,
             repair,
         } => {
-            init_logging();
+            init_logging(log_format);
+            let tls = s3_args.tls();
+            let S3Args {
+                access_key,
+                secret_key,
+                region,
+                domain,
+                ..
+            } = s3_args;
             tracing::info!("{}", version_line());
             let (credentials, source) =
                 runtime_real::keys::credentials(&data, access_key, secret_key)?;
@@ -296,6 +355,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 credentials,
                 region,
                 domains: domain,
+                tls,
+                metrics: ops.metrics,
                 sweep: engine::sweep::SweepConfig {
                     interval: std::time::Duration::from_secs(sweep_interval_s.max(1)),
                     grace: std::time::Duration::from_secs(sweep_grace_s),
@@ -375,16 +436,19 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Run {
             config,
             s3,
-            s3_args:
-                S3Args {
-                    access_key,
-                    secret_key,
-                    region,
-                    domain,
-                },
+            s3_args,
+            ops,
             repair,
         }) => {
-            init_logging();
+            init_logging(log_format);
+            let tls = s3_args.tls();
+            let S3Args {
+                access_key,
+                secret_key,
+                region,
+                domain,
+                ..
+            } = s3_args;
             tracing::info!("{}", version_line());
             let config = NodeConfig::load(&config)?;
             let s3 = s3.map(|addr| cluster::S3Listen {
@@ -393,20 +457,24 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 secret_key,
                 region,
                 domains: domain,
+                tls,
             });
-            runtime().block_on(cluster::run(config, s3, repair.config(), async {
-                stop_signal().await;
-                tracing::info!("stopping on signal");
-            }))?;
+            runtime().block_on(cluster::run(
+                config,
+                s3,
+                repair.config(),
+                ops.metrics,
+                async {
+                    stop_signal().await;
+                    tracing::info!("stopping on signal");
+                },
+            ))?;
         }
-        Command::Admin(AdminCommand::Status { config }) => {
-            let config = AdminConfig::load(&config)?;
-            let statuses = runtime().block_on(async {
-                let client = AdminClient::connect(&config).await?;
-                anyhow::Ok(client.statuses().await)
-            })?;
-            print!("{}", cluster::render_status(&statuses));
-            if statuses.iter().all(|(_, s)| s.is_err()) {
+        Command::Admin(AdminCommand::Status { target }) => {
+            let statuses =
+                runtime().block_on(async { anyhow::Ok(target.open().await?.statuses().await) })?;
+            print!("{}", admin::render_status(&statuses));
+            if statuses.iter().all(|(_, _, s)| s.is_err()) {
                 anyhow::bail!("no member answered");
             }
         }
@@ -441,7 +509,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match execute(cli.command) {
+    match execute(cli.command, cli.log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hamster: {error:#}");

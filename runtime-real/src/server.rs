@@ -17,7 +17,7 @@ use engine::s3::S3Config;
 use tokio::net::TcpListener;
 
 use crate::keys::Credentials;
-use crate::listener::serve_s3;
+use crate::listener::{S3Front, serve_s3};
 use crate::{NetLimits, RealDisk, RealEnv, RealNet, Transport};
 
 /// `hamster server`'s settings.
@@ -28,6 +28,10 @@ pub struct ServerOptions {
     pub region: String,
     /// Base domains for virtual-host addressing (`bucket.<domain>`).
     pub domains: Vec<String>,
+    /// HTTPS on the S3 port (`--tls-cert`, `--tls-key`).
+    pub tls: Option<crate::listener::TlsFiles>,
+    /// The operations endpoint (`--metrics`): /metrics, /health, /ready.
+    pub metrics: Option<SocketAddr>,
     pub sweep: engine::sweep::SweepConfig,
     pub repair: engine::repair::RepairConfig,
 }
@@ -42,6 +46,7 @@ pub async fn run_server(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data)
         .with_context(|| format!("creating {}", options.data.display()))?;
+    let tls = options.tls.as_ref().map(|f| f.acceptor()).transpose()?;
     let disk = RealDisk::open(&options.data)?;
     // One member: nobody to call and nobody calls in.
     let net = RealNet::client(
@@ -75,27 +80,28 @@ pub async fn run_server(
     // still serves S3; only `hamster admin --data` cannot reach it.
     if let Err(error) = crate::admin_socket::serve_socket(
         &options.data,
-        env,
+        env.clone(),
         started.raft.clone(),
         started.repair.clone(),
     ) {
         tracing::warn!(error = %format!("{error:#}"), "no admin socket; hamster admin --data cannot reach this server");
     }
     let (stop, failure) = stop_or_driver_failure(stop, started.raft.clone());
-    let s3 = started.s3;
+    let s3 = started.s3.clone();
+    let metrics = crate::metrics::start(options.metrics, env, Arc::new(started)).await?;
     let listener = TcpListener::bind(options.s3)
         .await
-        .with_context(|| format!("listening on {}", options.s3))?;
-    tracing::info!(s3 = %listener.local_addr()?, data = %options.data.display(), "hamster server ready");
-    serve_s3(
-        listener,
-        s3,
-        &options.credentials,
-        &options.region,
-        &options.domains,
-        stop,
-    )
-    .await;
+        .with_context(|| format!("listening for S3 on {} (--s3)", options.s3))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(s3 = %format!("{scheme}://{}", listener.local_addr()?), data = %options.data.display(), "hamster server ready");
+    let front = S3Front {
+        credentials: options.credentials,
+        region: options.region,
+        domains: options.domains,
+        tls,
+        metrics,
+    };
+    serve_s3(listener, s3, &front, stop).await;
     failure.check()
 }
 

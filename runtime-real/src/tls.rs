@@ -88,6 +88,44 @@ impl Tls {
     }
 }
 
+/// HTTPS for the S3 API (`--tls-cert FILE --tls-key FILE`): the server's certificate
+/// chain and private key, PEM. No client certificates are asked for.
+pub fn s3_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p)
+            .with_context(|| format!("reading the {what} {} (--tls-{what})", p.display()))
+    };
+    let (cert_pem, key_pem) = (read(cert, "cert")?, read(key, "key")?);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    if chain.is_empty() {
+        return Err(anyhow!(
+            "{} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
+            cert.display()
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).with_context(|| {
+        format!(
+            "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+            key.display()
+        )
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .with_context(|| {
+            format!(
+                "the key {} does not match the certificate {}",
+                key.display(),
+                cert.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 pub(crate) fn server_name(id: NodeId) -> ServerName<'static> {
     ServerName::try_from(peer_name(id)).expect("node names are valid DNS names")
 }

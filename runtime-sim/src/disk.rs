@@ -703,6 +703,16 @@ impl Disk for SimDisk {
         })
     }
 
+    async fn space(&self) -> Result<engine::env::DiskSpace, DiskError> {
+        match self.world.lock().disks.get(&self.node) {
+            Some(d) => Ok(engine::env::DiskSpace {
+                total_bytes: d.capacity_bytes,
+                free_bytes: d.capacity_bytes.saturating_sub(d.used_bytes),
+            }),
+            None => Err(DiskError::Io { path: ".".into() }),
+        }
+    }
+
     type Backend = SimBackend;
 
     async fn storage_backend(&self, path: &str) -> Result<SimBackend, DiskError> {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::env::{Env, NodeId};
+use crate::env::{Disk, Env, NodeId};
 use crate::meta::{Applied, Command};
 use crate::raft::forward::propose_anywhere;
 use crate::raft::node::{self as raft_node, ProposeError, RaftHandle};
@@ -81,6 +81,16 @@ pub struct StatusWire {
     pub applied: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// The engine's version (the workspace's).
+    pub version: String,
+    pub uptime_s: u64,
+    /// The node's data disk (`None`: it could not be read).
+    pub disk: Option<crate::env::DiskSpace>,
+    /// Shard files held, voters reachable (from repair's last presence pass).
+    pub shards_held: u64,
+    pub members_reachable: u64,
+    /// Has a leader and reaches at least the write floor of members.
+    pub ready: bool,
 }
 
 /// Answers one client or admin request (the node endpoint and `hamster server`'s admin
@@ -141,19 +151,39 @@ pub async fn client_request<E: Env>(
         ClientRequest::ReadLocal { bucket, key } => {
             ClientResponse::Object(local_object(raft, &bucket, &key))
         }
-        ClientRequest::Status => {
-            let s = raft.status();
-            ClientResponse::Status(StatusWire {
-                id: s.id,
-                leader: s.leader,
-                term: s.term,
-                role: format!("{:?}", s.role),
-                commit: s.commit,
-                applied: s.applied,
-                voters: s.voters,
-                learners: s.learners,
-            })
-        }
+        ClientRequest::Status => ClientResponse::Status(status(env, raft, repair).await),
+    }
+}
+
+/// This node as `hamster admin status` shows it.
+pub async fn status<E: Env>(env: &E, raft: &RaftHandle, repair: Option<&Repair<E>>) -> StatusWire {
+    let s = raft.status();
+    let r = repair.map(Repair::status).unwrap_or_default();
+    let members = s.voters.len().max(1);
+    // Before the first presence pass only this node is known to answer.
+    let reachable = if r.members == 0 {
+        1
+    } else {
+        r.members_reachable as usize
+    };
+    let ready = s.leader != 0
+        && s.stopped.is_none()
+        && reachable >= crate::placement::ladder(members).write_floor();
+    StatusWire {
+        id: s.id,
+        leader: s.leader,
+        term: s.term,
+        role: format!("{:?}", s.role),
+        commit: s.commit,
+        applied: s.applied,
+        voters: s.voters,
+        learners: s.learners,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_s: repair.map_or(0, |r| r.uptime().as_secs()),
+        disk: env.disk().space().await.ok(),
+        shards_held: r.shards_held,
+        members_reachable: reachable as u64,
+        ready,
     }
 }
 

@@ -208,7 +208,8 @@ pub async fn start<E: Env>(
     env: E,
     config: NodeConfig,
 ) -> Result<Started<E>, crate::raft::start::StartError> {
-    let store = ShardStore::new(env.disk().clone(), config.shard_dir.clone());
+    let store = ShardStore::new(env.disk().clone(), config.shard_dir.clone())
+        .with_metrics(config.raft.metrics.clone());
     if let Err(error) = store
         .recover(crate::shard_store::RecoveryCheck::Structure)
         .await

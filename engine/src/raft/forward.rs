@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::env::{Env, Net, NodeId};
+use crate::env::{Clock, Env, Net, NodeId};
 use crate::meta::{Applied, Command};
 use crate::raft::node::{ProposeError, RaftHandle};
 use crate::wire::{self, Tag};
@@ -28,9 +28,15 @@ pub async fn propose_anywhere<E: Env>(
             other => other,
         }
     };
-    crate::env::timeout(env.clock(), timeout, attempt)
+    let began = env.clock().now();
+    let result = crate::env::timeout(env.clock(), timeout, attempt)
         .await
-        .unwrap_or(Err(ProposeError::Timeout))
+        .unwrap_or(Err(ProposeError::Timeout));
+    if result.is_ok() {
+        let took = env.clock().now().saturating_sub(began);
+        raft.metrics().proposal_duration.observe(took.as_secs_f64());
+    }
+    result
 }
 
 async fn forward<E: Env>(

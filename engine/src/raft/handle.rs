@@ -11,6 +11,7 @@ use raft::eraftpb::Message;
 use crate::env::{Disk, NodeId};
 use crate::meta::store::{MetaReader, MetaStore, StoreError};
 use crate::meta::{Applied, Command};
+use crate::metrics::Metrics;
 use crate::raft::snapshot;
 
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct RaftConfig {
     /// Keep [`RaftStatus::applied_chain`] (the simulator's checkers compare it). Each
     /// epoch hashes the whole state, so production nodes leave it off.
     pub applied_chain: bool,
+    /// The node's counters (proposal latency is observed here).
+    pub metrics: Arc<Metrics>,
 }
 
 impl RaftConfig {
@@ -45,6 +48,7 @@ impl RaftConfig {
             snapshot_every: 1000,
             log_tail_keep: 1000,
             applied_chain: true,
+            metrics: Arc::default(),
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct RaftStatus {
     pub learners: Vec<NodeId>,
     /// Snapshots from a leader installed by this incarnation of the driver.
     pub snapshots_installed: u64,
+    /// Times a leader became known in a term (or a different one), since start-up.
+    pub leader_changes: u64,
     /// Why the driver stopped, once it has (it no longer votes, acks or applies).
     pub stopped: Option<String>,
     /// A digest of the applied log: at every index divisible by [`CHAIN_EPOCH`] it
@@ -130,6 +136,7 @@ pub struct RaftHandle {
     pub(super) shared: Arc<Mutex<Shared>>,
     pub(super) store: Arc<MetaStore>,
     pub(super) dir: Arc<str>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl RaftHandle {
@@ -225,6 +232,11 @@ impl RaftHandle {
             // The driver was dropped without stopping (its node was killed).
             Err(_) => std::future::pending().await,
         }
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn status(&self) -> RaftStatus {

@@ -608,9 +608,18 @@ impl<E: Env> Driver<E> {
             voters: conf.voters.clone(),
             learners: conf.learners.clone(),
             snapshots_installed: self.snapshots_installed,
+            leader_changes: 0,
             stopped: None,
             applied_chain: self.chain,
         };
-        self.shared.lock().expect("shared").status = status;
+        let mut shared = self.shared.lock().expect("shared");
+        let before = &shared.status;
+        let changed =
+            status.leader != 0 && (status.leader, status.term) != (before.leader, before.term);
+        let status = RaftStatus {
+            leader_changes: before.leader_changes + u64::from(changed),
+            ..status
+        };
+        shared.status = status;
     }
 }

@@ -53,6 +53,7 @@ pub async fn start<E: Env>(
 ) -> Result<(RaftHandle, impl std::future::Future<Output = ()> + Send), StartError> {
     let disk = env.disk().clone();
     let dir = config.dir.clone();
+    let metrics = config.metrics.clone();
     let (hard, slot) = HardStateSlots::open(disk.clone(), &dir).await?;
     let mut hs = slot.hs.clone();
     let backend = disk.storage_backend(&format!("{dir}/state.redb")).await?;
@@ -183,6 +184,7 @@ pub async fn start<E: Env>(
         shared,
         store,
         dir: dir.into(),
+        metrics,
     };
     Ok((handle, driver.run(rx)))
 }

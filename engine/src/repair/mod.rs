@@ -105,6 +105,13 @@ pub struct RepairStatus {
     pub cleared_lost: u64,
     /// Rebuilt shards placed on a spare because their holder was down too long.
     pub moved_shards: u64,
+    /// Shard files in this node's directory at the last presence pass.
+    pub shards_held: u64,
+    /// Voters, and those that answered the last presence pass's ping (this node counts).
+    pub members: u64,
+    pub members_reachable: u64,
+    /// Blobs marked lost in the whole store, as of the last complete presence pass.
+    pub lost_blobs: u64,
 }
 
 #[derive(Default)]
@@ -122,6 +129,8 @@ pub struct Repair<E: Env> {
     raft: RaftHandle,
     config: RepairConfig,
     inner: Mutex<Inner>,
+    /// When the node started (this service starts with it).
+    started: std::time::Duration,
 }
 
 impl<E: Env> Repair<E> {
@@ -138,6 +147,7 @@ impl<E: Env> Repair<E> {
             raft,
             config,
             inner: Mutex::new(Inner::default()),
+            started: env.clock().now(),
         });
         if !repair.config.enabled {
             return repair;
@@ -151,6 +161,11 @@ impl<E: Env> Repair<E> {
     /// Starts a full scrub pass now (unless one is under way).
     pub fn start_scrub(&self) {
         self.inner.lock().expect("repair").scrub_requested = true;
+    }
+
+    /// Time since the node started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.env.clock().now().saturating_sub(self.started)
     }
 
     pub fn status(&self) -> RepairStatus {

@@ -51,8 +51,13 @@ impl<E: Env> Repair<E> {
         self.probe_peers().await;
         let (down, long_down) = self.down_nodes();
         let members = self.raft.status().voters.len().max(1);
+        self.update(|s| {
+            s.shards_held = local.len() as u64;
+            s.members = members as u64;
+            s.members_reachable = members.saturating_sub(down.len()) as u64;
+        });
         let mut after = None;
-        let mut probes = 0;
+        let (mut probes, mut lost_blobs) = (0, 0);
         loop {
             // The local replica: a shard it wrongly calls missing is checked against
             // an up-to-date one before anything is rebuilt (`Repair::repair_one`).
@@ -76,6 +81,7 @@ impl<E: Env> Repair<E> {
                 // A lost blob is not rebuilt pass after pass: it is read back (below),
                 // and repaired as usual once it reads again.
                 let is_lost = data_ref.lost.is_some();
+                lost_blobs += u64::from(is_lost);
                 // A takeover needs a spare: a member outside the layout.
                 let guardian = !long_down.is_empty()
                     && layout.shards.len() < members
@@ -105,7 +111,10 @@ impl<E: Env> Repair<E> {
             }
             match page.last() {
                 Some((last, _)) if page.len() == PRESENCE_PAGE_REFS => after = Some(*last),
-                _ => return,
+                _ => {
+                    self.update(|s| s.lost_blobs = lost_blobs);
+                    return;
+                }
             }
         }
     }

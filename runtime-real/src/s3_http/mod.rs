@@ -64,6 +64,18 @@ impl Edge {
     }
 }
 
+/// The length of a request's object bytes: Content-Length, or for an aws-chunked body
+/// sent without one (HTTP chunked, as the SDKs do over HTTPS with a trailing checksum)
+/// its `x-amz-decoded-content-length`.
+fn body_size(content_length: Option<i64>, headers: &http::HeaderMap) -> Option<i64> {
+    content_length.or_else(|| {
+        headers
+            .get("x-amz-decoded-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    })
+}
+
 /// The engine answered with a response this operation never gives.
 fn unexpected(r: Response) -> s3s::S3Error {
     s3s_error(es3::S3Error::Internal(format!(

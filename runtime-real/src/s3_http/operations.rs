@@ -10,7 +10,7 @@ use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result};
 
 use super::convert::*;
-use super::{Edge, header_inputs, put_output, unexpected};
+use super::{Edge, body_size, header_inputs, put_output, unexpected};
 
 #[async_trait::async_trait]
 impl s3s::S3 for Edge {
@@ -124,7 +124,7 @@ impl s3s::S3 for Edge {
             if_match: i.if_match.as_ref().map(etag_text),
             if_none_match: i.if_none_match.as_ref().map(etag_text),
             body: BodyArgs {
-                size: i.content_length,
+                size: body_size(i.content_length, &raw),
                 content_md5: i.content_md5,
                 checksum: checksum_args(
                     i.checksum_algorithm.as_ref(),
@@ -140,7 +140,7 @@ impl s3s::S3 for Edge {
             bucket: i.bucket,
             key: i.key,
         };
-        let size = i.content_length;
+        let size = body_size(i.content_length, &raw);
         let request = Request::PutObject(Box::new(args));
         let out = put_output(self.run_with_body(request, i.body, trailers).await?)?;
         let c = checksum_fields(out.checksum.as_ref());
@@ -489,7 +489,7 @@ impl s3s::S3 for Edge {
             upload_id: i.upload_id,
             part_number: i.part_number,
             body: BodyArgs {
-                size: i.content_length,
+                size: body_size(i.content_length, &req.headers),
                 content_md5: i.content_md5,
                 checksum: checksum_args(
                     i.checksum_algorithm.as_ref(),

@@ -1,0 +1,195 @@
+//! A node's event counters, in Prometheus types (`prometheus-client`): the events only
+//! the engine sees (shard reads and writes, checksum failures, disk errors, degraded and
+//! refused writes, degraded reads, proposal latency). The front end registers them
+//! with [`Metrics::register`] beside what it reads at scrape time (Raft status, repair
+//! status) and what it counts itself (S3 requests).
+//!
+//! Counters are written, never read, by node logic: they do not steer anything, so a
+//! simulated run stays deterministic.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::env::DiskError;
+use crate::shard_store::ShardError;
+
+/// What a disk error was, as a label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum DiskErrorKind {
+    Io,
+    NoSpace,
+    NotFound,
+    ShortRead,
+    InvalidPath,
+    Other,
+}
+
+impl DiskErrorKind {
+    pub fn of(e: &DiskError) -> Self {
+        match e {
+            DiskError::Io { .. } => Self::Io,
+            DiskError::NoSpace { .. } => Self::NoSpace,
+            DiskError::NotFound { .. } => Self::NotFound,
+            DiskError::ShortRead { .. } => Self::ShortRead,
+            DiskError::InvalidPath { .. } => Self::InvalidPath,
+            DiskError::Other { .. } => Self::Other,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiskErrorLabels {
+    pub kind: DiskErrorKind,
+}
+
+/// Latency buckets in seconds: 100 µs to ~26 s, doubling.
+pub fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 19)
+}
+
+/// One node's engine counters. Cheap to share (`Arc`); each counter is atomic.
+#[derive(Debug)]
+pub struct Metrics {
+    pub shard_reads: Counter,
+    pub shard_read_bytes: Counter,
+    pub shard_writes: Counter,
+    pub shard_write_bytes: Counter,
+    /// Reads and verifies that found a shard whose checksums disagree with its bytes.
+    pub shard_verify_failures: Counter,
+    pub disk_errors: Family<DiskErrorLabels, Counter>,
+    /// Writes acknowledged with fewer than k+m sealed shards.
+    pub degraded_writes: Counter,
+    /// Writes refused because fewer than the floor of shards could be sealed.
+    pub write_floor_refusals: Counter,
+    /// Reads that had to decode from parity (a data shard was unusable).
+    pub degraded_reads: Counter,
+    /// From a proposal to its commit and local apply, seen by the proposer.
+    pub proposal_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            shard_reads: Counter::default(),
+            shard_read_bytes: Counter::default(),
+            shard_writes: Counter::default(),
+            shard_write_bytes: Counter::default(),
+            shard_verify_failures: Counter::default(),
+            disk_errors: Family::default(),
+            degraded_writes: Counter::default(),
+            write_floor_refusals: Counter::default(),
+            degraded_reads: Counter::default(),
+            proposal_duration: Histogram::new(latency_buckets()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds every counter to `registry` (names get the registry's prefix).
+    pub fn register(&self, registry: &mut Registry) {
+        let shard = registry.sub_registry_with_prefix("shard");
+        shard.register(
+            "reads",
+            "Shard ranged reads served",
+            self.shard_reads.clone(),
+        );
+        shard.register_with_unit(
+            "read",
+            "Shard bytes read",
+            Unit::Bytes,
+            self.shard_read_bytes.clone(),
+        );
+        shard.register("writes", "Shards sealed", self.shard_writes.clone());
+        shard.register_with_unit(
+            "written",
+            "Shard bytes sealed",
+            Unit::Bytes,
+            self.shard_write_bytes.clone(),
+        );
+        shard.register(
+            "verify_failures",
+            "Shard reads or verifies that found a checksum mismatch",
+            self.shard_verify_failures.clone(),
+        );
+        shard.register(
+            "disk_errors",
+            "Disk errors under shard operations, by kind",
+            self.disk_errors.clone(),
+        );
+        let data = registry.sub_registry_with_prefix("data_path");
+        data.register(
+            "degraded_writes",
+            "Writes acknowledged with fewer than k+m sealed shards",
+            self.degraded_writes.clone(),
+        );
+        data.register(
+            "floor_refusals",
+            "Writes refused (503 SlowDown) below the write floor of k+1 sealed shards",
+            self.write_floor_refusals.clone(),
+        );
+        data.register(
+            "degraded_reads",
+            "Reads decoded from parity because a data shard was unusable",
+            self.degraded_reads.clone(),
+        );
+        registry
+            .sub_registry_with_prefix("raft")
+            .register_with_unit(
+                "proposal_duration",
+                "Time from a proposal to its commit and apply on the proposing node",
+                Unit::Seconds,
+                self.proposal_duration.clone(),
+            );
+    }
+
+    /// Counts a shard operation's failure: a checksum mismatch or a disk error.
+    pub fn shard_failed(&self, error: &ShardError) {
+        match error {
+            ShardError::Corrupt { .. } | ShardError::Truncated { .. } => {
+                self.shard_verify_failures.inc();
+            }
+            ShardError::Disk(e) => {
+                self.disk_errors
+                    .get_or_create(&DiskErrorLabels {
+                        kind: DiskErrorKind::of(e),
+                    })
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_names_follow_prometheus_conventions() {
+        let metrics = Metrics::default();
+        metrics.shard_reads.inc();
+        metrics.shard_failed(&ShardError::Disk(DiskError::NoSpace { path: "x".into() }));
+        metrics.shard_failed(&ShardError::Corrupt {
+            file: "f".into(),
+            reason: "r".into(),
+        });
+        metrics.proposal_duration.observe(0.003);
+        let mut registry = Registry::with_prefix("hamster");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "hamster_shard_reads_total 1",
+            "hamster_shard_read_bytes_total 0",
+            "hamster_shard_verify_failures_total 1",
+            "hamster_shard_disk_errors_total{kind=\"NoSpace\"} 1",
+            "hamster_data_path_floor_refusals_total 0",
+            "hamster_raft_proposal_duration_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+}
