@@ -24,6 +24,11 @@ repair:  six nodes (4+2) filled until each holds --repair-gib GiB of shards (64 
          same refill again while `hamster bench` PUTs and GETs 1 MiB objects x8, as a
          ratio to the same load with repair idle. Default budgets throughout.
 
+release: the static release binary (scripts/release.sh: musl, mimalloc) against the
+         glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
+         x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
+         each and the ratio static / glibc per phase (median over rounds); sizes.
+
 Servers listen on 127.0.0.1 free ports and are stopped at the end.
 """
 
@@ -67,7 +72,7 @@ def bench(endpoint, sizes, workers, seconds):
     env = client_env()
     env.update(HAMSTER_ACCESS_KEY=ACCESS_KEY, HAMSTER_SECRET_KEY=SECRET_KEY)
     out = subprocess.run(
-        [hamster_bin(), "bench", "--endpoint", endpoint, "--sizes", sizes,
+        [os.environ.get("HAMSTER_BENCH_BIN", hamster_bin()), "bench", "--endpoint", endpoint, "--sizes", sizes,
          "--workers", workers, "--seconds", str(seconds)],
         env=env, capture_output=True, text=True, check=True)
     return out.stdout.strip()
@@ -351,10 +356,71 @@ def run_repair(seconds, tmp, gib):
         c.stop()
 
 
+def phase_rates(text):
+    """{(phase, size): ops/s} from `hamster bench` output."""
+    rates = {}
+    for line in text.splitlines():
+        m = re.match(r"(\S+)\s+(\S+) x\d+\s+([\d.]+) ops/s", line)
+        if m:
+            rates[(m.group(1), m.group(2))] = float(m.group(3))
+    return rates
+
+
+def run_release(seconds, tmp, rounds, also=()):
+    root = os.path.join(os.path.dirname(__file__), "..")
+    version = re.search(r'^version = "(.*)"$', open(os.path.join(root, "Cargo.toml")).read(),
+                        re.M).group(1)
+    builds = {
+        "glibc": os.path.abspath(os.path.join(root, "target", "release", "hamster")),
+        "static": os.path.abspath(os.path.join(root, "dist", f"hamster-{version}-x86_64-linux")),
+    }
+    for extra in also:
+        name, _, path = extra.partition("=")
+        builds[name] = os.path.abspath(path)
+    for name, path in builds.items():
+        if not os.path.exists(path):
+            sys.exit(f"no {name} build at {path}: run cargo build --release and scripts/release.sh")
+    print("## static release vs glibc build (`hamster server`, interleaved rounds)\n")
+    for name, path in builds.items():
+        print(f"{name}: {path}: {os.path.getsize(path) / MiB:.1f} MiB")
+    # One load generator for every round: the glibc build's `hamster bench`.
+    os.environ["HAMSTER_BENCH_BIN"] = builds["glibc"]
+    results = {name: [] for name in builds}
+    order = []
+    names = list(builds)
+    for r in range(rounds):
+        order += names if r % 2 == 0 else names[::-1]
+    for i, name in enumerate(order):
+        os.environ["HAMSTER_BIN"] = builds[name]
+        s = Server(os.path.join(tmp, f"release-{i}-{name}")).start()
+        try:
+            results[name].append(phase_rates(bench(s.endpoint, "4KiB,1MiB", "16,8", seconds)))
+        finally:
+            s.stop()
+    def med(v):
+        v = sorted(v)
+        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+    others = names[1:]
+    print(f"\nops/s, median of {rounds} rounds; ratios to glibc are medians of per-round ratios\n")
+    print("| phase | glibc | " + " | ".join(f"{o} | {o} / glibc" for o in others) + " |")
+    print("|---|---|" + "---|---|" * len(others))
+    for key in results["glibc"][0]:
+        g = [r[key] for r in results["glibc"]]
+        cells = []
+        for o in others:
+            v = [r[key] for r in results[o]]
+            cells += [f"{med(v):.0f}", f"{med([b / a for a, b in zip(g, v)]):.2f}"]
+        print(f"| {key[0]} {key[1]} | {med(g):.0f} | " + " | ".join(cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--only", choices=["server", "raft", "cluster", "repair"])
+    ap.add_argument("--only", choices=["server", "raft", "cluster", "repair", "release"])
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of the release comparison")
+    ap.add_argument("--also", action="append", default=[],
+                    help="NAME=PATH: another build for the release comparison")
     ap.add_argument("--repair-gib", type=float, default=2.0)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hamster-bench-", dir=os.environ.get("TMPDIR")) as tmp:
@@ -366,6 +432,8 @@ def main():
             run_cluster(a.seconds, tmp)
         if a.only in (None, "repair"):
             run_repair(a.seconds, tmp, a.repair_gib)
+        if a.only in (None, "release"):
+            run_release(a.seconds, tmp, a.rounds, a.also)
 
 
 if __name__ == "__main__":

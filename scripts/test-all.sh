@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test Hamster has, from a clean clone: formatting, lints, unit, property and
-# tidy tests, the real-file and real-socket tests, the S3 suites (boto3; aws CLI, rclone,
-# restic, s3cmd; kill -9 durability), every regression seed, a determinism check of
-# every scenario, and a time-boxed fuzz of random seeds. Installs the clients it needs.
+# tidy tests, the real-file and real-socket tests, the S3 suites (boto3, with metrics,
+# health, TLS and logs; aws CLI, rclone, restic, s3cmd against the static release
+# binary; kill -9 durability), the release build and its checks, every regression
+# seed, a determinism check of every scenario, and a time-boxed fuzz of random seeds.
+# Installs the clients it needs.
 #
 # Environment: HAMSTER_FUZZ_SECONDS (default 600) bounds the fuzz; HAMSTER_FUZZ_JOBS
 # (default 2) sets its parallelism.
@@ -15,7 +17,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "tools: S3 clients from Debian's packages, boto3 and pytest from PyPI"
 missing=""
-for tool in aws:awscli rclone:rclone restic:restic s3cmd:s3cmd curl:curl; do
+for tool in aws:awscli rclone:rclone restic:restic s3cmd:s3cmd curl:curl file:file openssl:openssl objcopy:binutils; do
     [ -x "/usr/bin/${tool%%:*}" ] || missing="$missing ${tool#*:}"
 done
 if [ -n "$missing" ]; then
@@ -48,8 +50,12 @@ step "hamster version"
 step "S3 API through boto3: every operation, its errors, kill -9 durability"
 HAMSTER_BIN=target/sim/hamster target/py/bin/python -m pytest -q -p no:cacheprovider runtime-real/tests/s3
 
-step "compatibility: aws CLI, rclone, restic, s3cmd against hamster server"
-HAMSTER_BIN=target/sim/hamster bash scripts/compat.sh
+step "release: the static binary (scripts/release.sh checks it is static, stripped, stamped, summed)"
+bash scripts/release.sh
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+
+step "compatibility: aws CLI, rclone, restic, s3cmd against the static release's hamster server"
+HAMSTER_BIN="dist/hamster-$version-x86_64-linux" bash scripts/compat.sh
 
 # The simulator's runs log what the nodes report (corrupt shards, refused logs) at warn;
 # a failing seed prints its replay command, which shows them again.

@@ -291,7 +291,7 @@ pub async fn run(
     let tls = Arc::new(config.credentials.tls()?);
     let peers = config.credentials.peers()?;
     std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        .with_context(|| format!("creating the data directory {} (data_dir in the node config)", config.data_dir.display()))?;
     let disk = RealDisk::open(&config.data_dir)?;
     let listen = config.listen_addr()?;
     let net = RealNet::bind_with(
@@ -338,7 +338,7 @@ pub async fn run(
         (Some(listen), Some(keys)) => {
             let listener = tokio::net::TcpListener::bind(listen.addr)
                 .await
-                .with_context(|| format!("listening for S3 on {} (--s3)", listen.addr))?;
+                .with_context(|| format!("listening for S3 on {} (is another process there? pick another address with --s3)", listen.addr))?;
             let scheme = if s3_tls.is_some() { "https" } else { "http" };
             tracing::info!(node = id, s3 = %format!("{scheme}://{}", listener.local_addr()?), "S3 endpoint ready");
             let front = crate::listener::S3Front {

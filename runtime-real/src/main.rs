@@ -13,6 +13,7 @@ use runtime_real::cluster::{self, InitOptions, NodeConfig};
 
 /// mimalloc rather than the C library's allocator: musl's (the static release) slows to
 /// a crawl under many threads, and glibc's holds on to freed memory.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -475,7 +476,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 runtime().block_on(async { anyhow::Ok(target.open().await?.statuses().await) })?;
             print!("{}", admin::render_status(&statuses));
             if statuses.iter().all(|(_, _, s)| s.is_err()) {
-                anyhow::bail!("no member answered");
+                anyhow::bail!("no member answered (each row above says why)");
             }
         }
         Command::Admin(AdminCommand::Repair(RepairCommand::Status { target })) => {

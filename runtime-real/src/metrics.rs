@@ -376,7 +376,7 @@ async fn answer(
 async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("listening for metrics on {addr} (--metrics)"))
+        .with_context(|| format!("listening for metrics on {addr} (is another process there? pick another address with --metrics)"))
 }
 
 /// Serves the operations endpoint on `listener` for as long as the task lives.
