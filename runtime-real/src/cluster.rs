@@ -290,8 +290,12 @@ pub async fn run(
     };
     let tls = Arc::new(config.credentials.tls()?);
     let peers = config.credentials.peers()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {} (data_dir in the node config)", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "creating the data directory {} (data_dir in the node config)",
+            config.data_dir.display()
+        )
+    })?;
     let disk = RealDisk::open(&config.data_dir)?;
     let listen = config.listen_addr()?;
     let net = RealNet::bind_with(

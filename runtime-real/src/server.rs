@@ -44,8 +44,12 @@ pub async fn run_server(
     options: ServerOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&options.data)
-        .with_context(|| format!("creating the data directory {} (--data)", options.data.display()))?;
+    std::fs::create_dir_all(&options.data).with_context(|| {
+        format!(
+            "creating the data directory {} (--data)",
+            options.data.display()
+        )
+    })?;
     let tls = options.tls.as_ref().map(|f| f.acceptor()).transpose()?;
     let disk = RealDisk::open(&options.data)?;
     // One member: nobody to call and nobody calls in.
@@ -89,9 +93,12 @@ pub async fn run_server(
     let (stop, failure) = stop_or_driver_failure(stop, started.raft.clone());
     let s3 = started.s3.clone();
     let metrics = crate::metrics::start(options.metrics, env, Arc::new(started)).await?;
-    let listener = TcpListener::bind(options.s3)
-        .await
-        .with_context(|| format!("listening for S3 on {} (is another process there? pick another address with --s3)", options.s3))?;
+    let listener = TcpListener::bind(options.s3).await.with_context(|| {
+        format!(
+            "listening for S3 on {} (is another process there? pick another address with --s3)",
+            options.s3
+        )
+    })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(s3 = %format!("{scheme}://{}", listener.local_addr()?), data = %options.data.display(), "hamster server ready");
     let front = S3Front {
