@@ -34,9 +34,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::env::{BodySender, BodyStream, Env, NodeId, timeout};
+use crate::env::{BodySender, BodyStream, Clock, Env, NodeId, timeout};
 use crate::erasure::{CodecId, Geometry, ReedSolomon, reconstruct_owned};
 use crate::meta::{DataLayout, ShardPlacement};
+use crate::metrics::{Metrics, Stage};
 use crate::placement::{CHUNK_SIZE_BYTES, Profile};
 use crate::shard_store::rpc::{self as shard_rpc, CallError, RemoteError};
 mod rebuild;
@@ -236,9 +237,13 @@ impl<E: Env> Sink<E> {
         }
     }
 
-    async fn seal(self, env: &E) -> Result<SealedShard, String> {
-        match self {
-            Sink::Local(writer) => writer.seal().await.map_err(|e| e.to_string()),
+    async fn seal(self, env: &E, metrics: &Metrics) -> Result<SealedShard, String> {
+        let began = env.clock().now();
+        let (sealed, stage) = match self {
+            Sink::Local(writer) => (
+                writer.seal().await.map_err(|e| e.to_string()),
+                Stage::SealLocal,
+            ),
             Sink::Remote { tx, answer } => {
                 let finished = async {
                     tx.finish().await.map_err(|e| e.to_string())?;
@@ -247,11 +252,14 @@ impl<E: Env> Sink<E> {
                         Err(_) => Err("holder answer lost".to_string()),
                     }
                 };
-                timeout(env.clock(), SEAL_TIMEOUT, finished)
+                let sealed = timeout(env.clock(), SEAL_TIMEOUT, finished)
                     .await
-                    .unwrap_or(Err("no answer after the last frame".into()))
+                    .unwrap_or(Err("no answer after the last frame".into()));
+                (sealed, Stage::SealRemote)
             }
-        }
+        };
+        metrics.stage(stage, began, env.clock().now());
+        sealed
     }
 
     /// Gives the shard up: a local temporary is removed; a remote stream is dropped
@@ -369,8 +377,10 @@ impl<E: Env> DataPath<E> {
         source: &mut impl ByteSource,
         spec: &WriteSpec,
     ) -> Result<DataLayout, WriteError> {
+        let began = self.env.clock().now();
         let written = self.write_stripes(source, spec).await;
         let metrics = self.store.metrics();
+        metrics.stage(Stage::WriteBlob, began, self.env.clock().now());
         match &written {
             Ok(layout) if layout.sealed_shards() < layout.shards.len() => {
                 metrics.degraded_writes.inc();
@@ -425,7 +435,7 @@ impl<E: Env> DataPath<E> {
         let env = &self.env;
         let seals = sinks.into_iter().map(|sink| async move {
             match sink {
-                Some(sink) => Some(sink.seal(env).await),
+                Some(sink) => Some(sink.seal(env, self.store.metrics()).await),
                 None => None,
             }
         });
@@ -590,7 +600,9 @@ impl<E: Env> DataPath<E> {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, String> {
-        let result = if node == self.env.node_id() {
+        let began = self.env.clock().now();
+        let local = node == self.env.node_id();
+        let result = if local {
             self.store
                 .read_range(&id, offset, len)
                 .await
@@ -610,6 +622,14 @@ impl<E: Env> DataPath<E> {
                     other => Fetch::Unreachable(other.to_string()),
                 })
         };
+        let stage = if local {
+            Stage::FetchLocal
+        } else {
+            Stage::FetchRemote
+        };
+        self.store
+            .metrics()
+            .stage(stage, began, self.env.clock().now());
         result.map_err(|failure| match failure {
             Fetch::Corrupt(reason) => {
                 self.report(node, id, reason.clone());

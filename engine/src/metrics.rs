@@ -45,6 +45,33 @@ pub struct DiskErrorLabels {
     pub kind: DiskErrorKind,
 }
 
+/// A step of a request whose time is measured (`hamster_stage_duration_seconds`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Stage {
+    /// The ReadIndex before a consistent read (a round to the leader, then the local
+    /// apply catching up to it).
+    ReadIndex,
+    /// A blob stored: the body streamed, encoded and sent, every shard sealed.
+    WriteBlob,
+    /// One shard sealed on this node (data fdatasync, rename, directory fsync).
+    SealLocal,
+    /// One shard sealed on another node: from the last frame sent to its answer.
+    SealRemote,
+    /// One shard slice read from this node's disk, or from another node.
+    FetchLocal,
+    FetchRemote,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: Stage,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
 /// Latency buckets in seconds: 100 µs to ~26 s, doubling.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 19)
@@ -68,6 +95,14 @@ pub struct Metrics {
     pub degraded_reads: Counter,
     /// From a proposal to its commit and local apply, seen by the proposer.
     pub proposal_duration: Histogram,
+    /// Steps of requests (see [`Stage`]).
+    pub stage_duration: Family<StageLabels, Histogram>,
+    /// A typed S3 request in the engine, by operation (a GET until its bytes are open).
+    pub engine_request_duration: Family<OperationLabels, Histogram>,
+}
+
+fn latency_family<L: Clone + std::hash::Hash + Eq>() -> Family<L, Histogram> {
+    Family::new_with_constructor(|| Histogram::new(latency_buckets()))
 }
 
 impl Default for Metrics {
@@ -83,6 +118,8 @@ impl Default for Metrics {
             write_floor_refusals: Counter::default(),
             degraded_reads: Counter::default(),
             proposal_duration: Histogram::new(latency_buckets()),
+            stage_duration: latency_family(),
+            engine_request_duration: latency_family(),
         }
     }
 }
@@ -143,6 +180,25 @@ impl Metrics {
                 Unit::Seconds,
                 self.proposal_duration.clone(),
             );
+        registry.register_with_unit(
+            "stage_duration",
+            "Steps of requests: ReadIndex, blob writes, shard seals and slice reads",
+            Unit::Seconds,
+            self.stage_duration.clone(),
+        );
+        registry.register_with_unit(
+            "engine_request_duration",
+            "S3 requests inside the engine, by operation",
+            Unit::Seconds,
+            self.engine_request_duration.clone(),
+        );
+    }
+
+    /// Records that `stage` took from `began` to `now` (clock readings).
+    pub fn stage(&self, stage: Stage, began: std::time::Duration, now: std::time::Duration) {
+        self.stage_duration
+            .get_or_create(&StageLabels { stage })
+            .observe(now.saturating_sub(began).as_secs_f64());
     }
 
     /// Counts a shard operation's failure: a checksum mismatch or a disk error.

@@ -5,6 +5,9 @@
 //! are a shared random block stamped with the object's id, so any object can be
 //! rebuilt and compared without keeping it.
 //!
+//! With `--metrics URL,...` (the nodes' metrics endpoints) each phase is followed by
+//! its breakdown (`crate::breakdown`): per node, the mean time of every measured step.
+//!
 //! The client is minimal and self-contained: HTTP/1.1 keep-alive connections (hyper),
 //! SigV4 header signing with `UNSIGNED-PAYLOAD`.
 
@@ -41,6 +44,8 @@ pub struct BenchOptions {
     pub range_bytes: u64,
     /// Every this many reads is checked byte for byte.
     pub verify_every: u64,
+    /// Nodes' metrics endpoints: after each phase, where its time went on each.
+    pub metrics: Vec<String>,
 }
 
 /// Parses `4KiB`, `1MiB`, `64MiB`, `1GiB`, or a plain byte count.
@@ -425,6 +430,7 @@ pub async fn run(o: BenchOptions) -> anyhow::Result<Vec<String>> {
             String::from_utf8_lossy(&body)
         );
     }
+    let scraper = crate::breakdown::Scraper::new(&o.metrics);
     let mut lines = Vec::new();
     let mut mismatches = 0;
     for run in &o.runs {
@@ -445,11 +451,23 @@ pub async fn run(o: BenchOptions) -> anyhow::Result<Vec<String>> {
             kinds.push(Kind::Range);
         }
         for kind in kinds {
+            let before = match scraper.is_empty() {
+                true => Vec::new(),
+                false => scraper.scrape().await?,
+            };
             let (p, wall) = phase(&ctx, kind, run.workers, o.seconds).await;
             mismatches += p.mismatches.load(Ordering::Relaxed);
             let line = report(kind.name(), run.size, run.workers, &p, wall);
             println!("{line}");
             lines.push(line);
+            if !scraper.is_empty() {
+                let after = scraper.scrape().await?;
+                let requests = p.latencies_us.lock().expect("latencies").len() as u64;
+                for line in crate::breakdown::render(&before, &after, requests, &o.metrics) {
+                    println!("{line}");
+                    lines.push(line);
+                }
+            }
         }
     }
     if mismatches > 0 {

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod admin_socket;
 pub mod bench;
+pub mod breakdown;
 pub mod cluster;
 pub mod disk;
 pub mod keys;

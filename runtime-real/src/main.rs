@@ -88,6 +88,10 @@ enum Command {
         /// Check every Nth read byte for byte.
         #[arg(long, default_value_t = 10)]
         verify_every: u64,
+        /// The nodes' metrics endpoints (their --metrics), comma-separated: after each
+        /// phase, print per node the mean time of every measured step.
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
     },
     /// Print version, git commit and build date.
     Version,
@@ -383,6 +387,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             seconds,
             range,
             verify_every,
+            metrics,
         } => {
             use runtime_real::bench;
             let mut runs = Vec::new();
@@ -404,6 +409,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 seconds,
                 range_bytes: bench::parse_size(&range)?,
                 verify_every,
+                metrics,
             };
             runtime().block_on(bench::run(options))?;
         }

@@ -101,7 +101,10 @@ impl<E: Env> DataPath<E> {
             sink.abort().await;
             return Err(RebuildError::HashMismatch { index });
         }
-        let sealed = sink.seal(&self.env).await.map_err(target_failed)?;
+        let sealed = sink
+            .seal(&self.env, self.store().metrics())
+            .await
+            .map_err(target_failed)?;
         if sealed.sha256 != sha256 {
             return Err(target_failed("sealed other bytes than were sent".into()));
         }

@@ -5,7 +5,7 @@
 //! a GET's answer a range leaves out.
 
 use crate::data_path::ByteSource;
-use crate::env::Env;
+use crate::env::{Clock, Env};
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
 use crate::s3::api::{
     BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
@@ -165,6 +165,25 @@ impl<E: Env> S3<E> {
     /// Runs one request. `body` is the PUT's or part's bytes (required for those, and
     /// ignored otherwise); `trailer` gives a trailing checksum once the body ended.
     pub async fn execute<S: ByteSource, T: Trailer>(
+        &self,
+        request: Request,
+        body: Option<S>,
+        trailer: &T,
+    ) -> Result<Reply, S3Error> {
+        let clock = self.env.clock();
+        let (operation, began) = (request.operation(), clock.now());
+        let reply = self.execute_request(request, body, trailer).await;
+        let took = clock.now().saturating_sub(began);
+        self.data
+            .store()
+            .metrics()
+            .engine_request_duration
+            .get_or_create(&crate::metrics::OperationLabels { operation })
+            .observe(took.as_secs_f64());
+        reply
+    }
+
+    async fn execute_request<S: ByteSource, T: Trailer>(
         &self,
         request: Request,
         body: Option<S>,

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::data_path::{DataPath, ReadError, SourceError, WriteError};
-use crate::env::Env;
+use crate::env::{Clock, Env};
 use crate::meta::store::MetaReader;
 use crate::meta::{Applied, Command, CommandV1, DataLayout};
 use crate::placement;
@@ -234,8 +234,12 @@ impl<E: Env> S3<E> {
 
     /// A consistent, up-to-date view: everything committed before the call is in it.
     pub(crate) async fn reader(&self) -> Result<MetaReader, S3Error> {
-        let index = crate::env::timeout(self.env.clock(), META_TIMEOUT, self.raft.read_index());
-        match index.await {
+        let clock = self.env.clock();
+        let began = clock.now();
+        let index = crate::env::timeout(clock, META_TIMEOUT, self.raft.read_index()).await;
+        let metrics = self.data.store().metrics();
+        metrics.stage(crate::metrics::Stage::ReadIndex, began, clock.now());
+        match index {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(propose_error(e)),
             Err(_) => return Err(propose_error(ProposeError::Timeout)),
