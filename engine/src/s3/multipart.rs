@@ -110,9 +110,18 @@ impl<E: Env> S3<E> {
         trailer: &T,
     ) -> Result<PutOutput, S3Error> {
         Self::part_number(part)?;
-        let head = {
-            let r = self.reader().await?;
-            self.upload_of(&r, bucket, key, upload_id).await?
+        // As for a PUT, the local replica first: the part's commit checks the upload
+        // again, so a stale view only costs the write of a part that is then refused.
+        let local = match self.raft.reader() {
+            Ok(r) => self.upload_of(&r, bucket, key, upload_id).await.ok(),
+            Err(_) => None,
+        };
+        let head = match local {
+            Some(head) => head,
+            None => {
+                let r = self.reader().await?;
+                self.upload_of(&r, bucket, key, upload_id).await?
+            }
         };
         let mut body = body;
         if body.checksum.is_none() {

@@ -18,7 +18,17 @@ impl<E: Env> S3<E> {
     ) -> Result<PutOutput, S3Error> {
         validate_key(&put.key)?;
         validate_user_meta(&put.user_meta)?;
-        {
+        // The commit refuses a missing bucket; this only spares writing a body for one.
+        // The local replica answers without a round to the leader; only where it knows
+        // no such bucket (one created through another node may not be applied here yet)
+        // does a ReadIndex decide.
+        let local = self.raft.reader().ok();
+        let known = match &local {
+            Some(r) => self.bucket_must_exist(r, &put.bucket).await.is_ok(),
+            None => false,
+        };
+        drop(local);
+        if !known {
             let r = self.reader().await?;
             self.bucket_must_exist(&r, &put.bucket).await?;
         }
