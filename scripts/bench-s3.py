@@ -24,6 +24,9 @@ repair:  six nodes (4+2) filled until each holds --repair-gib GiB of shards (64 
          same refill again while `hamster bench` PUTs and GETs 1 MiB objects x8, as a
          ratio to the same load with repair idle. Default budgets throughout.
 
+breakdown: six nodes (4+2, through a follower) and then one server, every node with
+         --metrics: 4 KiB x16 and 1 MiB x8 PUT/GET, each phase followed by the mean time
+         of every measured step on every node (`hamster bench --metrics`).
 release: the static release binary (scripts/release.sh: musl, mimalloc) against the
          glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
          x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
@@ -44,7 +47,7 @@ import boto3
 import botocore.config
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "runtime-real", "tests", "s3"))
-from conftest import ACCESS_KEY, SECRET_KEY, Server, client_env, hamster_bin  # noqa: E402
+from conftest import ACCESS_KEY, SECRET_KEY, Server, client_env, free_port, hamster_bin  # noqa: E402
 from test_six_nodes import Cluster  # noqa: E402
 
 MiB = 1 << 20
@@ -68,12 +71,13 @@ def proc_io(pid):
     return out
 
 
-def bench(endpoint, sizes, workers, seconds):
+def bench(endpoint, sizes, workers, seconds, metrics=()):
     env = client_env()
     env.update(HAMSTER_ACCESS_KEY=ACCESS_KEY, HAMSTER_SECRET_KEY=SECRET_KEY)
+    extra = ["--metrics", ",".join(metrics)] if metrics else []
     out = subprocess.run(
         [os.environ.get("HAMSTER_BENCH_BIN", hamster_bin()), "bench", "--endpoint", endpoint, "--sizes", sizes,
-         "--workers", workers, "--seconds", str(seconds)],
+         "--workers", workers, "--seconds", str(seconds), *extra],
         env=env, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
@@ -237,6 +241,37 @@ def run_cluster(seconds, tmp):
     s = Server(os.path.join(tmp, "ratio-data")).start()
     try:
         print(bench(s.endpoint, "1MiB,64MiB", "8,2", seconds))
+    finally:
+        s.stop()
+
+
+def run_breakdown(seconds, tmp):
+    """Six nodes (through a follower) and one server, each node with --metrics: the
+    bench's phases, each followed by where its time went on every node."""
+    print("\n## where the time goes: six nodes (4+2) through a follower, then one server\n")
+    c = Cluster(tmp)
+    urls = {}
+    for i, n in c.nodes.items():
+        port = free_port()
+        n.extra_args = ["--metrics", f"127.0.0.1:{port}"]
+        urls[i] = f"http://127.0.0.1:{port}"
+    c.start()
+    try:
+        wait_bucket(c.nodes[1].endpoint)
+        leader = c.leader()
+        coordinator = next(n for i, n in c.nodes.items() if i != leader)
+        print(f"leader: node {leader}; bench through node {coordinator.node_id}")
+        order = [coordinator.node_id, leader] + [i for i in c.nodes
+                                                 if i not in (leader, coordinator.node_id)]
+        print(bench(coordinator.endpoint, "4KiB,1MiB", "16,8", seconds,
+                    [urls[i] for i in order]))
+    finally:
+        c.stop()
+    port = free_port()
+    s = Server(os.path.join(tmp, "breakdown-server"), ["--metrics", f"127.0.0.1:{port}"]).start()
+    try:
+        print("\nhamster server:")
+        print(bench(s.endpoint, "4KiB,1MiB", "16,8", seconds, [f"http://127.0.0.1:{port}"]))
     finally:
         s.stop()
 
@@ -417,7 +452,8 @@ def run_release(seconds, tmp, rounds, also=()):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--only", choices=["server", "raft", "cluster", "repair", "release"])
+    ap.add_argument("--only",
+                    choices=["server", "raft", "cluster", "repair", "release", "breakdown"])
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the release comparison")
     ap.add_argument("--also", action="append", default=[],
                     help="NAME=PATH: another build for the release comparison")
@@ -432,6 +468,8 @@ def main():
             run_cluster(a.seconds, tmp)
         if a.only in (None, "repair"):
             run_repair(a.seconds, tmp, a.repair_gib)
+        if a.only in (None, "breakdown"):
+            run_breakdown(a.seconds, tmp)
         if a.only in (None, "release"):
             run_release(a.seconds, tmp, a.rounds, a.also)
 

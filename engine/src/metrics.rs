@@ -53,13 +53,16 @@ pub enum Stage {
     ReadIndex,
     /// A blob stored: the body streamed, encoded and sent, every shard sealed.
     WriteBlob,
-    /// One shard sealed on this node (data fdatasync, rename, directory fsync).
+    /// One shard sealed on this node (data fdatasync, rename, directory fsync), for
+    /// this node's own write or another's.
     SealLocal,
     /// One shard sealed on another node: from the last frame sent to its answer.
     SealRemote,
     /// One shard slice read from this node's disk, or from another node.
     FetchLocal,
     FetchRemote,
+    /// A proposal another node forwarded here (the leader), to its commit and apply.
+    ForwardedProposal,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

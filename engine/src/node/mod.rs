@@ -148,11 +148,14 @@ async fn dispatch<E: Env>(
             Bytes::new()
         }
         (Tag::Propose, Some(raft)) => {
+            let began = env.clock().now();
             let result = match wire::decode::<Command>(payload) {
                 // Forwarded once only: a second hop would answer with its own hint.
                 Some(command) => raft.propose(command).await,
                 None => Err(ProposeError::Stopped),
             };
+            let stage = crate::metrics::Stage::ForwardedProposal;
+            raft.metrics().stage(stage, began, env.clock().now());
             wire::encode(&result)
         }
         (Tag::Client, Some(raft)) => match wire::decode::<ClientRequest>(payload) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Env, Net, NetError, NodeId, body_channel};
+use crate::env::{Clock, Env, Net, NetError, NodeId, body_channel};
 use crate::shard_store::{SealedShard, ShardError, ShardHeader, ShardId, ShardStore};
 use crate::wire::{self, Tag, decode};
 
@@ -171,7 +171,15 @@ async fn store_body<E: Env>(
         }
     };
     match outcome {
-        Ok(()) => Ok(writer.seal().await?),
+        Ok(()) => {
+            let began = env.clock().now();
+            let sealed = writer.seal().await;
+            let now = env.clock().now();
+            store
+                .metrics()
+                .stage(crate::metrics::Stage::SealLocal, began, now);
+            Ok(sealed?)
+        }
         Err(e) => {
             // Best effort: the start-up scan removes what this cannot.
             let _ = writer.abort().await;
