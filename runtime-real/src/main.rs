@@ -327,6 +327,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             repair,
         } => {
             init_logging(log_format);
+            tracing::info!("{}", version_line());
             let tls = s3_args.tls();
             let S3Args {
                 access_key,
@@ -335,7 +336,6 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 domain,
                 ..
             } = s3_args;
-            tracing::info!("{}", version_line());
             let (credentials, source) =
                 runtime_real::keys::credentials(&data, access_key, secret_key)?;
             match &source {
@@ -448,6 +448,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             repair,
         }) => {
             init_logging(log_format);
+            tracing::info!("{}", version_line());
             let tls = s3_args.tls();
             let S3Args {
                 access_key,
@@ -456,7 +457,6 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 domain,
                 ..
             } = s3_args;
-            tracing::info!("{}", version_line());
             let config = NodeConfig::load(&config)?;
             let s3 = s3.map(|addr| cluster::S3Listen {
                 addr,
