@@ -396,9 +396,10 @@ async fn serve(listener: tokio::net::TcpListener, ops: Arc<Ops>) {
                 let ops = ops.clone();
                 async move { Ok::<_, Infallible>(answer(&ops, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::listener::HEADER_READ_TIMEOUT);
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
