@@ -14,7 +14,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::env::DiskError;
-use crate::shard_store::ShardError;
 
 /// What a disk error was, as a label.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -203,23 +202,6 @@ impl Metrics {
             .get_or_create(&StageLabels { stage })
             .observe(now.saturating_sub(began).as_secs_f64());
     }
-
-    /// Counts a shard operation's failure: a checksum mismatch or a disk error.
-    pub fn shard_failed(&self, error: &ShardError) {
-        match error {
-            ShardError::Corrupt { .. } | ShardError::Truncated { .. } => {
-                self.shard_verify_failures.inc();
-            }
-            ShardError::Disk(e) => {
-                self.disk_errors
-                    .get_or_create(&DiskErrorLabels {
-                        kind: DiskErrorKind::of(e),
-                    })
-                    .inc();
-            }
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
@@ -230,11 +212,13 @@ mod tests {
     fn registered_names_follow_prometheus_conventions() {
         let metrics = Metrics::default();
         metrics.shard_reads.inc();
-        metrics.shard_failed(&ShardError::Disk(DiskError::NoSpace { path: "x".into() }));
-        metrics.shard_failed(&ShardError::Corrupt {
-            file: "f".into(),
-            reason: "r".into(),
-        });
+        let no_space = DiskError::NoSpace { path: "x".into() };
+        let kind = DiskErrorKind::of(&no_space);
+        metrics
+            .disk_errors
+            .get_or_create(&DiskErrorLabels { kind })
+            .inc();
+        metrics.shard_verify_failures.inc();
         metrics.proposal_duration.observe(0.003);
         let mut registry = Registry::with_prefix("hamster");
         metrics.register(&mut registry);

@@ -297,6 +297,24 @@ pub enum RecoveryCheck {
     Full,
 }
 
+/// Counts a shard operation's failure: a checksum mismatch or a disk error.
+fn count_failure(metrics: &Metrics, error: &ShardError) {
+    use crate::metrics::{DiskErrorKind, DiskErrorLabels};
+    match error {
+        ShardError::Corrupt { .. } | ShardError::Truncated { .. } => {
+            metrics.shard_verify_failures.inc();
+        }
+        ShardError::Disk(e) => {
+            let kind = DiskErrorKind::of(e);
+            metrics
+                .disk_errors
+                .get_or_create(&DiskErrorLabels { kind })
+                .inc();
+        }
+        _ => {}
+    }
+}
+
 /// Shards of one node, in one directory of its disk.
 #[derive(Clone)]
 pub struct ShardStore<D: Disk> {
@@ -401,7 +419,7 @@ impl<D: Disk> ShardStore<D> {
                 self.metrics.shard_reads.inc();
                 self.metrics.shard_read_bytes.inc_by(data.len() as u64);
             }
-            Err(e) => self.metrics.shard_failed(e),
+            Err(e) => count_failure(&self.metrics, e),
         }
         read
     }
@@ -450,7 +468,7 @@ impl<D: Disk> ShardStore<D> {
     pub async fn verify(&self, id: &ShardId) -> Result<(ShardHeader, [u8; 32]), ShardError> {
         let verified = self.verify_all(id).await;
         if let Err(e) = &verified {
-            self.metrics.shard_failed(e);
+            count_failure(&self.metrics, e);
         }
         verified
     }
@@ -597,7 +615,7 @@ impl<D: Disk> ShardWriter<D> {
             .await
         {
             let e = ShardError::Disk(e);
-            self.store.metrics.shard_failed(&e);
+            count_failure(&self.store.metrics, &e);
             return Err(e);
         }
         self.written += data.len() as u64;
@@ -628,7 +646,7 @@ impl<D: Disk> ShardWriter<D> {
                 metrics.shard_write_bytes.inc_by(shard.len_bytes);
             }
             Err(e) => {
-                metrics.shard_failed(e);
+                count_failure(metrics, e);
                 let _ = self.store.disk.remove(&self.tmp).await;
             }
         }

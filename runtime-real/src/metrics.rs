@@ -372,6 +372,9 @@ async fn answer(
     }
 }
 
+/// A scraper has this long to send a request head.
+const HEAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Binds `addr` for the operations endpoint (an error names the address).
 async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
@@ -398,7 +401,7 @@ async fn serve(listener: tokio::net::TcpListener, ops: Arc<Ops>) {
             });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(crate::listener::HEADER_READ_TIMEOUT);
+                .header_read_timeout(HEAD_READ_TIMEOUT);
             let _ = http.serve_connection(TokioIo::new(stream), service).await;
         });
     }
