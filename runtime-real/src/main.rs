@@ -92,6 +92,11 @@ enum Command {
         /// phase, print per node the mean time of every measured step.
         #[arg(long, value_delimiter = ',')]
         metrics: Vec<String>,
+        /// Offered load in operations per second over all workers (each worker keeps a
+        /// fixed schedule; latency counts from the scheduled start). Default: as fast
+        /// as the workers go.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// Print version, git commit and build date.
     Version,
@@ -388,6 +393,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             range,
             verify_every,
             metrics,
+            rate,
         } => {
             use runtime_real::bench;
             let mut runs = Vec::new();
@@ -410,6 +416,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 range_bytes: bench::parse_size(&range)?,
                 verify_every,
                 metrics,
+                rate,
             };
             runtime().block_on(bench::run(options))?;
         }

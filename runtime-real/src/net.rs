@@ -42,7 +42,7 @@ const INCOMING_CALLS_MAX: usize = 1024;
 /// Body frames buffered per incoming stream.
 const STREAM_RECEIVE_FRAMES_MAX: usize = 4;
 /// Idle connections kept per peer.
-const POOL_PER_PEER_MAX: usize = 8;
+const POOL_PER_PEER_MAX: usize = 64;
 /// A pooled connection idle longer than this is closed rather than reused.
 const POOL_IDLE_MAX: Duration = Duration::from_secs(20);
 /// A listener closes a connection that brings no call for this long.

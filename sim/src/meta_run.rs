@@ -24,7 +24,7 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 const MEMBERSHIP_AT_S: f64 = 10.0;
 
 /// Snapshot (and compact) often, so that catching up by snapshot happens in most runs.
-const SNAPSHOT_EVERY: u64 = 100;
+const SNAPSHOT_EVERY: u64 = 25;
 /// A short tail: a node down for a few seconds still needs a snapshot to catch up.
 const LOG_TAIL_KEEP: u64 = 5;
 

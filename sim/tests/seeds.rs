@@ -120,29 +120,27 @@ fn checkers_catch_lost_durability() {
     );
 }
 
-/// Snapshots are really streamed and installed: a member that joins, or one that was
-/// down while the log was compacted past it, catches up by snapshot in some seed.
+/// Snapshots are really streamed and installed: a member that joins catches up by
+/// snapshot in every run of raft-membership, and one that was down while the log was
+/// compacted past it does so in some seed of raft-crashes (how often depends on how many
+/// entries commit while it is down, so the search goes on until one does, up to 40).
 #[test]
 fn lagging_members_catch_up_by_snapshot() {
-    for name in ["raft-membership", "raft-crashes"] {
-        let s = by_name(name);
-        let installed: u64 = (0..4)
-            .map(|seed| {
-                let o = run_isolated(s.params(seed));
-                assert!(o.passed(), "{name} seed {seed}: {:?}", o.violations);
-                let n = o
-                    .summary
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("snapshots_installed="))
-                    .expect("the summary counts snapshots");
-                n.parse::<u64>().expect("a count")
-            })
-            .sum();
+    let installed = |name: &str, seed: u64| {
+        let o = run_isolated(by_name(name).params(seed));
+        assert!(o.passed(), "{name} seed {seed}: {:?}", o.violations);
+        summary_count(&o.summary, "snapshots_installed")
+    };
+    for seed in 0..4 {
         assert!(
-            installed > 0,
-            "{name}: no snapshot was installed in seeds 0..4"
+            installed("raft-membership", seed) > 0,
+            "raft-membership seed {seed}: the joining learner installed no snapshot"
         );
     }
+    assert!(
+        (0..40).any(|seed| installed("raft-crashes", seed) > 0),
+        "raft-crashes: no snapshot was installed in seeds 0..40"
+    );
 }
 
 /// A count from a verdict's summary (`name=N`).

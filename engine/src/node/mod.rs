@@ -136,6 +136,14 @@ async fn dispatch<E: Env>(
             }
             Bytes::new()
         }
+        (Tag::RaftBatch, Some(raft)) => {
+            // Every message or none: a batch that does not parse is dropped whole.
+            let messages = crate::raft::outbox::decode_batch(payload).unwrap_or_default();
+            for message in messages.into_iter().filter(|m| m.from == from) {
+                raft.step(message);
+            }
+            Bytes::new()
+        }
         (Tag::RaftSnapshot, Some(raft)) => {
             if let (Ok(message), Some(body)) =
                 (raft::eraftpb::Message::parse_from_bytes(payload), body)

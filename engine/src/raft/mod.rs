@@ -4,5 +4,6 @@ pub mod durable;
 pub mod forward;
 pub mod handle;
 pub mod node;
+pub mod outbox;
 pub mod snapshot;
 pub mod start;

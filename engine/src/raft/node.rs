@@ -29,7 +29,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
@@ -40,7 +39,7 @@ use raft::storage::MemStorage;
 use raft::{RawNode, StateRole, Storage};
 use sha2::{Digest, Sha256};
 
-use crate::env::{Clock, Disk, Env, Net, Rng};
+use crate::env::{Clock, Disk, Env, Rng};
 use crate::meta::store::{Item, Mark, MetaStore, StoreError};
 use crate::meta::{self, Applied, Command};
 use crate::raft::durable::{DurableLog, HardStateSlots, LogError, Slot};
@@ -48,13 +47,13 @@ pub use crate::raft::handle::{
     MemberChange, ProposeError, RaftConfig, RaftHandle, RaftStatus, Role,
 };
 pub(super) use crate::raft::handle::{Op, Shared};
+use crate::raft::outbox::Outbox;
 use crate::raft::snapshot;
 
 /// Operations queued for the driver; bounded, so a flood becomes backpressure.
 pub const DRIVER_QUEUE_MAX: usize = 4096;
 /// Ops handled between two readies (a batch shares one log sync).
 const BATCH_OPS_MAX: usize = 256;
-const RAFT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Index (and term) of the snapshot every member of a new group starts from.
 pub const BOOTSTRAP_INDEX: u64 = 1;
@@ -73,6 +72,8 @@ pub(super) struct Driver<E: Env> {
     pub(super) store: Arc<MetaStore>,
     pub(super) shared: Arc<Mutex<Shared>>,
     pub(super) tx: mpsc::Sender<Op>,
+    /// Messages to peers, in order per peer (snapshots go on their own).
+    pub(super) outbox: Outbox<E>,
     pub(super) waiters: BTreeMap<u64, oneshot::Sender<Result<Applied, ProposeError>>>,
     pub(super) reads: BTreeMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
     /// ReadIndex answers waiting for the apply index to catch up: (index, id).
@@ -300,9 +301,8 @@ impl<E: Env> Driver<E> {
 
     fn send(&self, messages: Vec<Message>) {
         for m in messages {
-            let to = m.to;
-            let env = self.env.clone();
             if m.get_msg_type() == MessageType::MsgSnapshot {
+                let (to, env) = (m.to, self.env.clone());
                 let (store, mut tx) = (self.store.clone(), self.tx.clone());
                 self.env.spawn(async move {
                     let ok = snapshot::send(&env, store, m).await;
@@ -310,13 +310,7 @@ impl<E: Env> Driver<E> {
                 });
                 continue;
             }
-            let bytes = crate::wire::raw_request(
-                crate::wire::Tag::Raft,
-                &m.write_to_bytes().expect("raft messages encode"),
-            );
-            self.env.spawn(async move {
-                let _ = env.net().call(to, bytes, RAFT_MESSAGE_TIMEOUT).await;
-            });
+            self.outbox.send(&m);
         }
     }
 

@@ -19,6 +19,7 @@ use crate::raft::durable::{DurableLog, HardStateSlots, LogError, Slot};
 use crate::raft::node::{
     BOOTSTRAP_INDEX, DRIVER_QUEUE_MAX, Driver, RaftConfig, RaftHandle, RaftStatus, Shared, Store,
 };
+use crate::raft::outbox::Outbox;
 use crate::raft::snapshot;
 
 /// Why a node's Raft state was refused at start-up: such a node must not vote or serve.
@@ -158,6 +159,7 @@ pub async fn start<E: Env>(
     let chain = (applied == BOOTSTRAP_INDEX && config.applied_chain)
         .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into());
     let mut driver = Driver {
+        outbox: Outbox::new(env.clone()),
         env,
         config,
         raw,
