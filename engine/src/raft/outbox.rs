@@ -128,10 +128,11 @@ mod tests {
     use super::*;
 
     fn message(to: u64, index: u64) -> Message {
-        let mut m = Message::default();
-        m.to = to;
-        m.index = index;
-        m
+        Message {
+            to,
+            index,
+            ..Default::default()
+        }
     }
 
     #[test]
