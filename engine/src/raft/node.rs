@@ -75,7 +75,10 @@ pub(super) struct Driver<E: Env> {
     /// Messages to peers, in order per peer (snapshots go on their own).
     pub(super) outbox: Outbox<E>,
     pub(super) waiters: BTreeMap<u64, oneshot::Sender<Result<Applied, ProposeError>>>,
-    pub(super) reads: BTreeMap<u64, oneshot::Sender<Result<u64, ProposeError>>>,
+    /// ReadIndex requests by the id of the one raft-rs read that answers them all.
+    pub(super) reads: BTreeMap<u64, Vec<oneshot::Sender<Result<u64, ProposeError>>>>,
+    /// ReadIndex requests received in this batch of ops, not yet asked of raft-rs.
+    pub(super) batched_reads: Vec<oneshot::Sender<Result<u64, ProposeError>>>,
     /// ReadIndex answers waiting for the apply index to catch up: (index, id).
     pub(super) pending_reads: Vec<(u64, u64)>,
     /// Where the log was last compacted to.
@@ -169,6 +172,7 @@ impl<E: Env> Driver<E> {
                     _ => break,
                 }
             }
+            self.ask_batched_reads();
             self.fix_election_timeout();
             if let Err(error) = handled.and(self.on_ready().await) {
                 // A log that lost acknowledged entries, or a disk that cannot persist
@@ -260,11 +264,8 @@ impl<E: Env> Driver<E> {
                     }
                 }
             }
-            Op::ReadIndex(reply) => {
-                let id = self.env.rng().next_u64();
-                self.reads.insert(id, reply);
-                self.raw.read_index(id.to_le_bytes().to_vec());
-            }
+            // Asked of raft-rs once per batch (`ask_batched_reads`).
+            Op::ReadIndex(reply) => self.batched_reads.push(reply),
             Op::SnapshotSent { to, ok } => {
                 let status = if ok {
                     raft::SnapshotStatus::Finish
@@ -380,6 +381,20 @@ impl<E: Env> Driver<E> {
         Ok(())
     }
 
+    /// One raft-rs ReadIndex for every read request of the batch just handled: each of
+    /// them arrived before this call, so the index it returns (the commit index when the
+    /// leader takes the read) covers every write acknowledged before any of them began.
+    /// One heartbeat round then serves them all instead of one round each.
+    fn ask_batched_reads(&mut self) {
+        if self.batched_reads.is_empty() {
+            return;
+        }
+        let id = self.env.rng().next_u64();
+        self.reads
+            .insert(id, std::mem::take(&mut self.batched_reads));
+        self.raw.read_index(id.to_le_bytes().to_vec());
+    }
+
     fn on_read_state(&mut self, rs: raft::ReadState) {
         let Ok(id) = <[u8; 8]>::try_from(&rs.request_ctx[..]) else {
             return;
@@ -394,7 +409,7 @@ impl<E: Env> Driver<E> {
             .partition(|(i, _)| *i <= applied);
         self.pending_reads = waiting;
         for (index, id) in ready {
-            if let Some(reply) = self.reads.remove(&id) {
+            for reply in self.reads.remove(&id).into_iter().flatten() {
                 let _ = reply.send(Ok(index));
             }
         }

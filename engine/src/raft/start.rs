@@ -171,6 +171,7 @@ pub async fn start<E: Env>(
         tx: tx.clone(),
         waiters: BTreeMap::new(),
         reads: BTreeMap::new(),
+        batched_reads: Vec::new(),
         pending_reads: Vec::new(),
         last_compaction: applied,
         staged: Vec::new(),
