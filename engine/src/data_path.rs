@@ -661,20 +661,24 @@ impl<E: Env> DataPath<E> {
             let lo = start.max(base);
             let hi = end.min(base + geometry.stripe_len(stripe));
             let slices = geometry.map_range(lo, hi);
-            let direct = if slices.iter().any(|s| bad[s.shard_index as usize]) {
+            // The shard each slice is read from: its own, or for replicas the nearest.
+            let sources: Vec<usize> = slices
+                .iter()
+                .map(|s| self.source(layout, &bad, s.shard_index as usize))
+                .collect();
+            let direct = if sources.iter().any(|&i| bad[i]) {
                 None
             } else {
-                let reads = slices.iter().map(|s| {
-                    let i = s.shard_index as usize;
+                let reads = slices.iter().zip(&sources).map(|(s, &i)| {
                     let id = shard_id(layout.data_id, i as u16);
                     self.fetch(layout.shards[i].node, id, s.shard_offset, s.len)
                 });
                 let results = futures::future::join_all(reads).await;
                 let mut pieces = Vec::with_capacity(results.len());
-                for (s, r) in slices.iter().zip(results) {
+                for (&i, r) in sources.iter().zip(results) {
                     match r {
                         Ok(bytes) => pieces.push(bytes),
-                        Err(_) => bad[s.shard_index as usize] = true,
+                        Err(_) => bad[i] = true,
                     }
                 }
                 (pieces.len() == slices.len()).then_some(pieces)
@@ -696,6 +700,18 @@ impl<E: Env> DataPath<E> {
             }
         }
         Ok(())
+    }
+
+    /// With k = 1 every shard is a copy of the data at the same offsets (the codec's
+    /// parity rows are all ones): read this node's copy when it has a usable one, no
+    /// network hop, else `index`'s.
+    fn source(&self, layout: &DataLayout, bad: &[bool], index: usize) -> usize {
+        let here = self.env.node_id();
+        let local = layout.shards.iter().position(|s| s.node == here);
+        match local {
+            Some(i) if layout.k == 1 && !bad[i] => i,
+            _ => index,
+        }
     }
 
     /// Rebuilds one stripe from any k verified chunks and cuts `slices` out of it.

@@ -363,6 +363,20 @@ mod tests {
             .collect()
     }
 
+    /// Reads of a k = 1 blob use whichever replica is nearest (`DataPath::read_blob`):
+    /// that needs every parity chunk to be a plain copy of the data.
+    #[test]
+    fn with_one_data_shard_every_parity_shard_is_a_copy() {
+        for m in 1..=4 {
+            let codec = ReedSolomon::new(1, m).unwrap();
+            let data = pattern(1000, 7);
+            let mut parity = vec![vec![0u8; 1000]; m as usize];
+            let mut refs: Vec<&mut [u8]> = parity.iter_mut().map(|p| &mut p[..]).collect();
+            codec.encode(&[&data], &mut refs).unwrap();
+            assert!(parity.iter().all(|p| *p == data), "1+{m}");
+        }
+    }
+
     #[test]
     fn every_k_subset_reconstructs() {
         for (k, m) in [
