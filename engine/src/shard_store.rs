@@ -461,7 +461,10 @@ impl<D: Disk> ShardStore<D> {
             }
         }
         let start = (offset - lo) as usize;
-        Ok(data[start..start + len as usize].to_vec())
+        let mut data = data;
+        data.truncate(start + len as usize);
+        data.drain(..start);
+        Ok(data)
     }
 
     /// Checks every byte of a sealed shard; returns its header and data sha256.

@@ -6,7 +6,7 @@
 //! path can leave the root (no absolute paths, no `..`, no empty components).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read as _, Seek as _};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,8 +108,19 @@ impl Disk for RealDisk {
                     len: flen,
                 }));
             }
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, offset)?;
+            // Read into spare capacity: no zeroing of a buffer about to be overwritten.
+            let mut buf = Vec::with_capacity(len as usize);
+            let mut file = file;
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            file.take(len).read_to_end(&mut buf)?;
+            if buf.len() as u64 != len {
+                return Ok(Err(DiskError::ShortRead {
+                    path: owned,
+                    offset,
+                    wanted: len,
+                    len: offset + buf.len() as u64,
+                }));
+            }
             Ok(Ok(buf))
         })
         .await?

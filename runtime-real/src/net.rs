@@ -304,8 +304,12 @@ async fn read_message<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> io::Result<V
             "message over the limit",
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf).await?;
+    // Into spare capacity: a large answer's buffer is not zeroed before it is filled.
+    let mut buf = Vec::with_capacity(len as usize);
+    r.take(u64::from(len)).read_to_end(&mut buf).await?;
+    if buf.len() != len as usize {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(buf)
 }
 
