@@ -100,6 +100,31 @@ impl Context {
         S3Ref { t: self, n }
     }
 
+    /// Holds back every message on the link `from -> to` until [`Context::heal`].
+    pub fn clog(&self, from: NodeId, to: NodeId) {
+        self.world.clog(from, to);
+    }
+
+    /// The leader node `via` knows of (0: none), asked as `hamster admin` asks.
+    pub async fn leader(&self, via: NodeId) -> NodeId {
+        use engine::env::{Env as _, Net as _};
+        use engine::node::client::{ClientRequest, ClientResponse};
+        let request = engine::wire::request(engine::wire::Tag::Client, &ClientRequest::Status);
+        let answer = self.client.net().call(via, request, CALL_TIMEOUT).await;
+        match answer
+            .ok()
+            .and_then(|a| engine::wire::decode::<ClientResponse>(&a))
+        {
+            Some(ClientResponse::Status(s)) => s.leader,
+            _ => 0,
+        }
+    }
+
+    /// Clears every clog.
+    pub fn heal(&self) {
+        self.world.heal_network();
+    }
+
     pub async fn run_for(&self, d: Duration) {
         SimClock.sleep(d).await;
     }

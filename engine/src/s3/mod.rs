@@ -23,6 +23,7 @@ pub mod execute;
 pub mod list;
 mod multipart;
 mod objects;
+mod prefetch;
 pub mod rpc;
 pub mod types;
 

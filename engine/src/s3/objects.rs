@@ -59,7 +59,10 @@ impl<E: Env> S3<E> {
         range: Option<RangeSpec>,
         conditions: &Conditions,
     ) -> Result<GetOutput, S3Error> {
-        let r = self.reader().await?;
+        // A small object's bytes are read during the ReadIndex (`prefetch`).
+        let (r, prefetched) =
+            futures::future::join(self.reader(), self.prefetch(bucket, key, range)).await;
+        let r = r?;
         let stored = self.current(&r, bucket, key).await?;
         let info = ObjectInfo::of(key, &stored);
         conditions.check(&info)?;
@@ -73,6 +76,9 @@ impl<E: Env> S3<E> {
         // Refused before any byte: a lost part later in a multipart object would
         // otherwise fail the body after a 200 went out.
         self.must_not_be_lost(&r, &stored)?;
+        if let Some(body) = prefetched.and_then(|p| p.body_for(&stored, span)) {
+            return Ok(GetOutput { info, range, body });
+        }
         let body = match self.open_body(&r, &stored, span).await {
             Ok(body) => body,
             Err(e @ S3Error::ServiceUnavailable(_)) => {
