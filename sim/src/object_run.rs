@@ -31,6 +31,8 @@ pub const CHUNK_SIZE_BYTES: u32 = 1024;
 /// Blobs up to this size are replicas (k = 1), as the production threshold does for
 /// blobs up to 128 KiB (it scales with the chunk size).
 pub const SMALL_BLOB_BYTES_MAX: u64 = 2048;
+/// Entries between log compactions in the objects runs.
+const OBJECT_SNAPSHOT_EVERY: u64 = 1000;
 /// The sweep's grace must outlast the longest seal-to-commit window of a live PUT
 /// (`SEAL_TIMEOUT` + the commit's timeout); the sweep runs often so that runs see it.
 const SWEEP: SweepConfig = SweepConfig {
@@ -111,7 +113,12 @@ pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cl
                 },
                 chunk_size_bytes: CHUNK_SIZE_BYTES,
                 ..NodeConfig::new(
-                    RaftConfig::new(node, voters.clone()),
+                    RaftConfig {
+                        // Compact as often as before production's interval grew, so
+                        // compaction and catch-up by snapshot keep happening here.
+                        snapshot_every: OBJECT_SNAPSHOT_EVERY,
+                        ..RaftConfig::new(node, voters.clone())
+                    },
                     S3Config {
                         small_blob_bytes_max: SMALL_BLOB_BYTES_MAX,
                         part_size_min_bytes: crate::object_ops::PART_SIZE_MIN_BYTES,

@@ -24,7 +24,10 @@ pub struct RaftConfig {
     pub tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
-    /// Compact the log every this many applied entries.
+    /// Compact the log every this many applied entries. A compaction makes the state
+    /// machine's commit durable on the driver's path (a stall of a few to tens of ms),
+    /// so it is rare: at 1000 it came 1.5 times a second at 1,500 proposals/s and took
+    /// the p99 of a proposal from ~10 ms to 30-110 ms.
     pub snapshot_every: u64,
     /// Entries kept behind the applied index at a compaction, so that a follower a
     /// little behind catches up from the log rather than by snapshot.
@@ -45,7 +48,7 @@ impl RaftConfig {
             tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 2,
-            snapshot_every: 1000,
+            snapshot_every: 10_000,
             log_tail_keep: 1000,
             applied_chain: true,
             metrics: Arc::default(),
