@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::env::{Clock, NodeId};
+use engine::node::client::{ClientRequest, ClientResponse};
 use engine::s3::api::{
     BodyArgs, CopyArgs, CreateUploadArgs, GetArgs, PartArgs, PartCopyArgs, PutArgs, Request,
     Response, SourceArgs,
@@ -25,6 +26,7 @@ use engine::s3::rpc::{self, Answer, CallOutcome};
 use runtime_sim::{Cluster, NetConfig, SimClock, SimEnv, World};
 
 use crate::object_run::{Ended, start_cluster};
+use crate::scenario::Params;
 
 /// How long one call may take before the context calls it lost.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,13 +38,23 @@ where
     F: FnOnce(Context) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    run_with(seed, nodes, |p| p, test);
+}
+
+/// [`run`] with the cluster's parameters changed by `setup` first.
+pub fn run_with<S, F, Fut>(seed: u64, nodes: u64, setup: S, test: F)
+where
+    S: FnOnce(Params) -> Params + Send + 'static,
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let joined = std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(move || {
             let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, Default::default());
             rt.set_time_limit(Duration::from_secs(3600));
             rt.block_on(async move {
-                let t = Context::start(seed, nodes);
+                let t = Context::start(seed, nodes, setup);
                 // A fault-free start: the group elects a leader within a few seconds.
                 t.run_for(Duration::from_secs(3)).await;
                 test(t).await;
@@ -64,7 +76,7 @@ pub struct Context {
 }
 
 impl Context {
-    fn start(seed: u64, nodes: u64) -> Self {
+    fn start(seed: u64, nodes: u64, setup: impl FnOnce(Params) -> Params) -> Self {
         // Crashes are process deaths: callers see their connections reset.
         let net = NetConfig {
             crash_resets_calls: true,
@@ -78,6 +90,7 @@ impl Context {
             .expect("the objects-baseline scenario")
             .params(seed)
             .with_nodes(nodes);
+        let params = setup(params);
         let ended = Ended::default();
         let cluster = start_cluster(&world, &params, &ended);
         Self {
@@ -105,18 +118,31 @@ impl Context {
         self.world.clog(from, to);
     }
 
-    /// The leader node `via` knows of (0: none), asked as `hamster admin` asks.
-    pub async fn leader(&self, via: NodeId) -> NodeId {
+    /// Asks node `via` as `hamster admin` does; `None` if it does not answer.
+    async fn admin(&self, via: NodeId, request: &ClientRequest) -> Option<ClientResponse> {
         use engine::env::{Env as _, Net as _};
-        use engine::node::client::{ClientRequest, ClientResponse};
-        let request = engine::wire::request(engine::wire::Tag::Client, &ClientRequest::Status);
+        let request = engine::wire::request(engine::wire::Tag::Client, request);
         let answer = self.client.net().call(via, request, CALL_TIMEOUT).await;
-        match answer
-            .ok()
-            .and_then(|a| engine::wire::decode::<ClientResponse>(&a))
-        {
+        answer.ok().and_then(|a| engine::wire::decode(&a))
+    }
+
+    /// The leader node `via` knows of (0: none).
+    pub async fn leader(&self, via: NodeId) -> NodeId {
+        match self.admin(via, &ClientRequest::Status).await {
             Some(ClientResponse::Status(s)) => s.leader,
             _ => 0,
+        }
+    }
+
+    /// How many blobs node `via` lists as lost (`hamster admin lost`; `None`: no answer).
+    pub async fn lost(&self, via: NodeId) -> Option<usize> {
+        let request = ClientRequest::Lost {
+            after: None,
+            limit: 1000,
+        };
+        match self.admin(via, &request).await {
+            Some(ClientResponse::Lost(entries, _)) => Some(entries.len()),
+            _ => None,
         }
     }
 
@@ -158,6 +184,12 @@ impl NodeRef<'_> {
         self.t.cluster.lock().expect("cluster").restart(self.n);
         self
     }
+
+    /// Starts a deep scrub pass on the node (`hamster admin repair start`).
+    pub async fn start_scrub(&self) {
+        let started = self.t.admin(self.n, &ClientRequest::RepairStart).await;
+        assert!(started.is_some(), "node {} answers RepairStart", self.n);
+    }
 }
 
 pub struct DiskRef<'a> {
@@ -175,6 +207,16 @@ impl DiskRef<'_> {
             .into_iter()
             .filter(|n| n.ends_with(".shard"))
             .collect()
+    }
+
+    /// Durable shard files on this disk that fail their own checksums.
+    pub fn bad_shards(&self) -> usize {
+        let files = self.t.world.disk(self.n).durable_files();
+        files
+            .iter()
+            .filter(|(path, _)| path.ends_with(".shard"))
+            .filter(|(path, bytes)| engine::shard_store::verify_file_bytes(path, bytes).is_err())
+            .count()
     }
 
     /// Flips a bit in the data of every shard file on this disk; how many it rotted.

@@ -88,6 +88,11 @@ pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cl
     };
     let voters: Vec<NodeId> = (1..=params.nodes).collect();
     let repair_off = params.repair_off;
+    let scrub_period = if params.scrub_on_request {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        REPAIR_SCRUB_PERIOD
+    };
     let mut cluster = Cluster::new(world.clone());
     for &node in &voters {
         world.add_disk(node, capacity);
@@ -109,6 +114,7 @@ pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cl
                 sweep: SWEEP,
                 repair: RepairConfig {
                     enabled: !repair_off,
+                    scrub_period,
                     ..repair_config()
                 },
                 chunk_size_bytes: CHUNK_SIZE_BYTES,

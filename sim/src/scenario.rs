@@ -183,6 +183,9 @@ pub struct Params {
     /// Nodes run without repair. Not a scenario knob: it exists to prove the checkers
     /// notice shards nobody healed.
     pub repair_off: bool,
+    /// The deep scrub runs once at start and then only on request. Not a scenario knob:
+    /// it lets a test show that repair heals a shard without a periodic scrub's help.
+    pub scrub_on_request: bool,
 }
 
 impl Params {
@@ -313,6 +316,7 @@ impl Scenario {
             crash_during_repair: self.crash_during_repair,
             lying_sync: false,
             repair_off: false,
+            scrub_on_request: false,
             // Drawn last, so the draws above are the same with or without it.
             sync_ms: f.sync_ms.draw(&mut rng),
             tear_raft_log: self.tear_raft_log,

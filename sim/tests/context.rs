@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sim::context::run;
+use sim::context::{run, run_with};
 
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -105,5 +105,62 @@ fn copies_equal_their_source_through_rot() {
         let missing = t.s3(1).copy(("bkt", "nope"), "bkt", "dst2").await;
         assert_eq!(missing.unwrap_err(), "NoSuchKey");
         assert_eq!(t.s3(1).get("bkt", "dst2").await.unwrap_err(), "NoSuchKey");
+    });
+}
+
+/// A rotted shard of a blob that was lost (fewer than k good shards) is rebuilt once
+/// the blob's holders return, even when another node clears the lost mark and no
+/// periodic scrub comes to find the rot again.
+#[test]
+fn a_rotted_shard_of_a_lost_blob_heals_once_its_holders_return() {
+    let scrub_on_request = |mut p: sim::scenario::Params| {
+        p.scrub_on_request = true;
+        p
+    };
+    run_with(17, 6, scrub_on_request, |t| async move {
+        let wait_lost = |want: usize| {
+            let t = t.clone();
+            async move {
+                for _ in 0..60 {
+                    if t.lost(1).await == Some(want) {
+                        return true;
+                    }
+                    t.run_for(Duration::from_secs(1)).await;
+                }
+                false
+            }
+        };
+        // 4+2 on six nodes: one shard on each.
+        t.s3(1).create_bucket("bkt").await.unwrap();
+        let data = bytes(12_000, 5);
+        t.s3(1).put("bkt", "k", &data).await.unwrap();
+        t.run_for(Duration::from_secs(2)).await;
+        let rotted = 2;
+        assert_eq!(t.disk(rotted).rot_shards(), 1);
+        t.node(4).crash();
+        t.node(5).crash();
+        t.node(rotted).start_scrub().await;
+        assert!(
+            wait_lost(1).await,
+            "the blob is marked lost: 3 good shards of 4"
+        );
+        // The rotted node hears nothing while the holders return, so another node
+        // reads the blob whole and clears the mark.
+        for n in [1, 3, 4, 5, 6] {
+            t.clog(n, rotted);
+        }
+        t.node(4).restart();
+        t.node(5).restart();
+        assert!(
+            wait_lost(0).await,
+            "the lost mark clears once the holders return"
+        );
+        t.heal();
+        let disk = t.disk(rotted);
+        let healed = t
+            .run_until(Duration::from_secs(60), || disk.bad_shards() == 0)
+            .await;
+        assert!(healed, "node {rotted}'s rotted shard is rebuilt");
+        assert_eq!(t.s3(rotted).get("bkt", "k").await.unwrap(), data);
     });
 }

@@ -16,7 +16,9 @@
 //!   checks the replicated sha256 before sealing), then commits the placement through
 //!   Raft with a guard (`CommandV1::RepairShard`: the layout it repaired is still
 //!   current). A blob with fewer than k good shards is marked lost
-//!   (`CommandV1::MarkLost`); a lost blob that reads whole again is cleared.
+//!   (`CommandV1::MarkLost`); a lost blob that reads whole again is cleared. A rotted
+//!   shard of a lost blob waits ([`queue::Parked`]) and is rebuilt once its blob reads
+//!   again, whichever node clears the mark.
 //!
 //! A holder down for `takeover_after` has its shards rebuilt on spares ([`takeover`]).
 //!
@@ -43,7 +45,7 @@ use crate::env::{Clock, Env, NodeId};
 use crate::meta::store::MetaReader;
 use crate::meta::{Applied, Command, CommandV1, DataLayout, LostMark, ShardPlacement};
 use crate::raft::node::RaftHandle;
-use queue::{Queue, Reason, Task};
+use queue::{Parked, Queue, Reason, Task};
 
 /// A metadata read or commit of repair gives up after this long (and retries later).
 const META_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,6 +119,10 @@ pub struct RepairStatus {
 #[derive(Default)]
 struct Inner {
     queue: Queue,
+    /// Rotted shards of lost blobs, waiting for their blob to read again.
+    parked: Parked,
+    /// Presence passes started since the node did.
+    presence_passes: u64,
     liveness: takeover::Liveness,
     status: RepairStatus,
     scrub_requested: bool,
@@ -183,6 +189,14 @@ impl<E: Env> Repair<E> {
 
     fn enqueue(&self, margin: i32, task: Task) {
         self.inner.lock().expect("repair").queue.push(margin, task);
+    }
+
+    fn park(&self, task: Task) {
+        let mut inner = self.inner.lock().expect("repair");
+        let pass = inner.presence_passes;
+        if !inner.parked.park(task, pass) {
+            inner.queue.deferred += 1;
+        }
     }
 
     /// A view of the metadata that includes everything committed before the call (after
@@ -320,6 +334,11 @@ impl<E: Env> Repair<E> {
                 }
             }
             Err(RebuildError::TooFewShards { good, need, .. }) => {
+                // A missing shard is found again by the presence pass; a rotted one
+                // only by the next scrub, unless it waits here.
+                if task.reason == Reason::Corrupt {
+                    self.park(task);
+                }
                 if data_ref.lost.is_none() {
                     self.mark_lost(&layout, good, need).await;
                 }

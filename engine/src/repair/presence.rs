@@ -3,7 +3,10 @@
 //! unsealed in its layout or absent from the shard directory, and, where this node is a
 //! blob's guardian, the shards of holders down too long (`takeover`). Lost blobs this node
 //! holds a shard of are read back whole (at most [`LOST_PROBES_PER_PASS`] a pass); one
-//! that reads again is cleared.
+//! that reads again is cleared. A read that fails tries every reachable shard, so it
+//! reports this node's rotted one (found again after a restart). The rotted shards of a
+//! lost blob wait in [`super::queue::Parked`] and are queued again by the first pass that
+//! sees the blob not lost.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -56,6 +59,12 @@ impl<E: Env> Repair<E> {
             s.members = members as u64;
             s.members_reachable = members.saturating_sub(down.len()) as u64;
         });
+        let pass = {
+            let mut inner = self.inner.lock().expect("repair");
+            inner.presence_passes += 1;
+            inner.presence_passes
+        };
+        let mut seen_lost = BTreeSet::new();
         let mut after = None;
         let (mut probes, mut lost_blobs) = (0, 0);
         loop {
@@ -82,6 +91,7 @@ impl<E: Env> Repair<E> {
                 // and repaired as usual once it reads again.
                 let is_lost = data_ref.lost.is_some();
                 lost_blobs += u64::from(is_lost);
+                self.unpark(&layout, is_lost, &mut seen_lost);
                 // A takeover needs a spare: a member outside the layout.
                 let guardian = !long_down.is_empty()
                     && layout.shards.len() < members
@@ -113,8 +123,38 @@ impl<E: Env> Repair<E> {
                 Some((last, _)) if page.len() == PRESENCE_PAGE_REFS => after = Some(*last),
                 _ => {
                     self.update(|s| s.lost_blobs = lost_blobs);
+                    let mut inner = self.inner.lock().expect("repair");
+                    inner.parked.forget_unseen(pass, &seen_lost);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Queues again the parked rotted shards of a blob that is no longer lost; notes a
+    /// lost one that has some.
+    fn unpark(&self, layout: &DataLayout, is_lost: bool, seen_lost: &mut BTreeSet<u128>) {
+        let mut inner = self.inner.lock().expect("repair");
+        if is_lost {
+            if inner.parked.holds(layout.data_id) {
+                seen_lost.insert(layout.data_id);
+            }
+            return;
+        }
+        let tasks = inner.parked.take(layout.data_id);
+        drop(inner);
+        for task in tasks {
+            let still_there = layout
+                .shards
+                .get(usize::from(task.index))
+                .is_some_and(|p| p.node == task.node);
+            if still_there {
+                tracing::info!(
+                    data_id = layout.data_id,
+                    index = task.index,
+                    "lost blob reads again: its rotted shard is queued for rebuild"
+                );
+                self.owe(layout, task.index, Reason::Corrupt);
             }
         }
     }

@@ -4,6 +4,10 @@
 //! A full queue keeps the riskiest work: a new task with a smaller margin than the
 //! largest queued one evicts it; otherwise the new task is dropped and counted as
 //! deferred (the presence check or the scrub finds it again on its next pass).
+//!
+//! A rotted shard of a blob with fewer than k good shards cannot be rebuilt: its task
+//! waits in [`Parked`] until the blob reads whole again (its holders return), then goes
+//! back in the queue. Nothing else would find it again before the next deep scrub.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -89,6 +93,59 @@ impl Queue {
     }
 }
 
+/// Tasks for shards of lost blobs, each with the presence pass it was parked in.
+#[derive(Debug, Default)]
+pub struct Parked {
+    tasks: BTreeMap<(u128, u16), (Task, u64)>,
+}
+
+impl Parked {
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Whether a task waits for blob `data_id`.
+    pub fn holds(&self, data_id: u128) -> bool {
+        self.range(data_id).next().is_some()
+    }
+
+    fn range(&self, data_id: u128) -> impl Iterator<Item = (&(u128, u16), &(Task, u64))> {
+        self.tasks.range((data_id, 0)..=(data_id, u16::MAX))
+    }
+
+    /// Parks `task` during presence pass `pass`; false when full (the scrub finds the
+    /// shard again).
+    pub fn park(&mut self, task: Task, pass: u64) -> bool {
+        let shard = (task.data_id, task.index);
+        if self.tasks.len() >= REPAIR_QUEUE_MAX && !self.tasks.contains_key(&shard) {
+            return false;
+        }
+        self.tasks.insert(shard, (task, pass));
+        true
+    }
+
+    /// Takes the tasks of blob `data_id` (it reads whole again).
+    pub fn take(&mut self, data_id: u128) -> Vec<Task> {
+        let shards: Vec<(u128, u16)> = self.range(data_id).map(|(s, _)| *s).collect();
+        shards
+            .iter()
+            .filter_map(|s| self.tasks.remove(s))
+            .map(|(task, _)| task)
+            .collect()
+    }
+
+    /// After a complete presence pass that started as pass `pass`: drops the tasks
+    /// parked before it whose blob it did not see lost (deleted or overwritten since).
+    pub fn forget_unseen(&mut self, pass: u64, seen_lost: &BTreeSet<u128>) {
+        self.tasks
+            .retain(|(data_id, _), (_, parked)| *parked >= pass || seen_lost.contains(data_id));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +171,41 @@ mod tests {
         let order: Vec<u128> = std::iter::from_fn(|| q.pop().map(|(_, t)| t.data_id)).collect();
         assert_eq!(order, vec![1, 2, 3]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn parked_tasks_wait_for_their_blob_and_are_forgotten_with_it() {
+        let mut p = Parked::default();
+        let rotted = |id, index| Task {
+            index,
+            reason: Reason::Corrupt,
+            ..task(id)
+        };
+        assert!(p.park(rotted(7, 1), 1));
+        assert!(p.park(rotted(7, 3), 1));
+        assert!(p.park(rotted(8, 0), 1));
+        assert!(p.park(rotted(9, 0), 2));
+        assert!(p.holds(7) && !p.holds(6));
+        let back: Vec<u16> = p.take(7).iter().map(|t| t.index).collect();
+        assert_eq!(back, vec![1, 3]);
+        assert!(!p.holds(7) && p.take(7).is_empty());
+        // Pass 2 saw blob 8 still lost and never saw blob 9's ref; 9 was parked during
+        // pass 2, after its page may have gone by, so it stays one more pass.
+        p.forget_unseen(2, &BTreeSet::from([8]));
+        assert_eq!((p.holds(8), p.holds(9)), (true, true));
+        p.forget_unseen(3, &BTreeSet::new());
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn parked_tasks_are_bounded() {
+        let mut p = Parked::default();
+        for id in 0..REPAIR_QUEUE_MAX as u128 {
+            assert!(p.park(task(id), 0));
+        }
+        assert!(!p.park(task(u128::MAX), 0));
+        assert!(p.park(task(0), 1), "a parked shard is parked again");
+        assert_eq!(p.len(), REPAIR_QUEUE_MAX);
     }
 
     #[test]
