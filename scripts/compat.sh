@@ -74,6 +74,9 @@ curl -fsS "$url" -o "$work/dl/presigned" || fail "presigned GET refused"
 cmp "$work/src/f3" "$work/dl/presigned" || fail "presigned GET differs"
 code=$(curl -s -o /dev/null -w '%{http_code}' "${url/X-Amz-Signature=/X-Amz-Signature=0}")
 [ "$code" -ge 400 ] || fail "a tampered presigned URL was served ($code)"
+versions=$(aws s3api list-object-versions --bucket "$b" --prefix tree/ \
+    --query "length(Versions[?VersionId=='null'])" --output text)
+[ "$versions" -eq 7 ] || fail "list-object-versions listed $versions null versions, not 7"
 aws s3 rm $quiet "s3://$b" --recursive
 aws s3 rb "s3://$b" >/dev/null
 

@@ -319,6 +319,7 @@ impl ObjectClient {
             bucket: BUCKET.into(),
             keys: keys.clone(),
             quiet: false,
+            version_ids: Vec::new(),
         };
         let node = self.node();
         let invoke = self.now();

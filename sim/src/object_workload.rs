@@ -442,6 +442,7 @@ impl ObjectClient {
         let request = Request::DeleteObject {
             bucket: BUCKET.into(),
             key: key.clone(),
+            version_id: None,
         };
         let invoke = self.now();
         let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;

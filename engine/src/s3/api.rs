@@ -39,15 +39,20 @@ pub enum Request {
         bucket: String,
         key: String,
         conditions: Conditions,
+        /// `versionId`: only `null` names a version here (see [`Request::ListObjectVersions`]).
+        version_id: Option<String>,
     },
     DeleteObject {
         bucket: String,
         key: String,
+        version_id: Option<String>,
     },
     DeleteObjects {
         bucket: String,
         keys: Vec<String>,
         quiet: bool,
+        /// The version ids the request gave (with any of its keys).
+        version_ids: Vec<String>,
     },
     ListObjects {
         bucket: String,
@@ -100,6 +105,17 @@ pub enum Request {
         bucket: String,
         key: String,
     },
+    /// ListObjectVersions. Buckets are not versioned (yet): each object is its one
+    /// `null` version, so a page is the listing after `key_marker`, and
+    /// `version_id_marker` may only be `null`, given with a key marker.
+    ListObjectVersions {
+        bucket: String,
+        prefix: Option<String>,
+        delimiter: Option<String>,
+        key_marker: Option<String>,
+        version_id_marker: Option<String>,
+        max_keys: Option<i32>,
+    },
 }
 
 /// The checksum headers of a body: the announced algorithm (`x-amz-checksum-algorithm`
@@ -141,6 +157,7 @@ pub struct GetArgs {
     pub part_number: Option<i32>,
     /// response-content-type and the like: these replace the stored headers.
     pub overrides: ContentHeaders,
+    pub version_id: Option<String>,
 }
 
 /// A copy's source as named by x-amz-copy-source and its conditions.
@@ -149,6 +166,8 @@ pub struct SourceArgs {
     pub bucket: String,
     pub key: String,
     pub conditions: Conditions,
+    /// `?versionId=` on x-amz-copy-source.
+    pub version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,7 +226,8 @@ pub struct Listing {
     pub objects: Vec<ObjectInfo>,
     pub common_prefixes: Vec<String>,
     pub truncated: bool,
-    /// v1: where the next page starts (sent with a delimiter, as S3 does).
+    /// v1: where the next page starts (sent with a delimiter, as S3 does); versions:
+    /// the next key marker (sent whenever the page is truncated).
     pub next_marker: Option<String>,
     /// v2: the token of the next page.
     pub next_continuation_token: Option<String>,
@@ -279,6 +299,7 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteObjects",
     "ListObjects",
     "ListObjectsV2",
+    "ListObjectVersions",
     "CopyObject",
     "CreateMultipartUpload",
     "UploadPart",
@@ -316,6 +337,7 @@ impl Request {
             Request::ListParts { .. } => "ListParts",
             Request::ListMultipartUploads { .. } => "ListMultipartUploads",
             Request::Layout { .. } => "Layout",
+            Request::ListObjectVersions { .. } => "ListObjectVersions",
         }
     }
 

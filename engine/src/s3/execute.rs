@@ -94,6 +94,37 @@ fn max_keys(m: Option<i32>) -> Result<usize, S3Error> {
     }
 }
 
+/// A version id given to GET, HEAD, DELETE or a copy's source. Buckets are not
+/// versioned: `null` names every object's one version, and any other id none (refused,
+/// rather than served or deleted as if it named the current object).
+fn version_id_ok(version_id: Option<&str>) -> Result<(), S3Error> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(S3Error::InvalidArgument(
+            "Invalid version id specified".into(),
+        )),
+    }
+}
+
+/// ListObjectVersions' markers on an unversioned bucket: the key to resume after. A
+/// version-id marker needs a key marker, and only `null` names a version here.
+fn version_markers(
+    key_marker: Option<String>,
+    version_id_marker: Option<String>,
+) -> Result<Option<String>, S3Error> {
+    let key_marker = key_marker.filter(|k| !k.is_empty());
+    match version_id_marker.as_deref().filter(|v| !v.is_empty()) {
+        None => {}
+        Some(_) if key_marker.is_none() => {
+            return Err(S3Error::InvalidArgument(
+                "A version-id marker cannot be specified without a key marker.".into(),
+            ));
+        }
+        Some(v) => version_id_ok(Some(v))?,
+    }
+    Ok(key_marker)
+}
+
 fn part_number(n: i32) -> Result<u32, S3Error> {
     u32::try_from(n).map_err(|_| S3Error::InvalidArgument("bad part number".into()))
 }
@@ -116,13 +147,14 @@ fn copy_range(r: Option<&str>) -> Result<Option<RangeSpec>, S3Error> {
     }))
 }
 
-fn source(s: SourceArgs, range: Option<RangeSpec>) -> CopySource {
-    CopySource {
+fn source(s: SourceArgs, range: Option<RangeSpec>) -> Result<CopySource, S3Error> {
+    version_id_ok(s.version_id.as_deref())?;
+    Ok(CopySource {
         bucket: s.bucket,
         key: s.key,
         conditions: s.conditions,
         range,
-    }
+    })
 }
 
 fn overridden(info: &mut ObjectInfo, o: ContentHeaders) {
@@ -234,6 +266,7 @@ impl<E: Env> S3<E> {
                 Response::Put(self.put_object(put, trailer).await?).into()
             }
             Request::GetObject(a) => {
+                version_id_ok(a.version_id.as_deref())?;
                 if a.part_number.is_some() {
                     return Err(S3Error::NotImplemented("GET by part number".into()));
                 }
@@ -258,8 +291,17 @@ impl<E: Env> S3<E> {
                 bucket,
                 key,
                 conditions,
-            } => Response::Head(self.head_object(&bucket, &key, &conditions).await?).into(),
-            Request::DeleteObject { bucket, key } => {
+                version_id,
+            } => {
+                version_id_ok(version_id.as_deref())?;
+                Response::Head(self.head_object(&bucket, &key, &conditions).await?).into()
+            }
+            Request::DeleteObject {
+                bucket,
+                key,
+                version_id,
+            } => {
+                version_id_ok(version_id.as_deref())?;
                 self.delete_object(&bucket, &key).await?;
                 Response::Done.into()
             }
@@ -267,7 +309,11 @@ impl<E: Env> S3<E> {
                 bucket,
                 keys,
                 quiet,
+                version_ids,
             } => {
+                for v in &version_ids {
+                    version_id_ok(Some(v))?;
+                }
                 let deleted = self.delete_objects(&bucket, keys).await?;
                 Response::Deleted(if quiet { Vec::new() } else { deleted.keys }).into()
             }
@@ -328,7 +374,7 @@ impl<E: Env> S3<E> {
                 } else {
                     MetadataDirective::Copy
                 };
-                let src = source(a.source, None);
+                let src = source(a.source, None)?;
                 let out = self
                     .copy_object(&src, &a.bucket, &a.key, directive, PutCondition::Always)
                     .await?;
@@ -353,7 +399,7 @@ impl<E: Env> S3<E> {
             Request::UploadPartCopy(a) => {
                 let range = copy_range(a.source_range.as_deref())?;
                 let part = part_number(a.part_number)?;
-                let src = source(a.source, range);
+                let src = source(a.source, range)?;
                 let out = self
                     .upload_part_copy(&src, &a.bucket, &a.key, &a.upload_id, part)
                     .await?;
@@ -436,6 +482,25 @@ impl<E: Env> S3<E> {
             Request::Layout { bucket, key } => {
                 Response::Layout(self.layouts(&bucket, &key).await?).into()
             }
+            Request::ListObjectVersions {
+                bucket,
+                prefix,
+                delimiter,
+                key_marker,
+                version_id_marker,
+                max_keys: m,
+            } => {
+                let after = version_markers(key_marker, version_id_marker)?;
+                let params = ListParams {
+                    prefix: prefix.unwrap_or_default(),
+                    delimiter,
+                    after,
+                    max_keys: max_keys(m)?,
+                };
+                let (page, objects) = self.list_objects(&bucket, &params).await?;
+                let next = page.truncated.then(|| page.last.clone()).flatten();
+                Response::Listing(listing(params, page, objects, next, None)).into()
+            }
         })
     }
 }
@@ -476,6 +541,18 @@ mod tests {
             assert_eq!(copy_range(Some(bad)).unwrap_err().code(), "InvalidArgument");
         }
         assert!(part_number(-1).is_err());
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(version_markers(s("k"), s("null")).unwrap(), s("k"));
+        assert!(version_id_ok(None).is_ok() && version_id_ok(Some("null")).is_ok());
+        assert_eq!(
+            version_id_ok(Some("3HL4kq")).unwrap_err().code(),
+            "InvalidArgument"
+        );
+        assert_eq!(version_markers(s(""), None).unwrap(), None);
+        for (key, version) in [(None, s("null")), (s(""), s("null")), (s("k"), s("v1"))] {
+            let refused = version_markers(key, version).unwrap_err();
+            assert_eq!(refused.code(), "InvalidArgument");
+        }
         assert_eq!(max_keys(Some(5000)).unwrap(), list::MAX_KEYS_LIMIT);
         assert!(max_keys(Some(-1)).is_err());
         assert_eq!(body_size(None).unwrap_err().code(), "MissingContentLength");

@@ -314,10 +314,15 @@ pub(super) fn source_args(
     conditions: Conditions,
 ) -> Result<es3::api::SourceArgs, s3s::S3Error> {
     match src {
-        dto::CopySource::Bucket { bucket, key, .. } => Ok(es3::api::SourceArgs {
+        dto::CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok(es3::api::SourceArgs {
             bucket: bucket.to_string(),
             key: key.to_string(),
             conditions,
+            version_id: version_id.as_deref().map(str::to_string),
         }),
         _ => Err(s3s_error(EngineError::NotImplemented(
             "copy sources other than bucket/key".into(),

@@ -7,6 +7,7 @@
 //! below fails when this edge serves an operation the engine's request cannot express.
 
 mod convert;
+mod versions;
 
 use std::sync::Arc;
 

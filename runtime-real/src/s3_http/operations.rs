@@ -171,6 +171,7 @@ impl s3s::S3 for Edge {
                 i.if_unmodified_since.as_ref(),
             ),
             part_number: i.part_number,
+            version_id: i.version_id,
             overrides: engine::meta::ContentHeaders {
                 content_type: i.response_content_type,
                 content_encoding: i.response_content_encoding,
@@ -241,6 +242,7 @@ impl s3s::S3 for Edge {
             ),
             bucket: i.bucket,
             key: i.key,
+            version_id: i.version_id,
         };
         let Response::Head(info) = self.respond(request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
@@ -277,6 +279,7 @@ impl s3s::S3 for Edge {
         self.respond(Request::DeleteObject {
             bucket: i.bucket,
             key: i.key,
+            version_id: i.version_id,
         })
         .await?;
         Ok(S3Response::with_status(
@@ -291,9 +294,14 @@ impl s3s::S3 for Edge {
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
         let i = req.input;
         let quiet = i.delete.quiet.unwrap_or(false);
+        let objects = i.delete.objects;
         let request = Request::DeleteObjects {
             bucket: i.bucket,
-            keys: i.delete.objects.into_iter().map(|o| o.key).collect(),
+            version_ids: objects
+                .iter()
+                .filter_map(|o| o.version_id.clone())
+                .collect(),
+            keys: objects.into_iter().map(|o| o.key).collect(),
             quiet,
         };
         let Response::Deleted(keys) = self.respond(request).await? else {
@@ -342,6 +350,13 @@ impl s3s::S3 for Edge {
             encoding_type: i.encoding_type,
             ..Default::default()
         }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<dto::ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
+        Ok(S3Response::new(self.list_versions(req.input).await?))
     }
 
     async fn list_objects_v2(

@@ -87,6 +87,93 @@ def test_list_v1_markers(s3, listed_bucket):
     assert [p["Prefix"] for p in out["CommonPrefixes"]] == ["b/", "c/", "photos/"]
 
 
+def pages_versions(s3, bucket, **kw):
+    """Every page of ListObjectVersions, resumed from its Next*Marker as tools do."""
+    versions, prefixes, markers = [], [], {}
+    while True:
+        out = s3.list_object_versions(Bucket=bucket, **kw, **markers)
+        assert "DeleteMarkers" not in out
+        versions += out.get("Versions", [])
+        prefixes += [p["Prefix"] for p in out.get("CommonPrefixes", [])]
+        if not out["IsTruncated"]:
+            return versions, prefixes
+        markers = {"KeyMarker": out["NextKeyMarker"],
+                   "VersionIdMarker": out["NextVersionIdMarker"]}
+
+
+def test_list_object_versions_of_an_unversioned_bucket(s3, listed_bucket):
+    for max_keys in [1, 5, 1000]:
+        versions, prefixes = pages_versions(s3, listed_bucket, MaxKeys=max_keys)
+        assert [v["Key"] for v in versions] == sorted(KEYS) and prefixes == []
+        assert {(v["VersionId"], v["IsLatest"]) for v in versions} == {("null", True)}
+        assert all(v["Size"] == len(v["Key"]) and v["ETag"].startswith('"') for v in versions)
+    versions, prefixes = pages_versions(s3, listed_bucket, Delimiter="/", MaxKeys=2)
+    assert [v["Key"] for v in versions] == ["a", "b", "d", "z"]
+    assert prefixes == ["a/", "b/", "c/", "photos/"]
+    versions, _ = pages_versions(s3, listed_bucket, Prefix="photos/")
+    assert [v["Key"] for v in versions] == ["photos/2024/x.jpg", "photos/2025/y.jpg"]
+    out = s3.list_object_versions(Bucket=listed_bucket, KeyMarker="c/1")
+    assert [v["Key"] for v in out["Versions"]][:2] == ["c/2", "d"]
+    out = s3.list_object_versions(Bucket=listed_bucket, KeyMarker="c/1", VersionIdMarker="null")
+    assert out["Versions"][0]["Key"] == "c/2" and out["VersionIdMarker"] == "null"
+
+
+def test_list_object_versions_empties_a_bucket_as_tools_do(s3, listed_bucket):
+    # What test suites and `aws s3 rb --force`-style cleanups do: list every version,
+    # delete each by its id, then delete the bucket.
+    versions, _ = pages_versions(s3, listed_bucket, MaxKeys=5)
+    for chunk in range(0, len(versions), 5):
+        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                   for v in versions[chunk:chunk + 5]]
+        out = s3.delete_objects(Bucket=listed_bucket, Delete={"Objects": objects})
+        assert "Errors" not in out, out
+    assert pages_versions(s3, listed_bucket) == ([], [])
+    s3.delete_bucket(Bucket=listed_bucket)
+
+
+def test_list_object_versions_refuses_bad_markers(s3, listed_bucket):
+    for args in [{"VersionIdMarker": "null"}, {"KeyMarker": "a", "VersionIdMarker": "v1"},
+                 {"MaxKeys": -1}]:
+        with pytest.raises(ClientError) as e:
+            s3.list_object_versions(Bucket=listed_bucket, **args)
+        assert (error_code(e), status(e)) == ("InvalidArgument", 400), args
+    with pytest.raises(ClientError) as e:
+        s3.list_object_versions(Bucket="no-such-bucket-v")
+    assert (error_code(e), status(e)) == ("NoSuchBucket", 404)
+
+
+def test_version_ids_on_an_unversioned_bucket(s3, bucket):
+    # `null` is every object's one version; any other id names none and is refused,
+    # never served or deleted as if it named the current object.
+    s3.put_object(Bucket=bucket, Key="k", Body=b"current")
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId="null")["Body"].read() == b"current"
+    assert s3.head_object(Bucket=bucket, Key="k", VersionId="null")["ContentLength"] == 7
+    other = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+    refused = [
+        lambda: s3.get_object(Bucket=bucket, Key="k", VersionId=other),
+        lambda: s3.delete_object(Bucket=bucket, Key="k", VersionId=other),
+        lambda: s3.delete_objects(Bucket=bucket, Delete={
+            "Objects": [{"Key": "k", "VersionId": other}]}),
+        lambda: s3.copy_object(Bucket=bucket, Key="c",
+                               CopySource={"Bucket": bucket, "Key": "k", "VersionId": other}),
+    ]
+    for call in refused:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert (error_code(e), status(e)) == ("InvalidArgument", 400)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="k", VersionId=other)
+    assert status(e) == 400  # a HEAD's error has no body, so no code
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"current"
+    s3.copy_object(Bucket=bucket, Key="c",
+                   CopySource={"Bucket": bucket, "Key": "k", "VersionId": "null"})
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"current"
+    s3.delete_object(Bucket=bucket, Key="k", VersionId="null")
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="k")
+    assert status(e) == 404
+
+
 def multipart_etag(parts):
     digest = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
     return f'"{digest}-{len(parts)}"'
