@@ -84,6 +84,20 @@ fn put_condition(
     }
 }
 
+fn list_params(
+    prefix: Option<String>,
+    delimiter: Option<String>,
+    after: Option<String>,
+    m: Option<i32>,
+) -> Result<ListParams, S3Error> {
+    Ok(ListParams {
+        prefix: prefix.unwrap_or_default(),
+        delimiter,
+        after,
+        max_keys: max_keys(m)?,
+    })
+}
+
 fn max_keys(m: Option<i32>) -> Result<usize, S3Error> {
     match m {
         None => Ok(list::MAX_KEYS_LIMIT),
@@ -324,12 +338,8 @@ impl<E: Env> S3<E> {
                 marker,
                 max_keys: m,
             } => {
-                let params = ListParams {
-                    prefix: prefix.unwrap_or_default(),
-                    delimiter: delimiter.clone(),
-                    after: marker.filter(|m| !m.is_empty()),
-                    max_keys: max_keys(m)?,
-                };
+                let after = marker.filter(|m| !m.is_empty());
+                let params = list_params(prefix, delimiter.clone(), after, m)?;
                 let (page, objects) = self.list_objects(&bucket, &params).await?;
                 let next_marker = (page.truncated && delimiter.is_some())
                     .then(|| page.last.clone())
@@ -348,12 +358,7 @@ impl<E: Env> S3<E> {
                     Some(t) => Some(list::key_of_token(t)?),
                     None => start_after.filter(|s| !s.is_empty()),
                 };
-                let params = ListParams {
-                    prefix: prefix.unwrap_or_default(),
-                    delimiter,
-                    after,
-                    max_keys: max_keys(m)?,
-                };
+                let params = list_params(prefix, delimiter, after, m)?;
                 let (page, objects) = self.list_objects(&bucket, &params).await?;
                 let token = page
                     .truncated
@@ -491,12 +496,7 @@ impl<E: Env> S3<E> {
                 max_keys: m,
             } => {
                 let after = version_markers(key_marker, version_id_marker)?;
-                let params = ListParams {
-                    prefix: prefix.unwrap_or_default(),
-                    delimiter,
-                    after,
-                    max_keys: max_keys(m)?,
-                };
+                let params = list_params(prefix, delimiter, after, m)?;
                 let (page, objects) = self.list_objects(&bucket, &params).await?;
                 let next = page.truncated.then(|| page.last.clone()).flatten();
                 Response::Listing(listing(params, page, objects, next, None)).into()
