@@ -100,12 +100,9 @@ pub struct Parked {
 }
 
 impl Parked {
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
     }
 
     /// Whether a task waits for blob `data_id`.
