@@ -28,6 +28,7 @@
 //! guarded by the layout it was computed from, so a repair racing an overwrite, a delete
 //! or another repair changes nothing.
 
+pub mod keys;
 pub mod repair;
 pub mod store;
 
@@ -319,6 +320,21 @@ pub enum CommandV1 {
     ClearLost {
         data_id: u128,
     },
+    /// A new access key (`meta::keys`).
+    CreateKey {
+        access_key: String,
+        key: keys::AccessKey,
+    },
+    DeleteKey {
+        access_key: String,
+    },
+    /// Adds (`allow`) or takes away rights of a key on a bucket.
+    GrantKey {
+        access_key: String,
+        bucket: String,
+        perms: keys::Perms,
+        allow: bool,
+    },
 }
 
 /// A command as it travels through the log.
@@ -349,6 +365,9 @@ pub enum Applied {
     EntityTooSmall(u32),
     /// A repair's guard failed: the blob is gone or its layout changed; nothing done.
     Stale,
+    /// A key with this access key id exists.
+    KeyExists,
+    NoSuchAccessKey,
 }
 
 /// The tables `apply` works on: [`MetaState`] in memory, and the redb tables of
@@ -379,6 +398,11 @@ pub trait MetaTables {
     /// Inserts or replaces the row of `data_id`.
     fn put_data_ref(&mut self, data_id: u128, r: &DataRef) -> Result<(), Self::Error>;
     fn remove_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error>;
+    fn access_key(&self, id: &str) -> Result<Option<keys::AccessKey>, Self::Error>;
+    fn put_access_key(&mut self, id: &str, key: &keys::AccessKey) -> Result<(), Self::Error>;
+    fn remove_access_key(&mut self, id: &str) -> Result<(), Self::Error>;
+    /// Every key, in id order.
+    fn access_keys(&self) -> Result<Vec<(String, keys::AccessKey)>, Self::Error>;
 }
 
 /// Removes the current version of an object, its part rows and its data refs.
@@ -434,6 +458,7 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
                 created_ms: *created_ms,
             };
             t.put_bucket(name, &bucket)?;
+            keys::bucket_created(t, owner, name)?;
             Applied::Done
         }
         CommandV1::DeleteBucket { name } => {
@@ -449,6 +474,7 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
                 }
             }
             t.remove_bucket(name)?;
+            keys::bucket_deleted(t, name)?;
             Applied::Done
         }
         CommandV1::PutObject {
@@ -576,6 +602,14 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             mark,
         } => repair::mark_lost(t, *data_id, shards, mark)?,
         CommandV1::ClearLost { data_id } => repair::clear_lost(t, *data_id)?,
+        CommandV1::CreateKey { access_key, key } => keys::create(t, access_key, key)?,
+        CommandV1::DeleteKey { access_key } => keys::delete(t, access_key)?,
+        CommandV1::GrantKey {
+            access_key,
+            bucket,
+            perms,
+            allow,
+        } => keys::grant(t, access_key, bucket, *perms, *allow)?,
     })
 }
 
@@ -667,6 +701,8 @@ pub struct MetaState {
     pub parts: BTreeMap<(String, u32), PartInfo>,
     pub members: BTreeMap<NodeId, Member>,
     pub data_refs: BTreeMap<u128, DataRef>,
+    /// Access key id -> key.
+    pub keys: BTreeMap<String, keys::AccessKey>,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -766,6 +802,24 @@ impl MetaTables for MetaState {
     fn remove_data_ref(&mut self, data_id: u128) -> Result<(), Self::Error> {
         self.data_refs.remove(&data_id);
         Ok(())
+    }
+    fn access_key(&self, id: &str) -> Result<Option<keys::AccessKey>, Self::Error> {
+        Ok(self.keys.get(id).cloned())
+    }
+    fn put_access_key(&mut self, id: &str, key: &keys::AccessKey) -> Result<(), Self::Error> {
+        self.keys.insert(id.to_string(), key.clone());
+        Ok(())
+    }
+    fn remove_access_key(&mut self, id: &str) -> Result<(), Self::Error> {
+        self.keys.remove(id);
+        Ok(())
+    }
+    fn access_keys(&self) -> Result<Vec<(String, keys::AccessKey)>, Self::Error> {
+        Ok(self
+            .keys
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 

@@ -26,6 +26,7 @@ use raft::eraftpb::ConfState;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::env::NodeId;
+use crate::meta::keys::AccessKey;
 use crate::meta::{
     self, Applied, Bucket, Command, DataLayout, DataRef, Member, MetaState, MetaTables, ObjectPart,
     PartInfo, Stored, UploadHead,
@@ -40,10 +41,11 @@ struct Tables {
     parts: TableDefinition<'static, (&'static str, u32), &'static [u8]>,
     members: TableDefinition<'static, u64, &'static [u8]>,
     data_refs: TableDefinition<'static, u128, &'static [u8]>,
+    keys: TableDefinition<'static, &'static str, &'static [u8]>,
 }
 
 /// Table names, in the order of [`Tables`]; a snapshot being received goes to `incoming.*`.
-const LIVE_NAMES: [&str; 7] = [
+const LIVE_NAMES: [&str; 8] = [
     "buckets",
     "objects",
     "object_parts",
@@ -51,8 +53,9 @@ const LIVE_NAMES: [&str; 7] = [
     "parts",
     "members",
     "data_refs",
+    "keys",
 ];
-const INCOMING_NAMES: [&str; 7] = [
+const INCOMING_NAMES: [&str; 8] = [
     "incoming.buckets",
     "incoming.objects",
     "incoming.object_parts",
@@ -60,9 +63,10 @@ const INCOMING_NAMES: [&str; 7] = [
     "incoming.parts",
     "incoming.members",
     "incoming.data_refs",
+    "incoming.keys",
 ];
 
-const fn tables(names: [&'static str; 7]) -> Tables {
+const fn tables(names: [&'static str; 8]) -> Tables {
     Tables {
         buckets: TableDefinition::new(names[0]),
         objects: TableDefinition::new(names[1]),
@@ -71,6 +75,7 @@ const fn tables(names: [&'static str; 7]) -> Tables {
         parts: TableDefinition::new(names[4]),
         members: TableDefinition::new(names[5]),
         data_refs: TableDefinition::new(names[6]),
+        keys: TableDefinition::new(names[7]),
     }
 }
 
@@ -90,6 +95,7 @@ pub enum Record {
     Part(String, u32, PartInfo),
     Member(NodeId, Member),
     DataRef(u128, DataRef),
+    Key(String, AccessKey),
 }
 
 /// Where an export stopped: the table it is in and the last key sent from it.
@@ -104,6 +110,7 @@ pub enum Cursor {
     Part(Option<(String, u32)>),
     Member(Option<NodeId>),
     DataRef(Option<u128>),
+    Key(Option<String>),
     Done,
 }
 
@@ -175,6 +182,7 @@ struct Writer<'t> {
     parts: redb::Table<'t, (&'static str, u32), &'static [u8]>,
     members: redb::Table<'t, u64, &'static [u8]>,
     data_refs: redb::Table<'t, u128, &'static [u8]>,
+    keys: redb::Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Writer<'t> {
@@ -187,6 +195,7 @@ impl<'t> Writer<'t> {
             parts: txn.open_table(set.parts)?,
             members: txn.open_table(set.members)?,
             data_refs: txn.open_table(set.data_refs)?,
+            keys: txn.open_table(set.keys)?,
         })
     }
 
@@ -199,6 +208,7 @@ impl<'t> Writer<'t> {
             Record::Part(id, n, info) => self.put_part(id, *n, info),
             Record::Member(node, m) => self.put_member(*node, m),
             Record::DataRef(id, r) => self.put_data_ref(*id, r),
+            Record::Key(id, k) => self.put_access_key(id, k),
         }
     }
 }
@@ -325,6 +335,28 @@ impl MetaTables for Writer<'_> {
     fn remove_data_ref(&mut self, data_id: u128) -> Result<(), StoreError> {
         self.data_refs.remove(data_id)?;
         Ok(())
+    }
+    fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
+        self.keys
+            .get(id)?
+            .map(|v| decoded("access key", v.value()))
+            .transpose()
+    }
+    fn put_access_key(&mut self, id: &str, key: &AccessKey) -> Result<(), StoreError> {
+        self.keys.insert(id, meta::encode(key).as_slice())?;
+        Ok(())
+    }
+    fn remove_access_key(&mut self, id: &str) -> Result<(), StoreError> {
+        self.keys.remove(id)?;
+        Ok(())
+    }
+    fn access_keys(&self) -> Result<Vec<(String, AccessKey)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.keys.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), decoded("access key", v.value())?));
+        }
+        Ok(out)
     }
 }
 
@@ -461,6 +493,24 @@ impl MetaReader {
             .get(name)?
             .map(|v| decoded("bucket", v.value()))
             .transpose()
+    }
+
+    pub fn access_key(&self, id: &str) -> Result<Option<AccessKey>, StoreError> {
+        self.txn
+            .open_table(LIVE.keys)?
+            .get(id)?
+            .map(|v| decoded("access key", v.value()))
+            .transpose()
+    }
+
+    /// Every access key, in id order.
+    pub fn access_keys(&self) -> Result<Vec<(String, AccessKey)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.txn.open_table(LIVE.keys)?.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), decoded("access key", v.value())?));
+        }
+        Ok(out)
     }
 
     /// Every bucket, in name order.
@@ -730,6 +780,17 @@ impl MetaReader {
                         Record::DataRef(k, decoded("data ref", v)?),
                         Cursor::DataRef(Some(k))
                     );
+                    Cursor::Key(None)
+                }
+                Cursor::Key(from) => {
+                    page!(
+                        LIVE.keys,
+                        &str,
+                        after(from.as_deref()),
+                        |k, v| v.len(),
+                        Record::Key(k.into(), decoded("access key", v)?),
+                        Cursor::Key(Some(k.into()))
+                    );
                     Cursor::Done
                 }
                 Cursor::Done => return Ok((out, Cursor::Done)),
@@ -752,6 +813,7 @@ impl MetaReader {
                     Record::Part(id, n, info) => state.put_part(&id, n, &info),
                     Record::Member(node, m) => state.put_member(node, &m),
                     Record::DataRef(id, r) => state.put_data_ref(id, &r),
+                    Record::Key(id, k) => state.put_access_key(&id, &k),
                 };
                 match installed {
                     Ok(()) => {}
@@ -840,6 +902,22 @@ mod tests {
                 member: meta::Member {
                     rpc_addr: "x:1".into(),
                 },
+            }),
+            v1(CommandV1::CreateKey {
+                access_key: "AK1".into(),
+                key: meta::keys::AccessKey {
+                    name: "app".into(),
+                    sealed_secret: vec![9; 40],
+                    create_bucket: false,
+                    created_ms: 3,
+                    grants: Default::default(),
+                },
+            }),
+            v1(CommandV1::GrantKey {
+                access_key: "AK1".into(),
+                bucket: "b".into(),
+                perms: meta::keys::Perms::READ,
+                allow: true,
             }),
         ];
         for i in 0..30u64 {
