@@ -267,6 +267,8 @@ pub enum Response {
     Parts(PartsPage),
     Uploads(UploadsPage),
     Layout(Vec<(DataLayout, bool)>),
+    /// An admin request about keys (`crate::s3::keys`), over the node RPC.
+    Keys(crate::s3::keys::KeyResponse),
 }
 
 /// An answer: the response, and a GET's bytes.

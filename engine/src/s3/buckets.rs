@@ -2,27 +2,51 @@
 
 use crate::env::Env;
 use crate::meta::{Applied, CommandV1};
+use crate::s3::access::Caller;
 use crate::s3::{S3, S3Error, applied_error, validate_bucket};
 
 impl<E: Env> S3<E> {
-    pub async fn list_buckets(&self) -> Result<Vec<(String, u64)>, S3Error> {
+    /// The buckets `caller` may read, in name order.
+    pub async fn list_buckets(&self, caller: &Caller) -> Result<Vec<(String, u64)>, S3Error> {
         let r = self.reader().await?;
+        let key = match caller {
+            Caller::Key(id) => Some(
+                r.access_key(id)
+                    .map_err(|e| S3Error::Internal(e.to_string()))?
+                    .ok_or(S3Error::AccessDenied)?,
+            ),
+            Caller::Root | Caller::Anonymous => None,
+        };
         Ok(r.buckets()
             .map_err(|e| S3Error::Internal(e.to_string()))?
             .into_iter()
+            .filter(|(name, _)| key.as_ref().is_none_or(|k| k.perms(name).read))
             .map(|(name, b)| (name, b.created_ms))
             .collect())
     }
 
-    pub async fn create_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+    /// Creates a bucket owned by `caller`. One that exists is the caller's
+    /// (`BucketAlreadyOwnedByYou`) or someone else's (`BucketAlreadyExists`).
+    pub async fn create_bucket(&self, caller: &Caller, bucket: &str) -> Result<(), S3Error> {
         validate_bucket(bucket)?;
+        let owner = self.owner_id(caller);
         let command = CommandV1::CreateBucket {
             name: bucket.into(),
-            owner: self.config.owner.clone(),
+            owner: owner.clone(),
             created_ms: self.now_ms(),
         };
         match self.propose(command).await? {
             Applied::Done => Ok(()),
+            Applied::BucketExists => {
+                let r = self.reader().await?;
+                match r
+                    .bucket(bucket)
+                    .map_err(|e| S3Error::Internal(e.to_string()))?
+                {
+                    Some(b) if b.owner != owner => Err(S3Error::BucketAlreadyExists),
+                    _ => Err(S3Error::BucketAlreadyOwnedByYou),
+                }
+            }
             other => Err(applied_error(other)),
         }
     }

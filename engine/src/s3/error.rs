@@ -16,6 +16,15 @@ pub enum S3Error {
     /// CreateBucket of a bucket that exists (there is one owner: it is yours).
     #[error("BucketAlreadyOwnedByYou")]
     BucketAlreadyOwnedByYou,
+    /// CreateBucket of a bucket someone else owns.
+    #[error("BucketAlreadyExists")]
+    BucketAlreadyExists,
+    /// The caller may not do this.
+    #[error("AccessDenied")]
+    AccessDenied,
+    /// An admin request names an access key that does not exist.
+    #[error("NoSuchAccessKey: {0}")]
+    NoSuchAccessKey(String),
     /// DeleteBucket of a bucket that still holds objects.
     #[error("BucketNotEmpty")]
     BucketNotEmpty,
@@ -111,6 +120,9 @@ impl S3Error {
             Self::NoSuchUpload => "NoSuchUpload",
             Self::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
             Self::BucketNotEmpty => "BucketNotEmpty",
+            Self::BucketAlreadyExists => "BucketAlreadyExists",
+            Self::AccessDenied => "AccessDenied",
+            Self::NoSuchAccessKey(_) => "NoSuchAccessKey",
             Self::InvalidBucketName(_) => "InvalidBucketName",
             Self::KeyTooLong => "KeyTooLongError",
             Self::BadDigest(_) => "BadDigest",
@@ -140,8 +152,12 @@ impl S3Error {
     /// The HTTP status S3 answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => 404,
-            Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty => 409,
+            Self::NoSuchBucket
+            | Self::NoSuchKey
+            | Self::NoSuchUpload
+            | Self::NoSuchAccessKey(_) => 404,
+            Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty | Self::BucketAlreadyExists => 409,
+            Self::AccessDenied => 403,
             Self::InvalidBucketName(_)
             | Self::KeyTooLong
             | Self::BadDigest(_)
@@ -178,6 +194,9 @@ impl S3Error {
                     .into()
             }
             Self::BucketNotEmpty => "The bucket you tried to delete is not empty.".into(),
+            Self::BucketAlreadyExists => "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.".into(),
+            Self::AccessDenied => "Access Denied".into(),
+            Self::NoSuchAccessKey(id) => format!("The access key {id} does not exist."),
             Self::InvalidBucketName(why) => format!("The specified bucket is not valid: {why}."),
             Self::KeyTooLong => "Your key is too long (at most 1024 bytes).".into(),
             Self::BadDigest(what) => format!("The {what} you specified did not match the body."),
@@ -235,6 +254,9 @@ mod tests {
             (S3Error::PreconditionFailed, "PreconditionFailed", 412),
             (S3Error::NotModified, "NotModified", 304),
             (S3Error::BucketNotEmpty, "BucketNotEmpty", 409),
+            (S3Error::BucketAlreadyExists, "BucketAlreadyExists", 409),
+            (S3Error::AccessDenied, "AccessDenied", 403),
+            (S3Error::NoSuchAccessKey("k".into()), "NoSuchAccessKey", 404),
             (S3Error::SlowDown("x".into()), "SlowDown", 503),
             (S3Error::Internal("x".into()), "InternalError", 500),
             (S3Error::ObjectLost("x".into()), "ObjectLost", 410),

@@ -7,6 +7,7 @@
 use crate::data_path::ByteSource;
 use crate::env::{Clock, Env};
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
+use crate::s3::access::Caller;
 use crate::s3::api::{
     BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
 };
@@ -212,13 +213,17 @@ impl<E: Env> S3<E> {
     /// ignored otherwise); `trailer` gives a trailing checksum once the body ended.
     pub async fn execute<S: ByteSource, T: Trailer>(
         &self,
+        caller: &Caller,
         request: Request,
         body: Option<S>,
         trailer: &T,
     ) -> Result<Reply, S3Error> {
         let clock = self.env.clock();
         let (operation, began) = (request.operation(), clock.now());
-        let reply = self.execute_request(request, body, trailer).await;
+        let reply = match self.authorize(caller, &request).await {
+            Ok(()) => self.execute_request(caller, request, body, trailer).await,
+            Err(e) => Err(e),
+        };
         let took = clock.now().saturating_sub(began);
         self.data
             .store()
@@ -231,6 +236,7 @@ impl<E: Env> S3<E> {
 
     async fn execute_request<S: ByteSource, T: Trailer>(
         &self,
+        caller: &Caller,
         request: Request,
         body: Option<S>,
         trailer: &T,
@@ -238,7 +244,7 @@ impl<E: Env> S3<E> {
         let needs_body = || S3Error::InvalidRequest("this request needs a body".into());
         Ok(match request {
             Request::ListBuckets => Response::Buckets(
-                self.list_buckets()
+                self.list_buckets(caller)
                     .await?
                     .into_iter()
                     .map(|(name, created_ms)| BucketEntry { name, created_ms })
@@ -246,7 +252,7 @@ impl<E: Env> S3<E> {
             )
             .into(),
             Request::CreateBucket { bucket } => {
-                self.create_bucket(&bucket).await?;
+                self.create_bucket(caller, &bucket).await?;
                 Response::Done.into()
             }
             Request::HeadBucket { bucket } => {

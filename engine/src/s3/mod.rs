@@ -14,12 +14,14 @@
 //! removed, or (when the commit's outcome is unknown) left for the orphan sweep, since
 //! they may be referenced after all.
 
+pub mod access;
 pub mod api;
 mod blobs;
 mod buckets;
 pub mod checksum;
 pub mod error;
 pub mod execute;
+pub mod keys;
 pub mod list;
 mod multipart;
 mod objects;
@@ -111,8 +113,10 @@ pub fn validate_user_meta(meta: &BTreeMap<String, String>) -> Result<(), S3Error
 /// Who this service is and how it answers.
 #[derive(Debug, Clone)]
 pub struct S3Config {
-    /// The owner every bucket belongs to (the root access key).
+    /// The root access key: the owner of the buckets it creates.
     pub owner: String,
+    /// Seals access-key secrets (`keys::seal_key` of the root secret).
+    pub seal_key: [u8; 32],
     pub region: String,
     /// Blobs up to this size are stored as replicas (k = 1): see `placement`. The
     /// simulator shrinks it along with the chunk size.
@@ -126,6 +130,7 @@ impl Default for S3Config {
     fn default() -> Self {
         Self {
             owner: "hamster".into(),
+            seal_key: keys::seal_key("hamster"),
             region: "us-east-1".into(),
             small_blob_bytes_max: placement::SMALL_BLOB_BYTES_MAX,
             part_size_min_bytes: crate::meta::PART_SIZE_MIN_BYTES,
@@ -155,6 +160,8 @@ pub(crate) fn applied_error(a: Applied) -> S3Error {
         Applied::NoSuchKey => S3Error::NoSuchKey,
         Applied::NoSuchUpload => S3Error::NoSuchUpload,
         Applied::BucketExists => S3Error::BucketAlreadyOwnedByYou,
+        Applied::NoSuchAccessKey => S3Error::NoSuchAccessKey(String::new()),
+        Applied::KeyExists => S3Error::Internal("that access key id is taken".into()),
         Applied::BucketNotEmpty => S3Error::BucketNotEmpty,
         Applied::PreconditionFailed => S3Error::PreconditionFailed,
         Applied::InvalidPart(n) => S3Error::InvalidPart(n),

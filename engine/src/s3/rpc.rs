@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{BodyStream, Env, Net, NodeId};
 use crate::meta::{DataLayout, ObjectData};
+use crate::s3::access::Caller;
 use crate::s3::api::{Request, Response};
+use crate::s3::keys::KeyRequest;
 use crate::s3::{NoTrailer, S3, S3Error};
 use crate::wire::{self, Tag, decode, encode};
 
@@ -46,14 +48,35 @@ fn failed(e: S3Error) -> Answer {
     }
 }
 
+/// What a call carries: an S3 request and whose it is (a cluster member may name any
+/// principal: the simulator's clients make requests as keys), or an admin request
+/// about keys (made as the root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Call {
+    S3 { caller: Caller, request: Request },
+    Keys(KeyRequest),
+}
+
 /// Serves one S3 call (the tag already stripped).
 pub async fn handle<E: Env>(s3: &S3<E>, payload: &[u8], body: Option<BodyStream>) -> Bytes {
-    let Some(request) = decode::<Request>(payload) else {
-        return encode(&failed(S3Error::InvalidRequest(
-            "undecodable request".into(),
-        )));
+    let (caller, request) = match decode::<Call>(payload) {
+        Some(Call::S3 { caller, request }) => (caller, request),
+        Some(Call::Keys(request)) => {
+            return encode(&match s3.keys(&Caller::Root, request).await {
+                Ok(r) => Answer::Ok {
+                    response: Response::Keys(r),
+                    data: Vec::new(),
+                },
+                Err(e) => failed(e),
+            });
+        }
+        None => {
+            return encode(&failed(S3Error::InvalidRequest(
+                "undecodable request".into(),
+            )));
+        }
     };
-    let answer = match s3.execute(request, body, &NoTrailer).await {
+    let answer = match s3.execute(&caller, request, body, &NoTrailer).await {
         Ok(reply) => match reply.body {
             None => Answer::Ok {
                 response: reply.response,
@@ -85,7 +108,14 @@ pub enum CallOutcome {
 }
 
 fn tagged(request: &Request) -> Bytes {
-    wire::request(Tag::S3, request)
+    tagged_call(&Call::S3 {
+        caller: Caller::Root,
+        request: request.clone(),
+    })
+}
+
+fn tagged_call(call: &Call) -> Bytes {
+    wire::request(Tag::S3, call)
 }
 
 fn outcome(answer: Result<Bytes, crate::env::NetError>) -> CallOutcome {
@@ -109,11 +139,38 @@ pub async fn call<E: Env>(
     outcome(env.net().call(to, tagged(request), timeout).await)
 }
 
+/// One call (`Call`) without a body to node `to`: a request as a key, or a key admin
+/// request.
+pub async fn call_as<E: Env>(
+    env: &E,
+    to: NodeId,
+    call: &Call,
+    timeout: std::time::Duration,
+) -> CallOutcome {
+    outcome(env.net().call(to, tagged_call(call), timeout).await)
+}
+
 /// A call with a body (PutObject, UploadPart) of `data` through node `to`, the body streamed in frames of `frame_bytes`.
 pub async fn put<E: Env>(
     env: &E,
     to: NodeId,
     request: &Request,
+    data: Bytes,
+    frame_bytes: usize,
+    timeout: std::time::Duration,
+) -> CallOutcome {
+    let call = Call::S3 {
+        caller: Caller::Root,
+        request: request.clone(),
+    };
+    put_as(env, to, &call, data, frame_bytes, timeout).await
+}
+
+/// [`put`] of any [`Call`] (a PUT as a key).
+pub async fn put_as<E: Env>(
+    env: &E,
+    to: NodeId,
+    call: &Call,
     data: Bytes,
     frame_bytes: usize,
     timeout: std::time::Duration,
@@ -130,7 +187,7 @@ pub async fn put<E: Env>(
         }
         let _ = tx.finish().await;
     };
-    let send = env.net().call_streamed(to, tagged(request), rx, timeout);
+    let send = env.net().call_streamed(to, tagged_call(call), rx, timeout);
     let ((), answer) = futures::join!(produce, send);
     outcome(answer)
 }
