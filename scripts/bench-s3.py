@@ -38,6 +38,10 @@ profile: six nodes (4+2, through a follower): `hamster bench` of one size (--pro
          16 workers, 9 s of PUTs then 9 s of GETs) while `perf record -F 499 -a -g`
          samples the whole machine for 5 s inside the GET phase; writes --profile-out
          (read it with `perf report -i FILE --no-children --sort sym -g none`).
+keys:    one `hamster server`: `hamster bench` 4 KiB x16 PUT/GET with the root key and
+         with a key granted read and write on the bucket, in interleaved rounds on the
+         same server: ops/s and the ratio key / root; then admin API key lookups
+         (`key-info`) per second by 16 clients.
 release: the static release binary (scripts/release.sh: musl, mimalloc) against the
          glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
          x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
@@ -84,9 +88,9 @@ def proc_io(pid):
     return out
 
 
-def bench(endpoint, sizes, workers, seconds, metrics=(), rate=0):
+def bench(endpoint, sizes, workers, seconds, metrics=(), rate=0, key=(ACCESS_KEY, SECRET_KEY)):
     env = client_env()
-    env.update(HAMSTER_ACCESS_KEY=ACCESS_KEY, HAMSTER_SECRET_KEY=SECRET_KEY)
+    env.update(HAMSTER_ACCESS_KEY=key[0], HAMSTER_SECRET_KEY=key[1])
     extra = ["--metrics", ",".join(metrics)] if metrics else []
     if rate:
         extra += ["--rate", str(rate)]
@@ -606,12 +610,70 @@ def run_seaweedfs(seconds, tmp, rounds):
                                             text=True).stdout.strip())
 
 
+def admin_api(endpoint, body):
+    """One admin API call, signed with the root key (botocore's SigV4)."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+    import hashlib
+    import urllib.request
+    data = json.dumps(body).encode()
+    req = botocore.awsrequest.AWSRequest(
+        method="POST", url=endpoint + "/hamster-admin/v1/keys", data=data,
+        headers={"x-hamster-admin": "v1", "x-amz-content-sha256": hashlib.sha256(data).hexdigest()})
+    botocore.auth.S3SigV4Auth(botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY), "s3",
+                              "us-east-1").add_auth(req)
+    prepared = urllib.request.Request(req.url, data=data, method="POST", headers=dict(req.headers))
+    with urllib.request.urlopen(prepared, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def run_keys(seconds, tmp, rounds):
+    print("## access keys on `hamster server`: a granted key against the root key\n")
+    s = Server(os.path.join(tmp, "keys-data")).start()
+    try:
+        wait_bucket(s.endpoint)
+        created = admin_api(s.endpoint, {"op": "key-create", "name": "bench"})["Created"]
+        key = (created["access_key"], created["secret_key"])
+        admin_api(s.endpoint, {"op": "key-allow", "key": key[0], "bucket": "hamster-bench",
+                               "read": True, "write": True})
+        warm_up(s.endpoint)
+        results = {"root": [], "key": []}
+        for r in range(rounds):
+            for name in (["root", "key"] if r % 2 == 0 else ["key", "root"]):
+                k = (ACCESS_KEY, SECRET_KEY) if name == "root" else key
+                results[name].append(phase_rates(bench(s.endpoint, "4KiB", "16", seconds, key=k)))
+        print(f"ops/s, median of {rounds} rounds on one server (A B B A ...)\n")
+        print("| phase | root key | granted key | key / root |")
+        print("|---|---|---|---|")
+        for phase in results["root"][0]:
+            g = [x[phase] for x in results["root"]]
+            v = [x[phase] for x in results["key"]]
+            ratio = median([b / a for a, b in zip(g, v)])
+            print(f"| {phase[0]} {phase[1]} | {median(g):.0f} | {median(v):.0f} | {ratio:.2f} |")
+        # Key lookups through the admin API: `key-info` by 16 clients.
+        from concurrent.futures import ThreadPoolExecutor
+        deadline = time.time() + seconds
+        def lookups(_):
+            n = 0
+            while time.time() < deadline:
+                admin_api(s.endpoint, {"op": "key-info", "key": key[0]})
+                n += 1
+            return n
+        began = time.time()
+        with ThreadPoolExecutor(16) as pool:
+            total = sum(pool.map(lookups, range(16)))
+        print(f"\nadmin API key-info, 16 clients: {total / (time.time() - began):.0f} lookups/s")
+    finally:
+        s.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only",
                     choices=["server", "raft", "cluster", "repair", "release", "breakdown",
-                             "seaweedfs", "ratio", "profile"])
+                             "seaweedfs", "ratio", "profile", "keys"])
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the release and SeaweedFS comparisons")
     ap.add_argument("--also", action="append", default=[],
                     help="NAME=PATH: another build for the release comparison")
@@ -636,6 +698,8 @@ def main():
             run_profile(tmp, a.profile_size, os.path.abspath(a.profile_out))
         if a.only in (None, "seaweedfs"):
             run_seaweedfs(a.seconds, tmp, a.rounds)
+        if a.only in (None, "keys"):
+            run_keys(a.seconds, tmp, a.rounds)
         if a.only in (None, "release"):
             run_release(a.seconds, tmp, a.rounds, a.also)
 

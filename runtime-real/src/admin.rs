@@ -163,7 +163,7 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-fn ago(ms: u64) -> String {
+pub(crate) fn ago(ms: u64) -> String {
     if ms == 0 {
         return "never".into();
     }

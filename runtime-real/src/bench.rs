@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::{Rng, RngCore, SeedableRng};
-use sha2::{Digest, Sha256};
+
+use crate::sigv4::{Signer, UNSIGNED};
 
 /// One size's settings.
 #[derive(Debug, Clone)]
@@ -78,85 +78,6 @@ pub fn default_workers(size: u64) -> usize {
 
 type Body = Full<Bytes>;
 
-struct Signer {
-    access_key: String,
-    secret_key: String,
-    region: String,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-impl Signer {
-    /// Signs a request for `path` (already URI-safe) with `query` (already canonical).
-    fn sign(
-        &self,
-        method: &str,
-        host: &str,
-        path: &str,
-        query: &str,
-        extra: &[(&str, String)],
-    ) -> Vec<(String, String)> {
-        let now = time::OffsetDateTime::now_utc();
-        let date = format!(
-            "{:04}{:02}{:02}",
-            now.year(),
-            u8::from(now.month()),
-            now.day()
-        );
-        let amz_date = format!(
-            "{date}T{:02}{:02}{:02}Z",
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let mut headers: Vec<(String, String)> = vec![
-            ("host".into(), host.into()),
-            ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
-            ("x-amz-date".into(), amz_date.clone()),
-        ];
-        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        headers.sort();
-        let canonical_headers: String = headers
-            .iter()
-            .map(|(k, v)| format!("{k}:{}\n", v.trim()))
-            .collect();
-        let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-        let signed = signed.join(";");
-        let canonical =
-            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\nUNSIGNED-PAYLOAD");
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex(&Sha256::digest(canonical.as_bytes()))
-        );
-        let mut key = hmac(
-            format!("AWS4{}", self.secret_key).as_bytes(),
-            date.as_bytes(),
-        );
-        for part in [self.region.as_str(), "s3", "aws4_request"] {
-            key = hmac(&key, part.as_bytes());
-        }
-        let signature = hex(&hmac(&key, to_sign.as_bytes()));
-        headers.push((
-            "authorization".into(),
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
-                self.access_key
-            ),
-        ));
-        headers.retain(|(k, _)| k != "host");
-        headers
-    }
-}
-
 struct S3Client {
     http: Client<HttpConnector, Body>,
     endpoint: String,
@@ -208,7 +129,10 @@ impl S3Client {
             format!("{}{path}?{query}", self.endpoint)
         };
         let mut req = http::Request::builder().method(method).uri(url);
-        for (k, v) in self.signer.sign(method, &self.host, path, query, extra) {
+        for (k, v) in self
+            .signer
+            .sign(method, &self.host, path, query, extra, UNSIGNED)
+        {
             req = req.header(k, v);
         }
         if method == "PUT" {
@@ -442,7 +366,11 @@ pub async fn run(o: BenchOptions) -> anyhow::Result<Vec<String>> {
     let (status, body) = client
         .send("PUT", &format!("/{}", o.bucket), "", &[], Bytes::new())
         .await?;
-    if !status.is_success() && !String::from_utf8_lossy(&body).contains("BucketAlreadyOwnedByYou") {
+    // A bucket someone else owns will do if this key was granted rights on it.
+    let exists = ["BucketAlreadyOwnedByYou", "BucketAlreadyExists"]
+        .iter()
+        .any(|code| String::from_utf8_lossy(&body).contains(code));
+    if !status.is_success() && !exists {
         bail!(
             "creating bucket {}: {status} {}",
             o.bucket,

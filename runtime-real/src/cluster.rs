@@ -324,6 +324,10 @@ pub async fn run(
             owner: keys
                 .as_ref()
                 .map_or_else(|| "hamster".into(), |k| k.access_key.clone()),
+            seal_key: keys.as_ref().map_or_else(
+                || engine::s3::keys::seal_key("hamster"),
+                |k| engine::s3::keys::seal_key(&k.secret_key),
+            ),
             region: s3
                 .as_ref()
                 .map_or_else(|| "us-east-1".into(), |l| l.region.clone()),

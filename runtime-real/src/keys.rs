@@ -27,7 +27,7 @@ pub enum KeySource {
     Generated(PathBuf),
 }
 
-fn random_key(len: usize, alphabet: &[u8]) -> String {
+pub(crate) fn random_key(len: usize, alphabet: &[u8]) -> String {
     let mut raw = vec![0u8; len];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     raw.iter()

@@ -6,17 +6,20 @@
 //! about transport, not about what the bytes mean.
 
 pub mod admin;
+pub mod admin_api;
 pub mod admin_socket;
 pub mod bench;
 pub mod breakdown;
 pub mod cluster;
 pub mod disk;
+pub mod key_cli;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod s3_http;
 pub mod server;
+pub mod sigv4;
 pub mod tls;
 
 use std::future::Future;

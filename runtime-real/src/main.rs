@@ -2,7 +2,7 @@
 //!
 //! `hamster server` (one node on the embedded default), `hamster version`, the cluster
 //! commands (`cluster init`, `cluster run`) and the admin commands (`admin status`,
-//! `admin repair status|start`, `admin lost`).
+//! `admin repair status|start`, `admin lost`, `admin key ...`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -256,6 +256,9 @@ enum AdminCommand {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Access keys and their rights on buckets (through any node's S3 endpoint).
+    #[command(subcommand)]
+    Key(runtime_real::key_cli::KeyCommand),
 }
 
 #[derive(Subcommand)]
@@ -516,6 +519,9 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::Lost { target }) => {
             let lost = runtime().block_on(async { target.open().await?.lost().await })?;
             print!("{}", admin::render_lost(&lost));
+        }
+        Command::Admin(AdminCommand::Key(command)) => {
+            print!("{}", runtime().block_on(command.run())?);
         }
     }
     Ok(())

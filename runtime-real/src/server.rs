@@ -72,6 +72,7 @@ pub async fn run_server(
             raft,
             S3Config {
                 owner: options.credentials.access_key.clone(),
+                seal_key: engine::s3::keys::seal_key(&options.credentials.secret_key),
                 region: options.region.clone(),
                 ..Default::default()
             },

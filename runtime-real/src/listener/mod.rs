@@ -98,11 +98,12 @@ pub fn s3_service(
     credentials: &Credentials,
     domains: &[String],
 ) -> s3s::service::S3Service {
-    let mut builder = s3s::service::S3ServiceBuilder::new(crate::s3_http::Edge::new(s3));
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(
-        credentials.access_key.as_str(),
-        credentials.secret_key.as_str(),
+    let mut builder = s3s::service::S3ServiceBuilder::new(crate::s3_http::Edge::new(s3.clone()));
+    builder.set_auth(crate::s3_http::KeyAuth::new(
+        credentials.clone(),
+        s3.clone(),
     ));
+    builder.set_route(crate::admin_api::AdminRoute::new(s3));
     let mut domains = domains.to_vec();
     if !domains.iter().any(|d| d == "localhost") {
         domains.push("localhost".into());

@@ -6,21 +6,36 @@
 //! does not offer is left to s3s's default, which answers `NotImplemented`; the test
 //! below fails when this edge serves an operation the engine's request cannot express.
 
+mod auth;
 mod convert;
 mod versions;
 
 use std::sync::Arc;
 
+use engine::s3::access::Caller;
 use engine::s3::api::{Request, Response};
 use engine::s3::{self as es3, Reply};
 use s3s::S3Result;
 use s3s::dto;
 
 use crate::RealEnv;
+pub use auth::KeyAuth;
 #[cfg(test)]
 pub(crate) use convert::LIMIT_MARKER;
 pub use convert::s3s_error;
 use convert::*;
+
+/// The credentials s3s checked, if the request was signed.
+type Credentials = Option<s3s::auth::Credentials>;
+
+/// The principal s3s authenticated: the root key, an access key, or nobody.
+pub(crate) fn caller_of(s3: &es3::S3<RealEnv>, credentials: &Credentials) -> Caller {
+    match credentials {
+        Some(c) if c.access_key == s3.config().owner => Caller::Root,
+        Some(c) => Caller::Key(c.access_key.clone()),
+        None => Caller::Anonymous,
+    }
+}
 
 /// The engine's S3 service behind s3s.
 pub struct Edge {
@@ -32,29 +47,39 @@ impl Edge {
         Self { s3 }
     }
 
+    fn caller(&self, credentials: &Credentials) -> Caller {
+        caller_of(&self.s3, credentials)
+    }
+
     /// Runs a request that has no body.
-    async fn run(&self, request: Request) -> S3Result<Reply> {
+    async fn run(&self, who: &Credentials, request: Request) -> S3Result<Reply> {
         let no_body: Option<BlobSource> = None;
         self.s3
-            .execute(request, no_body, &es3::NoTrailer)
+            .execute(&self.caller(who), request, no_body, &es3::NoTrailer)
             .await
             .map_err(s3s_error)
     }
 
-    async fn respond(&self, request: Request) -> S3Result<Response> {
-        Ok(self.run(request).await?.response)
+    async fn respond(&self, who: &Credentials, request: Request) -> S3Result<Response> {
+        Ok(self.run(who, request).await?.response)
     }
 
     /// Runs a request with a body and its trailers.
     async fn run_with_body(
         &self,
+        who: &Credentials,
         request: Request,
         body: Option<dto::StreamingBlob>,
         trailers: Option<s3s::TrailingHeaders>,
     ) -> S3Result<Response> {
         let reply = self
             .s3
-            .execute(request, Some(BlobSource(body)), &Trailers(trailers))
+            .execute(
+                &self.caller(who),
+                request,
+                Some(BlobSource(body)),
+                &Trailers(trailers),
+            )
             .await
             .map_err(s3s_error)?;
         Ok(reply.response)

@@ -16,9 +16,10 @@ use super::{Edge, body_size, header_inputs, put_output, unexpected};
 impl s3s::S3 for Edge {
     async fn list_buckets(
         &self,
-        _req: S3Request<dto::ListBucketsInput>,
+        req: S3Request<dto::ListBucketsInput>,
     ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        let Response::Buckets(list) = self.respond(Request::ListBuckets).await? else {
+        let Response::Buckets(list) = self.respond(&req.credentials, Request::ListBuckets).await?
+        else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let buckets = list
@@ -29,9 +30,17 @@ impl s3s::S3 for Edge {
                 bucket_region: Some(self.s3.config().region.clone()),
             })
             .collect();
+        // The owner is the caller: the root, or the key (named as it was made).
+        let owner = match self.caller(&req.credentials) {
+            es3::access::Caller::Key(id) => dto::Owner {
+                display_name: self.s3.key_name(&id).or_else(|| Some(id.clone())),
+                id: Some(id),
+            },
+            _ => self.owner(),
+        };
         Ok(S3Response::new(dto::ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(self.owner()),
+            owner: Some(owner),
             ..Default::default()
         }))
     }
@@ -41,9 +50,12 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
         let bucket = req.input.bucket;
-        self.respond(Request::CreateBucket {
-            bucket: bucket.clone(),
-        })
+        self.respond(
+            &req.credentials,
+            Request::CreateBucket {
+                bucket: bucket.clone(),
+            },
+        )
         .await?;
         Ok(S3Response::new(dto::CreateBucketOutput {
             location: Some(format!("/{bucket}")),
@@ -55,7 +67,8 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::HeadBucketInput>,
     ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
         let bucket = req.input.bucket;
-        self.respond(Request::HeadBucket { bucket }).await?;
+        self.respond(&req.credentials, Request::HeadBucket { bucket })
+            .await?;
         Ok(S3Response::new(dto::HeadBucketOutput {
             bucket_region: Some(self.s3.config().region.clone()),
             ..Default::default()
@@ -67,7 +80,8 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::DeleteBucketInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
         let bucket = req.input.bucket;
-        self.respond(Request::DeleteBucket { bucket }).await?;
+        self.respond(&req.credentials, Request::DeleteBucket { bucket })
+            .await?;
         Ok(S3Response::new(dto::DeleteBucketOutput::default()))
     }
 
@@ -76,7 +90,10 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
         let bucket = req.input.bucket;
-        match self.respond(Request::GetBucketLocation { bucket }).await? {
+        match self
+            .respond(&req.credentials, Request::GetBucketLocation { bucket })
+            .await?
+        {
             Response::Location(c) => Ok(S3Response::new(dto::GetBucketLocationOutput {
                 location_constraint: c.map(dto::BucketLocationConstraint::from),
             })),
@@ -90,7 +107,7 @@ impl s3s::S3 for Edge {
     ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
         let bucket = req.input.bucket;
         match self
-            .respond(Request::GetBucketVersioning { bucket })
+            .respond(&req.credentials, Request::GetBucketVersioning { bucket })
             .await?
         {
             Response::Versioning(status) => Ok(S3Response::new(dto::GetBucketVersioningOutput {
@@ -142,7 +159,10 @@ impl s3s::S3 for Edge {
         };
         let size = body_size(i.content_length, &raw);
         let request = Request::PutObject(Box::new(args));
-        let out = put_output(self.run_with_body(request, i.body, trailers).await?)?;
+        let out = put_output(
+            self.run_with_body(&req.credentials, request, i.body, trailers)
+                .await?,
+        )?;
         let c = checksum_fields(out.checksum.as_ref());
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&out.etag)),
@@ -183,7 +203,9 @@ impl s3s::S3 for Edge {
             bucket: i.bucket,
             key: i.key,
         };
-        let reply = self.run(Request::GetObject(Box::new(args))).await?;
+        let reply = self
+            .run(&req.credentials, Request::GetObject(Box::new(args)))
+            .await?;
         let (Response::Object { info, range }, Some(body)) = (reply.response, reply.body) else {
             return Err(s3s_error(es3::S3Error::Internal(
                 "a GET without a body".into(),
@@ -244,7 +266,7 @@ impl s3s::S3 for Edge {
             key: i.key,
             version_id: i.version_id,
         };
-        let Response::Head(info) = self.respond(request).await? else {
+        let Response::Head(info) = self.respond(&req.credentials, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let c = checksum_fields(info.checksum.as_ref());
@@ -276,11 +298,14 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let i = req.input;
-        self.respond(Request::DeleteObject {
-            bucket: i.bucket,
-            key: i.key,
-            version_id: i.version_id,
-        })
+        self.respond(
+            &req.credentials,
+            Request::DeleteObject {
+                bucket: i.bucket,
+                key: i.key,
+                version_id: i.version_id,
+            },
+        )
         .await?;
         Ok(S3Response::with_status(
             dto::DeleteObjectOutput::default(),
@@ -304,7 +329,7 @@ impl s3s::S3 for Edge {
             keys: objects.into_iter().map(|o| o.key).collect(),
             quiet,
         };
-        let Response::Deleted(keys) = self.respond(request).await? else {
+        let Response::Deleted(keys) = self.respond(&req.credentials, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let deleted = (!quiet).then(|| {
@@ -333,7 +358,7 @@ impl s3s::S3 for Edge {
             marker: i.marker.clone(),
             max_keys: i.max_keys,
         };
-        let Response::Listing(page) = self.respond(request).await? else {
+        let Response::Listing(page) = self.respond(&req.credentials, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let names = Names::of(i.encoding_type.as_ref());
@@ -356,7 +381,9 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::ListObjectVersionsInput>,
     ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
-        Ok(S3Response::new(self.list_versions(req.input).await?))
+        Ok(S3Response::new(
+            self.list_versions(&req.credentials, req.input).await?,
+        ))
     }
 
     async fn list_objects_v2(
@@ -372,7 +399,7 @@ impl s3s::S3 for Edge {
             start_after: i.start_after.clone(),
             max_keys: i.max_keys,
         };
-        let Response::Listing(page) = self.respond(request).await? else {
+        let Response::Listing(page) = self.respond(&req.credentials, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let names = Names::of(i.encoding_type.as_ref());
@@ -436,7 +463,10 @@ impl s3s::S3 for Edge {
             bucket: i.bucket,
             key: i.key,
         };
-        let out = put_output(self.respond(Request::CopyObject(Box::new(args))).await?)?;
+        let out = put_output(
+            self.respond(&req.credentials, Request::CopyObject(Box::new(args)))
+                .await?,
+        )?;
         let c = checksum_fields(out.checksum.as_ref());
         Ok(S3Response::new(dto::CopyObjectOutput {
             copy_object_result: Some(dto::CopyObjectResult {
@@ -480,7 +510,7 @@ impl s3s::S3 for Edge {
                 .map(|a| a.as_str().to_string()),
         };
         let request = Request::CreateMultipartUpload(Box::new(args));
-        let Response::Upload(id) = self.respond(request).await? else {
+        let Response::Upload(id) = self.respond(&req.credentials, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {
@@ -519,7 +549,10 @@ impl s3s::S3 for Edge {
             },
         };
         let request = Request::UploadPart(Box::new(args));
-        let out = put_output(self.run_with_body(request, i.body, trailers).await?)?;
+        let out = put_output(
+            self.run_with_body(&req.credentials, request, i.body, trailers)
+                .await?,
+        )?;
         let c = checksum_fields(out.checksum.as_ref());
         Ok(S3Response::new(dto::UploadPartOutput {
             e_tag: Some(etag(&out.etag)),
@@ -555,7 +588,7 @@ impl s3s::S3 for Edge {
             part_number: i.part_number,
         };
         let out = put_output(
-            self.respond(Request::UploadPartCopy(Box::new(args)))
+            self.respond(&req.credentials, Request::UploadPartCopy(Box::new(args)))
                 .await?,
         )?;
         let c = checksum_fields(out.checksum.as_ref());
@@ -591,7 +624,7 @@ impl s3s::S3 for Edge {
             upload_id: i.upload_id,
             parts,
         };
-        let out = put_output(self.respond(request).await?)?;
+        let out = put_output(self.respond(&req.credentials, request).await?)?;
         let c = checksum_fields(out.checksum.as_ref());
         Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
             location: Some(format!("/{}/{}", i.bucket, i.key)),
@@ -613,11 +646,14 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
         let i = req.input;
-        self.respond(Request::AbortMultipartUpload {
-            bucket: i.bucket,
-            key: i.key,
-            upload_id: i.upload_id,
-        })
+        self.respond(
+            &req.credentials,
+            Request::AbortMultipartUpload {
+                bucket: i.bucket,
+                key: i.key,
+                upload_id: i.upload_id,
+            },
+        )
         .await?;
         Ok(S3Response::with_status(
             dto::AbortMultipartUploadOutput::default(),
@@ -637,7 +673,7 @@ impl s3s::S3 for Edge {
             part_number_marker: i.part_number_marker,
             max_parts: i.max_parts,
         };
-        let Response::Parts(page) = self.respond(request).await? else {
+        let Response::Parts(page) = self.respond(&req.credentials, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let parts = page
@@ -686,7 +722,7 @@ impl s3s::S3 for Edge {
             upload_id_marker: i.upload_id_marker.clone(),
             max_uploads: i.max_uploads,
         };
-        let Response::Uploads(page) = self.respond(request).await? else {
+        let Response::Uploads(page) = self.respond(&req.credentials, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let owner = self.owner();

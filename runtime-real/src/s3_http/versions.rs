@@ -15,6 +15,7 @@ const NULL_VERSION: &str = "null";
 impl Edge {
     pub(super) async fn list_versions(
         &self,
+        who: &super::Credentials,
         i: dto::ListObjectVersionsInput,
     ) -> S3Result<dto::ListObjectVersionsOutput> {
         let request = Request::ListObjectVersions {
@@ -25,7 +26,7 @@ impl Edge {
             version_id_marker: i.version_id_marker.clone(),
             max_keys: i.max_keys,
         };
-        let Response::Listing(page) = self.respond(request).await? else {
+        let Response::Listing(page) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let names = Names::of(i.encoding_type.as_ref());

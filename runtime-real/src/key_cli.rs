@@ -1,0 +1,151 @@
+//! `hamster admin key ...`: keys and their bucket rights, through the admin HTTP API
+//! (`crate::admin_api`) of any node, signed with the root key from
+//! `HAMSTER_ACCESS_KEY` / `HAMSTER_SECRET_KEY`.
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use crate::admin_api::{self, AdminCall, Rights};
+use crate::keys::Credentials;
+
+/// Where the admin API is and whose key signs.
+#[derive(Args, Debug, Clone)]
+pub struct ApiTarget {
+    /// The S3 endpoint of any node, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "HAMSTER_ENDPOINT")]
+    pub endpoint: String,
+    /// The region signatures name (the node's --region).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// The root access key.
+    #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
+    pub access_key: String,
+    /// The root secret key.
+    #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: String,
+}
+
+/// Rights to give or take away.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct RightArgs {
+    /// Read objects and list the bucket.
+    #[arg(long)]
+    pub read: bool,
+    /// Write and delete objects, multipart uploads.
+    #[arg(long)]
+    pub write: bool,
+    /// Own the bucket: delete it (and, later, configure it).
+    #[arg(long)]
+    pub owner: bool,
+}
+
+impl From<RightArgs> for Rights {
+    fn from(r: RightArgs) -> Rights {
+        Rights {
+            read: r.read,
+            write: r.write,
+            owner: r.owner,
+        }
+    }
+}
+
+/// A key, a bucket and the rights to give or take.
+#[derive(Args, Debug)]
+pub struct GrantArgs {
+    /// The access key id (HK...).
+    key: String,
+    /// The bucket.
+    bucket: String,
+    #[command(flatten)]
+    rights: RightArgs,
+    #[command(flatten)]
+    target: ApiTarget,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create a key; prints `access key: AK` and `secret key: SK` (the secret is shown
+    /// only now).
+    Create {
+        /// A name to know the key by (1 to 128 bytes).
+        name: String,
+        /// The key may not create buckets.
+        #[arg(long)]
+        no_create_bucket: bool,
+        #[command(flatten)]
+        target: ApiTarget,
+    },
+    /// Every key: id, number of buckets, name.
+    List {
+        #[command(flatten)]
+        target: ApiTarget,
+    },
+    /// One key: name, when made, whether it may create buckets, its rights per bucket.
+    Info {
+        /// The access key id (HK...).
+        key: String,
+        #[command(flatten)]
+        target: ApiTarget,
+    },
+    /// Delete a key: its requests are refused from now on.
+    Delete {
+        /// The access key id (HK...).
+        key: String,
+        #[command(flatten)]
+        target: ApiTarget,
+    },
+    /// Give a key rights on a bucket.
+    Allow(GrantArgs),
+    /// Take rights on a bucket away from a key.
+    Deny(GrantArgs),
+}
+
+impl KeyCommand {
+    fn split(self) -> (AdminCall, ApiTarget) {
+        match self {
+            KeyCommand::Create {
+                name,
+                no_create_bucket,
+                target,
+            } => (
+                AdminCall::KeyCreate {
+                    name,
+                    create_bucket: !no_create_bucket,
+                },
+                target,
+            ),
+            KeyCommand::List { target } => (AdminCall::KeyList, target),
+            KeyCommand::Info { key, target } => (AdminCall::KeyInfo { key }, target),
+            KeyCommand::Delete { key, target } => (AdminCall::KeyDelete { key }, target),
+            KeyCommand::Allow(g) => (
+                AdminCall::KeyAllow {
+                    key: g.key,
+                    bucket: g.bucket,
+                    rights: g.rights.into(),
+                },
+                g.target,
+            ),
+            KeyCommand::Deny(g) => (
+                AdminCall::KeyDeny {
+                    key: g.key,
+                    bucket: g.bucket,
+                    rights: g.rights.into(),
+                },
+                g.target,
+            ),
+        }
+    }
+
+    /// Sends the command and returns what to print.
+    pub async fn run(self) -> anyhow::Result<String> {
+        let (call, target) = self.split();
+        let root = Credentials {
+            access_key: target.access_key,
+            secret_key: target.secret_key,
+        };
+        let answer = admin_api::call(&target.endpoint, &root, &target.region, &call)
+            .await
+            .with_context(|| format!("admin API at {}", target.endpoint))?;
+        Ok(admin_api::render(&answer))
+    }
+}
