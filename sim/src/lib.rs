@@ -7,6 +7,8 @@
 //! directly; (5) recovery: nodes restart and must clean up. The verdict is the
 //! checkers' violations; the trace hash covers every event of the run.
 
+pub mod access_checker;
+pub mod access_workload;
 pub mod api_checker;
 pub mod checker;
 pub mod context;

@@ -18,6 +18,7 @@ use engine::s3::rpc::{self, Answer, CallOutcome};
 use engine::sweep::SweepConfig;
 use runtime_sim::{Cluster, NetConfig, SimClock, World};
 
+use crate::access_workload::{AccessClient, Decision, SharedAccess};
 use crate::model::SharedHistory;
 use crate::object_checker::{self, Layouts, LostKeys, Tally};
 use crate::object_workload::{
@@ -269,9 +270,21 @@ pub async fn simulate(params: Params) -> Outcome {
     }
 
     let until = SimClock.now() + Duration::from_secs_f64(params.duration_s);
-    let tasks: Vec<_> = (0..u64::from(params.clients))
+    let mut tasks: Vec<_> = (0..u64::from(params.clients))
         .map(|c| madsim::task::spawn(client(c).work(until)))
         .collect();
+    let access: SharedAccess = Arc::default();
+    if params.access {
+        let admin = Arc::new(AccessClient {
+            env: world.node_env(CLIENT_ID_BASE + u64::from(params.clients) + 1),
+            nodes: params.nodes,
+            down: down.clone(),
+            history: access.clone(),
+        });
+        tasks.push(madsim::task::spawn(admin.clone().administer(until)));
+        tasks.push(madsim::task::spawn(admin.clone().request(until)));
+        tasks.push(madsim::task::spawn(admin.request(until)));
+    }
     let fault_log = SharedHistory::default();
     let mut observe = |c: &mut Cluster| {
         supervise(c, &ended);
@@ -285,6 +298,18 @@ pub async fn simulate(params: Params) -> Outcome {
     let safety_stats = world.stats();
     // Multipart order, copies and listings are judged on the history alone.
     violations.extend(crate::api_checker::check(&history.lock().expect("history")));
+    {
+        let a = access.lock().expect("access");
+        violations.extend(crate::access_checker::check(&a));
+        if params.access {
+            let mut h = history.lock().expect("history");
+            let count = |d| a.requests.iter().filter(|r| r.decision == d).count() as u64;
+            h.ops.insert("access_changes", a.grants.len() as u64);
+            h.ops.insert("access_allowed", count(Decision::Allowed));
+            h.ops.insert("access_denied", count(Decision::Denied));
+            h.ops.insert("access_unknown", count(Decision::Unknown));
+        }
+    }
     supervise(&mut cluster, &ended);
 
     // Heal: once every operation inside the nodes has ended and repair had its time,

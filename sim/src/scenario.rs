@@ -134,6 +134,10 @@ pub struct Scenario {
     /// restarted; repair must still converge.
     #[serde(default)]
     pub crash_during_repair: bool,
+    /// Objects runs: an access key's rights change while clients use it
+    /// (`access_workload`, judged by `access_checker`).
+    #[serde(default)]
+    pub access: bool,
     /// Crashes aim at nodes in the middle of a Raft log append, and those appends
     /// tear (some sectors land): torn log tails in most crashes.
     #[serde(default)]
@@ -174,6 +178,7 @@ pub struct Params {
     pub rot_pair_per_s: f64,
     pub reads: bool,
     pub crash_during_repair: bool,
+    pub access: bool,
     /// Disks acknowledge fsync without persisting. Not a scenario knob: no store can be
     /// durable on such disks, so it exists to prove the checkers notice.
     pub lying_sync: bool,
@@ -314,6 +319,7 @@ impl Scenario {
             rot_pair_per_s: on(&f.rot_pair_per_s, &mut rng),
             reads: self.reads,
             crash_during_repair: self.crash_during_repair,
+            access: self.access,
             lying_sync: false,
             repair_off: false,
             scrub_on_request: false,

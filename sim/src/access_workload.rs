@@ -1,0 +1,303 @@
+//! The access workload (scenarios with `access = true`): beside the object clients, an
+//! admin makes one access key and keeps changing its rights on the bucket (allow or
+//! deny read or write, one change at a time, each retried until it is answered), while
+//! two clients make requests as that key through random nodes. `access_checker`
+//! judges every answer against the rights the key could have had while it was in
+//! flight.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::env::{Clock, Env, NodeId, Rng};
+use engine::meta::keys::Perms;
+use engine::s3::access::Caller;
+use engine::s3::api::{BodyArgs, GetArgs, PutArgs, Request};
+use engine::s3::keys::KeyRequest;
+use engine::s3::rpc::{self, Answer, Call, CallOutcome};
+use runtime_sim::SimEnv;
+
+use crate::object_workload::{CALL_TIMEOUT, DownSet};
+
+/// The access workload's own bucket (the object clients' listings judge theirs).
+pub const BUCKET: &str = "access";
+
+/// The key the workload makes (fixed, so runs replay).
+pub const ACCESS_KEY: &str = "HKSIMULATEDACCESSKEY";
+const SECRET_KEY: &str = "simulated-secret-key-0123456789";
+/// Keys the key's requests touch (apart from the object clients' keys).
+const KEYS: u64 = 4;
+
+/// One change of the key's rights, as the admin made it.
+#[derive(Debug, Clone)]
+pub struct GrantRecord {
+    pub perms: Perms,
+    pub allow: bool,
+    /// When the first attempt was sent and when one was answered (`None`: never
+    /// answered before the workload ended, so it may take effect at any later time).
+    pub invoke: u64,
+    pub ret: Option<u64>,
+}
+
+/// What a request as the key was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It ran (or failed after it was authorized: NoSuchKey, say).
+    Allowed,
+    Denied,
+    /// No answer, or an error that says nothing about its authorization.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub what: &'static str,
+    pub need: Perms,
+    pub node: NodeId,
+    pub invoke: u64,
+    pub ret: u64,
+    pub decision: Decision,
+}
+
+/// What the access workload did, in order.
+#[derive(Debug, Default)]
+pub struct AccessHistory {
+    /// The key was made (requests run only then).
+    pub created: bool,
+    pub grants: Vec<GrantRecord>,
+    pub requests: Vec<RequestRecord>,
+}
+
+pub type SharedAccess = Arc<Mutex<AccessHistory>>;
+
+pub struct AccessClient {
+    pub env: SimEnv,
+    pub nodes: u64,
+    pub down: DownSet,
+    pub history: SharedAccess,
+}
+
+fn below(rng: &impl Rng, n: u64) -> u64 {
+    rng.next_u64() % n.max(1)
+}
+
+/// How an answer bears on authorization: AccessDenied is a refusal; an error the
+/// authorization itself may give (no leader, a ReadIndex that timed out, an internal
+/// error) says nothing; any other answer came after the request was authorized.
+pub fn decision(answer: &CallOutcome) -> Decision {
+    match answer {
+        CallOutcome::Answer(Answer::Ok { .. }) => Decision::Allowed,
+        CallOutcome::Answer(Answer::Failed { code, .. }) => match code.as_str() {
+            "AccessDenied" => Decision::Denied,
+            "SlowDown" | "ServiceUnavailable" | "InternalError" => Decision::Unknown,
+            _ => Decision::Allowed,
+        },
+        CallOutcome::Lost | CallOutcome::Unreachable => Decision::Unknown,
+    }
+}
+
+impl AccessClient {
+    fn now(&self) -> u64 {
+        self.env.clock().now().as_nanos() as u64
+    }
+
+    fn node(&self) -> NodeId {
+        let up: Vec<NodeId> = {
+            let down = self.down.lock().expect("down");
+            (1..=self.nodes).filter(|n| !down.contains(n)).collect()
+        };
+        if up.is_empty() {
+            1 + below(self.env.rng(), self.nodes)
+        } else {
+            up[below(self.env.rng(), up.len() as u64) as usize]
+        }
+    }
+
+    /// An admin request, retried through the nodes until one answers it definitely
+    /// (allow and deny are idempotent, so a retry of one that did land is harmless).
+    async fn admin(&self, request: KeyRequest, until: Duration) -> Option<Answer> {
+        while self.env.clock().now() < until {
+            let answer = rpc::call_as(
+                &self.env,
+                self.node(),
+                &Call::Keys(request.clone()),
+                CALL_TIMEOUT,
+            )
+            .await;
+            match answer {
+                CallOutcome::Answer(a @ Answer::Ok { .. }) => return Some(a),
+                CallOutcome::Answer(a @ Answer::Failed { .. }) if !a_is_transient(&a) => {
+                    return Some(a);
+                }
+                _ => self.env.clock().sleep(Duration::from_millis(100)).await,
+            }
+        }
+        None
+    }
+
+    /// Makes the bucket (as the root) and the key, then changes the key's rights on the
+    /// bucket until `until`.
+    pub async fn administer(self: Arc<Self>, until: Duration) {
+        let bucket = Request::CreateBucket {
+            bucket: BUCKET.into(),
+        };
+        loop {
+            if self.env.clock().now() >= until {
+                return;
+            }
+            match rpc::call(&self.env, self.node(), &bucket, CALL_TIMEOUT).await {
+                CallOutcome::Answer(Answer::Ok { .. }) => break,
+                CallOutcome::Answer(Answer::Failed { code, .. })
+                    if code == "BucketAlreadyOwnedByYou" =>
+                {
+                    break;
+                }
+                _ => self.env.clock().sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let create = KeyRequest::Create {
+            name: "sim".into(),
+            create_bucket: false,
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+        };
+        let made = match self.admin(create, until).await {
+            Some(Answer::Ok { .. }) => true,
+            // A retry of a create that had landed finds the id taken: made all the same.
+            Some(Answer::Failed { code, .. }) => code == "InternalError",
+            None => false,
+        };
+        if !made {
+            return;
+        }
+        self.history.lock().expect("access").created = true;
+        while self.env.clock().now() < until {
+            let perms = if below(self.env.rng(), 2) == 0 {
+                Perms::READ
+            } else {
+                Perms::WRITE
+            };
+            let allow = below(self.env.rng(), 2) == 0;
+            let request = KeyRequest::Grant {
+                key: ACCESS_KEY.into(),
+                bucket: BUCKET.into(),
+                perms,
+                allow,
+            };
+            let invoke = self.now();
+            let answered = self.admin(request, until).await;
+            let ret = matches!(answered, Some(Answer::Ok { .. })).then(|| self.now());
+            self.history
+                .lock()
+                .expect("access")
+                .grants
+                .push(GrantRecord {
+                    perms,
+                    allow,
+                    invoke,
+                    ret,
+                });
+            if ret.is_none() {
+                // Unanswered or refused: it may still land; change nothing more.
+                return;
+            }
+            let pause = 200 + below(self.env.rng(), 1500);
+            self.env.clock().sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
+    /// Requests as the key until `until`.
+    pub async fn request(self: Arc<Self>, until: Duration) {
+        while self.env.clock().now() < until {
+            if !self.history.lock().expect("access").created {
+                self.env.clock().sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let key = format!("access/{}", below(self.env.rng(), KEYS));
+            let (what, need, request) = match below(self.env.rng(), 4) {
+                0 => (
+                    "GET",
+                    Perms::READ,
+                    Request::GetObject(Box::new(GetArgs {
+                        bucket: BUCKET.into(),
+                        key,
+                        ..GetArgs::default()
+                    })),
+                ),
+                1 => (
+                    "LIST",
+                    Perms::READ,
+                    Request::ListObjectsV2 {
+                        bucket: BUCKET.into(),
+                        prefix: Some("access/".into()),
+                        delimiter: None,
+                        continuation_token: None,
+                        start_after: None,
+                        max_keys: Some(10),
+                    },
+                ),
+                2 => (
+                    "DELETE",
+                    Perms::WRITE,
+                    Request::DeleteObject {
+                        bucket: BUCKET.into(),
+                        key,
+                        version_id: None,
+                    },
+                ),
+                _ => (
+                    "PUT",
+                    Perms::WRITE,
+                    Request::PutObject(Box::new(PutArgs {
+                        bucket: BUCKET.into(),
+                        key,
+                        body: BodyArgs {
+                            size: Some(0),
+                            ..BodyArgs::default()
+                        },
+                        ..PutArgs::default()
+                    })),
+                ),
+            };
+            let node = self.node();
+            let call = Call::S3 {
+                caller: Caller::Key(ACCESS_KEY.into()),
+                request,
+            };
+            let invoke = self.now();
+            let answer = if what == "PUT" {
+                rpc::put_as(
+                    &self.env,
+                    node,
+                    &call,
+                    bytes::Bytes::new(),
+                    512,
+                    CALL_TIMEOUT,
+                )
+                .await
+            } else {
+                rpc::call_as(&self.env, node, &call, CALL_TIMEOUT).await
+            };
+            let record = RequestRecord {
+                what,
+                need,
+                node,
+                invoke,
+                ret: self.now(),
+                decision: decision(&answer),
+            };
+            self.history.lock().expect("access").requests.push(record);
+            let pause = 20 + below(self.env.rng(), 200);
+            self.env.clock().sleep(Duration::from_millis(pause)).await;
+        }
+    }
+}
+
+/// An admin refusal worth retrying: no leader, an unknown outcome, a node stopping.
+fn a_is_transient(a: &Answer) -> bool {
+    match a {
+        Answer::Failed { code, unknown, .. } => {
+            *unknown || code == "SlowDown" || code == "ServiceUnavailable"
+        }
+        Answer::Ok { .. } => false,
+    }
+}
