@@ -6,7 +6,7 @@
 //! from ever taking an S3 request for an object named like the path.
 //!
 //! This module only translates: the engine decides (`S3::keys`). The client half is
-//! what `hamster admin key ...` sends.
+//! what `hamster admin key ...` sends (`crate::key_cli` prints the answers).
 
 use std::sync::Arc;
 
@@ -260,47 +260,6 @@ pub async fn call(
     serde_json::from_slice(&bytes).context("the answer is not the admin API's JSON")
 }
 
-/// `hamster admin key ...`'s output for an answer.
-pub fn render(answer: &KeyResponse) -> String {
-    let rights = |p: &Perms| {
-        let names = [(p.read, "read"), (p.write, "write"), (p.owner, "owner")];
-        let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
-        on.join(", ")
-    };
-    match answer {
-        KeyResponse::Created {
-            access_key,
-            secret_key,
-        } => format!("access key: {access_key}\nsecret key: {secret_key}\n"),
-        KeyResponse::Keys(keys) => {
-            let mut out = format!("{:<22} {:<6} {}\n", "ACCESS KEY", "BUCKETS", "NAME");
-            for k in keys {
-                out += &format!("{:<22} {:<7} {}\n", k.access_key, k.grants.len(), k.name);
-            }
-            out
-        }
-        KeyResponse::Info(k) => {
-            let mut out = format!(
-                "access key: {}\nname: {}\ncreated: {}\ncan create buckets: {}\n",
-                k.access_key,
-                k.name,
-                crate::admin::ago(k.created_ms),
-                if k.create_bucket { "yes" } else { "no" }
-            );
-            if k.grants.is_empty() {
-                out += "buckets: none\n";
-            } else {
-                out += "buckets:\n";
-                for (bucket, p) in &k.grants {
-                    out += &format!("  {bucket}: {}\n", rights(p));
-                }
-            }
-            out
-        }
-        KeyResponse::Done => "done\n".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,14 +302,5 @@ mod tests {
         };
         assert!(access_key.starts_with("HK") && access_key.len() == 20);
         assert_eq!(secret_key.len(), 40);
-    }
-
-    #[test]
-    fn a_new_key_prints_exactly_two_lines() {
-        let out = render(&KeyResponse::Created {
-            access_key: "HKA".into(),
-            secret_key: "S".into(),
-        });
-        assert_eq!(out, "access key: HKA\nsecret key: S\n");
     }
 }

@@ -5,6 +5,9 @@
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
+use engine::meta::keys::Perms;
+use engine::s3::keys::KeyResponse;
+
 use crate::admin_api::{self, AdminCall, Rights};
 use crate::keys::Credentials;
 
@@ -146,6 +149,61 @@ impl KeyCommand {
         let answer = admin_api::call(&target.endpoint, &root, &target.region, &call)
             .await
             .with_context(|| format!("admin API at {}", target.endpoint))?;
-        Ok(admin_api::render(&answer))
+        Ok(render(&answer))
+    }
+}
+
+/// `hamster admin key ...`'s output for an answer.
+pub fn render(answer: &KeyResponse) -> String {
+    let rights = |p: &Perms| {
+        let names = [(p.read, "read"), (p.write, "write"), (p.owner, "owner")];
+        let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
+        on.join(", ")
+    };
+    match answer {
+        KeyResponse::Created {
+            access_key,
+            secret_key,
+        } => format!("access key: {access_key}\nsecret key: {secret_key}\n"),
+        KeyResponse::Keys(keys) => {
+            let mut out = format!("{:<22} {:<7} {}\n", "ACCESS KEY", "BUCKETS", "NAME");
+            for k in keys {
+                out += &format!("{:<22} {:<7} {}\n", k.access_key, k.grants.len(), k.name);
+            }
+            out
+        }
+        KeyResponse::Info(k) => {
+            let mut out = format!(
+                "access key: {}\nname: {}\ncreated: {}\ncan create buckets: {}\n",
+                k.access_key,
+                k.name,
+                crate::admin::ago(k.created_ms),
+                if k.create_bucket { "yes" } else { "no" }
+            );
+            if k.grants.is_empty() {
+                out += "buckets: none\n";
+            } else {
+                out += "buckets:\n";
+                for (bucket, p) in &k.grants {
+                    out += &format!("  {bucket}: {}\n", rights(p));
+                }
+            }
+            out
+        }
+        KeyResponse::Done => "done\n".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_prints_exactly_two_lines() {
+        let out = render(&KeyResponse::Created {
+            access_key: "HKA".into(),
+            secret_key: "S".into(),
+        });
+        assert_eq!(out, "access key: HKA\nsecret key: S\n");
     }
 }

@@ -8,23 +8,12 @@
 //! (a lagging follower waits to apply it first). ReadIndex calls are batched, so
 //! concurrent requests share one round; the root key skips it.
 
-use serde::{Deserialize, Serialize};
-
 use crate::env::Env;
 use crate::meta::keys::{AccessKey, Perms};
 use crate::s3::api::Request;
 use crate::s3::{S3, S3Error, propose_error};
 
-/// The principal of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Caller {
-    /// The root key (or a cluster member on the node RPC).
-    Root,
-    /// An access key, by id.
-    Key(String),
-    /// An unsigned request.
-    Anonymous,
-}
+pub use crate::s3::api::Caller;
 
 /// What a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

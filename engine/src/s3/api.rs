@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::meta::keys::Perms;
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, DataLayout};
 use crate::s3::types::{
     Conditions, ObjectBody, ObjectInfo, PartsPage, PutOutput, RangeSpec, UploadInfo,
@@ -268,7 +269,7 @@ pub enum Response {
     Uploads(UploadsPage),
     Layout(Vec<(DataLayout, bool)>),
     /// An admin request about keys (`crate::s3::keys`), over the node RPC.
-    Keys(crate::s3::keys::KeyResponse),
+    Keys(KeyResponse),
 }
 
 /// An answer: the response, and a GET's bytes.
@@ -347,4 +348,63 @@ impl Request {
     pub fn has_body(&self) -> bool {
         matches!(self, Request::PutObject(_) | Request::UploadPart(_))
     }
+}
+
+/// The principal of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Caller {
+    /// The root key (or a cluster member on the node RPC).
+    Root,
+    /// An access key, by id.
+    Key(String),
+    /// An unsigned request.
+    Anonymous,
+}
+
+/// An admin request about keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyRequest {
+    /// A new key. The front end draws `access_key` and `secret_key` from the operating
+    /// system's randomness; the secret is answered once and stored only sealed.
+    Create {
+        name: String,
+        create_bucket: bool,
+        access_key: String,
+        secret_key: String,
+    },
+    List,
+    Info {
+        key: String,
+    },
+    Delete {
+        key: String,
+    },
+    /// Adds rights (`allow`) or takes them away.
+    Grant {
+        key: String,
+        bucket: String,
+        perms: Perms,
+        allow: bool,
+    },
+}
+
+/// A key as the admin API shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub access_key: String,
+    pub name: String,
+    pub create_bucket: bool,
+    pub created_ms: u64,
+    pub grants: BTreeMap<String, Perms>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyResponse {
+    Created {
+        access_key: String,
+        secret_key: String,
+    },
+    Keys(Vec<KeyInfo>),
+    Info(KeyInfo),
+    Done,
 }

@@ -9,65 +9,18 @@ use std::collections::BTreeMap;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::env::{Env, Rng};
-use crate::meta::keys::{AccessKey, Perms};
+use crate::meta::keys::AccessKey;
 use crate::meta::{Applied, CommandV1};
-use crate::s3::access::Caller;
+use crate::s3::api::Caller;
 use crate::s3::{S3, S3Error, applied_error, validate_bucket};
 
 /// Longest key name.
 pub const KEY_NAME_BYTES_MAX: usize = 128;
 
-/// An admin request about keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyRequest {
-    /// A new key. The front end draws `access_key` and `secret_key` from the operating
-    /// system's randomness; the secret is answered once and stored only sealed.
-    Create {
-        name: String,
-        create_bucket: bool,
-        access_key: String,
-        secret_key: String,
-    },
-    List,
-    Info {
-        key: String,
-    },
-    Delete {
-        key: String,
-    },
-    /// Adds rights (`allow`) or takes them away.
-    Grant {
-        key: String,
-        bucket: String,
-        perms: Perms,
-        allow: bool,
-    },
-}
-
-/// A key as the admin API shows it (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyInfo {
-    pub access_key: String,
-    pub name: String,
-    pub create_bucket: bool,
-    pub created_ms: u64,
-    pub grants: BTreeMap<String, Perms>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyResponse {
-    Created {
-        access_key: String,
-        secret_key: String,
-    },
-    Keys(Vec<KeyInfo>),
-    Info(KeyInfo),
-    Done,
-}
+pub use crate::s3::api::{KeyInfo, KeyRequest, KeyResponse};
 
 fn info(access_key: String, k: AccessKey) -> KeyInfo {
     KeyInfo {
