@@ -28,6 +28,7 @@
 //! guarded by the layout it was computed from, so a repair racing an overwrite, a delete
 //! or another repair changes nothing.
 
+pub mod access;
 pub mod keys;
 pub mod repair;
 pub mod store;
@@ -335,6 +336,24 @@ pub enum CommandV1 {
         perms: keys::Perms,
         allow: bool,
     },
+    /// Sets a bucket's setting `name` (`meta::access`: policy, ACL, public access block,
+    /// ownership).
+    PutSetting {
+        bucket: String,
+        name: String,
+        setting: access::Setting,
+    },
+    DeleteSetting {
+        bucket: String,
+        name: String,
+    },
+    /// Sets the ACL of an object's current version, if it is `version` (`None`: any).
+    PutObjectAcl {
+        bucket: String,
+        key: String,
+        version: Option<u64>,
+        acl: access::Acl,
+    },
 }
 
 /// A command as it travels through the log.
@@ -403,6 +422,16 @@ pub trait MetaTables {
     fn remove_access_key(&mut self, id: &str) -> Result<(), Self::Error>;
     /// Every key, in id order.
     fn access_keys(&self) -> Result<Vec<(String, keys::AccessKey)>, Self::Error>;
+    fn setting(&self, bucket: &str, name: &str) -> Result<Option<access::Setting>, Self::Error>;
+    fn put_setting(
+        &mut self,
+        bucket: &str,
+        name: &str,
+        setting: &access::Setting,
+    ) -> Result<(), Self::Error>;
+    fn remove_setting(&mut self, bucket: &str, name: &str) -> Result<(), Self::Error>;
+    /// Every setting of `bucket`, in name order.
+    fn settings(&self, bucket: &str) -> Result<Vec<(String, access::Setting)>, Self::Error>;
 }
 
 /// Removes the current version of an object, its part rows and its data refs.
@@ -422,15 +451,17 @@ fn drop_object<T: MetaTables>(t: &mut T, bucket: &str, key: &str) -> Result<bool
             t.remove_object_parts(old.version)?;
         }
     }
+    t.remove_setting(bucket, &access::object_acl(old.version))?;
     t.remove_object(bucket, key)?;
     Ok(true)
 }
 
 /// Removes an upload, its parts and their data refs.
 fn drop_upload<T: MetaTables>(t: &mut T, id: &str) -> Result<bool, T::Error> {
-    if t.upload(id)?.is_none() {
+    let Some(head) = t.upload(id)? else {
         return Ok(false);
-    }
+    };
+    t.remove_setting(&head.bucket, &access::upload_acl(id))?;
     for (_, info) in t.parts(id)? {
         if let Some(layout) = &info.data {
             t.remove_data_ref(layout.data_id)?;
@@ -475,6 +506,7 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             }
             t.remove_bucket(name)?;
             keys::bucket_deleted(t, name)?;
+            access::bucket_deleted(t, name)?;
             Applied::Done
         }
         CommandV1::PutObject {
@@ -610,6 +642,18 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             perms,
             allow,
         } => keys::grant(t, access_key, bucket, *perms, *allow)?,
+        CommandV1::PutSetting {
+            bucket,
+            name,
+            setting,
+        } => access::put(t, bucket, name, setting)?,
+        CommandV1::DeleteSetting { bucket, name } => access::delete(t, bucket, name)?,
+        CommandV1::PutObjectAcl {
+            bucket,
+            key,
+            version,
+            acl,
+        } => access::put_object_acl(t, bucket, key, *version, acl)?,
     })
 }
 
@@ -656,6 +700,7 @@ fn complete_upload<T: MetaTables>(
     t.remove_parts(upload_id)?;
     t.remove_upload(upload_id)?;
     drop_object(t, &head.bucket, &head.key)?;
+    access::upload_completed(t, &head.bucket, upload_id, index)?;
     let mut offset = 0;
     for (i, (number, info)) in chosen.into_iter().enumerate() {
         let size = info.size;
@@ -703,6 +748,8 @@ pub struct MetaState {
     pub data_refs: BTreeMap<u128, DataRef>,
     /// Access key id -> key.
     pub keys: BTreeMap<String, keys::AccessKey>,
+    /// (bucket, name) -> setting.
+    pub settings: BTreeMap<(String, String), access::Setting>,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -819,6 +866,30 @@ impl MetaTables for MetaState {
             .keys
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    fn setting(&self, bucket: &str, name: &str) -> Result<Option<access::Setting>, Self::Error> {
+        Ok(self.settings.get(&pair(bucket, name)).cloned())
+    }
+    fn put_setting(
+        &mut self,
+        bucket: &str,
+        name: &str,
+        setting: &access::Setting,
+    ) -> Result<(), Self::Error> {
+        self.settings.insert(pair(bucket, name), setting.clone());
+        Ok(())
+    }
+    fn remove_setting(&mut self, bucket: &str, name: &str) -> Result<(), Self::Error> {
+        self.settings.remove(&pair(bucket, name));
+        Ok(())
+    }
+    fn settings(&self, bucket: &str) -> Result<Vec<(String, access::Setting)>, Self::Error> {
+        Ok(self
+            .settings
+            .range(pair(bucket, "")..)
+            .take_while(|((b, _), _)| b == bucket)
+            .map(|((_, n), v)| (n.clone(), v.clone()))
             .collect())
     }
 }

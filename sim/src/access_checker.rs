@@ -1,26 +1,61 @@
-//! Judges the access workload: authorization is linearizable. The key's rights change
-//! one at a time (`GrantRecord`s, in order), so they pass through states S0 (none),
-//! S1, ... Sn, each change taking effect somewhere between its first attempt and its
-//! answer. A request answered between `invoke` and `ret` saw some state Sj with
-//! j at least the last change answered before it began and at most the last change
-//! begun before it ended. It may be allowed only if one such state grants what it
-//! needs, and refused only if one such state does not: no request is ever allowed that
-//! the model refuses, nor refused that the model must allow.
+//! Judges the access workload: authorization is linearizable. Who may do what changes
+//! one step at a time (`GrantRecord`s, in order: the key's rights or the bucket policy),
+//! so it passes through states S0 (no rights, no policy), S1, ... Sn, each change taking
+//! effect somewhere between its first attempt and its answer. A request answered
+//! between `invoke` and `ret` saw some state Sj with j at least the last change answered
+//! before it began and at most the last change begun before it ended. It may be allowed
+//! only if one such state allows it, and refused only if one such state does not: no
+//! request is ever allowed that the model refuses, nor refused that the model must
+//! allow.
+//!
+//! The model of each state is written out here, not computed by the engine's evaluator:
+//! what each of the workload's [`POLICIES`](crate::access_workload::POLICIES) says.
 
 use engine::meta::keys::Perms;
 
-use crate::access_workload::{AccessHistory, Decision, GrantRecord};
+use crate::access_workload::{AccessHistory, Change, Decision, GrantRecord};
 
-/// The rights after each change: `states[0]` is none, `states[i]` after change i.
-fn states(grants: &[GrantRecord]) -> Vec<Perms> {
-    let mut out = vec![Perms::default()];
-    for g in grants {
-        let now = *out.last().expect("S0");
-        out.push(if g.allow {
-            now.union(g.perms)
-        } else {
-            now.minus(g.perms)
-        });
+/// Who may do what between two changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct State {
+    pub perms: Perms,
+    pub policy: Option<usize>,
+}
+
+impl State {
+    /// Whether a request `what` (GET, LIST, PUT, DELETE), as the key or anonymously, is
+    /// allowed: a Deny of the policy first, then the key's grants, then a policy Allow.
+    pub fn allows(&self, as_key: bool, what: &str) -> bool {
+        let write = matches!(what, "PUT" | "DELETE");
+        let need = if write { Perms::WRITE } else { Perms::READ };
+        if self.policy == Some(1) && as_key && write {
+            return false;
+        }
+        if as_key && self.perms.covers(need) {
+            return true;
+        }
+        match (self.policy, what) {
+            (Some(0), "GET") | (Some(1), "LIST") => true,
+            (Some(2), "PUT" | "DELETE" | "LIST") => as_key,
+            _ => false,
+        }
+    }
+}
+
+/// The state after each change: `states[0]` is S0, `states[i]` after change i.
+fn states(changes: &[GrantRecord]) -> Vec<State> {
+    let mut out = vec![State::default()];
+    for g in changes {
+        let mut now = *out.last().expect("S0");
+        match g.change {
+            Change::Grant { perms, allow: true } => now.perms = now.perms.union(perms),
+            Change::Grant {
+                perms,
+                allow: false,
+            } => now.perms = now.perms.minus(perms),
+            Change::Policy(p) => now.policy = p,
+        }
+        out.push(now);
     }
     out
 }
@@ -41,17 +76,18 @@ pub fn check(h: &AccessHistory) -> Vec<String> {
             .count();
         let hi = h.grants.iter().take_while(|g| g.invoke < r.ret).count();
         let seen = &states[lo..=hi.max(lo)];
-        let may_allow = seen.iter().any(|p| p.covers(r.need));
-        let may_deny = seen.iter().any(|p| !p.covers(r.need));
+        let may_allow = seen.iter().any(|s| s.allows(r.as_key, r.what));
+        let may_deny = seen.iter().any(|s| !s.allows(r.as_key, r.what));
         let wrong = match r.decision {
             Decision::Allowed => !may_allow,
             Decision::Denied => !may_deny,
             Decision::Unknown => false,
         };
         if wrong {
+            let who = if r.as_key { "the key" } else { "anonymous" };
             violations.push(format!(
-                "access: {} through node {} at {}..{} ns was {:?}, but the key's rights \
-                 while it was in flight were {:?} (changes {lo}..={hi})",
+                "access: {} as {who} through node {} at {}..{} ns was {:?}, but who may do \
+                 what while it was in flight was {:?} (changes {lo}..={hi})",
                 r.what, r.node, r.invoke, r.ret, r.decision, seen
             ));
         }
@@ -66,21 +102,38 @@ mod tests {
 
     fn grant(perms: Perms, allow: bool, invoke: u64, ret: Option<u64>) -> GrantRecord {
         GrantRecord {
-            perms,
-            allow,
+            change: Change::Grant { perms, allow },
             invoke,
             ret,
         }
     }
 
+    fn policy(p: Option<usize>, invoke: u64, ret: Option<u64>) -> GrantRecord {
+        GrantRecord {
+            change: Change::Policy(p),
+            invoke,
+            ret,
+        }
+    }
+
+    /// A GET needs read, a PUT write, as the key.
     fn request(need: Perms, invoke: u64, ret: u64, decision: Decision) -> RequestRecord {
+        let what = if need == Perms::READ { "GET" } else { "PUT" };
         RequestRecord {
-            what: "GET",
-            need,
+            what,
+            as_key: true,
             node: 1,
             invoke,
             ret,
             decision,
+        }
+    }
+
+    fn anonymous(what: &'static str, invoke: u64, ret: u64, decision: Decision) -> RequestRecord {
+        RequestRecord {
+            as_key: false,
+            what,
+            ..request(Perms::READ, invoke, ret, decision)
         }
     }
 
@@ -142,5 +195,45 @@ mod tests {
         let v = check(&h);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("at 1..5"), "{v:?}");
+    }
+
+    #[test]
+    fn policies_admit_anonymous_callers_and_their_denies_beat_grants() {
+        use Decision::{Allowed, Denied};
+        let h = |requests| AccessHistory {
+            created: true,
+            // Write granted by 20; public GET 30..40; deny-the-key's-writes 50..60;
+            // no policy 70..80.
+            grants: vec![
+                grant(Perms::WRITE, true, 10, Some(20)),
+                policy(Some(0), 30, Some(40)),
+                policy(Some(1), 50, Some(60)),
+                policy(None, 70, Some(80)),
+            ],
+            requests,
+        };
+        let ok = h(vec![
+            anonymous("GET", 21, 29, Denied),
+            anonymous("GET", 41, 49, Allowed),
+            anonymous("LIST", 41, 49, Denied),
+            anonymous("LIST", 61, 69, Allowed),
+            anonymous("GET", 61, 69, Denied),
+            request(Perms::WRITE, 41, 49, Allowed),
+            request(Perms::WRITE, 61, 69, Denied),
+            request(Perms::WRITE, 81, 90, Allowed),
+            anonymous("PUT", 81, 90, Denied),
+        ]);
+        assert_eq!(check(&ok), Vec::<String>::new());
+        for bad in [
+            anonymous("GET", 21, 29, Allowed),
+            anonymous("GET", 41, 49, Denied),
+            anonymous("LIST", 61, 69, Denied),
+            anonymous("PUT", 41, 49, Allowed),
+            request(Perms::WRITE, 61, 69, Allowed),
+            request(Perms::WRITE, 81, 90, Denied),
+        ] {
+            let v = check(&h(vec![bad.clone()]));
+            assert_eq!(v.len(), 1, "{bad:?} passed");
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! The access workload (scenarios with `access = true`): beside the object clients, an
-//! admin makes one access key and keeps changing its rights on the bucket (allow or
-//! deny read or write, one change at a time, each retried until it is answered), while
-//! two clients make requests as that key through random nodes. `access_checker`
-//! judges every answer against the rights the key could have had while it was in
-//! flight.
+//! admin makes one access key and keeps changing who may do what on the bucket, one
+//! change at a time, each retried until it is answered: the key's rights (allow or deny
+//! read or write) or the bucket policy (one of [`POLICIES`], or none). Two clients make
+//! requests through random nodes, as that key or anonymously. `access_checker` judges
+//! every answer against the rights and policy in force while it was in flight.
+//!
+//! The root writes the objects the GETs read first and nobody deletes them, so a GET
+//! that a policy admits is never refused for a missing object (S3 answers that with
+//! AccessDenied to a caller who may not list).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +15,7 @@ use std::time::Duration;
 use engine::env::{Clock, Env, NodeId, Rng};
 use engine::meta::keys::Perms;
 use engine::s3::access::Caller;
-use engine::s3::api::{BodyArgs, GetArgs, PutArgs, Request};
+use engine::s3::api::{AccessRequest, BodyArgs, GetArgs, PutArgs, Request};
 use engine::s3::keys::KeyRequest;
 use engine::s3::rpc::{self, Answer, Call, CallOutcome};
 use runtime_sim::SimEnv;
@@ -24,14 +28,41 @@ pub const BUCKET: &str = "access";
 /// The key the workload makes (fixed, so runs replay).
 pub const ACCESS_KEY: &str = "HKSIMULATEDACCESSKEY";
 const SECRET_KEY: &str = "simulated-secret-key-0123456789";
-/// Keys the key's requests touch (apart from the object clients' keys).
+/// Objects the requests touch: GETs read `access/r/N`, PUTs and DELETEs write
+/// `access/w/N`.
 const KEYS: u64 = 4;
 
-/// One change of the key's rights, as the admin made it.
+/// The bucket policies the admin puts, by index; `access_checker` knows what each means.
+pub const POLICIES: [&str; 3] = [
+    // 0: anyone may GET.
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
+        "Action":"s3:GetObject","Resource":"arn:aws:s3:::access/*"}]}"#,
+    // 1: the key may never write, whatever it was granted; anyone may list.
+    r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Deny","Principal":{"AWS":["HKSIMULATEDACCESSKEY"]},
+         "Action":["s3:PutObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::access/*"},
+        {"Effect":"Allow","Principal":"*","Action":"s3:ListBucket",
+         "Resource":"arn:aws:s3:::access"}]}"#,
+    // 2: the key may write and list (a grant by policy).
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+        "Principal":{"AWS":"HKSIMULATEDACCESSKEY"},
+        "Action":["s3:PutObject","s3:DeleteObject","s3:ListBucket"],
+        "Resource":["arn:aws:s3:::access","arn:aws:s3:::access/*"]}]}"#,
+];
+
+/// One change of who may do what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Rights of the key: added (`allow`) or taken away.
+    Grant { perms: Perms, allow: bool },
+    /// The bucket policy: `POLICIES[i]`, or none.
+    Policy(Option<usize>),
+}
+
+/// One change, as the admin made it.
 #[derive(Debug, Clone)]
 pub struct GrantRecord {
-    pub perms: Perms,
-    pub allow: bool,
+    pub change: Change,
     /// When the first attempt was sent and when one was answered (`None`: never
     /// answered before the workload ended, so it may take effect at any later time).
     pub invoke: u64,
@@ -50,8 +81,10 @@ pub enum Decision {
 
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
+    /// GET, LIST, PUT or DELETE.
     pub what: &'static str,
-    pub need: Perms,
+    /// Made as the key (else anonymously).
+    pub as_key: bool,
     pub node: NodeId,
     pub invoke: u64,
     pub ret: u64,
@@ -139,6 +172,8 @@ impl AccessClient {
     pub async fn administer(self: Arc<Self>, until: Duration) {
         let bucket = Request::CreateBucket {
             bucket: BUCKET.into(),
+            acl: None,
+            ownership: None,
         };
         loop {
             if self.env.clock().now() >= until {
@@ -152,6 +187,24 @@ impl AccessClient {
                     break;
                 }
                 _ => self.env.clock().sleep(Duration::from_millis(100)).await,
+            }
+        }
+        for n in 0..KEYS {
+            let put = Request::PutObject(Box::new(PutArgs {
+                bucket: BUCKET.into(),
+                key: format!("access/r/{n}"),
+                body: BodyArgs {
+                    size: Some(0),
+                    ..BodyArgs::default()
+                },
+                ..PutArgs::default()
+            }));
+            let call = Call::S3 {
+                caller: Caller::Root,
+                request: put,
+            };
+            if !self.retried(&call, true, until).await {
+                return;
             }
         }
         let create = KeyRequest::Create {
@@ -171,28 +224,53 @@ impl AccessClient {
         }
         self.history.lock().expect("access").created = true;
         while self.env.clock().now() < until {
-            let perms = if below(self.env.rng(), 2) == 0 {
-                Perms::READ
-            } else {
-                Perms::WRITE
-            };
-            let allow = below(self.env.rng(), 2) == 0;
-            let request = KeyRequest::Grant {
-                key: ACCESS_KEY.into(),
-                bucket: BUCKET.into(),
-                perms,
-                allow,
+            let change = match below(self.env.rng(), 3) {
+                0 => Change::Policy(
+                    Some(below(self.env.rng(), POLICIES.len() as u64 + 1) as usize)
+                        .filter(|i| *i < POLICIES.len()),
+                ),
+                _ => Change::Grant {
+                    perms: if below(self.env.rng(), 2) == 0 {
+                        Perms::READ
+                    } else {
+                        Perms::WRITE
+                    },
+                    allow: below(self.env.rng(), 2) == 0,
+                },
             };
             let invoke = self.now();
-            let answered = self.admin(request, until).await;
-            let ret = matches!(answered, Some(Answer::Ok { .. })).then(|| self.now());
+            let answered = match change {
+                Change::Grant { perms, allow } => {
+                    let request = KeyRequest::Grant {
+                        key: ACCESS_KEY.into(),
+                        bucket: BUCKET.into(),
+                        perms,
+                        allow,
+                    };
+                    matches!(self.admin(request, until).await, Some(Answer::Ok { .. }))
+                }
+                Change::Policy(policy) => {
+                    let request = match policy {
+                        Some(i) => AccessRequest::PutBucketPolicy(POLICIES[i].into()),
+                        None => AccessRequest::DeleteBucketPolicy,
+                    };
+                    let call = Call::S3 {
+                        caller: Caller::Root,
+                        request: Request::Access {
+                            bucket: BUCKET.into(),
+                            request,
+                        },
+                    };
+                    self.retried(&call, false, until).await
+                }
+            };
+            let ret = answered.then(|| self.now());
             self.history
                 .lock()
                 .expect("access")
                 .grants
                 .push(GrantRecord {
-                    perms,
-                    allow,
+                    change,
                     invoke,
                     ret,
                 });
@@ -205,27 +283,55 @@ impl AccessClient {
         }
     }
 
-    /// Requests as the key until `until`.
+    /// A root request retried through the nodes until one answers it (PUTs and policy
+    /// changes are idempotent); whether it succeeded.
+    async fn retried(&self, call: &Call, put: bool, until: Duration) -> bool {
+        while self.env.clock().now() < until {
+            let node = self.node();
+            let answer = if put {
+                rpc::put_as(
+                    &self.env,
+                    node,
+                    call,
+                    bytes::Bytes::new(),
+                    512,
+                    CALL_TIMEOUT,
+                )
+                .await
+            } else {
+                rpc::call_as(&self.env, node, call, CALL_TIMEOUT).await
+            };
+            match answer {
+                CallOutcome::Answer(Answer::Ok { .. }) => return true,
+                CallOutcome::Answer(a @ Answer::Failed { .. }) if !a_is_transient(&a) => {
+                    return false;
+                }
+                _ => self.env.clock().sleep(Duration::from_millis(100)).await,
+            }
+        }
+        false
+    }
+
+    /// Requests as the key or anonymously until `until`.
     pub async fn request(self: Arc<Self>, until: Duration) {
         while self.env.clock().now() < until {
             if !self.history.lock().expect("access").created {
                 self.env.clock().sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let key = format!("access/{}", below(self.env.rng(), KEYS));
-            let (what, need, request) = match below(self.env.rng(), 4) {
+            let n = below(self.env.rng(), KEYS);
+            let (read, write) = (format!("access/r/{n}"), format!("access/w/{n}"));
+            let (what, request) = match below(self.env.rng(), 4) {
                 0 => (
                     "GET",
-                    Perms::READ,
                     Request::GetObject(Box::new(GetArgs {
                         bucket: BUCKET.into(),
-                        key,
+                        key: read,
                         ..GetArgs::default()
                     })),
                 ),
                 1 => (
                     "LIST",
-                    Perms::READ,
                     Request::ListObjectsV2 {
                         bucket: BUCKET.into(),
                         prefix: Some("access/".into()),
@@ -237,19 +343,17 @@ impl AccessClient {
                 ),
                 2 => (
                     "DELETE",
-                    Perms::WRITE,
                     Request::DeleteObject {
                         bucket: BUCKET.into(),
-                        key,
+                        key: write,
                         version_id: None,
                     },
                 ),
                 _ => (
                     "PUT",
-                    Perms::WRITE,
                     Request::PutObject(Box::new(PutArgs {
                         bucket: BUCKET.into(),
-                        key,
+                        key: write,
                         body: BodyArgs {
                             size: Some(0),
                             ..BodyArgs::default()
@@ -259,10 +363,13 @@ impl AccessClient {
                 ),
             };
             let node = self.node();
-            let call = Call::S3 {
-                caller: Caller::Key(ACCESS_KEY.into()),
-                request,
+            let as_key = below(self.env.rng(), 3) != 0;
+            let caller = if as_key {
+                Caller::Key(ACCESS_KEY.into())
+            } else {
+                Caller::Anonymous
             };
+            let call = Call::S3 { caller, request };
             let invoke = self.now();
             let answer = if what == "PUT" {
                 rpc::put_as(
@@ -279,7 +386,7 @@ impl AccessClient {
             };
             let record = RequestRecord {
                 what,
-                need,
+                as_key,
                 node,
                 invoke,
                 ret: self.now(),

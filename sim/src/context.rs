@@ -265,9 +265,13 @@ impl S3Ref<'_> {
 
     pub async fn create_bucket(&self, bucket: &str) -> Result<(), String> {
         let bucket = bucket.into();
-        self.call(Request::CreateBucket { bucket })
-            .await
-            .map(|_| ())
+        self.call(Request::CreateBucket {
+            bucket,
+            acl: None,
+            ownership: None,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// A PUT; its ETag.

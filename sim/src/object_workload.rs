@@ -263,6 +263,8 @@ impl ObjectClient {
     pub async fn create_bucket(&self) -> bool {
         let request = Request::CreateBucket {
             bucket: BUCKET.into(),
+            acl: None,
+            ownership: None,
         };
         for attempt in 0..100u64 {
             let node = 1 + attempt % self.nodes;

@@ -26,6 +26,7 @@ use raft::eraftpb::ConfState;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::env::NodeId;
+use crate::meta::access::Setting;
 use crate::meta::keys::AccessKey;
 use crate::meta::{
     self, Applied, Bucket, Command, DataLayout, DataRef, Member, MetaState, MetaTables, ObjectPart,
@@ -42,10 +43,11 @@ struct Tables {
     members: TableDefinition<'static, u64, &'static [u8]>,
     data_refs: TableDefinition<'static, u128, &'static [u8]>,
     keys: TableDefinition<'static, &'static str, &'static [u8]>,
+    settings: TableDefinition<'static, (&'static str, &'static str), &'static [u8]>,
 }
 
 /// Table names, in the order of [`Tables`]; a snapshot being received goes to `incoming.*`.
-const LIVE_NAMES: [&str; 8] = [
+const LIVE_NAMES: [&str; 9] = [
     "buckets",
     "objects",
     "object_parts",
@@ -54,8 +56,9 @@ const LIVE_NAMES: [&str; 8] = [
     "members",
     "data_refs",
     "keys",
+    "settings",
 ];
-const INCOMING_NAMES: [&str; 8] = [
+const INCOMING_NAMES: [&str; 9] = [
     "incoming.buckets",
     "incoming.objects",
     "incoming.object_parts",
@@ -64,9 +67,10 @@ const INCOMING_NAMES: [&str; 8] = [
     "incoming.members",
     "incoming.data_refs",
     "incoming.keys",
+    "incoming.settings",
 ];
 
-const fn tables(names: [&'static str; 8]) -> Tables {
+const fn tables(names: [&'static str; 9]) -> Tables {
     Tables {
         buckets: TableDefinition::new(names[0]),
         objects: TableDefinition::new(names[1]),
@@ -76,6 +80,7 @@ const fn tables(names: [&'static str; 8]) -> Tables {
         members: TableDefinition::new(names[5]),
         data_refs: TableDefinition::new(names[6]),
         keys: TableDefinition::new(names[7]),
+        settings: TableDefinition::new(names[8]),
     }
 }
 
@@ -96,6 +101,7 @@ pub enum Record {
     Member(NodeId, Member),
     DataRef(u128, DataRef),
     Key(String, AccessKey),
+    Setting(String, String, Setting),
 }
 
 /// Where an export stopped: the table it is in and the last key sent from it.
@@ -111,6 +117,7 @@ pub enum Cursor {
     Member(Option<NodeId>),
     DataRef(Option<u128>),
     Key(Option<String>),
+    Setting(Option<(String, String)>),
     Done,
 }
 
@@ -183,6 +190,7 @@ struct Writer<'t> {
     members: redb::Table<'t, u64, &'static [u8]>,
     data_refs: redb::Table<'t, u128, &'static [u8]>,
     keys: redb::Table<'t, &'static str, &'static [u8]>,
+    settings: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
 }
 
 impl<'t> Writer<'t> {
@@ -196,6 +204,7 @@ impl<'t> Writer<'t> {
             members: txn.open_table(set.members)?,
             data_refs: txn.open_table(set.data_refs)?,
             keys: txn.open_table(set.keys)?,
+            settings: txn.open_table(set.settings)?,
         })
     }
 
@@ -209,6 +218,7 @@ impl<'t> Writer<'t> {
             Record::Member(node, m) => self.put_member(*node, m),
             Record::DataRef(id, r) => self.put_data_ref(*id, r),
             Record::Key(id, k) => self.put_access_key(id, k),
+            Record::Setting(bucket, name, v) => self.put_setting(bucket, name, v),
         }
     }
 }
@@ -358,6 +368,41 @@ impl MetaTables for Writer<'_> {
         }
         Ok(out)
     }
+    fn setting(&self, bucket: &str, name: &str) -> Result<Option<Setting>, StoreError> {
+        self.settings
+            .get((bucket, name))?
+            .map(|v| decoded("setting", v.value()))
+            .transpose()
+    }
+    fn put_setting(&mut self, bucket: &str, name: &str, v: &Setting) -> Result<(), StoreError> {
+        self.settings
+            .insert((bucket, name), meta::encode(v).as_slice())?;
+        Ok(())
+    }
+    fn remove_setting(&mut self, bucket: &str, name: &str) -> Result<(), StoreError> {
+        self.settings.remove((bucket, name))?;
+        Ok(())
+    }
+    fn settings(&self, bucket: &str) -> Result<Vec<(String, Setting)>, StoreError> {
+        settings_of(&self.settings, bucket)
+    }
+}
+
+/// Every setting of `bucket`, in name order.
+fn settings_of(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    bucket: &str,
+) -> Result<Vec<(String, Setting)>, StoreError> {
+    let mut out = Vec::new();
+    for row in table.range((bucket, "")..)? {
+        let (k, v) = row?;
+        let (b, name) = k.value();
+        if b != bucket {
+            break;
+        }
+        out.push((name.to_string(), decoded("setting", v.value())?));
+    }
+    Ok(out)
 }
 
 impl MetaStore {
@@ -500,6 +545,15 @@ impl MetaReader {
             .open_table(LIVE.keys)?
             .get(id)?
             .map(|v| decoded("access key", v.value()))
+            .transpose()
+    }
+
+    /// A bucket's setting `name` (`meta::access`).
+    pub fn setting(&self, bucket: &str, name: &str) -> Result<Option<Setting>, StoreError> {
+        self.txn
+            .open_table(LIVE.settings)?
+            .get((bucket, name))?
+            .map(|v| decoded("setting", v.value()))
             .transpose()
     }
 
@@ -791,6 +845,18 @@ impl MetaReader {
                         Record::Key(k.into(), decoded("access key", v)?),
                         Cursor::Key(Some(k.into()))
                     );
+                    Cursor::Setting(None)
+                }
+                Cursor::Setting(from) => {
+                    let from = from.as_ref().map(|(b, n)| (b.as_str(), n.as_str()));
+                    page!(
+                        LIVE.settings,
+                        (&str, &str),
+                        after(from),
+                        |k, v| v.len(),
+                        Record::Setting(k.0.into(), k.1.into(), decoded("setting", v)?),
+                        Cursor::Setting(Some((k.0.into(), k.1.into())))
+                    );
                     Cursor::Done
                 }
                 Cursor::Done => return Ok((out, Cursor::Done)),
@@ -814,6 +880,7 @@ impl MetaReader {
                     Record::Member(node, m) => state.put_member(node, &m),
                     Record::DataRef(id, r) => state.put_data_ref(id, &r),
                     Record::Key(id, k) => state.put_access_key(&id, &k),
+                    Record::Setting(b, n, v) => state.put_setting(&b, &n, &v),
                 };
                 match installed {
                     Ok(()) => {}
@@ -918,6 +985,22 @@ mod tests {
                 bucket: "b".into(),
                 perms: meta::keys::Perms::READ,
                 allow: true,
+            }),
+            v1(CommandV1::PutSetting {
+                bucket: "b".into(),
+                name: meta::access::POLICY.into(),
+                setting: meta::access::Setting::Policy("{}".into()),
+            }),
+            v1(CommandV1::PutSetting {
+                bucket: "a".into(),
+                name: meta::access::BUCKET_ACL.into(),
+                setting: meta::access::Setting::Acl(meta::access::Acl::private("AK1")),
+            }),
+            v1(CommandV1::PutObjectAcl {
+                bucket: "b".into(),
+                key: "y".into(),
+                version: None,
+                acl: meta::access::Acl::private("AK1"),
             }),
         ];
         for i in 0..30u64 {

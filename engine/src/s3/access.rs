@@ -1,83 +1,291 @@
 //! Who may do what: every request is authorized here, before it runs, for the caller
-//! the front end authenticated (`Caller`). The root key may do anything; an access key
-//! what its grants on the bucket allow (`meta::keys`: read, write, owner); an anonymous
-//! caller nothing (bucket policies and ACLs will open that up).
+//! the front end authenticated (`Caller`), from where it came (`Origin`).
 //!
-//! A key's grants are read after a ReadIndex, so authorization is linearizable: a grant
-//! or revocation acknowledged before a request began is in force for it, on every node
-//! (a lagging follower waits to apply it first). ReadIndex calls are batched, so
-//! concurrent requests share one round; the root key skips it.
+//! The root key may do anything. Any other caller's request is checked against the
+//! bucket (for a copy, both buckets), in this order:
+//! 1. the bucket policy (`s3::policy`): an explicit Deny refuses, whatever else allows;
+//! 2. the key's grants (`meta::keys`: read, write, owner) admit it;
+//! 3. a policy Allow admits it (not an anonymous caller's, when the public access
+//!    block restricts public buckets and the policy is public);
+//! 4. the bucket's or object's ACL (`meta::access`) admits it, unless the bucket's
+//!    object ownership is BucketOwnerEnforced (ACLs off); public grants count unless
+//!    the public access block ignores them;
+//! 5. nothing else does: AccessDenied.
+//!
+//! Everything is read after a ReadIndex, so authorization is linearizable: a grant,
+//! revocation or policy acknowledged before a request began is in force for it, on
+//! every node. ReadIndex calls are batched, so concurrent requests share one round.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use crate::env::Env;
+use crate::meta::access::{
+    self as settings, Acl, Ownership, Permission, PublicAccessBlock, Setting,
+};
 use crate::meta::keys::{AccessKey, Perms};
-use crate::s3::api::Request;
+use crate::meta::store::MetaReader;
+use crate::s3::api::{AccessRequest, AclInput, Request};
+use crate::s3::policy::{Context, Decision, Policy};
 use crate::s3::{S3, S3Error, propose_error};
 
-pub use crate::s3::api::Caller;
+pub use crate::s3::api::{Caller, Origin};
 
 /// What a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
-    /// Any authenticated caller (ListBuckets: each sees the buckets it may read).
+    /// Any signed caller (ListBuckets: each sees the buckets it may read).
     Signed,
     /// The right to create buckets.
     CreateBucket,
-    /// Rights on one bucket.
-    Bucket(String, Perms),
-    /// Read on a copy's source bucket, write on its destination.
-    Copy { source: String, target: String },
+    /// Each of these checks to pass.
+    On(Vec<Check>),
     /// The root key only.
     Root,
 }
 
+/// One permission a request needs on one bucket (or one of its objects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub bucket: String,
+    /// The object, for object actions.
+    pub key: Option<String>,
+    /// The grant that admits it.
+    pub perms: Perms,
+    /// The policy action.
+    pub action: &'static str,
+    /// The ACL permission that admits it, and whether on the object's ACL (else the
+    /// bucket's); `None`: no ACL does (the bucket's owner settings).
+    pub acl: Option<(Permission, bool)>,
+}
+
+impl Check {
+    fn new(bucket: &str, perms: Perms, action: &'static str) -> Check {
+        Check {
+            bucket: bucket.to_string(),
+            key: None,
+            perms,
+            action,
+            acl: None,
+        }
+    }
+
+    fn object(mut self, key: &str) -> Check {
+        self.key = Some(key.to_string());
+        self
+    }
+
+    fn bucket_acl(mut self, p: Permission) -> Check {
+        self.acl = Some((p, false));
+        self
+    }
+
+    fn object_acl(mut self, p: Permission) -> Check {
+        self.acl = Some((p, true));
+        self
+    }
+
+    /// The policy resource: the bucket's or the object's ARN.
+    pub fn resource(&self) -> String {
+        match &self.key {
+            Some(k) => format!("arn:aws:s3:::{}/{k}", self.bucket),
+            None => format!("arn:aws:s3:::{}", self.bucket),
+        }
+    }
+}
+
 /// What `request` needs.
 pub fn need(request: &Request) -> Need {
+    use Permission::{Read, ReadAcp, Write, WriteAcp};
     use Request as R;
-    let on = |bucket: &String, perms| Need::Bucket(bucket.clone(), perms);
+    let (read, write, owner) = (Perms::READ, Perms::WRITE, Perms::OWNER);
+    let get = |b: &str, k: &str| {
+        Check::new(b, read, "s3:GetObject")
+            .object(k)
+            .object_acl(Read)
+    };
+    let put = |b: &str, k: &str, action| Check::new(b, write, action).object(k).bucket_acl(Write);
+    let list = |b: &str, action| Check::new(b, read, action).bucket_acl(Read);
+    let one = |c: Check| Need::On(vec![c]);
     match request {
         R::ListBuckets => Need::Signed,
         R::CreateBucket { .. } => Need::CreateBucket,
-        R::DeleteBucket { bucket } => on(bucket, Perms::OWNER),
-        R::HeadBucket { bucket }
-        | R::GetBucketLocation { bucket }
-        | R::GetBucketVersioning { bucket }
-        | R::HeadObject { bucket, .. }
-        | R::ListObjects { bucket, .. }
-        | R::ListObjectsV2 { bucket, .. }
-        | R::ListParts { bucket, .. }
-        | R::ListMultipartUploads { bucket, .. }
-        | R::ListObjectVersions { bucket, .. } => on(bucket, Perms::READ),
-        R::GetObject(a) => on(&a.bucket, Perms::READ),
-        R::PutObject(a) => on(&a.bucket, Perms::WRITE),
-        R::UploadPart(a) => on(&a.bucket, Perms::WRITE),
-        R::CreateMultipartUpload(a) => on(&a.bucket, Perms::WRITE),
-        R::DeleteObject { bucket, .. }
-        | R::DeleteObjects { bucket, .. }
-        | R::CompleteMultipartUpload { bucket, .. }
-        | R::AbortMultipartUpload { bucket, .. } => on(bucket, Perms::WRITE),
-        R::CopyObject(a) => Need::Copy {
-            source: a.source.bucket.clone(),
-            target: a.bucket.clone(),
-        },
-        R::UploadPartCopy(a) => Need::Copy {
-            source: a.source.bucket.clone(),
-            target: a.bucket.clone(),
-        },
+        R::DeleteBucket { bucket } => one(Check::new(bucket, owner, "s3:DeleteBucket")),
+        R::HeadBucket { bucket } => one(list(bucket, "s3:ListBucket")),
+        R::GetBucketLocation { bucket } => one(Check::new(bucket, read, "s3:GetBucketLocation")),
+        R::GetBucketVersioning { bucket } => {
+            one(Check::new(bucket, read, "s3:GetBucketVersioning"))
+        }
+        R::HeadObject { bucket, key, .. } => one(get(bucket, key)),
+        R::GetObject(a) => one(get(&a.bucket, &a.key)),
+        R::ListObjects { bucket, .. } | R::ListObjectsV2 { bucket, .. } => {
+            one(list(bucket, "s3:ListBucket"))
+        }
+        R::ListObjectVersions { bucket, .. } => one(list(bucket, "s3:ListBucketVersions")),
+        R::ListMultipartUploads { bucket, .. } => {
+            one(list(bucket, "s3:ListBucketMultipartUploads"))
+        }
+        R::ListParts { bucket, key, .. } => {
+            one(list(bucket, "s3:ListMultipartUploadParts").object(key))
+        }
+        R::PutObject(a) => one(put(&a.bucket, &a.key, "s3:PutObject")),
+        R::UploadPart(a) => one(put(&a.bucket, &a.key, "s3:PutObject")),
+        R::CreateMultipartUpload(a) => one(put(&a.bucket, &a.key, "s3:PutObject")),
+        R::CompleteMultipartUpload { bucket, key, .. } => one(put(bucket, key, "s3:PutObject")),
+        R::AbortMultipartUpload { bucket, key, .. } => {
+            one(put(bucket, key, "s3:AbortMultipartUpload"))
+        }
+        R::DeleteObject { bucket, key, .. } => one(put(bucket, key, "s3:DeleteObject")),
+        R::DeleteObjects { bucket, keys, .. } => Need::On(
+            keys.iter()
+                .map(|k| put(bucket, k, "s3:DeleteObject"))
+                .collect(),
+        ),
+        R::CopyObject(a) => Need::On(vec![
+            get(&a.source.bucket, &a.source.key),
+            put(&a.bucket, &a.key, "s3:PutObject"),
+        ]),
+        R::UploadPartCopy(a) => Need::On(vec![
+            get(&a.source.bucket, &a.source.key),
+            put(&a.bucket, &a.key, "s3:PutObject"),
+        ]),
+        R::Access { bucket, request } => {
+            use AccessRequest as A;
+            let b = bucket.as_str();
+            one(match request {
+                A::GetBucketPolicy => Check::new(b, owner, "s3:GetBucketPolicy"),
+                A::PutBucketPolicy(_) => Check::new(b, owner, "s3:PutBucketPolicy"),
+                A::DeleteBucketPolicy => Check::new(b, owner, "s3:DeleteBucketPolicy"),
+                A::GetBucketPolicyStatus => Check::new(b, owner, "s3:GetBucketPolicyStatus"),
+                A::GetBucketAcl => Check::new(b, read, "s3:GetBucketAcl").bucket_acl(ReadAcp),
+                A::PutBucketAcl(_) => Check::new(b, owner, "s3:PutBucketAcl").bucket_acl(WriteAcp),
+                A::GetObjectAcl { key, .. } => Check::new(b, read, "s3:GetObjectAcl")
+                    .object(key)
+                    .object_acl(ReadAcp),
+                A::PutObjectAcl { key, .. } => Check::new(b, write, "s3:PutObjectAcl")
+                    .object(key)
+                    .object_acl(WriteAcp),
+                A::GetPublicAccessBlock => Check::new(b, owner, "s3:GetBucketPublicAccessBlock"),
+                A::PutPublicAccessBlock(_) | A::DeletePublicAccessBlock => {
+                    Check::new(b, owner, "s3:PutBucketPublicAccessBlock")
+                }
+                A::GetBucketOwnershipControls => {
+                    Check::new(b, owner, "s3:GetBucketOwnershipControls")
+                }
+                A::PutBucketOwnershipControls(_) | A::DeleteBucketOwnershipControls => {
+                    Check::new(b, owner, "s3:PutBucketOwnershipControls")
+                }
+            })
+        }
         R::Layout { .. } => Need::Root,
     }
 }
 
-/// Whether a key with record `key` (none: deleted since it signed) meets `need`.
+/// What admitted a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum By {
+    Grant,
+    Policy,
+    Acl,
+}
+
+/// A bucket's access settings, as one authorization reads them.
+#[derive(Debug, Clone, Default)]
+pub struct BucketAccess {
+    pub owner: Option<String>,
+    pub policy: Option<Arc<Policy>>,
+    pub block: PublicAccessBlock,
+    pub ownership: Option<Ownership>,
+}
+
+impl BucketAccess {
+    /// Whether the bucket's ACLs count (they do unless ownership is enforced).
+    pub fn acls_on(&self) -> bool {
+        self.ownership != Some(Ownership::BucketOwnerEnforced)
+    }
+}
+
+/// Parsed policies by bucket, with the text they were parsed from (a changed text is
+/// parsed again).
+#[derive(Default)]
+pub struct PolicyCache(Mutex<BTreeMap<String, (String, Arc<Policy>)>>);
+
+impl PolicyCache {
+    fn get(&self, bucket: &str, text: String) -> Option<Arc<Policy>> {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((t, p)) = cache.get(bucket)
+            && *t == text
+        {
+            return Some(p.clone());
+        }
+        // A stored policy was checked when put; one that no longer parses admits nobody.
+        let parsed = Arc::new(Policy::parse(&text, bucket).ok()?);
+        cache.insert(bucket.to_string(), (text, parsed.clone()));
+        Some(parsed)
+    }
+}
+
+/// Whether a key with record `key` (none: deleted since it signed) meets `need` by its
+/// grants alone.
 pub fn allows(key: Option<&AccessKey>, need: &Need) -> bool {
     let Some(key) = key else { return false };
     match need {
         Need::Signed => true,
         Need::CreateBucket => key.create_bucket,
-        Need::Bucket(bucket, perms) => key.perms(bucket).covers(*perms),
-        Need::Copy { source, target } => {
-            key.perms(source).covers(Perms::READ) && key.perms(target).covers(Perms::WRITE)
-        }
+        Need::On(checks) => checks.iter().all(|c| key.perms(&c.bucket).covers(c.perms)),
         Need::Root => false,
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> S3Error {
+    S3Error::Internal(e.to_string())
+}
+
+/// The x-amz-acl a request carries, for the `s3:x-amz-acl` condition.
+fn canned_acl(request: &Request) -> Option<&str> {
+    let acl = match request {
+        Request::PutObject(a) => a.acl.as_ref(),
+        Request::CopyObject(a) => a.acl.as_ref(),
+        Request::CreateMultipartUpload(a) => a.acl.as_ref(),
+        Request::Access {
+            request: AccessRequest::PutBucketAcl(acl) | AccessRequest::PutObjectAcl { acl, .. },
+            ..
+        } => Some(acl),
+        _ => None,
+    };
+    match acl {
+        Some(AclInput::Canned(name)) => Some(name),
+        _ => None,
+    }
+}
+
+/// The listing arguments a request carries, for the `s3:prefix`, `s3:delimiter` and
+/// `s3:max-keys` conditions.
+fn list_args(request: &Request) -> (Option<&str>, Option<&str>, Option<String>) {
+    match request {
+        Request::ListObjects {
+            prefix,
+            delimiter,
+            max_keys,
+            ..
+        }
+        | Request::ListObjectsV2 {
+            prefix,
+            delimiter,
+            max_keys,
+            ..
+        }
+        | Request::ListObjectVersions {
+            prefix,
+            delimiter,
+            max_keys,
+            ..
+        } => (
+            prefix.as_deref(),
+            delimiter.as_deref(),
+            max_keys.map(|m| m.to_string()),
+        ),
+        _ => (None, None, None),
     }
 }
 
@@ -86,33 +294,181 @@ impl<E: Env> S3<E> {
     pub(crate) async fn authorize(
         &self,
         caller: &Caller,
+        origin: &Origin,
         request: &Request,
     ) -> Result<(), S3Error> {
-        let ok = match caller {
-            Caller::Root => true,
-            Caller::Anonymous => false,
-            Caller::Key(id) => {
-                let key = self
-                    .reader()
-                    .await?
-                    .access_key(id)
-                    .map_err(|e| S3Error::Internal(e.to_string()))?;
-                allows(key.as_ref(), &need(request))
-            }
+        let id = match caller {
+            Caller::Root => return Ok(()),
+            Caller::Key(id) => Some(id.as_str()),
+            Caller::Anonymous => None,
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(S3Error::AccessDenied)
+        let need = need(request);
+        let reader = match need {
+            Need::Root => return Err(S3Error::AccessDenied),
+            Need::Signed | Need::CreateBucket if id.is_none() => {
+                return Err(S3Error::AccessDenied);
+            }
+            _ => self.reader().await?,
+        };
+        let key = match id {
+            Some(id) => match reader.access_key(id).map_err(internal)? {
+                Some(key) => Some(key),
+                // Deleted since it signed: it may do nothing.
+                None => return Err(S3Error::AccessDenied),
+            },
+            None => None,
+        };
+        let checks = match &need {
+            Need::On(checks) => checks,
+            _ if allows(key.as_ref(), &need) => return Ok(()),
+            _ => return Err(S3Error::AccessDenied),
+        };
+        let (prefix, delimiter, max_keys) = list_args(request);
+        let mut cx = Context {
+            principal: id,
+            source_ip: origin.source_ip,
+            secure: origin.secure,
+            referer: origin.referer.as_deref(),
+            user_agent: origin.user_agent.as_deref(),
+            prefix,
+            delimiter,
+            max_keys,
+            acl: canned_acl(request),
+            ..Context::default()
+        };
+        let mut buckets: BTreeMap<&str, BucketAccess> = BTreeMap::new();
+        let resources: Vec<String> = checks.iter().map(Check::resource).collect();
+        for (check, resource) in checks.iter().zip(&resources) {
+            if !buckets.contains_key(check.bucket.as_str()) {
+                let access = self.bucket_access(&reader, &check.bucket)?;
+                buckets.insert(&check.bucket, access);
+            }
+            let access = &buckets[check.bucket.as_str()];
+            cx.action = check.action;
+            cx.resource = resource;
+            let ok = match self.admits(&reader, key.as_ref(), &cx, access, check)? {
+                None => false,
+                // A read the policy allows of an object that is not there: S3 says so
+                // only to a caller who may list the bucket, and AccessDenied to others.
+                Some(By::Policy) if check.action == "s3:GetObject" => {
+                    let key = check.key.as_deref().unwrap_or_default();
+                    let exists = reader
+                        .object(&check.bucket, key)
+                        .map_err(internal)?
+                        .is_some();
+                    let list = Check::new(&check.bucket, Perms::READ, "s3:ListBucket")
+                        .bucket_acl(Permission::Read);
+                    let bucket_arn = list.resource();
+                    let mut list_cx = cx.clone();
+                    list_cx.action = list.action;
+                    list_cx.resource = &bucket_arn;
+                    exists
+                        || self
+                            .admits(&reader, None, &list_cx, access, &list)?
+                            .is_some()
+                }
+                Some(_) => true,
+            };
+            if !ok {
+                return Err(S3Error::AccessDenied);
+            }
         }
+        Ok(())
+    }
+
+    /// What admits one check, if anything: an explicit Deny of the policy refuses it
+    /// whatever else would.
+    fn admits(
+        &self,
+        reader: &MetaReader,
+        key: Option<&AccessKey>,
+        cx: &Context,
+        access: &BucketAccess,
+        check: &Check,
+    ) -> Result<Option<By>, S3Error> {
+        let decision = access
+            .policy
+            .as_ref()
+            .map_or(Decision::Silent, |p| p.evaluate(cx));
+        let restricted = cx.principal.is_none()
+            && access.block.restrict_public_buckets
+            && access.policy.as_ref().is_some_and(|p| p.is_public());
+        Ok(match decision {
+            Decision::Deny => None,
+            _ if key.is_some_and(|k| k.perms(&check.bucket).covers(check.perms)) => Some(By::Grant),
+            Decision::Allow if !restricted => Some(By::Policy),
+            _ if self.acl_allows(reader, access, check, cx.principal)? => Some(By::Acl),
+            _ => None,
+        })
+    }
+
+    /// Whether the ACL a check names admits the caller `id`.
+    fn acl_allows(
+        &self,
+        reader: &MetaReader,
+        access: &BucketAccess,
+        check: &Check,
+        id: Option<&str>,
+    ) -> Result<bool, S3Error> {
+        let (Some((need, on_object)), true, Some(owner)) =
+            (check.acl, access.acls_on(), access.owner.as_deref())
+        else {
+            return Ok(false);
+        };
+        let name = if on_object {
+            let key = check.key.as_deref().unwrap_or_default();
+            match reader.object(&check.bucket, key).map_err(internal)? {
+                Some(s) => settings::object_acl(s.version),
+                // No object to read: refused like any other read the caller may not make.
+                None => return Ok(false),
+            }
+        } else {
+            settings::BUCKET_ACL.to_string()
+        };
+        let acl = match reader.setting(&check.bucket, &name).map_err(internal)? {
+            Some(Setting::Acl(acl)) => acl,
+            _ => Acl::private(owner),
+        };
+        Ok(acl.allows(id, need, access.block.ignore_public_acls))
+    }
+
+    /// The owner, policy, public access block and ownership of `bucket`.
+    pub(crate) fn bucket_access(
+        &self,
+        reader: &MetaReader,
+        bucket: &str,
+    ) -> Result<BucketAccess, S3Error> {
+        let Some(b) = reader.bucket(bucket).map_err(internal)? else {
+            return Ok(BucketAccess::default());
+        };
+        let mut access = BucketAccess {
+            owner: Some(b.owner),
+            ..BucketAccess::default()
+        };
+        if let Some(Setting::Policy(text)) =
+            reader.setting(bucket, settings::POLICY).map_err(internal)?
+        {
+            access.policy = self.policies.get(bucket, text);
+        }
+        if let Some(Setting::PublicAccessBlock(block)) = reader
+            .setting(bucket, settings::PUBLIC_ACCESS_BLOCK)
+            .map_err(internal)?
+        {
+            access.block = block;
+        }
+        if let Some(Setting::Ownership(o)) = reader
+            .setting(bucket, settings::OWNERSHIP)
+            .map_err(internal)?
+        {
+            access.ownership = Some(o);
+        }
+        Ok(access)
     }
 
     /// A key as this node last applied it.
     pub(crate) fn local_key(&self, id: &str) -> Result<Option<AccessKey>, S3Error> {
         let reader = self.raft.reader().map_err(propose_error)?;
-        reader
-            .access_key(id)
-            .map_err(|e| S3Error::Internal(e.to_string()))
+        reader.access_key(id).map_err(internal)
     }
 
     /// The id buckets record as their owner for `caller`.
@@ -156,7 +512,11 @@ mod tests {
         };
         let drop_bucket = Request::DeleteBucket { bucket: "b".into() };
         let other = Request::HeadBucket { bucket: "c".into() };
-        let create = Request::CreateBucket { bucket: "n".into() };
+        let create = Request::CreateBucket {
+            bucket: "n".into(),
+            acl: None,
+            ownership: None,
+        };
         assert!(allows(Some(&reader), &need(&head)));
         assert!(!allows(Some(&reader), &need(&delete)));
         assert!(allows(Some(&writer), &need(&delete)));

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::meta::access::{Acl, Grant, Ownership, PublicAccessBlock};
 use crate::meta::keys::Perms;
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, DataLayout};
 use crate::s3::types::{
@@ -21,6 +22,10 @@ pub enum Request {
     ListBuckets,
     CreateBucket {
         bucket: String,
+        /// x-amz-acl or x-amz-grant-*.
+        acl: Option<AclInput>,
+        /// x-amz-object-ownership.
+        ownership: Option<Ownership>,
     },
     HeadBucket {
         bucket: String,
@@ -117,6 +122,73 @@ pub enum Request {
         version_id_marker: Option<String>,
         max_keys: Option<i32>,
     },
+    /// A bucket's (or one of its objects') access settings (`s3::settings`).
+    Access {
+        bucket: String,
+        request: AccessRequest,
+    },
+}
+
+/// The access settings of a bucket and its objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessRequest {
+    GetBucketPolicy,
+    /// The policy's JSON.
+    PutBucketPolicy(String),
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetBucketAcl,
+    PutBucketAcl(AclInput),
+    GetObjectAcl {
+        key: String,
+        version_id: Option<String>,
+    },
+    PutObjectAcl {
+        key: String,
+        version_id: Option<String>,
+        acl: AclInput,
+    },
+    GetPublicAccessBlock,
+    PutPublicAccessBlock(PublicAccessBlock),
+    DeletePublicAccessBlock,
+    GetBucketOwnershipControls,
+    PutBucketOwnershipControls(Ownership),
+    DeleteBucketOwnershipControls,
+}
+
+impl AccessRequest {
+    /// The operation's S3 name.
+    pub fn operation(&self) -> &'static str {
+        use AccessRequest as A;
+        match self {
+            A::GetBucketPolicy => "GetBucketPolicy",
+            A::PutBucketPolicy(_) => "PutBucketPolicy",
+            A::DeleteBucketPolicy => "DeleteBucketPolicy",
+            A::GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            A::GetBucketAcl => "GetBucketAcl",
+            A::PutBucketAcl(_) => "PutBucketAcl",
+            A::GetObjectAcl { .. } => "GetObjectAcl",
+            A::PutObjectAcl { .. } => "PutObjectAcl",
+            A::GetPublicAccessBlock => "GetPublicAccessBlock",
+            A::PutPublicAccessBlock(_) => "PutPublicAccessBlock",
+            A::DeletePublicAccessBlock => "DeletePublicAccessBlock",
+            A::GetBucketOwnershipControls => "GetBucketOwnershipControls",
+            A::PutBucketOwnershipControls(_) => "PutBucketOwnershipControls",
+            A::DeleteBucketOwnershipControls => "DeleteBucketOwnershipControls",
+        }
+    }
+}
+
+/// An ACL as a request gives it: a canned ACL's name (`x-amz-acl`), or grants (an
+/// AccessControlPolicy document, or `x-amz-grant-*` headers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclInput {
+    Canned(String),
+    Grants {
+        /// The owner the document names (it must be the real one).
+        owner: Option<String>,
+        grants: Vec<Grant>,
+    },
 }
 
 /// The checksum headers of a body: the announced algorithm (`x-amz-checksum-algorithm`
@@ -147,6 +219,8 @@ pub struct PutArgs {
     /// If-None-Match: `*` writes only if the key is absent.
     pub if_none_match: Option<String>,
     pub body: BodyArgs,
+    /// x-amz-acl or x-amz-grant-*.
+    pub acl: Option<AclInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +255,8 @@ pub struct CopyArgs {
     /// The headers and metadata to use with REPLACE.
     pub headers: ContentHeaders,
     pub user_meta: BTreeMap<String, String>,
+    /// x-amz-acl or x-amz-grant-*.
+    pub acl: Option<AclInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +266,8 @@ pub struct CreateUploadArgs {
     pub headers: ContentHeaders,
     pub user_meta: BTreeMap<String, String>,
     pub checksum_algorithm: Option<String>,
+    /// x-amz-acl or x-amz-grant-*.
+    pub acl: Option<AclInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +348,14 @@ pub enum Response {
     Layout(Vec<(DataLayout, bool)>),
     /// An admin request about keys (`crate::s3::keys`), over the node RPC.
     Keys(KeyResponse),
+    /// GetBucketPolicy: the JSON as it was put.
+    Policy(String),
+    /// GetBucketPolicyStatus: whether the policy makes the bucket public.
+    PolicyStatus(bool),
+    /// GetBucketAcl, GetObjectAcl.
+    Acl(Acl),
+    PublicAccessBlock(PublicAccessBlock),
+    Ownership(Ownership),
 }
 
 /// An answer: the response, and a GET's bytes.
@@ -312,6 +398,20 @@ pub const OPERATIONS: &[&str] = &[
     "ListParts",
     "ListMultipartUploads",
     "Layout",
+    "GetBucketPolicy",
+    "PutBucketPolicy",
+    "DeleteBucketPolicy",
+    "GetBucketPolicyStatus",
+    "GetBucketAcl",
+    "PutBucketAcl",
+    "GetObjectAcl",
+    "PutObjectAcl",
+    "GetPublicAccessBlock",
+    "PutPublicAccessBlock",
+    "DeletePublicAccessBlock",
+    "GetBucketOwnershipControls",
+    "PutBucketOwnershipControls",
+    "DeleteBucketOwnershipControls",
 ];
 
 impl Request {
@@ -341,6 +441,7 @@ impl Request {
             Request::ListMultipartUploads { .. } => "ListMultipartUploads",
             Request::Layout { .. } => "Layout",
             Request::ListObjectVersions { .. } => "ListObjectVersions",
+            Request::Access { request, .. } => request.operation(),
         }
     }
 
@@ -359,6 +460,16 @@ pub enum Caller {
     Key(String),
     /// An unsigned request.
     Anonymous,
+}
+
+/// Where a request came from, as policy conditions see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub source_ip: Option<std::net::IpAddr>,
+    /// Over TLS.
+    pub secure: bool,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// An admin request about keys.

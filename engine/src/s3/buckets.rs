@@ -1,8 +1,11 @@
 //! Bucket operations: list, create, head, delete.
 
 use crate::env::Env;
+use crate::meta::access::Ownership;
 use crate::meta::{Applied, CommandV1};
-use crate::s3::access::Caller;
+use crate::s3::access::{BucketAccess, Caller};
+use crate::s3::api::AclInput;
+use crate::s3::settings::resolve_acl;
 use crate::s3::{S3, S3Error, applied_error, validate_bucket};
 
 impl<E: Env> S3<E> {
@@ -25,18 +28,33 @@ impl<E: Env> S3<E> {
             .collect())
     }
 
-    /// Creates a bucket owned by `caller`. One that exists is the caller's
-    /// (`BucketAlreadyOwnedByYou`) or someone else's (`BucketAlreadyExists`).
-    pub async fn create_bucket(&self, caller: &Caller, bucket: &str) -> Result<(), S3Error> {
+    /// Creates a bucket owned by `caller`, with the ACL and object ownership given. One
+    /// that exists is the caller's (`BucketAlreadyOwnedByYou`) or someone else's
+    /// (`BucketAlreadyExists`).
+    pub async fn create_bucket(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        acl: Option<&AclInput>,
+        ownership: Option<Ownership>,
+    ) -> Result<(), S3Error> {
         validate_bucket(bucket)?;
         let owner = self.owner_id(caller);
+        let access = BucketAccess {
+            owner: Some(owner.clone()),
+            ownership,
+            ..BucketAccess::default()
+        };
+        let acl = acl
+            .map(|a| resolve_acl(a, &owner, &owner, &access))
+            .transpose()?;
         let command = CommandV1::CreateBucket {
             name: bucket.into(),
             owner: owner.clone(),
             created_ms: self.now_ms(),
         };
         match self.propose(command).await? {
-            Applied::Done => Ok(()),
+            Applied::Done => self.new_bucket_settings(bucket, acl, ownership).await,
             Applied::BucketExists => {
                 let r = self.reader().await?;
                 match r

@@ -103,6 +103,21 @@ pub enum S3Error {
     /// A body without a Content-Length.
     #[error("MissingContentLength")]
     MissingContentLength,
+    /// A bucket policy that is not valid JSON or not a policy Hamster understands.
+    #[error("MalformedPolicy: {0}")]
+    MalformedPolicy(String),
+    /// An ACL document (or grant header) that does not parse.
+    #[error("MalformedACLError: {0}")]
+    MalformedAcl(String),
+    /// An ACL on a bucket whose object ownership is BucketOwnerEnforced.
+    #[error("AccessControlListNotSupported")]
+    AclNotSupported,
+    #[error("NoSuchBucketPolicy")]
+    NoSuchBucketPolicy,
+    #[error("NoSuchPublicAccessBlockConfiguration")]
+    NoSuchPublicAccessBlock,
+    #[error("OwnershipControlsNotFoundError")]
+    NoOwnershipControls,
 }
 
 impl S3Error {
@@ -146,6 +161,12 @@ impl S3Error {
             Self::Internal(_) => "InternalError",
             Self::NotImplemented(_) => "NotImplemented",
             Self::MissingContentLength => "MissingContentLength",
+            Self::MalformedPolicy(_) => "MalformedPolicy",
+            Self::MalformedAcl(_) => "MalformedACLError",
+            Self::AclNotSupported => "AccessControlListNotSupported",
+            Self::NoSuchBucketPolicy => "NoSuchBucketPolicy",
+            Self::NoSuchPublicAccessBlock => "NoSuchPublicAccessBlockConfiguration",
+            Self::NoOwnershipControls => "OwnershipControlsNotFoundError",
         }
     }
 
@@ -155,7 +176,10 @@ impl S3Error {
             Self::NoSuchBucket
             | Self::NoSuchKey
             | Self::NoSuchUpload
-            | Self::NoSuchAccessKey(_) => 404,
+            | Self::NoSuchAccessKey(_)
+            | Self::NoSuchBucketPolicy
+            | Self::NoSuchPublicAccessBlock
+            | Self::NoOwnershipControls => 404,
             Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty | Self::BucketAlreadyExists => 409,
             Self::AccessDenied => 403,
             Self::InvalidBucketName(_)
@@ -170,7 +194,10 @@ impl S3Error {
             | Self::EntityTooLarge
             | Self::IncompleteBody(_)
             | Self::ContentSha256Mismatch
-            | Self::MetadataTooLarge => 400,
+            | Self::MetadataTooLarge
+            | Self::MalformedPolicy(_)
+            | Self::MalformedAcl(_)
+            | Self::AclNotSupported => 400,
             Self::SignatureDoesNotMatch(_) => 403,
             Self::InvalidRange { .. } => 416,
             Self::PreconditionFailed => 412,
@@ -210,7 +237,15 @@ impl S3Error {
             | Self::OutcomeUnknown(what)
             | Self::ObjectLost(what)
             | Self::Internal(what)
-            | Self::NotImplemented(what) => what.clone(),
+            | Self::NotImplemented(what)
+            | Self::MalformedPolicy(what)
+            | Self::MalformedAcl(what) => what.clone(),
+            Self::AclNotSupported => "The bucket does not allow ACLs".into(),
+            Self::NoSuchBucketPolicy => "The bucket policy does not exist".into(),
+            Self::NoSuchPublicAccessBlock => {
+                "The public access block configuration was not found".into()
+            }
+            Self::NoOwnershipControls => "The bucket ownership controls were not found".into(),
             Self::InvalidRange { size } => {
                 format!("The requested range is not satisfiable (the object has {size} bytes).")
             }
@@ -261,6 +296,13 @@ mod tests {
             (S3Error::Internal("x".into()), "InternalError", 500),
             (S3Error::ObjectLost("x".into()), "ObjectLost", 410),
             (S3Error::NotImplemented("x".into()), "NotImplemented", 501),
+            (S3Error::MalformedPolicy("x".into()), "MalformedPolicy", 400),
+            (
+                S3Error::AclNotSupported,
+                "AccessControlListNotSupported",
+                400,
+            ),
+            (S3Error::NoSuchBucketPolicy, "NoSuchBucketPolicy", 404),
         ];
         for (e, code, status) in table {
             assert_eq!((e.code(), e.status()), (code, status), "{e:?}");

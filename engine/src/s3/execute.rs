@@ -7,7 +7,7 @@
 use crate::data_path::ByteSource;
 use crate::env::{Clock, Env};
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
-use crate::s3::access::Caller;
+use crate::s3::access::{Caller, Origin};
 use crate::s3::api::{
     BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
 };
@@ -112,7 +112,7 @@ fn max_keys(m: Option<i32>) -> Result<usize, S3Error> {
 /// A version id given to GET, HEAD, DELETE or a copy's source. Buckets are not
 /// versioned: `null` names every object's one version, and any other id none (refused,
 /// rather than served or deleted as if it named the current object).
-fn version_id_ok(version_id: Option<&str>) -> Result<(), S3Error> {
+pub(crate) fn version_id_ok(version_id: Option<&str>) -> Result<(), S3Error> {
     match version_id {
         None | Some("null") => Ok(()),
         Some(_) => Err(S3Error::InvalidArgument(
@@ -214,13 +214,14 @@ impl<E: Env> S3<E> {
     pub async fn execute<S: ByteSource, T: Trailer>(
         &self,
         caller: &Caller,
+        origin: &Origin,
         request: Request,
         body: Option<S>,
         trailer: &T,
     ) -> Result<Reply, S3Error> {
         let clock = self.env.clock();
         let (operation, began) = (request.operation(), clock.now());
-        let reply = match self.authorize(caller, &request).await {
+        let reply = match self.authorize(caller, origin, &request).await {
             Ok(()) => self.execute_request(caller, request, body, trailer).await,
             Err(e) => Err(e),
         };
@@ -251,8 +252,13 @@ impl<E: Env> S3<E> {
                     .collect(),
             )
             .into(),
-            Request::CreateBucket { bucket } => {
-                self.create_bucket(caller, &bucket).await?;
+            Request::CreateBucket {
+                bucket,
+                acl,
+                ownership,
+            } => {
+                self.create_bucket(caller, &bucket, acl.as_ref(), ownership)
+                    .await?;
                 Response::Done.into()
             }
             Request::HeadBucket { bucket } => {
@@ -275,6 +281,10 @@ impl<E: Env> S3<E> {
             }
             Request::PutObject(a) => {
                 let source = body.ok_or_else(needs_body)?;
+                let acl = self
+                    .acl_for_write(caller, &a.bucket, a.acl.as_ref())
+                    .await?;
+                let (bucket, key) = (a.bucket.clone(), a.key.clone());
                 let put = PutObject {
                     condition: put_condition(&a.if_match, &a.if_none_match)?,
                     body: put_body(source, &a.body)?,
@@ -283,7 +293,12 @@ impl<E: Env> S3<E> {
                     headers: a.headers,
                     user_meta: a.user_meta,
                 };
-                Response::Put(self.put_object(put, trailer).await?).into()
+                let out = self.put_object(put, trailer).await?;
+                if let Some(acl) = acl {
+                    self.attach_object_acl(&bucket, &key, out.version, acl)
+                        .await?;
+                }
+                Response::Put(out).into()
             }
             Request::GetObject(a) => {
                 version_id_ok(a.version_id.as_deref())?;
@@ -373,6 +388,9 @@ impl<E: Env> S3<E> {
                 Response::Listing(listing(params, page, objects, None, token)).into()
             }
             Request::CopyObject(a) => {
+                let acl = self
+                    .acl_for_write(caller, &a.bucket, a.acl.as_ref())
+                    .await?;
                 let replace = a
                     .metadata_directive
                     .as_deref()
@@ -389,13 +407,23 @@ impl<E: Env> S3<E> {
                 let out = self
                     .copy_object(&src, &a.bucket, &a.key, directive, PutCondition::Always)
                     .await?;
+                if let Some(acl) = acl {
+                    self.attach_object_acl(&a.bucket, &a.key, out.version, acl)
+                        .await?;
+                }
                 Response::Put(out).into()
             }
             Request::CreateMultipartUpload(a) => {
                 let alg = a.checksum_algorithm.as_deref().map(algorithm).transpose()?;
+                let acl = self
+                    .acl_for_write(caller, &a.bucket, a.acl.as_ref())
+                    .await?;
                 let id = self
                     .create_upload(&a.bucket, &a.key, a.headers, a.user_meta, alg)
                     .await?;
+                if let Some(acl) = acl {
+                    self.attach_upload_acl(&a.bucket, &id, acl).await?;
+                }
                 Response::Upload(id).into()
             }
             Request::UploadPart(a) => {
@@ -506,6 +534,9 @@ impl<E: Env> S3<E> {
                 let (page, objects) = self.list_objects(&bucket, &params).await?;
                 let next = page.truncated.then(|| page.last.clone()).flatten();
                 Response::Listing(listing(params, page, objects, next, None)).into()
+            }
+            Request::Access { bucket, request } => {
+                self.access_request(&bucket, request).await?.into()
             }
         })
     }

@@ -25,8 +25,10 @@ pub mod keys;
 pub mod list;
 mod multipart;
 mod objects;
+pub mod policy;
 mod prefetch;
 pub mod rpc;
+mod settings;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -209,6 +211,7 @@ pub struct S3<E: Env> {
     raft: RaftHandle,
     data: Arc<DataPath<E>>,
     config: S3Config,
+    policies: access::PolicyCache,
 }
 
 impl<E: Env> S3<E> {
@@ -218,6 +221,7 @@ impl<E: Env> S3<E> {
             raft,
             data,
             config,
+            policies: access::PolicyCache::default(),
         }
     }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{BodyStream, Env, Net, NodeId};
 use crate::meta::{DataLayout, ObjectData};
-use crate::s3::access::Caller;
+use crate::s3::access::{Caller, Origin};
 use crate::s3::api::{Request, Response};
 use crate::s3::keys::KeyRequest;
 use crate::s3::{NoTrailer, S3, S3Error};
@@ -76,7 +76,10 @@ pub async fn handle<E: Env>(s3: &S3<E>, payload: &[u8], body: Option<BodyStream>
             )));
         }
     };
-    let answer = match s3.execute(&caller, request, body, &NoTrailer).await {
+    let answer = match s3
+        .execute(&caller, &Origin::default(), request, body, &NoTrailer)
+        .await
+    {
         Ok(reply) => match reply.body {
             None => Answer::Ok {
                 response: reply.response,

@@ -70,7 +70,9 @@ impl s3s::host::S3Host for Hosts {
 #[derive(Clone, Default)]
 struct OperationSlot(Arc<std::sync::OnceLock<&'static str>>);
 
-/// s3s's default access rule (a request must be signed), noting the operation.
+/// Notes the operation; admits every request, signed or not, to the engine, which
+/// decides (`engine::s3::access`: an anonymous request succeeds where a bucket policy or
+/// ACL allows it). A bad signature never gets here: s3s refuses it first.
 struct NoteOperation;
 
 #[async_trait::async_trait]
@@ -85,10 +87,7 @@ impl s3s::access::S3Access for NoteOperation {
         if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
             let _ = slot.0.set(known);
         }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
-        }
+        Ok(())
     }
 }
 
@@ -155,10 +154,15 @@ pub async fn serve_s3(
         };
         let _ = stream.set_nodelay(true);
         let (service, permits, metrics) = (service.clone(), permits.clone(), front.metrics.clone());
+        let from = crate::s3_http::Peer {
+            ip: peer.ip(),
+            secure: front.tls.is_some(),
+        };
         let handler = hyper::service::service_fn(move |req| {
             let (service, permits, metrics) = (service.clone(), permits.clone(), metrics.clone());
             async move {
-                Ok::<_, std::convert::Infallible>(handle(&service, &permits, &metrics, req).await)
+                let response = handle(&service, &permits, &metrics, from, req).await;
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
         let watcher = graceful.watcher();
@@ -234,6 +238,7 @@ async fn handle(
     service: &s3s::service::S3Service,
     permits: &Arc<Semaphore>,
     metrics: &Arc<S3Metrics>,
+    from: crate::s3_http::Peer,
     req: http::Request<Incoming>,
 ) -> http::Response<ResponseBody> {
     let began = Instant::now();
@@ -261,6 +266,7 @@ async fn handle(
             let mut req =
                 req.map(|body| s3s::Body::http_body(RequestBody::new(body, chunked, received)));
             req.extensions_mut().insert(slot.clone());
+            req.extensions_mut().insert(from);
             let resp = service.call(req).await.unwrap_or_else(|error| {
                 tracing::warn!(?error, "request failed inside the S3 service");
                 error_response("InternalError", 500, "We encountered an internal error.")

@@ -8,11 +8,10 @@
 
 mod auth;
 mod convert;
-mod versions;
 
 use std::sync::Arc;
 
-use engine::s3::access::Caller;
+use engine::s3::access::{Caller, Origin};
 use engine::s3::api::{Request, Response};
 use engine::s3::{self as es3, Reply};
 use s3s::S3Result;
@@ -27,6 +26,52 @@ use convert::*;
 
 /// The credentials s3s checked, if the request was signed.
 type Credentials = Option<s3s::auth::Credentials>;
+
+/// The connection a request came on: the listener puts it in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub ip: std::net::IpAddr,
+    /// Over TLS.
+    pub secure: bool,
+}
+
+/// Who asks, and from where (what bucket policy conditions look at).
+pub(crate) struct Asker {
+    credentials: Credentials,
+    origin: Origin,
+}
+
+impl Asker {
+    pub(crate) fn of(
+        credentials: &Credentials,
+        extensions: &http::Extensions,
+        headers: &http::HeaderMap,
+    ) -> Asker {
+        let peer = extensions.get::<Peer>();
+        let header = |name: http::header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Asker {
+            credentials: credentials.clone(),
+            origin: Origin {
+                source_ip: peer.map(|p| p.ip),
+                secure: peer.is_some_and(|p| p.secure),
+                referer: header(http::header::REFERER),
+                user_agent: header(http::header::USER_AGENT),
+            },
+        }
+    }
+}
+
+/// The [`Asker`] of an `S3Request` (its fields, so that its input may be moved out).
+macro_rules! asker {
+    ($req:expr) => {
+        &$crate::s3_http::Asker::of(&$req.credentials, &$req.extensions, &$req.headers)
+    };
+}
 
 /// The principal s3s authenticated: the root key, an access key, or nobody.
 pub(crate) fn caller_of(s3: &es3::S3<RealEnv>, credentials: &Credentials) -> Caller {
@@ -52,22 +97,23 @@ impl Edge {
     }
 
     /// Runs a request that has no body.
-    async fn run(&self, who: &Credentials, request: Request) -> S3Result<Reply> {
+    async fn run(&self, who: &Asker, request: Request) -> S3Result<Reply> {
         let no_body: Option<BlobSource> = None;
+        let caller = self.caller(&who.credentials);
         self.s3
-            .execute(&self.caller(who), request, no_body, &es3::NoTrailer)
+            .execute(&caller, &who.origin, request, no_body, &es3::NoTrailer)
             .await
             .map_err(s3s_error)
     }
 
-    async fn respond(&self, who: &Credentials, request: Request) -> S3Result<Response> {
+    async fn respond(&self, who: &Asker, request: Request) -> S3Result<Response> {
         Ok(self.run(who, request).await?.response)
     }
 
     /// Runs a request with a body and its trailers.
     async fn run_with_body(
         &self,
-        who: &Credentials,
+        who: &Asker,
         request: Request,
         body: Option<dto::StreamingBlob>,
         trailers: Option<s3s::TrailingHeaders>,
@@ -75,7 +121,8 @@ impl Edge {
         let reply = self
             .s3
             .execute(
-                &self.caller(who),
+                &self.caller(&who.credentials),
+                &who.origin,
                 request,
                 Some(BlobSource(body)),
                 &Trailers(trailers),
@@ -134,7 +181,9 @@ fn header_inputs(
     }
 }
 
+mod access;
 mod operations;
+mod versions;
 
 #[cfg(test)]
 mod tests {

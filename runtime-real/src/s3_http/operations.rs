@@ -9,6 +9,7 @@ use engine::s3::{self as es3};
 use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result};
 
+use super::access::{GrantHeaders, acl_input, ownership};
 use super::convert::*;
 use super::{Edge, body_size, header_inputs, put_output, unexpected};
 
@@ -18,8 +19,8 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::ListBucketsInput>,
     ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        let Response::Buckets(list) = self.respond(&req.credentials, Request::ListBuckets).await?
-        else {
+        let who = asker!(req);
+        let Response::Buckets(list) = self.respond(who, Request::ListBuckets).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let buckets = list
@@ -49,14 +50,22 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
-        let bucket = req.input.bucket;
-        self.respond(
-            &req.credentials,
-            Request::CreateBucket {
-                bucket: bucket.clone(),
-            },
-        )
-        .await?;
+        let who = asker!(req);
+        let i = req.input;
+        let bucket = i.bucket;
+        let headers = GrantHeaders {
+            full_control: i.grant_full_control,
+            read: i.grant_read,
+            read_acp: i.grant_read_acp,
+            write: i.grant_write,
+            write_acp: i.grant_write_acp,
+        };
+        let request = Request::CreateBucket {
+            bucket: bucket.clone(),
+            acl: acl_input(i.acl.as_ref().map(|a| a.as_str()), None, headers)?,
+            ownership: i.object_ownership.as_ref().map(ownership).transpose()?,
+        };
+        self.respond(who, request).await?;
         Ok(S3Response::new(dto::CreateBucketOutput {
             location: Some(format!("/{bucket}")),
         }))
@@ -66,9 +75,9 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::HeadBucketInput>,
     ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+        let who = asker!(req);
         let bucket = req.input.bucket;
-        self.respond(&req.credentials, Request::HeadBucket { bucket })
-            .await?;
+        self.respond(who, Request::HeadBucket { bucket }).await?;
         Ok(S3Response::new(dto::HeadBucketOutput {
             bucket_region: Some(self.s3.config().region.clone()),
             ..Default::default()
@@ -79,9 +88,9 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::DeleteBucketInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        let who = asker!(req);
         let bucket = req.input.bucket;
-        self.respond(&req.credentials, Request::DeleteBucket { bucket })
-            .await?;
+        self.respond(who, Request::DeleteBucket { bucket }).await?;
         Ok(S3Response::new(dto::DeleteBucketOutput::default()))
     }
 
@@ -89,9 +98,10 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        let who = asker!(req);
         let bucket = req.input.bucket;
         match self
-            .respond(&req.credentials, Request::GetBucketLocation { bucket })
+            .respond(who, Request::GetBucketLocation { bucket })
             .await?
         {
             Response::Location(c) => Ok(S3Response::new(dto::GetBucketLocationOutput {
@@ -105,9 +115,10 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::GetBucketVersioningInput>,
     ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
+        let who = asker!(req);
         let bucket = req.input.bucket;
         match self
-            .respond(&req.credentials, Request::GetBucketVersioning { bucket })
+            .respond(who, Request::GetBucketVersioning { bucket })
             .await?
         {
             Response::Versioning(status) => Ok(S3Response::new(dto::GetBucketVersioningOutput {
@@ -122,6 +133,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let who = asker!(req);
         let trailers = req.trailing_headers.clone();
         let raw = req.headers;
         let i = req.input;
@@ -140,6 +152,17 @@ impl s3s::S3 for Edge {
             user_meta: user_meta(i.metadata),
             if_match: i.if_match.as_ref().map(etag_text),
             if_none_match: i.if_none_match.as_ref().map(etag_text),
+            acl: acl_input(
+                i.acl.as_ref().map(|a| a.as_str()),
+                None,
+                GrantHeaders {
+                    full_control: i.grant_full_control,
+                    read: i.grant_read,
+                    read_acp: i.grant_read_acp,
+                    write: None,
+                    write_acp: i.grant_write_acp,
+                },
+            )?,
             body: BodyArgs {
                 size: body_size(i.content_length, &raw),
                 content_md5: i.content_md5,
@@ -159,10 +182,7 @@ impl s3s::S3 for Edge {
         };
         let size = body_size(i.content_length, &raw);
         let request = Request::PutObject(Box::new(args));
-        let out = put_output(
-            self.run_with_body(&req.credentials, request, i.body, trailers)
-                .await?,
-        )?;
+        let out = put_output(self.run_with_body(who, request, i.body, trailers).await?)?;
         let c = checksum_fields(out.checksum.as_ref());
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&out.etag)),
@@ -181,6 +201,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let args = GetArgs {
             range: range(i.range),
@@ -203,9 +224,7 @@ impl s3s::S3 for Edge {
             bucket: i.bucket,
             key: i.key,
         };
-        let reply = self
-            .run(&req.credentials, Request::GetObject(Box::new(args)))
-            .await?;
+        let reply = self.run(who, Request::GetObject(Box::new(args))).await?;
         let (Response::Object { info, range }, Some(body)) = (reply.response, reply.body) else {
             return Err(s3s_error(es3::S3Error::Internal(
                 "a GET without a body".into(),
@@ -254,6 +273,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let request = Request::HeadObject {
             conditions: conditions(
@@ -266,7 +286,7 @@ impl s3s::S3 for Edge {
             key: i.key,
             version_id: i.version_id,
         };
-        let Response::Head(info) = self.respond(&req.credentials, request).await? else {
+        let Response::Head(info) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let c = checksum_fields(info.checksum.as_ref());
@@ -297,9 +317,10 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        let who = asker!(req);
         let i = req.input;
         self.respond(
-            &req.credentials,
+            who,
             Request::DeleteObject {
                 bucket: i.bucket,
                 key: i.key,
@@ -317,6 +338,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::DeleteObjectsInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let quiet = i.delete.quiet.unwrap_or(false);
         let objects = i.delete.objects;
@@ -329,7 +351,7 @@ impl s3s::S3 for Edge {
             keys: objects.into_iter().map(|o| o.key).collect(),
             quiet,
         };
-        let Response::Deleted(keys) = self.respond(&req.credentials, request).await? else {
+        let Response::Deleted(keys) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let deleted = (!quiet).then(|| {
@@ -350,6 +372,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::ListObjectsInput>,
     ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let request = Request::ListObjects {
             bucket: i.bucket.clone(),
@@ -358,7 +381,7 @@ impl s3s::S3 for Edge {
             marker: i.marker.clone(),
             max_keys: i.max_keys,
         };
-        let Response::Listing(page) = self.respond(&req.credentials, request).await? else {
+        let Response::Listing(page) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let names = Names::of(i.encoding_type.as_ref());
@@ -381,15 +404,15 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::ListObjectVersionsInput>,
     ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
-        Ok(S3Response::new(
-            self.list_versions(&req.credentials, req.input).await?,
-        ))
+        let who = asker!(req);
+        Ok(S3Response::new(self.list_versions(who, req.input).await?))
     }
 
     async fn list_objects_v2(
         &self,
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        let who = asker!(req);
         let i = req.input;
         let request = Request::ListObjectsV2 {
             bucket: i.bucket.clone(),
@@ -399,7 +422,7 @@ impl s3s::S3 for Edge {
             start_after: i.start_after.clone(),
             max_keys: i.max_keys,
         };
-        let Response::Listing(page) = self.respond(&req.credentials, request).await? else {
+        let Response::Listing(page) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let names = Names::of(i.encoding_type.as_ref());
@@ -434,6 +457,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        let who = asker!(req);
         let raw = req.headers;
         let i = req.input;
         let source = source_args(
@@ -460,11 +484,22 @@ impl s3s::S3 for Edge {
                 &raw,
             ),
             user_meta: user_meta(i.metadata),
+            acl: acl_input(
+                i.acl.as_ref().map(|a| a.as_str()),
+                None,
+                GrantHeaders {
+                    full_control: i.grant_full_control,
+                    read: i.grant_read,
+                    read_acp: i.grant_read_acp,
+                    write: None,
+                    write_acp: i.grant_write_acp,
+                },
+            )?,
             bucket: i.bucket,
             key: i.key,
         };
         let out = put_output(
-            self.respond(&req.credentials, Request::CopyObject(Box::new(args)))
+            self.respond(who, Request::CopyObject(Box::new(args)))
                 .await?,
         )?;
         let c = checksum_fields(out.checksum.as_ref());
@@ -487,6 +522,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        let who = asker!(req);
         let raw = req.headers;
         let i = req.input;
         let args = CreateUploadArgs {
@@ -508,9 +544,20 @@ impl s3s::S3 for Edge {
                 .checksum_algorithm
                 .as_ref()
                 .map(|a| a.as_str().to_string()),
+            acl: acl_input(
+                i.acl.as_ref().map(|a| a.as_str()),
+                None,
+                GrantHeaders {
+                    full_control: i.grant_full_control,
+                    read: i.grant_read,
+                    read_acp: i.grant_read_acp,
+                    write: None,
+                    write_acp: i.grant_write_acp,
+                },
+            )?,
         };
         let request = Request::CreateMultipartUpload(Box::new(args));
-        let Response::Upload(id) = self.respond(&req.credentials, request).await? else {
+        let Response::Upload(id) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {
@@ -526,6 +573,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        let who = asker!(req);
         let trailers = req.trailing_headers.clone();
         let i = req.input;
         let args = PartArgs {
@@ -549,10 +597,7 @@ impl s3s::S3 for Edge {
             },
         };
         let request = Request::UploadPart(Box::new(args));
-        let out = put_output(
-            self.run_with_body(&req.credentials, request, i.body, trailers)
-                .await?,
-        )?;
+        let out = put_output(self.run_with_body(who, request, i.body, trailers).await?)?;
         let c = checksum_fields(out.checksum.as_ref());
         Ok(S3Response::new(dto::UploadPartOutput {
             e_tag: Some(etag(&out.etag)),
@@ -569,6 +614,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::UploadPartCopyInput>,
     ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let source: SourceArgs = source_args(
             &i.copy_source,
@@ -588,7 +634,7 @@ impl s3s::S3 for Edge {
             part_number: i.part_number,
         };
         let out = put_output(
-            self.respond(&req.credentials, Request::UploadPartCopy(Box::new(args)))
+            self.respond(who, Request::UploadPartCopy(Box::new(args)))
                 .await?,
         )?;
         let c = checksum_fields(out.checksum.as_ref());
@@ -610,6 +656,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let parts = i
             .multipart_upload
@@ -624,7 +671,7 @@ impl s3s::S3 for Edge {
             upload_id: i.upload_id,
             parts,
         };
-        let out = put_output(self.respond(&req.credentials, request).await?)?;
+        let out = put_output(self.respond(who, request).await?)?;
         let c = checksum_fields(out.checksum.as_ref());
         Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
             location: Some(format!("/{}/{}", i.bucket, i.key)),
@@ -645,9 +692,10 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        let who = asker!(req);
         let i = req.input;
         self.respond(
-            &req.credentials,
+            who,
             Request::AbortMultipartUpload {
                 bucket: i.bucket,
                 key: i.key,
@@ -665,6 +713,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::ListPartsInput>,
     ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let request = Request::ListParts {
             bucket: i.bucket.clone(),
@@ -673,7 +722,7 @@ impl s3s::S3 for Edge {
             part_number_marker: i.part_number_marker,
             max_parts: i.max_parts,
         };
-        let Response::Parts(page) = self.respond(&req.credentials, request).await? else {
+        let Response::Parts(page) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let parts = page
@@ -714,6 +763,7 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+        let who = asker!(req);
         let i = req.input;
         let request = Request::ListMultipartUploads {
             bucket: i.bucket.clone(),
@@ -722,7 +772,7 @@ impl s3s::S3 for Edge {
             upload_id_marker: i.upload_id_marker.clone(),
             max_uploads: i.max_uploads,
         };
-        let Response::Uploads(page) = self.respond(&req.credentials, request).await? else {
+        let Response::Uploads(page) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let owner = self.owner();
@@ -756,5 +806,105 @@ impl s3s::S3 for Edge {
             encoding_type: i.encoding_type,
             ..Default::default()
         }))
+    }
+
+    // Access settings: translated in `s3_http::access`.
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<dto::GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::GetBucketPolicyOutput>> {
+        self.bucket_policy(req).await
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<dto::PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::PutBucketPolicyOutput>> {
+        self.set_bucket_policy(req).await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<dto::DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketPolicyOutput>> {
+        self.drop_bucket_policy(req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<dto::GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<dto::GetBucketPolicyStatusOutput>> {
+        self.bucket_policy_status(req).await
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<dto::GetBucketAclInput>,
+    ) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
+        self.bucket_acl(req).await
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<dto::PutBucketAclInput>,
+    ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
+        self.set_bucket_acl(req).await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<dto::GetObjectAclInput>,
+    ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
+        self.object_acl(req).await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<dto::PutObjectAclInput>,
+    ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
+        self.set_object_acl(req).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<dto::GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::GetPublicAccessBlockOutput>> {
+        self.public_access_block(req).await
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<dto::PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::PutPublicAccessBlockOutput>> {
+        self.set_public_access_block(req).await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<dto::DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::DeletePublicAccessBlockOutput>> {
+        self.drop_public_access_block(req).await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<dto::GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<dto::GetBucketOwnershipControlsOutput>> {
+        self.ownership_controls(req).await
+    }
+
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<dto::PutBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<dto::PutBucketOwnershipControlsOutput>> {
+        self.set_ownership_controls(req).await
+    }
+
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<dto::DeleteBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOwnershipControlsOutput>> {
+        self.drop_ownership_controls(req).await
     }
 }

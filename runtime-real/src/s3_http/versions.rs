@@ -15,7 +15,7 @@ const NULL_VERSION: &str = "null";
 impl Edge {
     pub(super) async fn list_versions(
         &self,
-        who: &super::Credentials,
+        who: &super::Asker,
         i: dto::ListObjectVersionsInput,
     ) -> S3Result<dto::ListObjectVersionsOutput> {
         let request = Request::ListObjectVersions {
