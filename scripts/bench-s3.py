@@ -38,10 +38,11 @@ profile: six nodes (4+2, through a follower): `hamster bench` of one size (--pro
          16 workers, 9 s of PUTs then 9 s of GETs) while `perf record -F 499 -a -g`
          samples the whole machine for 5 s inside the GET phase; writes --profile-out
          (read it with `perf report -i FILE --no-children --sort sym -g none`).
-keys:    one `hamster server`: `hamster bench` 4 KiB x16 PUT/GET with the root key and
-         with a key granted read and write on the bucket, in interleaved rounds on the
-         same server: ops/s and the ratio key / root; then admin API key lookups
-         (`key-info`) per second by 16 clients.
+keys:    one `hamster server`: `hamster bench` 4 KiB x16 PUT/GET with the root key (no
+         bucket policy), with a key granted read and write on the bucket, and with that
+         key under a 10-statement bucket policy (POLICY_10), in interleaved rounds on
+         the same server: ops/s and the ratios to the root key; then admin API key
+         lookups (`key-info`) per second by 16 clients.
 release: the static release binary (scripts/release.sh: musl, mimalloc) against the
          glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
          x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
@@ -628,8 +629,42 @@ def admin_api(endpoint, body):
         return json.loads(resp.read())
 
 
+def policy_10(bucket, key):
+    """Ten statements, as a team's bucket might have: the one that admits the bench's
+    key is the last, and every other is evaluated (and applies or not) on each request."""
+    arn, objects = f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"
+    statements = [
+        {"Sid": "DenyOtherNetworks", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+         "Resource": [arn, objects],
+         "Condition": {"NotIpAddress": {"aws:SourceIp": ["127.0.0.0/8", "::1/128"]}}},
+        {"Sid": "DenyDeletesOfLogs", "Effect": "Deny", "Principal": "*",
+         "Action": "s3:DeleteObject", "Resource": f"{objects[:-1]}logs/*"},
+        {"Sid": "PublicAssets", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"{objects[:-1]}public/*"},
+        {"Sid": "ListPublic", "Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket",
+         "Resource": arn, "Condition": {"StringLike": {"s3:prefix": "public/*"}}},
+        {"Sid": "Auditor", "Effect": "Allow", "Principal": {"AWS": ["HKAUDITOR0000000000"]},
+         "Action": ["s3:Get*", "s3:List*"], "Resource": [arn, objects]},
+        {"Sid": "Uploader", "Effect": "Allow", "Principal": {"AWS": "HKUPLOADER000000000"},
+         "Action": "s3:PutObject", "Resource": f"{objects[:-1]}incoming/*",
+         "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}}},
+        {"Sid": "NoPublicAcls", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObjectAcl",
+         "Resource": objects},
+        {"Sid": "BigListsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:ListBucket",
+         "Resource": arn, "Condition": {"NumericGreaterThan": {"s3:max-keys": "5000"}}},
+        {"Sid": "NoHotlinks", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": objects,
+         "Condition": {"StringLike": {"aws:Referer": ["https://evil.example/*"]}}},
+        {"Sid": "App", "Effect": "Allow", "Principal": {"AWS": [key]},
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+         "Resource": [arn, objects]},
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
 def run_keys(seconds, tmp, rounds):
-    print("## access keys on `hamster server`: a granted key against the root key\n")
+    print("## access keys on `hamster server`: a granted key, and a 10-statement policy, "
+          "against the root key\n")
     s = Server(os.path.join(tmp, "keys-data")).start()
     try:
         wait_bucket(s.endpoint)
@@ -638,19 +673,31 @@ def run_keys(seconds, tmp, rounds):
         admin_api(s.endpoint, {"op": "key-allow", "key": key[0], "bucket": "hamster-bench",
                                "read": True, "write": True})
         warm_up(s.endpoint)
-        results = {"root": [], "key": []}
+        root = s.client()
+        policy = policy_10("hamster-bench", key[0])
+        names = ["root", "key", "key+policy"]
+        results = {n: [] for n in names}
         for r in range(rounds):
-            for name in (["root", "key"] if r % 2 == 0 else ["key", "root"]):
+            for name in (names if r % 2 == 0 else names[::-1]):
                 k = (ACCESS_KEY, SECRET_KEY) if name == "root" else key
-                results[name].append(phase_rates(bench(s.endpoint, "4KiB", "16", seconds, key=k)))
-        print(f"ops/s, median of {rounds} rounds on one server (A B B A ...)\n")
-        print("| phase | root key | granted key | key / root |")
-        print("|---|---|---|---|")
+                if name == "key+policy":
+                    root.put_bucket_policy(Bucket="hamster-bench", Policy=policy)
+                try:
+                    results[name].append(
+                        phase_rates(bench(s.endpoint, "4KiB", "16", seconds, key=k)))
+                finally:
+                    if name == "key+policy":
+                        root.delete_bucket_policy(Bucket="hamster-bench")
+        print(f"ops/s, median of {rounds} rounds on one server (A B C C B A ...)\n")
+        print("| phase | root key | granted key | key, 10-statement policy "
+              "| key / root | key+policy / root |")
+        print("|---|---|---|---|---|---|")
         for phase in results["root"][0]:
-            g = [x[phase] for x in results["root"]]
-            v = [x[phase] for x in results["key"]]
-            ratio = median([b / a for a, b in zip(g, v)])
-            print(f"| {phase[0]} {phase[1]} | {median(g):.0f} | {median(v):.0f} | {ratio:.2f} |")
+            g, v, p = ([x[phase] for x in results[n]] for n in names)
+            kr = median([b / a for a, b in zip(g, v)])
+            pr = median([b / a for a, b in zip(g, p)])
+            print(f"| {phase[0]} {phase[1]} | {median(g):.0f} | {median(v):.0f} "
+                  f"| {median(p):.0f} | {kr:.2f} | {pr:.2f} |")
         # Key lookups through the admin API: `key-info` by 16 clients.
         from concurrent.futures import ThreadPoolExecutor
         deadline = time.time() + seconds
