@@ -215,6 +215,36 @@ def test_followers_coordinate_multipart_and_copy(cluster, bucket, store):
     assert got == whole
 
 
+def test_a_policy_set_through_one_node_is_in_force_on_every_node(cluster):
+    """Bucket policies and ACLs are replicated: a policy acknowledged by one node admits
+    (and its removal refuses) anonymous requests through every other, at once."""
+    import json
+    name = "pol-" + uuid.uuid4().hex[:12]
+    deadline = time.time() + SETTLE_TIMEOUT_S
+    while cluster.leader() is None and time.time() < deadline:
+        time.sleep(0.2)
+    leader = cluster.leader()
+    follower = next(n for i, n in cluster.nodes.items() if i != leader)
+    s3 = follower.client()
+    retrying(lambda: s3.create_bucket(Bucket=name))
+    s3.put_object(Bucket=name, Key="pub/a", Body=b"public")
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{name}/pub/*"}]}
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
+    for n in cluster.nodes.values():
+        anon = n.client(signature_version=botocore.UNSIGNED)
+        assert anon.get_object(Bucket=name, Key="pub/a")["Body"].read() == b"public"
+    cluster.nodes[leader].client().delete_bucket_policy(Bucket=name)
+    for n in cluster.nodes.values():
+        anon = n.client(signature_version=botocore.UNSIGNED)
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            anon.get_object(Bucket=name, Key="pub/a")
+        assert e.value.response["Error"]["Code"] == "AccessDenied", n.node_id
+    s3.delete_object(Bucket=name, Key="pub/a")
+    s3.delete_bucket(Bucket=name)
+
+
 def test_repair_heals_rot_an_emptied_node_and_degraded_writes_without_reads(cluster, bucket, store):
     # Small objects (1+2 replicas on three of the six nodes), so that some are not on
     # node 6. These tests run before any node is killed: no write was cut off, so every
