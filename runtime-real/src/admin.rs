@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, anyhow, bail};
 use engine::node::{ClientRequest, ClientResponse, LOST_PAGE_MAX, LostEntry, StatusWire};
 use engine::repair::RepairStatus;
+use engine::s3::api::{KeyRequest, KeyResponse};
 use tokio::net::UnixStream;
 
 use crate::admin_socket::{ADMIN_SOCKET, read_frame, write_frame};
@@ -110,6 +111,28 @@ impl Target {
             (node, done)
         });
         futures::future::join_all(asks).await
+    }
+
+    /// A key admin request, answered by the first node that can (each forwards its
+    /// commands to the leader).
+    pub async fn keys(&self, request: &KeyRequest) -> anyhow::Result<KeyResponse> {
+        let mut last = anyhow!("no member answered");
+        for node in self.nodes() {
+            match self.ask(node, &ClientRequest::Keys(request.clone())).await {
+                Ok(ClientResponse::Keys(Ok(answer))) => return Ok(answer),
+                Ok(ClientResponse::Keys(Err((code, message)))) => {
+                    let retry = code == "SlowDown" || code == "ServiceUnavailable";
+                    last = anyhow!("{code}: {message}");
+                    if !retry {
+                        return Err(last);
+                    }
+                }
+                Ok(ClientResponse::Failed(why)) => last = anyhow!("node {node}: {why}"),
+                Ok(other) => last = anyhow!("node {node}: unexpected answer {other:?}"),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Every lost blob, from the first node that answers.

@@ -105,7 +105,8 @@ fn new_key_pair() -> (String, String) {
 }
 
 impl AdminCall {
-    fn into_request(self) -> KeyRequest {
+    /// The engine's request (a new key's id and secret are made here).
+    pub(crate) fn into_request(self) -> KeyRequest {
         match self {
             AdminCall::KeyCreate {
                 name,

@@ -3,8 +3,8 @@
 //! frame: a u32 length (little-endian), then the bincode of an
 //! `engine::node::ClientRequest`; the answer is one frame of a `ClientResponse`. It
 //! carries the same requests cluster nodes answer over mTLS, so `hamster admin` speaks
-//! to both alike (`crate::admin`). (An admin HTTP API signed by the root key, which
-//! every admin command will also speak, is a later issue.)
+//! to both alike (`crate::admin`), key admin included (the admin HTTP API signed by the
+//! root key, `crate::admin_api`, is the other way in).
 
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use engine::node::ClientRequest;
 use engine::raft::node::RaftHandle;
 use engine::repair::Repair;
+use engine::s3::S3;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -28,6 +29,7 @@ pub fn serve_socket(
     env: RealEnv,
     raft: RaftHandle,
     repair: std::sync::Arc<Repair<RealEnv>>,
+    s3: std::sync::Arc<S3<RealEnv>>,
 ) -> anyhow::Result<()> {
     let path = data.join(ADMIN_SOCKET);
     match std::fs::remove_file(&path) {
@@ -44,9 +46,9 @@ pub fn serve_socket(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (env, raft, repair) = (env.clone(), raft.clone(), repair.clone());
+            let (env, raft, repair, s3) = (env.clone(), raft.clone(), repair.clone(), s3.clone());
             tokio::spawn(async move {
-                if let Err(error) = answer(stream, &env, &raft, &repair).await {
+                if let Err(error) = answer(stream, &env, &raft, &repair, &s3).await {
                     tracing::warn!(%error, "admin socket request failed");
                 }
             });
@@ -60,10 +62,11 @@ async fn answer(
     env: &RealEnv,
     raft: &RaftHandle,
     repair: &Repair<RealEnv>,
+    s3: &S3<RealEnv>,
 ) -> anyhow::Result<()> {
     let request: ClientRequest = engine::wire::decode(&read_frame(&mut stream).await?)
         .ok_or_else(|| anyhow!("the request does not decode"))?;
-    let response = engine::node::client_request(env, raft, Some(repair), request).await;
+    let response = engine::node::client_request(env, raft, Some(repair), Some(s3), request).await;
     write_frame(&mut stream, &engine::wire::encode(&response)).await
 }
 

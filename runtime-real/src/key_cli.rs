@@ -1,6 +1,8 @@
 //! `hamster admin key ...`: keys and their bucket rights, through the admin HTTP API
 //! (`crate::admin_api`) of any node, signed with the root key from
-//! `HAMSTER_ACCESS_KEY` / `HAMSTER_SECRET_KEY`.
+//! `HAMSTER_ACCESS_KEY` / `HAMSTER_SECRET_KEY`; or, like every other admin command,
+//! through a cluster's admin certificate (`--config admin.toml`) or a `hamster server`'s
+//! admin socket (`--data DIR`).
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -11,21 +13,27 @@ use engine::s3::keys::KeyResponse;
 use crate::admin_api::{self, AdminCall, Rights};
 use crate::keys::Credentials;
 
-/// Where the admin API is and whose key signs.
+/// Where the admin API is and whose key signs, or the admin certificate or socket.
 #[derive(Args, Debug, Clone)]
 pub struct ApiTarget {
-    /// The S3 endpoint of any node, e.g. http://127.0.0.1:9000.
-    #[arg(long, env = "HAMSTER_ENDPOINT")]
-    pub endpoint: String,
+    /// The S3 endpoint of any node, e.g. http://127.0.0.1:9000 (the admin HTTP API).
+    #[arg(long, env = "HAMSTER_ENDPOINT", conflicts_with_all = ["config", "data"])]
+    pub endpoint: Option<String>,
+    /// A cluster's admin.toml (its admin certificate) instead of the HTTP API.
+    #[arg(long, conflicts_with = "data")]
+    pub config: Option<std::path::PathBuf>,
+    /// A `hamster server`'s data directory (its admin socket) instead of the HTTP API.
+    #[arg(long)]
+    pub data: Option<std::path::PathBuf>,
     /// The region signatures name (the node's --region).
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
-    /// The root access key.
+    /// The root access key (for the HTTP API).
     #[arg(long, env = "HAMSTER_ACCESS_KEY", hide_env_values = true)]
-    pub access_key: String,
-    /// The root secret key.
+    pub access_key: Option<String>,
+    /// The root secret key (for the HTTP API).
     #[arg(long, env = "HAMSTER_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: String,
+    pub secret_key: Option<String>,
 }
 
 /// Rights to give or take away.
@@ -142,13 +150,31 @@ impl KeyCommand {
     /// Sends the command and returns what to print.
     pub async fn run(self) -> anyhow::Result<String> {
         let (call, target) = self.split();
-        let root = Credentials {
-            access_key: target.access_key,
-            secret_key: target.secret_key,
+        if target.config.is_some() || target.data.is_some() {
+            let admin =
+                crate::admin::Target::open(target.config.as_deref(), target.data.as_deref())
+                    .await?;
+            return Ok(render(&admin.keys(&call.into_request()).await?));
+        }
+        let Some(endpoint) = target.endpoint else {
+            anyhow::bail!(
+                "give --endpoint URL (or HAMSTER_ENDPOINT) with the root key, --config \
+                 admin.toml or --data DIR"
+            );
         };
-        let answer = admin_api::call(&target.endpoint, &root, &target.region, &call)
+        let (Some(access_key), Some(secret_key)) = (target.access_key, target.secret_key) else {
+            anyhow::bail!(
+                "the admin HTTP API is signed by the root key: set HAMSTER_ACCESS_KEY and \
+                 HAMSTER_SECRET_KEY (or --access-key and --secret-key)"
+            );
+        };
+        let root = Credentials {
+            access_key,
+            secret_key,
+        };
+        let answer = admin_api::call(&endpoint, &root, &target.region, &call)
             .await
-            .with_context(|| format!("admin API at {}", target.endpoint))?;
+            .with_context(|| format!("admin API at {endpoint}"))?;
         Ok(render(&answer))
     }
 }

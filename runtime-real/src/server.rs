@@ -88,6 +88,7 @@ pub async fn run_server(
         env.clone(),
         started.raft.clone(),
         started.repair.clone(),
+        started.s3.clone(),
     ) {
         tracing::warn!(error = %format!("{error:#}"), "no admin socket; hamster admin --data cannot reach this server");
     }

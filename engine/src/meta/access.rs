@@ -140,20 +140,23 @@ pub enum Setting {
     Ownership(Ownership),
 }
 
-/// Row names of a bucket's own settings.
-pub const POLICY: &str = "policy";
-pub const BUCKET_ACL: &str = "acl";
-pub const PUBLIC_ACCESS_BLOCK: &str = "public-access-block";
-pub const OWNERSHIP: &str = "ownership";
+/// Row names of a bucket's own settings. They all begin with [`BUCKET_SETTINGS`], and
+/// object and upload ACLs never do, so one range read finds a bucket's own settings.
+pub const POLICY: &str = "b/policy";
+pub const BUCKET_ACL: &str = "b/acl";
+pub const PUBLIC_ACCESS_BLOCK: &str = "b/public-access-block";
+pub const OWNERSHIP: &str = "b/ownership";
+/// The prefix of a bucket's own settings' names.
+pub const BUCKET_SETTINGS: &str = "b/";
 
 /// The row of the ACL of the object version written at log index `version`.
 pub fn object_acl(version: u64) -> String {
-    format!("acl/v/{version:020}")
+    format!("o/v/{version:020}")
 }
 
 /// The row of the ACL of an upload in progress.
 pub fn upload_acl(upload_id: &str) -> String {
-    format!("acl/u/{upload_id}")
+    format!("o/u/{upload_id}")
 }
 
 /// Sets a bucket's setting `name`.

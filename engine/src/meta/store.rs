@@ -548,6 +548,23 @@ impl MetaReader {
             .transpose()
     }
 
+    /// A bucket's own settings (names beginning with `meta::access::BUCKET_SETTINGS`),
+    /// in one range read.
+    pub fn bucket_settings(&self, bucket: &str) -> Result<Vec<(String, Setting)>, StoreError> {
+        let prefix = crate::meta::access::BUCKET_SETTINGS;
+        let table = self.txn.open_table(LIVE.settings)?;
+        let mut out = Vec::new();
+        for row in table.range((bucket, prefix)..)? {
+            let (k, v) = row?;
+            let (b, name) = k.value();
+            if b != bucket || !name.starts_with(prefix) {
+                break;
+            }
+            out.push((name.to_string(), decoded("setting", v.value())?));
+        }
+        Ok(out)
+    }
+
     /// A bucket's setting `name` (`meta::access`).
     pub fn setting(&self, bucket: &str, name: &str) -> Result<Option<Setting>, StoreError> {
         self.txn

@@ -10,6 +10,8 @@ use crate::meta::{Applied, Command};
 use crate::raft::forward::propose_anywhere;
 use crate::raft::node::{self as raft_node, ProposeError, RaftHandle};
 use crate::repair::Repair;
+use crate::s3::S3;
+use crate::s3::api::{Caller, KeyRequest, KeyResponse};
 
 /// How long a node spends on one client request before answering "unknown".
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +35,9 @@ pub enum ClientRequest {
     RepairStart,
     /// Lost objects (blobs with fewer than k good shards), after data id `after`.
     Lost { after: Option<u128>, limit: u32 },
+    /// A key admin request (`hamster admin key` through an admin certificate or a
+    /// server's admin socket), as the root.
+    Keys(KeyRequest),
 }
 
 /// One lost blob, as `hamster admin lost` lists it.
@@ -68,6 +73,8 @@ pub enum ClientResponse {
     /// A page of lost blobs and the data id to go on from (`None`: the end).
     Lost(Vec<LostEntry>, Option<u128>),
     Failed(String),
+    /// The answer to [`ClientRequest::Keys`], or the S3 error (code and message).
+    Keys(Result<KeyResponse, (String, String)>),
 }
 
 /// [`raft_node::RaftStatus`] as it travels.
@@ -99,9 +106,18 @@ pub async fn client_request<E: Env>(
     env: &E,
     raft: &RaftHandle,
     repair: Option<&Repair<E>>,
+    s3: Option<&S3<E>>,
     request: ClientRequest,
 ) -> ClientResponse {
     match request {
+        ClientRequest::Keys(request) => match s3 {
+            Some(s3) => ClientResponse::Keys(
+                s3.keys(&Caller::Root, request)
+                    .await
+                    .map_err(|e| (e.code().to_string(), e.message())),
+            ),
+            None => ClientResponse::Failed("this node serves no S3".into()),
+        },
         ClientRequest::RepairStatus => match repair {
             Some(r) => ClientResponse::Repair(Box::new(r.status())),
             None => ClientResponse::Failed("this node runs no repair".into()),

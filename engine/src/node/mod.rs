@@ -168,8 +168,8 @@ async fn dispatch<E: Env>(
         }
         (Tag::Client, Some(raft)) => match wire::decode::<ClientRequest>(payload) {
             Some(request) => {
-                let repair = services.repair.as_deref();
-                wire::encode(&client_request(env, raft, repair, request).await)
+                let (repair, s3) = (services.repair.as_deref(), services.s3.as_deref());
+                wire::encode(&client_request(env, raft, repair, s3, request).await)
             }
             None => Bytes::new(),
         },

@@ -445,22 +445,17 @@ impl<E: Env> S3<E> {
             owner: Some(b.owner),
             ..BucketAccess::default()
         };
-        if let Some(Setting::Policy(text)) =
-            reader.setting(bucket, settings::POLICY).map_err(internal)?
-        {
-            access.policy = self.policies.get(bucket, text);
-        }
-        if let Some(Setting::PublicAccessBlock(block)) = reader
-            .setting(bucket, settings::PUBLIC_ACCESS_BLOCK)
-            .map_err(internal)?
-        {
-            access.block = block;
-        }
-        if let Some(Setting::Ownership(o)) = reader
-            .setting(bucket, settings::OWNERSHIP)
-            .map_err(internal)?
-        {
-            access.ownership = Some(o);
+        for (name, setting) in reader.bucket_settings(bucket).map_err(internal)? {
+            match (name.as_str(), setting) {
+                (settings::POLICY, Setting::Policy(text)) => {
+                    access.policy = self.policies.get(bucket, text);
+                }
+                (settings::PUBLIC_ACCESS_BLOCK, Setting::PublicAccessBlock(block)) => {
+                    access.block = block;
+                }
+                (settings::OWNERSHIP, Setting::Ownership(o)) => access.ownership = Some(o),
+                _ => {}
+            }
         }
         Ok(access)
     }

@@ -158,13 +158,31 @@ const CONDITION_KEYS: &[&str] = &[
 
 /// `*` matches any run of characters, `?` any one.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return pattern == text;
+    }
+    if let Some(prefix) = pattern.strip_suffix('*')
+        && !prefix.contains(['*', '?'])
+    {
+        return text.starts_with(prefix);
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        return matches(pattern.as_bytes(), text.as_bytes());
+    }
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    matches(&p, &t)
+}
+
+/// Wildcard matching over symbols (bytes of ASCII text, else chars), backtracking to
+/// the last `*` only: linear for one star, at worst O(len(p) * len(t)).
+fn matches<C: Copy + PartialEq + From<u8>>(p: &[C], t: &[C]) -> bool {
+    let (star_c, any_c) = (C::from(b'*'), C::from(b'?'));
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == any_c || p[pi] == t[ti]) && p[pi] != star_c {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == star_c {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -176,7 +194,7 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == star_c)
 }
 
 /// A string or an array of strings.
@@ -231,9 +249,10 @@ impl Policy {
 
     /// What the policy says of `cx`: an applying Deny wins over any Allow.
     pub fn evaluate(&self, cx: &Context) -> Decision {
+        let action = cx.action.to_ascii_lowercase();
         let mut decision = Decision::Silent;
         for s in &self.statements {
-            if s.applies(cx) {
+            if s.applies(cx, &action) {
                 if s.deny {
                     return Decision::Deny;
                 }
@@ -289,12 +308,14 @@ impl Statement {
                 "Action" | "NotAction" => {
                     action = true;
                     s.not_action = field == "NotAction";
-                    s.actions = strings(v, "Action")?;
+                    // Kept in lower case: actions match case-insensitively.
+                    s.actions = strings(v, "Action")?
+                        .iter()
+                        .map(|a| a.to_ascii_lowercase())
+                        .collect();
                     for a in &s.actions {
                         let known = a == "*"
-                            || ACTIONS.iter().any(|k| {
-                                wildcard(&a.to_ascii_lowercase(), &k.to_ascii_lowercase())
-                            });
+                            || ACTIONS.iter().any(|k| wildcard(a, &k.to_ascii_lowercase()));
                         if !known {
                             return Err(malformed("Policy has invalid action"));
                         }
@@ -325,7 +346,8 @@ impl Statement {
         Ok(s)
     }
 
-    fn applies(&self, cx: &Context) -> bool {
+    /// Whether it applies to `cx`, whose action is `action` in lower case.
+    fn applies(&self, cx: &Context, action: &str) -> bool {
         let named = match (&self.principals, cx.principal) {
             (None, _) => true,
             (Some(ids), Some(me)) => ids
@@ -333,11 +355,7 @@ impl Statement {
                 .any(|p| p == me || p.strip_suffix(me).is_some_and(|a| a.ends_with(":user/"))),
             (Some(_), None) => false,
         };
-        let action = cx.action.to_ascii_lowercase();
-        let acts = self
-            .actions
-            .iter()
-            .any(|a| wildcard(&a.to_ascii_lowercase(), &action));
+        let acts = self.actions.iter().any(|a| wildcard(a, action));
         let on = self.resources.iter().any(|r| wildcard(r, cx.resource));
         named != self.not_principal
             && acts != self.not_action
@@ -466,6 +484,12 @@ fn in_cidr(ip: IpAddr, net: &str) -> bool {
 
 impl Condition {
     fn holds(&self, cx: &Context) -> bool {
+        if self.op == Op::IpAddress && self.key == "aws:sourceip" {
+            let Some(ip) = cx.source_ip else {
+                return self.if_exists || self.negated;
+            };
+            return self.values.iter().any(|net| in_cidr(ip, net)) != self.negated;
+        }
         let value = cx.value(&self.key);
         if self.op == Op::Null {
             // `Null: true` holds when the key is absent.

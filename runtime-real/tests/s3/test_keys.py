@@ -211,3 +211,30 @@ def test_keys_survive_a_restart_and_their_secrets_are_never_stored_in_the_clear(
             assert f"  {bucket}: read, write, owner" in admin(srv, "info", ak).stdout
         finally:
             srv.stop()
+
+
+def test_keys_through_the_admin_socket_as_every_admin_command(server, s3):
+    """`--data DIR` reaches `hamster server`'s admin socket: no root key needed (the
+    socket is the server user's alone)."""
+    env = client_env()
+    for var in ("HAMSTER_ENDPOINT", "HAMSTER_ACCESS_KEY", "HAMSTER_SECRET_KEY"):
+        env.pop(var, None)
+
+    def socket_admin(*args):
+        out = subprocess.run([hamster_bin(), "admin", "key", *args, "--data", server.data_dir],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    lines = socket_admin("create", "via-socket").splitlines()
+    assert len(lines) == 2 and lines[0].startswith("access key: HK"), lines
+    ak, sk = (line.split(": ", 1)[1] for line in lines)
+    bucket = name()
+    s3.create_bucket(Bucket=bucket)
+    assert socket_admin("allow", ak, bucket, "--write") == "done\n"
+    server.client(ak, sk).put_object(Bucket=bucket, Key="k", Body=b"v")
+    assert f"{bucket}: write" in socket_admin("info", ak)
+    out = subprocess.run([hamster_bin(), "admin", "key", "list"], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0 and "--endpoint" in out.stderr, out.stderr
+
