@@ -465,7 +465,7 @@ pub enum Caller {
 /// Where a request came from, as policy conditions see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
-    pub source_ip: Option<std::net::IpAddr>,
+    pub source_ip: Option<core::net::IpAddr>,
     /// Over TLS.
     pub secure: bool,
     pub referer: Option<String>,

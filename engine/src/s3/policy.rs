@@ -12,7 +12,7 @@
 //! `aws:SecureTransport`, `aws:Referer`, `aws:UserAgent`, `s3:prefix`, `s3:delimiter`,
 //! `s3:max-keys`, `s3:x-amz-acl` and `s3:ExistingObjectTag/<tag>`.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use serde_json::Value;
 
