@@ -425,7 +425,7 @@ impl<E: Env> Driver<E> {
         // The data is the staged file `receive_snapshot` wrote.
         let path = String::from_utf8_lossy(&snap.data).into_owned();
         // The store first: if the log reset below is lost in a crash, the restart still
-        // resumes from the snapshot's mark and skips the older entries.
+        // resumes from the snapshot's mark, and `start` finishes the reset.
         snapshot::install(self.env.disk(), &self.store, &path, &mark).await?;
         // The log is replaced by the snapshot: its mark starts at the snapshot's index.
         self.slot.log_durable_to = mark.index;

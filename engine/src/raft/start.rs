@@ -1,6 +1,7 @@
 //! Start-up and recovery of a node's Raft state: the hard-state slots, the state
 //! machine and its applied mark (a new cluster's bootstrap state at index 1), the log
-//! tail after the mark; then the checks that refuse a state that lost what it promised
+//! tail after the mark (a log the mark covers entirely is reset: a snapshot install was
+//! cut short); then the checks that refuse a state that lost what it promised
 //! (a log gap after the mark, committed or durable entries gone), and the driver.
 
 use std::collections::BTreeMap;
@@ -81,9 +82,15 @@ pub async fn start<E: Env>(
         })
         .await?;
     }
-    let (log, entries) = DurableLog::open(disk, &dir).await?;
+    let (mut log, entries) = DurableLog::open(disk, &dir).await?;
     let mem = MemStorage::new();
     let applied = mark.index;
+    if entries.last().is_some_and(|e| e.index < applied) {
+        // A snapshot was installed but the crash came before the log reset that follows
+        // it: every entry is covered by the mark. Finish the reset now, or the next
+        // append (at the mark + 1) would land after them, a gap on the next replay.
+        log.reset().await?;
+    }
     if applied > 0 {
         // The state machine already holds everything up to the mark: raft-rs sees it as
         // a snapshot (metadata only; one with data is exported when a follower needs it).
