@@ -362,6 +362,24 @@ pub enum Command {
     V1(CommandV1),
 }
 
+impl Command {
+    /// Whether applying it may change who may do what: keys and grants, buckets (their
+    /// owners) and bucket settings. Object ACLs are read per object, never cached.
+    pub fn changes_access(&self) -> bool {
+        let Command::V1(c) = self;
+        matches!(
+            c,
+            CommandV1::CreateBucket { .. }
+                | CommandV1::DeleteBucket { .. }
+                | CommandV1::CreateKey { .. }
+                | CommandV1::DeleteKey { .. }
+                | CommandV1::GrantKey { .. }
+                | CommandV1::PutSetting { .. }
+                | CommandV1::DeleteSetting { .. }
+        )
+    }
+}
+
 /// What applying a command did. Refusals are results, not errors: they are part of
 /// the replicated history and every replica reaches the same one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! Judges the access workload: authorization is linearizable. Who may do what changes
-//! one step at a time (`GrantRecord`s, in order: the key's rights or the bucket policy),
+//! one step at a time (`GrantRecord`s, in order: a key's rights or the bucket policy),
 //! so it passes through states S0 (no rights, no policy), S1, ... Sn, each change taking
 //! effect somewhere between its first attempt and its answer. A request answered
 //! between `invoke` and `ret` saw some state Sj with j at least the last change answered
@@ -9,34 +9,38 @@
 //! allow.
 //!
 //! The model of each state is written out here, not computed by the engine's evaluator:
-//! what each of the workload's [`POLICIES`](crate::access_workload::POLICIES) says.
+//! what each of the workload's [`POLICIES`](crate::access_workload::POLICIES) says. The
+//! policies name only the first key; each key's grants are its own.
 
 use engine::meta::keys::Perms;
 
-use crate::access_workload::{AccessHistory, Change, Decision, GrantRecord};
+use crate::access_workload::{ACCESS_KEYS, AccessHistory, Change, Decision, GrantRecord};
 
 /// Who may do what between two changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct State {
-    pub perms: Perms,
+    /// Each key's rights, by its index in `ACCESS_KEYS`.
+    pub perms: [Perms; ACCESS_KEYS.len()],
     pub policy: Option<usize>,
 }
 
 impl State {
-    /// Whether a request `what` (GET, LIST, PUT, DELETE), as the key or anonymously, is
-    /// allowed: a Deny of the policy first, then the key's grants, then a policy Allow.
-    pub fn allows(&self, as_key: bool, what: &str) -> bool {
+    /// Whether a request `what` (GET, LIST, PUT, DELETE) as key `key` (`None`:
+    /// anonymously) is allowed: a Deny of the policy first, then the key's grants, then
+    /// a policy Allow.
+    pub fn allows(&self, key: Option<usize>, what: &str) -> bool {
         let write = matches!(what, "PUT" | "DELETE");
         let need = if write { Perms::WRITE } else { Perms::READ };
-        if self.policy == Some(1) && as_key && write {
+        let named = key == Some(0);
+        if self.policy == Some(1) && named && write {
             return false;
         }
-        if as_key && self.perms.covers(need) {
+        if key.is_some_and(|k| self.perms[k].covers(need)) {
             return true;
         }
         match (self.policy, what) {
             (Some(0), "GET") | (Some(1), "LIST") => true,
-            (Some(2), "PUT" | "DELETE" | "LIST") => as_key,
+            (Some(2), "PUT" | "DELETE" | "LIST") => named,
             _ => false,
         }
     }
@@ -48,11 +52,16 @@ fn states(changes: &[GrantRecord]) -> Vec<State> {
     for g in changes {
         let mut now = *out.last().expect("S0");
         match g.change {
-            Change::Grant { perms, allow: true } => now.perms = now.perms.union(perms),
             Change::Grant {
+                key,
+                perms,
+                allow: true,
+            } => now.perms[key] = now.perms[key].union(perms),
+            Change::Grant {
+                key,
                 perms,
                 allow: false,
-            } => now.perms = now.perms.minus(perms),
+            } => now.perms[key] = now.perms[key].minus(perms),
             Change::Policy(p) => now.policy = p,
         }
         out.push(now);
@@ -76,15 +85,15 @@ pub fn check(h: &AccessHistory) -> Vec<String> {
             .count();
         let hi = h.grants.iter().take_while(|g| g.invoke < r.ret).count();
         let seen = &states[lo..=hi.max(lo)];
-        let may_allow = seen.iter().any(|s| s.allows(r.as_key, r.what));
-        let may_deny = seen.iter().any(|s| !s.allows(r.as_key, r.what));
+        let may_allow = seen.iter().any(|s| s.allows(r.key, r.what));
+        let may_deny = seen.iter().any(|s| !s.allows(r.key, r.what));
         let wrong = match r.decision {
             Decision::Allowed => !may_allow,
             Decision::Denied => !may_deny,
             Decision::Unknown => false,
         };
         if wrong {
-            let who = if r.as_key { "the key" } else { "anonymous" };
+            let who = r.key.map_or("anonymous", |k| ACCESS_KEYS[k]);
             violations.push(format!(
                 "access: {} as {who} through node {} at {}..{} ns was {:?}, but who may do \
                  what while it was in flight was {:?} (changes {lo}..={hi})",
@@ -102,7 +111,11 @@ mod tests {
 
     fn grant(perms: Perms, allow: bool, invoke: u64, ret: Option<u64>) -> GrantRecord {
         GrantRecord {
-            change: Change::Grant { perms, allow },
+            change: Change::Grant {
+                key: 0,
+                perms,
+                allow,
+            },
             invoke,
             ret,
         }
@@ -116,12 +129,12 @@ mod tests {
         }
     }
 
-    /// A GET needs read, a PUT write, as the key.
+    /// A GET needs read, a PUT write, as the first key.
     fn request(need: Perms, invoke: u64, ret: u64, decision: Decision) -> RequestRecord {
         let what = if need == Perms::READ { "GET" } else { "PUT" };
         RequestRecord {
             what,
-            as_key: true,
+            key: Some(0),
             node: 1,
             invoke,
             ret,
@@ -131,7 +144,7 @@ mod tests {
 
     fn anonymous(what: &'static str, invoke: u64, ret: u64, decision: Decision) -> RequestRecord {
         RequestRecord {
-            as_key: false,
+            key: None,
             what,
             ..request(Perms::READ, invoke, ret, decision)
         }
@@ -231,6 +244,53 @@ mod tests {
             anonymous("PUT", 41, 49, Allowed),
             request(Perms::WRITE, 61, 69, Allowed),
             request(Perms::WRITE, 81, 90, Denied),
+        ] {
+            let v = check(&h(vec![bad.clone()]));
+            assert_eq!(v.len(), 1, "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn each_key_has_its_own_grants_and_only_the_first_is_named_by_the_policies() {
+        use Decision::{Allowed, Denied};
+        let second = |what, invoke, ret, decision| RequestRecord {
+            key: Some(1),
+            ..anonymous(what, invoke, ret, decision)
+        };
+        let h = |requests| AccessHistory {
+            created: true,
+            // The first key gets write by 20; the policy lets it write by 40.
+            grants: vec![
+                grant(Perms::WRITE, true, 10, Some(20)),
+                GrantRecord {
+                    change: Change::Grant {
+                        key: 1,
+                        perms: Perms::READ,
+                        allow: true,
+                    },
+                    invoke: 30,
+                    ret: Some(40),
+                },
+                policy(Some(2), 50, Some(60)),
+            ],
+            requests,
+        };
+        let ok = h(vec![
+            second("PUT", 21, 29, Denied),
+            second("GET", 21, 29, Denied),
+            second("GET", 41, 49, Allowed),
+            second("LIST", 61, 69, Allowed),
+            second("PUT", 61, 69, Denied),
+            request(Perms::WRITE, 21, 29, Allowed),
+        ]);
+        assert_eq!(check(&ok), Vec::<String>::new());
+        for bad in [
+            // The first key's grant is not the second's.
+            second("PUT", 21, 29, Allowed),
+            second("GET", 41, 49, Denied),
+            // A policy naming the first key does not admit the second.
+            second("PUT", 61, 69, Allowed),
+            request(Perms::READ, 41, 49, Allowed),
         ] {
             let v = check(&h(vec![bad.clone()]));
             assert_eq!(v.len(), 1, "{bad:?} passed");

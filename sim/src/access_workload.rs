@@ -25,8 +25,9 @@ use crate::object_workload::{CALL_TIMEOUT, DownSet};
 /// The access workload's own bucket (the object clients' listings judge theirs).
 pub const BUCKET: &str = "access";
 
-/// The key the workload makes (fixed, so runs replay).
-pub const ACCESS_KEY: &str = "HKSIMULATEDACCESSKEY";
+/// The keys the workload makes (fixed, so runs replay). The policies name only the
+/// first: the second is just another principal to them, and its grants are its own.
+pub const ACCESS_KEYS: [&str; 2] = ["HKSIMULATEDACCESSKEY", "HKSIMULATEDSECONDKEY"];
 const SECRET_KEY: &str = "simulated-secret-key-0123456789";
 /// Objects the requests touch: GETs read `access/r/N`, PUTs and DELETEs write
 /// `access/w/N`.
@@ -37,13 +38,13 @@ pub const POLICIES: [&str; 3] = [
     // 0: anyone may GET.
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
         "Action":"s3:GetObject","Resource":"arn:aws:s3:::access/*"}]}"#,
-    // 1: the key may never write, whatever it was granted; anyone may list.
+    // 1: the first key may never write, whatever it was granted; anyone may list.
     r#"{"Version":"2012-10-17","Statement":[
         {"Effect":"Deny","Principal":{"AWS":["HKSIMULATEDACCESSKEY"]},
          "Action":["s3:PutObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::access/*"},
         {"Effect":"Allow","Principal":"*","Action":"s3:ListBucket",
          "Resource":"arn:aws:s3:::access"}]}"#,
-    // 2: the key may write and list (a grant by policy).
+    // 2: the first key may write and list (a grant by policy).
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
         "Principal":{"AWS":"HKSIMULATEDACCESSKEY"},
         "Action":["s3:PutObject","s3:DeleteObject","s3:ListBucket"],
@@ -53,8 +54,12 @@ pub const POLICIES: [&str; 3] = [
 /// One change of who may do what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Rights of the key: added (`allow`) or taken away.
-    Grant { perms: Perms, allow: bool },
+    /// Rights of key `ACCESS_KEYS[key]`: added (`allow`) or taken away.
+    Grant {
+        key: usize,
+        perms: Perms,
+        allow: bool,
+    },
     /// The bucket policy: `POLICIES[i]`, or none.
     Policy(Option<usize>),
 }
@@ -69,7 +74,7 @@ pub struct GrantRecord {
     pub ret: Option<u64>,
 }
 
-/// What a request as the key was answered.
+/// What a request was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// It ran (or failed after it was authorized: NoSuchKey, say).
@@ -83,8 +88,8 @@ pub enum Decision {
 pub struct RequestRecord {
     /// GET, LIST, PUT or DELETE.
     pub what: &'static str,
-    /// Made as the key (else anonymously).
-    pub as_key: bool,
+    /// Made as `ACCESS_KEYS[k]`, or anonymously (`None`).
+    pub key: Option<usize>,
     pub node: NodeId,
     pub invoke: u64,
     pub ret: u64,
@@ -94,7 +99,7 @@ pub struct RequestRecord {
 /// What the access workload did, in order.
 #[derive(Debug, Default)]
 pub struct AccessHistory {
-    /// The key was made (requests run only then).
+    /// The keys were made (requests run only then).
     pub created: bool,
     pub grants: Vec<GrantRecord>,
     pub requests: Vec<RequestRecord>,
@@ -207,20 +212,22 @@ impl AccessClient {
                 return;
             }
         }
-        let create = KeyRequest::Create {
-            name: "sim".into(),
-            create_bucket: false,
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-        };
-        let made = match self.admin(create, until).await {
-            Some(Answer::Ok { .. }) => true,
-            // A retry of a create that had landed finds the id taken: made all the same.
-            Some(Answer::Failed { code, .. }) => code == "InternalError",
-            None => false,
-        };
-        if !made {
-            return;
+        for (i, id) in ACCESS_KEYS.iter().enumerate() {
+            let create = KeyRequest::Create {
+                name: format!("sim{i}"),
+                create_bucket: false,
+                access_key: (*id).into(),
+                secret_key: SECRET_KEY.into(),
+            };
+            let made = match self.admin(create, until).await {
+                Some(Answer::Ok { .. }) => true,
+                // A retry of a create that had landed finds the id taken: made all the same.
+                Some(Answer::Failed { code, .. }) => code == "InternalError",
+                None => false,
+            };
+            if !made {
+                return;
+            }
         }
         self.history.lock().expect("access").created = true;
         while self.env.clock().now() < until {
@@ -230,6 +237,7 @@ impl AccessClient {
                         .filter(|i| *i < POLICIES.len()),
                 ),
                 _ => Change::Grant {
+                    key: below(self.env.rng(), ACCESS_KEYS.len() as u64) as usize,
                     perms: if below(self.env.rng(), 2) == 0 {
                         Perms::READ
                     } else {
@@ -240,9 +248,9 @@ impl AccessClient {
             };
             let invoke = self.now();
             let answered = match change {
-                Change::Grant { perms, allow } => {
+                Change::Grant { key, perms, allow } => {
                     let request = KeyRequest::Grant {
-                        key: ACCESS_KEY.into(),
+                        key: ACCESS_KEYS[key].into(),
                         bucket: BUCKET.into(),
                         perms,
                         allow,
@@ -312,7 +320,7 @@ impl AccessClient {
         false
     }
 
-    /// Requests as the key or anonymously until `until`.
+    /// Requests as one of the keys or anonymously until `until`.
     pub async fn request(self: Arc<Self>, until: Duration) {
         while self.env.clock().now() < until {
             if !self.history.lock().expect("access").created {
@@ -363,11 +371,12 @@ impl AccessClient {
                 ),
             };
             let node = self.node();
-            let as_key = below(self.env.rng(), 3) != 0;
-            let caller = if as_key {
-                Caller::Key(ACCESS_KEY.into())
-            } else {
-                Caller::Anonymous
+            // Each key and anonymous callers alike.
+            let pick = below(self.env.rng(), ACCESS_KEYS.len() as u64 + 1) as usize;
+            let key = (pick < ACCESS_KEYS.len()).then_some(pick);
+            let caller = match key {
+                Some(k) => Caller::Key(ACCESS_KEYS[k].into()),
+                None => Caller::Anonymous,
             };
             let call = Call::S3 { caller, request };
             let invoke = self.now();
@@ -386,7 +395,7 @@ impl AccessClient {
             };
             let record = RequestRecord {
                 what,
-                as_key,
+                key,
                 node,
                 invoke,
                 ret: self.now(),

@@ -328,9 +328,9 @@ impl ObjectClient {
         self.count("delete_objects");
         let (deleted, refused) = match &answer {
             CallOutcome::Answer(Answer::Ok {
-                response: Response::Deleted(d),
+                response: Response::Deleted { deleted, .. },
                 ..
-            }) => (d.clone(), false),
+            }) => (deleted.clone(), false),
             CallOutcome::Answer(Answer::Failed { unknown: false, .. })
             | CallOutcome::Unreachable => (Vec::new(), true),
             _ => (Vec::new(), false),

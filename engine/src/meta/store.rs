@@ -20,6 +20,7 @@
 //! it.
 
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
@@ -178,6 +179,10 @@ pub const CACHE_BYTES: usize = 64 << 20;
 
 pub struct MetaStore {
     db: Database,
+    /// Counts applied changes to who may do what (keys, grants, buckets and their
+    /// settings), bumped after their commit: a cache of access state read at epoch `e`
+    /// is still true for any reader that saw `e` (see [`MetaReader::access_epoch`]).
+    access_epoch: AtomicU64,
 }
 
 /// One table set, open inside one write transaction.
@@ -415,7 +420,10 @@ impl MetaStore {
         drop(Writer::open(&txn, &LIVE)?);
         txn.open_table(RAFT)?;
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            access_epoch: AtomicU64::new(0),
+        })
     }
 
     /// The applied mark (all zero for a new store).
@@ -450,6 +458,13 @@ impl MetaStore {
                 .insert(MARK_KEY, mark.encode().as_slice())?;
         }
         txn.commit()?;
+        if items.iter().any(|i| {
+            i.command
+                .as_ref()
+                .is_some_and(meta::Command::changes_access)
+        }) {
+            self.access_epoch.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(results)
     }
 
@@ -495,13 +510,17 @@ impl MetaStore {
         txn.open_table(RAFT)?
             .insert(MARK_KEY, mark.encode().as_slice())?;
         txn.commit()?;
+        self.access_epoch.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
     /// A consistent view of the tables (they do not change under it).
     pub fn reader(&self) -> Result<MetaReader, StoreError> {
+        // The epoch before the view: the view holds at least every change it counts.
+        let access_epoch = self.access_epoch.load(Ordering::SeqCst);
         Ok(MetaReader {
             txn: self.db.begin_read()?,
+            access_epoch,
         })
     }
 }
@@ -522,9 +541,17 @@ impl meta::repair::SiteTables for MetaReader {
 /// A read transaction on the store.
 pub struct MetaReader {
     txn: ReadTransaction,
+    access_epoch: u64,
 }
 
 impl MetaReader {
+    /// The store's access epoch, read just before this view was opened: the view holds
+    /// every access change that epoch counts (and perhaps later ones). Access state read
+    /// through a view of epoch `e` may serve any later view of the same epoch.
+    pub fn access_epoch(&self) -> u64 {
+        self.access_epoch
+    }
+
     pub fn mark(&self) -> Result<Mark, StoreError> {
         match self.txn.open_table(RAFT)?.get(MARK_KEY)? {
             Some(v) => Mark::decode(v.value()).ok_or_else(|| corrupt("applied mark")),

@@ -17,7 +17,7 @@
 //! every node. ReadIndex calls are batched, so concurrent requests share one round.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::env::Env;
 use crate::meta::access::{
@@ -26,6 +26,8 @@ use crate::meta::access::{
 use crate::meta::keys::{AccessKey, Perms};
 use crate::meta::store::MetaReader;
 use crate::s3::api::{AccessRequest, AclInput, Request};
+use crate::s3::cache::KnownKey;
+use crate::s3::keys::unseal;
 use crate::s3::policy::{Context, Decision, Policy};
 use crate::s3::{S3, S3Error, propose_error};
 
@@ -196,6 +198,8 @@ pub struct BucketAccess {
     pub policy: Option<Arc<Policy>>,
     pub block: PublicAccessBlock,
     pub ownership: Option<Ownership>,
+    /// The bucket's ACL row, if it has one (none: private to the owner).
+    pub acl: Option<Acl>,
 }
 
 impl BucketAccess {
@@ -205,23 +209,21 @@ impl BucketAccess {
     }
 }
 
-/// Parsed policies by bucket, with the text they were parsed from (a changed text is
-/// parsed again).
+/// What authorization decided, for the request to go on with.
 #[derive(Default)]
-pub struct PolicyCache(Mutex<BTreeMap<String, (String, Arc<Policy>)>>);
+pub struct Authorized {
+    /// The view it read (none for the root key): as fresh as the request's own would be.
+    pub view: Option<MetaReader>,
+    /// A DeleteObjects' keys the caller may not delete.
+    pub denied: Vec<String>,
+}
 
-impl PolicyCache {
-    fn get(&self, bucket: &str, text: String) -> Option<Arc<Policy>> {
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((t, p)) = cache.get(bucket)
-            && *t == text
-        {
-            return Some(p.clone());
+impl Authorized {
+    fn by(view: MetaReader) -> Self {
+        Self {
+            view: Some(view),
+            denied: Vec::new(),
         }
-        // A stored policy was checked when put; one that no longer parses admits nobody.
-        let parsed = Arc::new(Policy::parse(&text, bucket).ok()?);
-        cache.insert(bucket.to_string(), (text, parsed.clone()));
-        Some(parsed)
     }
 }
 
@@ -290,15 +292,18 @@ fn list_args(request: &Request) -> (Option<&str>, Option<&str>, Option<String>) 
 }
 
 impl<E: Env> S3<E> {
-    /// Refuses `request` with AccessDenied unless `caller` may make it.
+    /// Refuses `request` with AccessDenied unless `caller` may make it. The view it
+    /// decided on, if it took one (after a ReadIndex), is returned for the request to
+    /// read from: it is as fresh as one the request would take itself. A DeleteObjects
+    /// is decided per key: the keys refused are returned, and the rest go ahead.
     pub(crate) async fn authorize(
         &self,
         caller: &Caller,
         origin: &Origin,
         request: &Request,
-    ) -> Result<(), S3Error> {
+    ) -> Result<Authorized, S3Error> {
         let id = match caller {
-            Caller::Root => return Ok(()),
+            Caller::Root => return Ok(Authorized::default()),
             Caller::Key(id) => Some(id.as_str()),
             Caller::Anonymous => None,
         };
@@ -311,8 +316,8 @@ impl<E: Env> S3<E> {
             _ => self.reader().await?,
         };
         let key = match id {
-            Some(id) => match reader.access_key(id).map_err(internal)? {
-                Some(key) => Some(key),
+            Some(id) => match self.known_key(&reader, id)? {
+                Some(known) => Some(known.key),
                 // Deleted since it signed: it may do nothing.
                 None => return Err(S3Error::AccessDenied),
             },
@@ -320,7 +325,7 @@ impl<E: Env> S3<E> {
         };
         let checks = match &need {
             Need::On(checks) => checks,
-            _ if allows(key.as_ref(), &need) => return Ok(()),
+            _ if allows(key.as_deref(), &need) => return Ok(Authorized::by(reader)),
             _ => return Err(S3Error::AccessDenied),
         };
         let (prefix, delimiter, max_keys) = list_args(request);
@@ -336,7 +341,9 @@ impl<E: Env> S3<E> {
             acl: canned_acl(request),
             ..Context::default()
         };
-        let mut buckets: BTreeMap<&str, BucketAccess> = BTreeMap::new();
+        let per_key = matches!(request, Request::DeleteObjects { .. });
+        let mut denied = Vec::new();
+        let mut buckets: BTreeMap<&str, Arc<BucketAccess>> = BTreeMap::new();
         let resources: Vec<String> = checks.iter().map(Check::resource).collect();
         for (check, resource) in checks.iter().zip(&resources) {
             if !buckets.contains_key(check.bucket.as_str()) {
@@ -346,7 +353,7 @@ impl<E: Env> S3<E> {
             let access = &buckets[check.bucket.as_str()];
             cx.action = check.action;
             cx.resource = resource;
-            let ok = match self.admits(&reader, key.as_ref(), &cx, access, check)? {
+            let ok = match self.admits(&reader, key.as_deref(), &cx, access, check)? {
                 None => false,
                 // A read the policy allows of an object that is not there: S3 says so
                 // only to a caller who may list the bucket, and AccessDenied to others.
@@ -370,10 +377,15 @@ impl<E: Env> S3<E> {
                 Some(_) => true,
             };
             if !ok {
-                return Err(S3Error::AccessDenied);
+                match (per_key, &check.key) {
+                    (true, Some(key)) => denied.push(key.clone()),
+                    _ => return Err(S3Error::AccessDenied),
+                }
             }
         }
-        Ok(())
+        let mut done = Authorized::by(reader);
+        done.denied = denied;
+        Ok(done)
     }
 
     /// What admits one check, if anything: an explicit Deny of the policy refuses it
@@ -415,31 +427,46 @@ impl<E: Env> S3<E> {
         else {
             return Ok(false);
         };
-        let name = if on_object {
+        let acl = if on_object {
             let key = check.key.as_deref().unwrap_or_default();
-            match reader.object(&check.bucket, key).map_err(internal)? {
-                Some(s) => settings::object_acl(s.version),
+            let Some(s) = reader.object(&check.bucket, key).map_err(internal)? else {
                 // No object to read: refused like any other read the caller may not make.
-                None => return Ok(false),
+                return Ok(false);
+            };
+            match reader
+                .setting(&check.bucket, &settings::object_acl(s.version))
+                .map_err(internal)?
+            {
+                Some(Setting::Acl(acl)) => Some(acl),
+                _ => None,
             }
         } else {
-            settings::BUCKET_ACL.to_string()
+            access.acl.clone()
         };
-        let acl = match reader.setting(&check.bucket, &name).map_err(internal)? {
-            Some(Setting::Acl(acl)) => acl,
-            _ => Acl::private(owner),
-        };
+        let acl = acl.unwrap_or_else(|| Acl::private(owner));
         Ok(acl.allows(id, need, access.block.ignore_public_acls))
     }
 
-    /// The owner, policy, public access block and ownership of `bucket`.
+    /// The owner, policy, public access block, ownership and ACL of `bucket`, as of
+    /// `reader`'s view (a missing bucket has none of them).
     pub(crate) fn bucket_access(
         &self,
         reader: &MetaReader,
         bucket: &str,
-    ) -> Result<BucketAccess, S3Error> {
+    ) -> Result<Arc<BucketAccess>, S3Error> {
+        let found = self
+            .buckets
+            .get_or_fill(reader, bucket, |r| self.read_bucket_access(r, bucket))?;
+        Ok(found.unwrap_or_default())
+    }
+
+    fn read_bucket_access(
+        &self,
+        reader: &MetaReader,
+        bucket: &str,
+    ) -> Result<Option<Arc<BucketAccess>>, S3Error> {
         let Some(b) = reader.bucket(bucket).map_err(internal)? else {
-            return Ok(BucketAccess::default());
+            return Ok(None);
         };
         let mut access = BucketAccess {
             owner: Some(b.owner),
@@ -454,16 +481,39 @@ impl<E: Env> S3<E> {
                     access.block = block;
                 }
                 (settings::OWNERSHIP, Setting::Ownership(o)) => access.ownership = Some(o),
+                (settings::BUCKET_ACL, Setting::Acl(acl)) => access.acl = Some(acl),
                 _ => {}
             }
         }
-        Ok(access)
+        Ok(Some(Arc::new(access)))
+    }
+
+    /// Key `id` with its secret, as of `reader`'s view (none: no such key).
+    pub(crate) fn known_key(
+        &self,
+        reader: &MetaReader,
+        id: &str,
+    ) -> Result<Option<KnownKey>, S3Error> {
+        self.keys.get_or_fill(reader, id, |r| {
+            let Some(key) = r.access_key(id).map_err(internal)? else {
+                return Ok(None);
+            };
+            let Some(secret) = unseal(&self.config.seal_key, id, &key.sealed_secret) else {
+                return Err(S3Error::Internal(format!(
+                    "the secret of key {id} does not unseal: was the root secret changed since it was made?"
+                )));
+            };
+            Ok(Some(KnownKey {
+                key: Arc::new(key),
+                secret: secret.into(),
+            }))
+        })
     }
 
     /// A key as this node last applied it.
-    pub(crate) fn local_key(&self, id: &str) -> Result<Option<AccessKey>, S3Error> {
+    pub(crate) fn local_key(&self, id: &str) -> Result<Option<KnownKey>, S3Error> {
         let reader = self.raft.reader().map_err(propose_error)?;
-        reader.access_key(id).map_err(internal)
+        self.known_key(&reader, id)
     }
 
     /// The id buckets record as their owner for `caller`.

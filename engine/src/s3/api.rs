@@ -339,8 +339,13 @@ pub enum Response {
         range: Option<(u64, u64)>,
     },
     Head(ObjectInfo),
-    /// The keys deleted (none when the request was quiet).
-    Deleted(Vec<String>),
+    /// A DeleteObjects: the keys deleted (none when the request was quiet), and those
+    /// the caller may not delete (each answered AccessDenied, as S3 does, while the
+    /// others are deleted).
+    Deleted {
+        deleted: Vec<String>,
+        denied: Vec<String>,
+    },
     Listing(Listing),
     Upload(String),
     Parts(PartsPage),

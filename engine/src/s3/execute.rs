@@ -7,7 +7,7 @@
 use crate::data_path::ByteSource;
 use crate::env::{Clock, Env};
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
-use crate::s3::access::{Caller, Origin};
+use crate::s3::access::{Authorized, Caller, Origin};
 use crate::s3::api::{
     BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
 };
@@ -222,7 +222,10 @@ impl<E: Env> S3<E> {
         let clock = self.env.clock();
         let (operation, began) = (request.operation(), clock.now());
         let reply = match self.authorize(caller, origin, &request).await {
-            Ok(()) => self.execute_request(caller, request, body, trailer).await,
+            Ok(done) => {
+                self.execute_request(caller, request, body, trailer, done)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let took = clock.now().saturating_sub(began);
@@ -241,7 +244,9 @@ impl<E: Env> S3<E> {
         request: Request,
         body: Option<S>,
         trailer: &T,
+        authorized: Authorized,
     ) -> Result<Reply, S3Error> {
+        let Authorized { view, denied } = authorized;
         let needs_body = || S3Error::InvalidRequest("this request needs a body".into());
         Ok(match request {
             Request::ListBuckets => Response::Buckets(
@@ -306,7 +311,7 @@ impl<E: Env> S3<E> {
                     return Err(S3Error::NotImplemented("GET by part number".into()));
                 }
                 let out = self
-                    .get_object(&a.bucket, &a.key, a.range, &a.conditions)
+                    .get_object(&a.bucket, &a.key, a.range, &a.conditions, view)
                     .await?;
                 let mut info = out.info;
                 overridden(&mut info, a.overrides);
@@ -329,7 +334,7 @@ impl<E: Env> S3<E> {
                 version_id,
             } => {
                 version_id_ok(version_id.as_deref())?;
-                Response::Head(self.head_object(&bucket, &key, &conditions).await?).into()
+                Response::Head(self.head_object(&bucket, &key, &conditions, view).await?).into()
             }
             Request::DeleteObject {
                 bucket,
@@ -349,8 +354,19 @@ impl<E: Env> S3<E> {
                 for v in &version_ids {
                     version_id_ok(Some(v))?;
                 }
-                let deleted = self.delete_objects(&bucket, keys).await?;
-                Response::Deleted(if quiet { Vec::new() } else { deleted.keys }).into()
+                crate::s3::objects::validate_delete_keys(&keys)?;
+                let refused: std::collections::BTreeSet<&String> = denied.iter().collect();
+                let keys: Vec<String> = keys.into_iter().filter(|k| !refused.contains(k)).collect();
+                let deleted = if keys.is_empty() {
+                    Vec::new()
+                } else {
+                    self.delete_objects(&bucket, keys).await?.keys
+                };
+                Response::Deleted {
+                    deleted: if quiet { Vec::new() } else { deleted },
+                    denied,
+                }
+                .into()
             }
             Request::ListObjects {
                 bucket,

@@ -52,7 +52,7 @@ fn seal(key: &[u8; 32], nonce: [u8; 12], id: &str, secret: &str) -> Vec<u8> {
     [nonce.as_slice(), &sealed].concat()
 }
 
-fn unseal(key: &[u8; 32], id: &str, sealed: &[u8]) -> Option<String> {
+pub(crate) fn unseal(key: &[u8; 32], id: &str, sealed: &[u8]) -> Option<String> {
     if sealed.len() < 12 {
         return None;
     }
@@ -181,26 +181,19 @@ impl<E: Env> S3<E> {
     /// this node's applied state, or, for a key it has not applied yet (made a moment
     /// ago through another node), after a ReadIndex.
     pub async fn secret_of(&self, id: &str) -> Result<Option<String>, S3Error> {
-        let key = match self.local_key(id)? {
+        let known = match self.local_key(id)? {
             Some(k) => Some(k),
-            None => self
-                .reader()
-                .await?
-                .access_key(id)
-                .map_err(|e| S3Error::Internal(e.to_string()))?,
+            None => self.known_key(&self.reader().await?, id)?,
         };
-        let Some(key) = key else { return Ok(None) };
-        match unseal(&self.config.seal_key, id, &key.sealed_secret) {
-            Some(secret) => Ok(Some(secret)),
-            None => Err(S3Error::Internal(format!(
-                "the secret of key {id} does not unseal: was the root secret changed since it was made?"
-            ))),
-        }
+        Ok(known.map(|k| k.secret.to_string()))
     }
 
     /// A key's name, for showing an owner.
     pub fn key_name(&self, id: &str) -> Option<String> {
-        self.local_key(id).ok().flatten().map(|k| k.name)
+        self.local_key(id)
+            .ok()
+            .flatten()
+            .map(|k| k.key.name.clone())
     }
 }
 

@@ -18,6 +18,7 @@ pub mod access;
 pub mod api;
 mod blobs;
 mod buckets;
+mod cache;
 pub mod checksum;
 pub mod error;
 pub mod execute;
@@ -211,7 +212,9 @@ pub struct S3<E: Env> {
     raft: RaftHandle,
     data: Arc<DataPath<E>>,
     config: S3Config,
-    policies: access::PolicyCache,
+    policies: cache::PolicyCache,
+    buckets: cache::EpochCache<Arc<access::BucketAccess>>,
+    keys: cache::EpochCache<cache::KnownKey>,
 }
 
 impl<E: Env> S3<E> {
@@ -221,7 +224,9 @@ impl<E: Env> S3<E> {
             raft,
             data,
             config,
-            policies: access::PolicyCache::default(),
+            policies: cache::PolicyCache::default(),
+            buckets: cache::EpochCache::default(),
+            keys: cache::EpochCache::default(),
         }
     }
 

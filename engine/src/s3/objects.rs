@@ -2,6 +2,7 @@
 
 use crate::data_path::ByteSource;
 use crate::env::Env;
+use crate::meta::store::MetaReader;
 use crate::meta::{Applied, CommandV1, PutCondition};
 use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::types::{
@@ -43,8 +44,12 @@ impl<E: Env> S3<E> {
         bucket: &str,
         key: &str,
         conditions: &Conditions,
+        view: Option<MetaReader>,
     ) -> Result<ObjectInfo, S3Error> {
-        let r = self.reader().await?;
+        let r = match view {
+            Some(r) => r,
+            None => self.reader().await?,
+        };
         let stored = self.current(&r, bucket, key).await?;
         let info = ObjectInfo::of(key, &stored);
         conditions.check(&info)?;
@@ -58,11 +63,18 @@ impl<E: Env> S3<E> {
         key: &str,
         range: Option<RangeSpec>,
         conditions: &Conditions,
+        view: Option<MetaReader>,
     ) -> Result<GetOutput, S3Error> {
-        // A small object's bytes are read during the ReadIndex (`prefetch`).
-        let (r, prefetched) =
-            futures::future::join(self.reader(), self.prefetch(bucket, key, range)).await;
-        let r = r?;
+        // `view`: the one authorization took (after its ReadIndex), if it took one.
+        // Otherwise a small object's bytes are read during the ReadIndex (`prefetch`).
+        let (r, prefetched) = match view {
+            Some(r) => (r, None),
+            None => {
+                let (r, p) =
+                    futures::future::join(self.reader(), self.prefetch(bucket, key, range)).await;
+                (r?, p)
+            }
+        };
         let stored = self.current(&r, bucket, key).await?;
         let info = ObjectInfo::of(key, &stored);
         conditions.check(&info)?;
@@ -108,14 +120,7 @@ impl<E: Env> S3<E> {
         bucket: &str,
         keys: Vec<String>,
     ) -> Result<Deleted, S3Error> {
-        if keys.len() > DELETE_KEYS_MAX {
-            return Err(S3Error::InvalidArgument(format!(
-                "at most {DELETE_KEYS_MAX} keys per request"
-            )));
-        }
-        for key in &keys {
-            validate_key(key)?;
-        }
+        validate_delete_keys(&keys)?;
         let command = CommandV1::DeleteObjects {
             bucket: bucket.into(),
             keys: keys.clone(),
@@ -194,4 +199,14 @@ impl<E: Env> S3<E> {
         )
         .await
     }
+}
+
+/// A DeleteObjects names at most [`DELETE_KEYS_MAX`] keys, each a valid key.
+pub(crate) fn validate_delete_keys(keys: &[String]) -> Result<(), S3Error> {
+    if keys.len() > DELETE_KEYS_MAX {
+        return Err(S3Error::InvalidArgument(format!(
+            "at most {DELETE_KEYS_MAX} keys per request"
+        )));
+    }
+    keys.iter().try_for_each(|k| validate_key(k))
 }

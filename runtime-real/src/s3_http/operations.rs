@@ -351,19 +351,33 @@ impl s3s::S3 for Edge {
             keys: objects.into_iter().map(|o| o.key).collect(),
             quiet,
         };
-        let Response::Deleted(keys) = self.respond(who, request).await? else {
+        let Response::Deleted { deleted, denied } = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let deleted = (!quiet).then(|| {
-            keys.into_iter()
+            deleted
+                .into_iter()
                 .map(|k| dto::DeletedObject {
                     key: Some(k),
                     ..Default::default()
                 })
                 .collect()
         });
+        // Refusals are listed even when quiet: S3 leaves out only the successes.
+        let errors = (!denied.is_empty()).then(|| {
+            denied
+                .into_iter()
+                .map(|k| dto::Error {
+                    key: Some(k),
+                    code: Some("AccessDenied".into()),
+                    message: Some("Access Denied".into()),
+                    ..Default::default()
+                })
+                .collect()
+        });
         Ok(S3Response::new(dto::DeleteObjectsOutput {
             deleted,
+            errors,
             ..Default::default()
         }))
     }

@@ -98,7 +98,20 @@ def test_an_explicit_deny_beats_a_grant_and_an_allow(server, s3):
     ]}
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
     denied(app.delete_object, Bucket=bucket, Key="keep/a")
-    denied(app.delete_objects, Bucket=bucket, Delete={"Objects": [{"Key": "keep/a"}]})
+    # DeleteObjects is decided per key, as S3 does: the denied key is an error entry,
+    # the others are deleted, and the answer is 200 (quiet or not).
+    app.put_object(Bucket=bucket, Key="tmp/y", Body=b"y")
+    app.put_object(Bucket=bucket, Key="tmp/z", Body=b"z")
+    out = app.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep/a"}, {"Key": "tmp/y"}]})
+    assert [d["Key"] for d in out.get("Deleted", [])] == ["tmp/y"], out
+    assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [("keep/a", "AccessDenied")], out
+    out = app.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep/a"}, {"Key": "tmp/z"}],
+                                                    "Quiet": True})
+    assert "Deleted" not in out and [e["Key"] for e in out["Errors"]] == ["keep/a"], out
+    # Without any right to the bucket, every key is refused, and none is deleted.
+    stranger = server.client(*new_key(server, "stranger"))
+    out = stranger.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep/a"}]})
+    assert [e["Key"] for e in out["Errors"]] == ["keep/a"], out
     app.put_object(Bucket=bucket, Key="tmp/x", Body=b"x")
     app.delete_object(Bucket=bucket, Key="tmp/x")
     # The root key is not bound by the policy.
