@@ -62,13 +62,20 @@ HAMSTER_BIN="dist/hamster-$version-x86_64-linux" bash scripts/compat.sh
 # a failing seed prints its replay command, which shows them again.
 export RUST_LOG=${RUST_LOG:-error}
 
+# Two seeds per scenario: the tests above (sim/tests/seeds.rs) ran a third, twice. The
+# runs are independent, so they go two at a time (each prints its lines when it ends).
 step "determinism: every scenario, two seeds each, each run twice in fresh threads"
+determinism() {
+    out=$(./target/sim/sim --seed "$1" --scenario "$2" --check-determinism) || {
+        printf '%s\n' "$out"
+        return 1
+    }
+    printf '%s\n' "$out" | grep -E '^(verdict|determinism|NONDETERMINISTIC|FAIL|  )' | cut -c1-160
+}
+export -f determinism
 for scenario in $(./target/sim/sim --list | awk '{print $1}'); do
-    for seed in 1 2; do
-        ./target/sim/sim --seed "$seed" --scenario "$scenario" --check-determinism \
-            | grep -E '^(verdict|determinism|NONDETERMINISTIC|FAIL|  )' | cut -c1-160
-    done
-done
+    printf '1 %s\n2 %s\n' "$scenario" "$scenario"
+done | xargs -P "$fuzz_jobs" -L 1 bash -c 'determinism "$@"' _
 
 step "the README's replay command prints the same hash twice"
 a=$(./target/sim/sim --seed 7 | grep '^trace:')
