@@ -150,17 +150,18 @@ impl AccessClient {
         }
     }
 
-    /// An admin request, retried through the nodes until one answers it definitely
-    /// (allow and deny are idempotent, so a retry of one that did land is harmless).
-    async fn admin(&self, request: KeyRequest, until: Duration) -> Option<Answer> {
+    /// A call retried through the nodes until one answers it definitely: admin
+    /// requests (allow and deny are idempotent, so a retry of one that did land is
+    /// harmless), and the root's PUTs (`put`: with an empty body) and policy changes.
+    async fn answered(&self, call: &Call, put: bool, until: Duration) -> Option<Answer> {
         while self.env.clock().now() < until {
-            let answer = rpc::call_as(
-                &self.env,
-                self.node(),
-                &Call::Keys(request.clone()),
-                CALL_TIMEOUT,
-            )
-            .await;
+            let node = self.node();
+            let answer = if put {
+                let body = bytes::Bytes::new();
+                rpc::put_as(&self.env, node, call, body, 512, CALL_TIMEOUT).await
+            } else {
+                rpc::call_as(&self.env, node, call, CALL_TIMEOUT).await
+            };
             match answer {
                 CallOutcome::Answer(a @ Answer::Ok { .. }) => return Some(a),
                 CallOutcome::Answer(a @ Answer::Failed { .. }) if !a_is_transient(&a) => {
@@ -170,6 +171,18 @@ impl AccessClient {
             }
         }
         None
+    }
+
+    async fn admin(&self, request: KeyRequest, until: Duration) -> Option<Answer> {
+        self.answered(&Call::Keys(request), false, until).await
+    }
+
+    /// Whether a root request succeeded, retried until answered.
+    async fn retried(&self, call: &Call, put: bool, until: Duration) -> bool {
+        matches!(
+            self.answered(call, put, until).await,
+            Some(Answer::Ok { .. })
+        )
     }
 
     /// Makes the bucket (as the root) and the key, then changes the key's rights on the
@@ -289,35 +302,6 @@ impl AccessClient {
             let pause = 200 + below(self.env.rng(), 1500);
             self.env.clock().sleep(Duration::from_millis(pause)).await;
         }
-    }
-
-    /// A root request retried through the nodes until one answers it (PUTs and policy
-    /// changes are idempotent); whether it succeeded.
-    async fn retried(&self, call: &Call, put: bool, until: Duration) -> bool {
-        while self.env.clock().now() < until {
-            let node = self.node();
-            let answer = if put {
-                rpc::put_as(
-                    &self.env,
-                    node,
-                    call,
-                    bytes::Bytes::new(),
-                    512,
-                    CALL_TIMEOUT,
-                )
-                .await
-            } else {
-                rpc::call_as(&self.env, node, call, CALL_TIMEOUT).await
-            };
-            match answer {
-                CallOutcome::Answer(Answer::Ok { .. }) => return true,
-                CallOutcome::Answer(a @ Answer::Failed { .. }) if !a_is_transient(&a) => {
-                    return false;
-                }
-                _ => self.env.clock().sleep(Duration::from_millis(100)).await,
-            }
-        }
-        false
     }
 
     /// Requests as one of the keys or anonymously until `until`.

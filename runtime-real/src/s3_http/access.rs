@@ -271,13 +271,7 @@ impl Edge {
         req: S3Request<dto::PutBucketAclInput>,
     ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
         let i = req.input;
-        let headers = GrantHeaders {
-            full_control: i.grant_full_control,
-            read: i.grant_read,
-            read_acp: i.grant_read_acp,
-            write: i.grant_write,
-            write_acp: i.grant_write_acp,
-        };
+        let headers = grant_headers!(i);
         let acl = acl_input(
             i.acl.as_ref().map(|a| a.as_str()),
             i.access_control_policy,
@@ -316,13 +310,7 @@ impl Edge {
         req: S3Request<dto::PutObjectAclInput>,
     ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
         let i = req.input;
-        let headers = GrantHeaders {
-            full_control: i.grant_full_control,
-            read: i.grant_read,
-            read_acp: i.grant_read_acp,
-            write: i.grant_write,
-            write_acp: i.grant_write_acp,
-        };
+        let headers = grant_headers!(i);
         let acl = acl_input(
             i.acl.as_ref().map(|a| a.as_str()),
             i.access_control_policy,

@@ -73,6 +73,26 @@ macro_rules! asker {
     };
 }
 
+/// The `x-amz-grant-*` headers of an s3s input as [`access::GrantHeaders`]; `no_write`
+/// for an object's input, which has no `x-amz-grant-write`.
+macro_rules! grant_headers {
+    ($i:expr) => {
+        $crate::s3_http::access::GrantHeaders {
+            write: $i.grant_write,
+            ..grant_headers!($i, no_write)
+        }
+    };
+    ($i:expr, no_write) => {
+        $crate::s3_http::access::GrantHeaders {
+            full_control: $i.grant_full_control,
+            read: $i.grant_read,
+            read_acp: $i.grant_read_acp,
+            write: None,
+            write_acp: $i.grant_write_acp,
+        }
+    };
+}
+
 /// The principal s3s authenticated: the root key, an access key, or nobody.
 pub(crate) fn caller_of(s3: &es3::S3<RealEnv>, credentials: &Credentials) -> Caller {
     match credentials {

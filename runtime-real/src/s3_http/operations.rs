@@ -9,7 +9,7 @@ use engine::s3::{self as es3};
 use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result};
 
-use super::access::{GrantHeaders, acl_input, ownership};
+use super::access::{acl_input, ownership};
 use super::convert::*;
 use super::{Edge, body_size, header_inputs, put_output, unexpected};
 
@@ -53,13 +53,7 @@ impl s3s::S3 for Edge {
         let who = asker!(req);
         let i = req.input;
         let bucket = i.bucket;
-        let headers = GrantHeaders {
-            full_control: i.grant_full_control,
-            read: i.grant_read,
-            read_acp: i.grant_read_acp,
-            write: i.grant_write,
-            write_acp: i.grant_write_acp,
-        };
+        let headers = grant_headers!(i);
         let request = Request::CreateBucket {
             bucket: bucket.clone(),
             acl: acl_input(i.acl.as_ref().map(|a| a.as_str()), None, headers)?,
@@ -155,13 +149,7 @@ impl s3s::S3 for Edge {
             acl: acl_input(
                 i.acl.as_ref().map(|a| a.as_str()),
                 None,
-                GrantHeaders {
-                    full_control: i.grant_full_control,
-                    read: i.grant_read,
-                    read_acp: i.grant_read_acp,
-                    write: None,
-                    write_acp: i.grant_write_acp,
-                },
+                grant_headers!(i, no_write),
             )?,
             body: BodyArgs {
                 size: body_size(i.content_length, &raw),
@@ -501,13 +489,7 @@ impl s3s::S3 for Edge {
             acl: acl_input(
                 i.acl.as_ref().map(|a| a.as_str()),
                 None,
-                GrantHeaders {
-                    full_control: i.grant_full_control,
-                    read: i.grant_read,
-                    read_acp: i.grant_read_acp,
-                    write: None,
-                    write_acp: i.grant_write_acp,
-                },
+                grant_headers!(i, no_write),
             )?,
             bucket: i.bucket,
             key: i.key,
@@ -561,13 +543,7 @@ impl s3s::S3 for Edge {
             acl: acl_input(
                 i.acl.as_ref().map(|a| a.as_str()),
                 None,
-                GrantHeaders {
-                    full_control: i.grant_full_control,
-                    read: i.grant_read,
-                    read_acp: i.grant_read_acp,
-                    write: None,
-                    write_acp: i.grant_write_acp,
-                },
+                grant_headers!(i, no_write),
             )?,
         };
         let request = Request::CreateMultipartUpload(Box::new(args));
