@@ -308,6 +308,25 @@ fn redb_commits_without_sync_roll_back_to_the_last_durable_one() {
     }
 }
 
+/// Node 1 of a new world (a 64 MiB disk, nothing running) and the config of a Raft group
+/// with it as the only voter.
+fn one_voter(
+    seed: u64,
+) -> (
+    World,
+    Cluster,
+    runtime_sim::SimEnv,
+    engine::raft::node::RaftConfig,
+) {
+    let world = World::new(seed, NetConfig::default());
+    world.add_disk(1, 64 << 20);
+    let mut cluster = Cluster::new(world.clone());
+    cluster.add_node(1, |_env| std::future::pending::<()>());
+    let env = world.node_env(1);
+    let config = engine::raft::node::RaftConfig::new(1, vec![1]);
+    (world, cluster, env, config)
+}
+
 /// A one-voter group acknowledges some commands; then a bit rots in the last record of
 /// its newest log segment, where it looks like a write torn by a crash. The restart must
 /// refuse the log (it lost an entry it had made durable and acknowledged), not quietly
@@ -315,17 +334,11 @@ fn redb_commits_without_sync_roll_back_to_the_last_durable_one() {
 #[test]
 fn rot_in_the_last_acknowledged_record_is_refused_not_truncated() {
     use engine::meta::{Applied, Command, CommandV1};
-    use engine::raft::node::RaftConfig;
     use engine::raft::start::StartError;
     use engine::raft::start::start;
 
     run(7, || async {
-        let world = World::new(7, NetConfig::default());
-        world.add_disk(1, 64 << 20);
-        let mut cluster = Cluster::new(world.clone());
-        cluster.add_node(1, |_env| std::future::pending::<()>());
-        let env = world.node_env(1);
-        let config = RaftConfig::new(1, vec![1]);
+        let (world, mut cluster, env, config) = one_voter(7);
         let (raft, driver) = start(env.clone(), config.clone()).await.unwrap();
         madsim::task::spawn(driver);
         let mut acked = 0;
@@ -373,7 +386,6 @@ fn a_snapshot_install_cut_short_before_the_log_reset_is_finished_at_restart() {
     use engine::env::Disk;
     use engine::meta::store::{Mark, MetaStore};
     use engine::meta::{Applied, Command, CommandV1};
-    use engine::raft::node::RaftConfig;
     use engine::raft::start::start;
 
     let create = |name: &str| {
@@ -384,12 +396,7 @@ fn a_snapshot_install_cut_short_before_the_log_reset_is_finished_at_restart() {
         })
     };
     run(11, || async {
-        let world = World::new(11, NetConfig::default());
-        world.add_disk(1, 64 << 20);
-        let mut cluster = Cluster::new(world.clone());
-        cluster.add_node(1, |_env| std::future::pending::<()>());
-        let env = world.node_env(1);
-        let config = RaftConfig::new(1, vec![1]);
+        let (_world, mut cluster, env, config) = one_voter(11);
         let (raft, driver) = start(env.clone(), config.clone()).await.unwrap();
         let task = madsim::task::spawn(driver);
         for i in 0..10 {
