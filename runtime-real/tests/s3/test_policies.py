@@ -319,3 +319,64 @@ def test_settings_go_with_their_bucket(server, s3):
     assert [g["Permission"] for g in s3.get_bucket_acl(Bucket=bucket)["Grants"]] == [
         "FULL_CONTROL"]
     denied(anonymous(server).list_objects_v2, Bucket=bucket)
+
+
+def test_every_access_operation_by_each_principal(server, s3):
+    """Each operation of access control, and ListObjectVersions, by five principals: the
+    root key, a key granted read, write and owner on the bucket, a key granted read, a
+    key without rights, and anonymous callers. Allowed means anything but AccessDenied
+    (a GetPublicAccessBlock of a bucket without one is NoSuchPublicAccessBlock...)."""
+    bucket = name()
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    owner_ak, owner_sk = new_key(server, "owner")
+    admin(server, "allow", owner_ak, bucket, "--read", "--write", "--owner")
+    reader_ak, reader_sk = new_key(server, "reader")
+    admin(server, "allow", reader_ak, bucket, "--read")
+    principals = {
+        "root": s3,
+        "owner": server.client(owner_ak, owner_sk),
+        "reader": server.client(reader_ak, reader_sk),
+        "none": server.client(*new_key(server, "none")),
+        "anonymous": anonymous(server),
+    }
+    # A policy that admits nobody here: only the principals' own rights count.
+    nobody = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "HKNOBODY0000000000X"},
+        "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    block = {"BlockPublicAcls": False, "IgnorePublicAcls": False,
+             "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
+    ownership = {"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]}
+    b = {"Bucket": bucket}
+    reads = {"root", "owner", "reader"}
+    owners = {"root", "owner"}
+    operations = [
+        ("put_bucket_policy", {**b, "Policy": nobody}, owners),
+        ("get_bucket_policy", b, owners),
+        ("get_bucket_policy_status", b, owners),
+        ("delete_bucket_policy", b, owners),
+        ("get_bucket_acl", b, reads),
+        ("put_bucket_acl", {**b, "ACL": "private"}, owners),
+        ("get_object_acl", {**b, "Key": "k"}, reads),
+        ("put_object_acl", {**b, "Key": "k", "ACL": "private"}, owners),
+        ("put_public_access_block", {**b, "PublicAccessBlockConfiguration": block}, owners),
+        ("get_public_access_block", b, owners),
+        ("delete_public_access_block", b, owners),
+        ("put_bucket_ownership_controls", {**b, "OwnershipControls": ownership}, owners),
+        ("get_bucket_ownership_controls", b, owners),
+        ("delete_bucket_ownership_controls", b, owners),
+        ("list_object_versions", b, reads),
+    ]
+    wrong = []
+    for op, args, allowed in operations:
+        for who, client in principals.items():
+            try:
+                getattr(client, op)(**args)
+                refused = False
+            except botocore.exceptions.ClientError as e:
+                refused = e.response["Error"]["Code"] == "AccessDenied"
+                if refused:
+                    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+            if refused == (who in allowed):
+                wrong.append(f"{op} by {who}: {'refused' if refused else 'allowed'}")
+    assert wrong == [], wrong
