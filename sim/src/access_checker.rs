@@ -25,11 +25,11 @@ pub struct State {
 }
 
 impl State {
-    /// Whether a request `what` (GET, LIST, PUT, DELETE) as key `key` (`None`:
+    /// Whether a request `what` (GET, LIST, PUT, DELETE, DELETES) as key `key` (`None`:
     /// anonymously) is allowed: a Deny of the policy first, then the key's grants, then
     /// a policy Allow.
     pub fn allows(&self, key: Option<usize>, what: &str) -> bool {
-        let write = matches!(what, "PUT" | "DELETE");
+        let write = matches!(what, "PUT" | "DELETE" | "DELETES");
         let need = if write { Perms::WRITE } else { Perms::READ };
         let named = key == Some(0);
         if self.policy == Some(1) && named && write {
@@ -40,7 +40,7 @@ impl State {
         }
         match (self.policy, what) {
             (Some(0), "GET") | (Some(1), "LIST") => true,
-            (Some(2), "PUT" | "DELETE" | "LIST") => named,
+            (Some(2), "PUT" | "DELETE" | "DELETES" | "LIST") => named,
             _ => false,
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use engine::env::{Clock, Env, NodeId, Rng};
 use engine::meta::keys::Perms;
 use engine::s3::access::Caller;
-use engine::s3::api::{AccessRequest, BodyArgs, GetArgs, PutArgs, Request};
+use engine::s3::api::{AccessRequest, BodyArgs, GetArgs, PutArgs, Request, Response};
 use engine::s3::keys::KeyRequest;
 use engine::s3::rpc::{self, Answer, Call, CallOutcome};
 use runtime_sim::SimEnv;
@@ -86,7 +86,7 @@ pub enum Decision {
 
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    /// GET, LIST, PUT or DELETE.
+    /// GET, LIST, PUT, DELETE or DELETES (a DeleteObjects of one key).
     pub what: &'static str,
     /// Made as `ACCESS_KEYS[k]`, or anonymously (`None`).
     pub key: Option<usize>,
@@ -118,11 +118,16 @@ fn below(rng: &impl Rng, n: u64) -> u64 {
     rng.next_u64() % n.max(1)
 }
 
-/// How an answer bears on authorization: AccessDenied is a refusal; an error the
-/// authorization itself may give (no leader, a ReadIndex that timed out, an internal
-/// error) says nothing; any other answer came after the request was authorized.
+/// How an answer bears on authorization: AccessDenied is a refusal (for a DeleteObjects,
+/// a key answered AccessDenied); an error the authorization itself may give (no leader,
+/// a ReadIndex that timed out, an internal error) says nothing; any other answer came
+/// after the request was authorized.
 pub fn decision(answer: &CallOutcome) -> Decision {
     match answer {
+        CallOutcome::Answer(Answer::Ok {
+            response: Response::Deleted { denied, .. },
+            ..
+        }) if !denied.is_empty() => Decision::Denied,
         CallOutcome::Answer(Answer::Ok { .. }) => Decision::Allowed,
         CallOutcome::Answer(Answer::Failed { code, .. }) => match code.as_str() {
             "AccessDenied" => Decision::Denied,
@@ -313,7 +318,7 @@ impl AccessClient {
             }
             let n = below(self.env.rng(), KEYS);
             let (read, write) = (format!("access/r/{n}"), format!("access/w/{n}"));
-            let (what, request) = match below(self.env.rng(), 4) {
+            let (what, request) = match below(self.env.rng(), 5) {
                 0 => (
                     "GET",
                     Request::GetObject(Box::new(GetArgs {
@@ -339,6 +344,16 @@ impl AccessClient {
                         bucket: BUCKET.into(),
                         key: write,
                         version_id: None,
+                    },
+                ),
+                // Decided per key: a refusal is an AccessDenied entry in a 200.
+                3 => (
+                    "DELETES",
+                    Request::DeleteObjects {
+                        bucket: BUCKET.into(),
+                        keys: vec![write],
+                        quiet: false,
+                        version_ids: Vec::new(),
                     },
                 ),
                 _ => (

@@ -354,14 +354,7 @@ impl<E: Env> S3<E> {
                 for v in &version_ids {
                     version_id_ok(Some(v))?;
                 }
-                crate::s3::objects::validate_delete_keys(&keys)?;
-                let refused: std::collections::BTreeSet<&String> = denied.iter().collect();
-                let keys: Vec<String> = keys.into_iter().filter(|k| !refused.contains(k)).collect();
-                let deleted = if keys.is_empty() {
-                    Vec::new()
-                } else {
-                    self.delete_objects(&bucket, keys).await?.keys
-                };
+                let deleted = self.delete_objects(&bucket, keys, &denied).await?.keys;
                 Response::Deleted {
                     deleted: if quiet { Vec::new() } else { deleted },
                     denied,

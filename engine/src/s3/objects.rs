@@ -115,12 +115,27 @@ impl<E: Env> S3<E> {
         }
     }
 
+    /// DeleteObjects of `keys` but those in `refused` (the caller may not delete them:
+    /// they are answered AccessDenied beside the others, as S3 does).
     pub async fn delete_objects(
         &self,
         bucket: &str,
         keys: Vec<String>,
+        refused: &[String],
     ) -> Result<Deleted, S3Error> {
-        validate_delete_keys(&keys)?;
+        if keys.len() > DELETE_KEYS_MAX {
+            return Err(S3Error::InvalidArgument(format!(
+                "at most {DELETE_KEYS_MAX} keys per request"
+            )));
+        }
+        for key in &keys {
+            validate_key(key)?;
+        }
+        let refused: std::collections::BTreeSet<&String> = refused.iter().collect();
+        let keys: Vec<String> = keys.into_iter().filter(|k| !refused.contains(k)).collect();
+        if keys.is_empty() {
+            return Ok(Deleted { keys });
+        }
         let command = CommandV1::DeleteObjects {
             bucket: bucket.into(),
             keys: keys.clone(),
@@ -199,14 +214,4 @@ impl<E: Env> S3<E> {
         )
         .await
     }
-}
-
-/// A DeleteObjects names at most [`DELETE_KEYS_MAX`] keys, each a valid key.
-pub(crate) fn validate_delete_keys(keys: &[String]) -> Result<(), S3Error> {
-    if keys.len() > DELETE_KEYS_MAX {
-        return Err(S3Error::InvalidArgument(format!(
-            "at most {DELETE_KEYS_MAX} keys per request"
-        )));
-    }
-    keys.iter().try_for_each(|k| validate_key(k))
 }
