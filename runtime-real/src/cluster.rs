@@ -275,12 +275,23 @@ pub struct S3Listen {
 
 /// `hamster cluster run`: runs a node (and its S3 endpoint when asked) until its Raft
 /// state is refused (an error) or `stop` resolves.
-pub async fn run(
+#[inline(never)]
+pub fn run(
     config: NodeConfig,
     s3: Option<S3Listen>,
     repair: engine::repair::RepairConfig,
     metrics: Option<SocketAddr>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: crate::server::Stop,
+) -> crate::server::Boxed<anyhow::Result<()>> {
+    Box::pin(run_node(config, s3, repair, metrics, stop))
+}
+
+async fn run_node(
+    config: NodeConfig,
+    s3: Option<S3Listen>,
+    repair: engine::repair::RepairConfig,
+    metrics: Option<SocketAddr>,
+    stop: crate::server::Stop,
 ) -> anyhow::Result<()> {
     let s3_tls = match &s3 {
         Some(S3Listen {

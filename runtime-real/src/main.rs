@@ -316,6 +316,13 @@ async fn stop_signal() {
     }
 }
 
+fn stop_on_signal() -> runtime_real::server::Stop {
+    Box::pin(async {
+        stop_signal().await;
+        tracing::info!("stopping on signal");
+    })
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -377,11 +384,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 repair: repair.config(),
             };
             runtime().block_on(async {
-                runtime_real::server::run_server(options, async {
-                    stop_signal().await;
-                    tracing::info!("stopping on signal");
-                })
-                .await
+                runtime_real::server::run_server(options, stop_on_signal()).await
             })?;
         }
         Command::Bench {
@@ -481,10 +484,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 s3,
                 repair.config(),
                 ops.metrics,
-                async {
-                    stop_signal().await;
-                    tracing::info!("stopping on signal");
-                },
+                stop_on_signal(),
             ))?;
         }
         Command::Admin(AdminCommand::Status { target }) => {

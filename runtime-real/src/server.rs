@@ -39,11 +39,23 @@ pub struct ServerOptions {
 /// The node id of a single server.
 const SERVER_NODE: u64 = 1;
 
+/// A future boxed in this crate. A node's futures are made and boxed here, behind
+/// functions that are neither generic nor inlined, so that the node is compiled once, in
+/// this crate: an `async fn` or a generic one is compiled again in every binary that
+/// awaits it (optimised builds share no instances between crates), which doubled the
+/// release build's time.
+pub type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// What ends a server or node.
+pub type Stop = Boxed<()>;
+
 /// Runs a single-node server until `stop` resolves.
-pub async fn run_server(
-    options: ServerOptions,
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+#[inline(never)]
+pub fn run_server(options: ServerOptions, stop: Stop) -> Boxed<anyhow::Result<()>> {
+    Box::pin(serve(options, stop))
+}
+
+async fn serve(options: ServerOptions, stop: Stop) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data).with_context(|| {
         format!(
             "creating the data directory {} (--data)",
