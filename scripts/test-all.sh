@@ -40,7 +40,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 # The sim profile: optimised, with debug assertions and overflow checks on.
 step "build"
-cargo build --profile sim --workspace --all-targets
+cargo test --profile sim --workspace --no-run
 
 step "tests: unit, property, tidy, real files and sockets, regression seeds"
 cargo test --profile sim --workspace
