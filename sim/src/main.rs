@@ -3,7 +3,8 @@
 //! Other modes: `--check-determinism` (the seed twice, in fresh threads, hashes must
 //! match), `--fuzz --time SECONDS [--jobs J]` (random seeds until the time is up, the
 //! wall clock shared equally by every scenario, seeds per scenario printed at the end;
-//! a failure prints the exact replay command), `--bench --time SECONDS`
+//! each scenario's first seed is run twice as a determinism check; a failure prints the
+//! exact replay command), `--bench --time SECONDS`
 //! (seeds per minute per scenario), `--list` (the scenarios).
 
 use std::process::ExitCode;
@@ -170,6 +171,22 @@ fn report_failure(o: &Outcome) {
     println!("  replay: {}", replay_command(o));
 }
 
+/// Why two runs of one seed differ, if they do.
+fn nondeterminism(first: &Outcome, second: &Outcome) -> Option<String> {
+    (second.trace_hash != first.trace_hash || second.trace_events != first.trace_events).then(
+        || {
+            format!(
+                "NONDETERMINISTIC: the first run hashed {} ({} events), the second {} ({} events); replay: {} --check-determinism",
+                first.trace_hash,
+                first.trace_events,
+                second.trace_hash,
+                second.trace_events,
+                replay_command(first)
+            )
+        },
+    )
+}
+
 fn replay(s: &Scenario, seed: u64, check_determinism: bool) -> bool {
     let params = s.params(seed);
     println!("params: {params}");
@@ -189,14 +206,8 @@ fn replay(s: &Scenario, seed: u64, check_determinism: bool) -> bool {
         return false;
     }
     if check_determinism {
-        let second = run_isolated(params);
-        if second.trace_hash != first.trace_hash || second.trace_events != first.trace_events {
-            println!(
-                "NONDETERMINISTIC: second run hashed {} ({} events); replay: {} --check-determinism",
-                second.trace_hash,
-                second.trace_events,
-                replay_command(&first)
-            );
+        if let Some(why) = nondeterminism(&first, &run_isolated(params)) {
+            println!("{why}");
             return false;
         }
         println!("determinism: same trace hash twice");
@@ -254,14 +265,26 @@ fn watch(in_flight: &InFlight, done: &std::sync::atomic::AtomicBool) {
 /// Fuzz time per scenario so far (finished runs, plus a provisional charge for runs in
 /// flight) and seeds run: the next run goes to the scenario with the least time, so
 /// every scenario gets an equal share of the wall clock however slow its runs are.
+/// Each scenario's first seed runs twice, and its two trace hashes must match: a
+/// determinism check at a new seed every run, inside the fuzz's time.
 struct Shares {
     spent: Vec<Duration>,
     seeds: Vec<u64>,
+    checked: Vec<bool>,
 }
 
 impl Shares {
-    /// The scenario to run next, and what it was charged up front.
-    fn take(&mut self) -> (usize, Duration) {
+    fn new(scenarios: usize) -> Self {
+        Self {
+            spent: vec![Duration::ZERO; scenarios],
+            seeds: vec![0; scenarios],
+            checked: vec![false; scenarios],
+        }
+    }
+
+    /// The scenario to run next, what it was charged up front, and whether this run is
+    /// its determinism check (to run twice).
+    fn take(&mut self) -> (usize, Duration, bool) {
         let (i, _) = self
             .spent
             .iter()
@@ -272,7 +295,8 @@ impl Shares {
         // not pick it too before the run ends.
         let mean = self.mean(i);
         self.spent[i] += mean;
-        (i, mean)
+        let twice = !std::mem::replace(&mut self.checked[i], true);
+        (i, mean, twice)
     }
 
     fn mean(&self, i: usize) -> Duration {
@@ -296,10 +320,7 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
     let next = std::sync::atomic::AtomicU64::new(0);
     let failed = std::sync::Mutex::new(Vec::<Outcome>::new());
     let passed = std::sync::atomic::AtomicU64::new(0);
-    let shares = std::sync::Mutex::new(Shares {
-        spent: vec![Duration::ZERO; scenarios.len()],
-        seeds: vec![0; scenarios.len()],
-    });
+    let shares = std::sync::Mutex::new(Shares::new(scenarios.len()));
     let jobs = jobs.max(1);
     let in_flight: InFlight = std::sync::Mutex::new(vec![None; jobs]);
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -313,11 +334,17 @@ fn fuzz(scenarios: &[Scenario], time_s: u64, jobs: usize) -> bool {
                     while Instant::now() < deadline && failed.lock().unwrap().is_empty() {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let seed = base.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 1;
-                        let (i, charged) = shares.lock().unwrap().take();
+                        let (i, charged, twice) = shares.lock().unwrap().take();
                         let s = &scenarios[i];
                         let started = Instant::now();
                         in_flight.lock().unwrap()[job] = Some((seed, s.name.clone(), started));
-                        let outcome = run_isolated(s.params(seed));
+                        let mut outcome = run_isolated(s.params(seed));
+                        if twice && outcome.passed() {
+                            let second = run_isolated(s.params(seed));
+                            if let Some(why) = nondeterminism(&outcome, &second) {
+                                outcome.violations.push(why);
+                            }
+                        }
                         in_flight.lock().unwrap()[job] = None;
                         shares.lock().unwrap().done(i, charged, started.elapsed());
                         if outcome.passed() {
