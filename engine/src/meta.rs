@@ -420,6 +420,8 @@ pub trait MetaTables {
     fn remove_object(&mut self, bucket: &str, key: &str) -> Result<(), Self::Error>;
     fn put_object_part(&mut self, version: u64, i: u32, p: &ObjectPart) -> Result<(), Self::Error>;
     fn object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, Self::Error>;
+    /// Row `index` of the object-parts table of the object at `version`.
+    fn object_part(&self, version: u64, index: u32) -> Result<Option<ObjectPart>, Self::Error>;
     fn remove_object_parts(&mut self, version: u64) -> Result<(), Self::Error>;
     fn upload(&self, id: &str) -> Result<Option<UploadHead>, Self::Error>;
     fn put_upload(&mut self, id: &str, head: &UploadHead) -> Result<(), Self::Error>;
@@ -812,6 +814,9 @@ impl MetaTables for MetaState {
             .range((version, 0)..=(version, u32::MAX))
             .map(|(_, p)| p.clone())
             .collect())
+    }
+    fn object_part(&self, version: u64, index: u32) -> Result<Option<ObjectPart>, Self::Error> {
+        Ok(self.object_parts.get(&(version, index)).cloned())
     }
     fn remove_object_parts(&mut self, version: u64) -> Result<(), Self::Error> {
         self.object_parts.retain(|(v, _), _| *v != version);

@@ -37,15 +37,16 @@ impl Default for SweepConfig {
 /// layout puts that shard index here (repair may have moved it to a spare). A ref whose
 /// layout cannot be found counts as holding (never remove on doubt).
 pub(crate) fn holds(
-    reader: &crate::meta::store::MetaReader,
+    sites: &crate::meta::store::Sites,
     id: &ShardId,
     node: NodeId,
 ) -> Result<bool, crate::meta::store::StoreError> {
-    if !reader.has_data_ref(id.object)? {
+    let Some(data_ref) = sites.data_ref(id.object)? else {
         return Ok(false);
-    }
-    Ok(match reader.layout_of(id.object)? {
-        Some((_, layout)) => {
+    };
+    let layout = crate::meta::repair::layout_at(sites, id.object, &data_ref)?;
+    Ok(match layout {
+        Some(layout) => {
             *id != crate::data_path::shard_id(id.object, id.index)
                 || layout
                     .shards
@@ -82,13 +83,13 @@ pub async fn sweep_orphans<E: Env>(
         let Ok(Ok(_)) = current else {
             continue; // no leader: judge nothing
         };
-        let Ok(reader) = raft.reader() else {
+        let Ok(sites) = raft.reader().and_then(|r| Ok(r.sites()?)) else {
             continue;
         };
         let now = env.clock().now();
         let mut next = BTreeMap::new();
         for id in ids {
-            match holds(&reader, &id, env.node_id()) {
+            match holds(&sites, &id, env.node_id()) {
                 Ok(true) => {}
                 Ok(false) => {
                     let since = suspects.get(&id).copied().unwrap_or(now);

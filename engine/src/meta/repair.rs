@@ -25,11 +25,12 @@ pub fn distinct(layout: &DataLayout) -> bool {
 }
 
 /// The reads that find a layout at its site: the state machine's tables, and the read
-/// view nodes serve from (`crate::meta::store::MetaReader`).
+/// view nodes serve from (`crate::meta::store::Sites`).
 pub trait SiteTables {
     type Error;
     fn site_object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error>;
-    fn site_object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, Self::Error>;
+    fn site_object_part(&self, version: u64, index: u32)
+    -> Result<Option<ObjectPart>, Self::Error>;
     fn site_part(&self, upload_id: &str, part: u32) -> Result<Option<PartInfo>, Self::Error>;
 }
 
@@ -38,8 +39,8 @@ impl<T: MetaTables> SiteTables for T {
     fn site_object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, T::Error> {
         self.object(bucket, key)
     }
-    fn site_object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, T::Error> {
-        self.object_parts(version)
+    fn site_object_part(&self, version: u64, index: u32) -> Result<Option<ObjectPart>, T::Error> {
+        self.object_part(version, index)
     }
     fn site_part(&self, upload_id: &str, part: u32) -> Result<Option<PartInfo>, T::Error> {
         self.part(upload_id, part)
@@ -65,9 +66,7 @@ pub fn layout_at<T: SiteTables>(
             _ => None,
         },
         Site::ObjectPart { version, index } => t
-            .site_object_parts(*version)?
-            .into_iter()
-            .nth(*index as usize)
+            .site_object_part(*version, *index)?
             .and_then(|p| p.info.data),
         Site::UploadPart { upload_id, part } => {
             t.site_part(upload_id, *part)?.and_then(|info| info.data)
@@ -86,9 +85,7 @@ fn store_layout<T: MetaTables>(t: &mut T, r: &DataRef, layout: DataLayout) -> Re
         }
         Site::ObjectPart { version, index } => {
             let mut row = t
-                .object_parts(*version)?
-                .into_iter()
-                .nth(*index as usize)
+                .object_part(*version, *index)?
                 .expect("layout was read here");
             row.info.data = Some(layout);
             t.put_object_part(*version, *index, &row)

@@ -34,6 +34,9 @@ use crate::meta::{
     PartInfo, Stored, UploadHead,
 };
 
+mod sites;
+pub use sites::Sites;
+
 /// One set of the state's tables (the live one, or a snapshot being received).
 struct Tables {
     buckets: TableDefinition<'static, &'static str, &'static [u8]>,
@@ -278,6 +281,12 @@ impl MetaTables for Writer<'_> {
             out.push(decoded("object part", row?.1.value())?);
         }
         Ok(out)
+    }
+    fn object_part(&self, version: u64, index: u32) -> Result<Option<ObjectPart>, StoreError> {
+        self.object_parts
+            .get((version, index))?
+            .map(|v| decoded("object part", v.value()))
+            .transpose()
     }
     fn remove_object_parts(&mut self, version: u64) -> Result<(), StoreError> {
         self.object_parts
@@ -525,19 +534,6 @@ impl MetaStore {
     }
 }
 
-impl meta::repair::SiteTables for MetaReader {
-    type Error = StoreError;
-    fn site_object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StoreError> {
-        self.object(bucket, key)
-    }
-    fn site_object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, StoreError> {
-        self.object_parts(version)
-    }
-    fn site_part(&self, upload_id: &str, part: u32) -> Result<Option<PartInfo>, StoreError> {
-        self.part(upload_id, part)
-    }
-}
-
 /// A read transaction on the store.
 pub struct MetaReader {
     txn: ReadTransaction,
@@ -714,11 +710,6 @@ impl MetaReader {
         Ok(out)
     }
 
-    /// Whether some object, part or upload refers to blob `data_id`.
-    pub fn has_data_ref(&self, data_id: u128) -> Result<bool, StoreError> {
-        Ok(self.txn.open_table(LIVE.data_refs)?.get(data_id)?.is_some())
-    }
-
     /// The data ref of blob `data_id`: whose it is, where its layout is, whether lost.
     pub fn data_ref(&self, data_id: u128) -> Result<Option<DataRef>, StoreError> {
         self.txn
@@ -750,10 +741,7 @@ impl MetaReader {
 
     /// The current layout of blob `data_id` and its ref, if it is still referenced.
     pub fn layout_of(&self, data_id: u128) -> Result<Option<(DataRef, DataLayout)>, StoreError> {
-        let Some(r) = self.data_ref(data_id)? else {
-            return Ok(None);
-        };
-        Ok(meta::repair::layout_at(self, data_id, &r)?.map(|l| (r, l)))
+        self.sites()?.layout_of(data_id)
     }
 
     /// Part `part` of upload `id`.
@@ -1122,7 +1110,25 @@ mod tests {
         assert_eq!(reader.parts("v", 0, 10).unwrap().len(), 1);
         assert!(reader.parts("v", 3, 10).unwrap().is_empty());
         assert_eq!(reader.buckets().unwrap().len(), 2);
-        assert!(reader.has_data_ref(100).unwrap() && !reader.has_data_ref(102).unwrap());
+        assert!(reader.data_ref(100).unwrap().is_some());
+        assert!(reader.data_ref(102).unwrap().is_none());
+        // Every blob's layout, at each kind of site, as the model finds it.
+        let sites = reader.sites().unwrap();
+        let mut kinds = std::collections::BTreeSet::new();
+        for (id, r) in &model.data_refs {
+            let want = meta::repair::layout_at(&model, *id, r)
+                .unwrap()
+                .expect("laid out");
+            assert_eq!(sites.layout_of(*id).unwrap(), Some((r.clone(), want)));
+            kinds.insert(match r.site {
+                meta::Site::Object => "object",
+                meta::Site::ObjectPart { .. } => "object part",
+                meta::Site::UploadPart { .. } => "upload part",
+            });
+        }
+        assert_eq!(kinds.len(), 3, "objects, object parts and upload parts");
+        assert_eq!(sites.layout_of(102).unwrap(), None);
+        drop(sites);
         drop(reader);
         drop(store);
 

@@ -214,12 +214,14 @@ fn lost_page(
     const LOST_SCAN_REFS: usize = 100_000;
     raft.read(|r| {
         let refs = r.data_refs_after(after, LOST_SCAN_REFS)?;
+        let sites = r.sites()?;
         let mut out = Vec::new();
         let mut next = None;
         for (data_id, data_ref) in &refs {
             next = Some(*data_id);
             let Some(mark) = &data_ref.lost else { continue };
-            let size = crate::meta::repair::layout_at(r, *data_id, data_ref)?.map_or(0, |l| l.size);
+            let size =
+                crate::meta::repair::layout_at(&sites, *data_id, data_ref)?.map_or(0, |l| l.size);
             out.push(LostEntry {
                 data_id: *data_id,
                 bucket: data_ref.bucket.clone(),

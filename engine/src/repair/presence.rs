@@ -81,9 +81,12 @@ impl<E: Env> Repair<E> {
                     return;
                 }
             };
+            let Ok(sites) = reader.sites() else {
+                return;
+            };
             let mut lost = Vec::new();
             for (data_id, data_ref) in &page {
-                let Ok(Some(layout)) = crate::meta::repair::layout_at(&reader, *data_id, data_ref)
+                let Ok(Some(layout)) = crate::meta::repair::layout_at(&sites, *data_id, data_ref)
                 else {
                     continue;
                 };
@@ -115,7 +118,7 @@ impl<E: Env> Repair<E> {
                     lost.push(layout);
                 }
             }
-            drop(reader);
+            drop((sites, reader));
             for layout in lost {
                 self.probe_lost(&layout).await;
             }
