@@ -7,7 +7,10 @@
 //!
 //! The root writes the objects the GETs read first and nobody deletes them, so a GET
 //! that a policy admits is never refused for a missing object (S3 answers that with
-//! AccessDenied to a caller who may not list).
+//! AccessDenied to a caller who may not list). Only anonymous callers, whom nothing ever
+//! lets delete, name them in their DELETEs and DeleteObjects: every such delete is
+//! refused, so each of them must still be there after the run ([`AccessClient::kept`]),
+//! or a refusal deleted all the same.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -318,6 +321,14 @@ impl AccessClient {
             }
             let n = below(self.env.rng(), KEYS);
             let (read, write) = (format!("access/r/{n}"), format!("access/w/{n}"));
+            // Each key and anonymous callers alike.
+            let pick = below(self.env.rng(), ACCESS_KEYS.len() as u64 + 1) as usize;
+            let key = (pick < ACCESS_KEYS.len()).then_some(pick);
+            // Anonymous deletes, always refused, name an object that must stay.
+            let doomed = match key {
+                Some(_) => vec![write.clone()],
+                None => vec![write.clone(), read.clone()],
+            };
             let (what, request) = match below(self.env.rng(), 5) {
                 0 => (
                     "GET",
@@ -342,7 +353,7 @@ impl AccessClient {
                     "DELETE",
                     Request::DeleteObject {
                         bucket: BUCKET.into(),
-                        key: write,
+                        key: doomed[doomed.len() - 1].clone(),
                         version_id: None,
                     },
                 ),
@@ -351,7 +362,7 @@ impl AccessClient {
                     "DELETES",
                     Request::DeleteObjects {
                         bucket: BUCKET.into(),
-                        keys: vec![write],
+                        keys: doomed,
                         quiet: false,
                         version_ids: Vec::new(),
                     },
@@ -370,9 +381,6 @@ impl AccessClient {
                 ),
             };
             let node = self.node();
-            // Each key and anonymous callers alike.
-            let pick = below(self.env.rng(), ACCESS_KEYS.len() as u64 + 1) as usize;
-            let key = (pick < ACCESS_KEYS.len()).then_some(pick);
             let caller = match key {
                 Some(k) => Caller::Key(ACCESS_KEYS[k].into()),
                 None => Caller::Anonymous,
@@ -404,6 +412,35 @@ impl AccessClient {
             let pause = 20 + below(self.env.rng(), 200);
             self.env.clock().sleep(Duration::from_millis(pause)).await;
         }
+    }
+
+    /// After the run (the cluster healed): the objects only refused deletes named are
+    /// all still there, asked of the root through any node. Violations, if not.
+    pub async fn kept(&self, until: Duration) -> Vec<String> {
+        if !self.history.lock().expect("access").created {
+            return Vec::new();
+        }
+        let mut violations = Vec::new();
+        for n in 0..KEYS {
+            let key = format!("access/r/{n}");
+            let head = Call::S3 {
+                caller: Caller::Root,
+                request: Request::HeadObject {
+                    bucket: BUCKET.into(),
+                    key: key.clone(),
+                    conditions: Default::default(),
+                    version_id: None,
+                },
+            };
+            match self.answered(&head, false, until).await {
+                Some(Answer::Ok { .. }) => {}
+                Some(Answer::Failed { code, .. }) => violations.push(format!(
+                    "access: {key}, which only refused deletes named, is gone ({code})"
+                )),
+                None => violations.push(format!("access: HEAD {key} was never answered")),
+            }
+        }
+        violations
     }
 }
 

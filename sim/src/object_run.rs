@@ -274,16 +274,18 @@ pub async fn simulate(params: Params) -> Outcome {
         .map(|c| madsim::task::spawn(client(c).work(until)))
         .collect();
     let access: SharedAccess = Arc::default();
-    if params.access {
-        let admin = Arc::new(AccessClient {
+    let admin = params.access.then(|| {
+        Arc::new(AccessClient {
             env: world.node_env(CLIENT_ID_BASE + u64::from(params.clients) + 1),
             nodes: params.nodes,
             down: down.clone(),
             history: access.clone(),
-        });
+        })
+    });
+    if let Some(admin) = &admin {
         tasks.push(madsim::task::spawn(admin.clone().administer(until)));
         tasks.push(madsim::task::spawn(admin.clone().request(until)));
-        tasks.push(madsim::task::spawn(admin.request(until)));
+        tasks.push(madsim::task::spawn(admin.clone().request(until)));
     }
     let fault_log = SharedHistory::default();
     let mut observe = |c: &mut Cluster| {
@@ -358,6 +360,9 @@ pub async fn simulate(params: Params) -> Outcome {
     }
     if let Err(e) = read_back(&setup, keys).await {
         violations.push(e);
+    }
+    if let Some(admin) = &admin {
+        violations.extend(admin.kept(SimClock.now() + SETTLE_LIMIT).await);
     }
     // Uploads left in progress (their completion or abort lost to a fault) are aborted
     // as a lifecycle rule would; their parts are then orphans for the sweep.
