@@ -325,10 +325,7 @@ impl AccessClient {
             let pick = below(self.env.rng(), ACCESS_KEYS.len() as u64 + 1) as usize;
             let key = (pick < ACCESS_KEYS.len()).then_some(pick);
             // Anonymous deletes, always refused, name an object that must stay.
-            let doomed = match key {
-                Some(_) => vec![write.clone()],
-                None => vec![write.clone(), read.clone()],
-            };
+            let kept = key.is_none().then(|| read.clone());
             let (what, request) = match below(self.env.rng(), 5) {
                 0 => (
                     "GET",
@@ -353,7 +350,7 @@ impl AccessClient {
                     "DELETE",
                     Request::DeleteObject {
                         bucket: BUCKET.into(),
-                        key: doomed[doomed.len() - 1].clone(),
+                        key: kept.unwrap_or(write),
                         version_id: None,
                     },
                 ),
@@ -362,7 +359,7 @@ impl AccessClient {
                     "DELETES",
                     Request::DeleteObjects {
                         bucket: BUCKET.into(),
-                        keys: doomed,
+                        keys: [Some(write), kept].into_iter().flatten().collect(),
                         quiet: false,
                         version_ids: Vec::new(),
                     },
