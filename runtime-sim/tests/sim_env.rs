@@ -377,6 +377,60 @@ fn rot_in_the_last_acknowledged_record_is_refused_not_truncated() {
     });
 }
 
+/// A lone voter that leads answers a ReadIndex from its applied state, without waiting
+/// for its driver: here the driver is stuck for seconds in the fsync of a proposal's
+/// append, and the read still returns at once and sees every acknowledged command (but
+/// not the one in flight, which nobody was told of). A driver round would take seconds.
+#[test]
+fn a_leading_lone_voter_reads_without_waiting_for_its_driver() {
+    use engine::raft::start::start;
+
+    run(11, || async {
+        let (world, _cluster, env, config) = one_voter(11);
+        let (raft, driver) = start(env.clone(), config).await.unwrap();
+        madsim::task::spawn(driver);
+        let bucket = engine::meta::Command::V1(engine::meta::CommandV1::CreateBucket {
+            name: "b".into(),
+            owner: "o".into(),
+            created_ms: 0,
+        });
+        raft.propose(bucket).await.unwrap();
+        for i in 1..=6 {
+            raft.propose(put_object(i)).await.unwrap();
+        }
+        world.disk(1).set_sync_us(3_000_000);
+        let slow = madsim::task::spawn({
+            let raft = raft.clone();
+            async move { raft.propose(put_object(7)).await }
+        });
+        SimClock.sleep(Duration::from_millis(50)).await;
+        let began = SimClock.now();
+        let read = engine::env::timeout(&SimClock, Duration::from_millis(100), raft.read_index());
+        assert!(
+            matches!(read.await, Ok(Ok(_))),
+            "the read waited for the driver"
+        );
+        assert!(SimClock.now() - began < Duration::from_millis(100));
+        let seen = |key: &str| {
+            raft.read(|r| r.object("b", key))
+                .unwrap()
+                .map(|o| o.meta.etag.clone())
+        };
+        assert_eq!(
+            seen("k6").as_deref(),
+            Some("e6"),
+            "an acknowledged write is read"
+        );
+        assert_eq!(
+            seen("k0"),
+            None,
+            "k0 is written only by the proposal in flight"
+        );
+        assert!(slow.await.unwrap().is_ok());
+        assert_eq!(seen("k0").as_deref(), Some("e7"));
+    });
+}
+
 /// A snapshot's state commits, then the crash comes before the log reset that follows
 /// it: the old log ends below the new mark. The restart must finish the reset, or the
 /// next entry (the mark + 1) lands after the old ones and the restart after that finds

@@ -128,6 +128,15 @@ pub(super) enum Op {
 
 pub(super) struct Shared {
     pub(super) status: RaftStatus,
+    /// This node leads a configuration whose one voter is itself, has committed an entry
+    /// of its term and applied everything committed (as of the last ready). Then every
+    /// acknowledged write is in the local state, and a read needs no round (see
+    /// [`RaftHandle::read_index`]). Set or cleared after every ready, and cleared when
+    /// the driver stops. A flag one ready old is still true: no other node can lead
+    /// until a configuration with another voter is applied here (a learner does not
+    /// campaign; the joint configuration that adds a voter keeps this node's vote
+    /// necessary), and applying it ends with the next publish.
+    pub(super) sole_leader: bool,
     /// Told why, once the driver stops.
     pub(super) stop_waiters: Vec<oneshot::Sender<String>>,
 }
@@ -171,8 +180,18 @@ impl RaftHandle {
 
     /// Waits until this replica has applied everything committed when the call began
     /// (ReadIndex); a read of the local state after it is linearizable.
+    /// A lone voter that leads answers at once, from its applied state
+    /// ([`Shared::sole_leader`]): what it acknowledged, it applied first.
     pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        if let Some(applied) = self.sole_leader_applied() {
+            return Ok(applied);
+        }
         self.ask(Op::ReadIndex).await
+    }
+
+    fn sole_leader_applied(&self) -> Option<u64> {
+        let shared = self.shared.lock().expect("raft shared state");
+        shared.sole_leader.then_some(shared.status.applied)
     }
 
     /// Hands a Raft message from a peer to the driver; dropped when the queue is full

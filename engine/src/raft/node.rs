@@ -180,6 +180,7 @@ impl<E: Env> Driver<E> {
                 tracing::error!(node = self.config.id, %error, "raft driver stopping");
                 let mut shared = self.shared.lock().expect("shared");
                 shared.status.stopped = Some(error.to_string());
+                shared.sole_leader = false;
                 for waiter in shared.stop_waiters.drain(..) {
                     let _ = waiter.send(error.to_string());
                 }
@@ -451,6 +452,7 @@ impl<E: Env> Driver<E> {
         let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
         };
+        self.record_commit_of_conf_change(&entries).await?;
         let compact = last >= self.last_compaction + self.config.snapshot_every;
         while !entries.is_empty() {
             let cut = entries
@@ -467,6 +469,29 @@ impl<E: Env> Driver<E> {
             self.compact(last).await?;
         }
         Ok(())
+    }
+
+    /// After a restart raft-rs refuses to campaign while a committed conf change is
+    /// unapplied, but it knows of commits only from the saved hard state, and a commit
+    /// learnt from this node's own append (`LightReady`) is not in it. So the slot
+    /// records a conf change as committed before it is applied. Otherwise a node
+    /// restarting from an older mark campaigns in the configuration before the change:
+    /// a replaced lone voter elects itself alone and commits entries the new voters
+    /// never see.
+    async fn record_commit_of_conf_change(&mut self, entries: &[Entry]) -> Result<(), LogError> {
+        let conf_change = entries.iter().rev().find(|e| {
+            matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChangeV2 | EntryType::EntryConfChange
+            )
+        });
+        match conf_change {
+            Some(entry) if entry.index > self.slot.hs.commit => {
+                self.slot.hs.commit = entry.index;
+                Ok(self.hard.save(&self.slot).await?)
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn apply_chunk(&mut self, entries: Vec<Entry>, durable: bool) -> Result<(), LogError> {
@@ -603,6 +628,14 @@ impl<E: Env> Driver<E> {
     pub(super) fn publish(&mut self) {
         let r = &self.raw.raft;
         let conf = r.prs().conf().to_conf_state();
+        // A lone voter that leads, with an entry of its term committed and everything
+        // committed applied (see `Shared::sole_leader`).
+        let log = &r.raft_log;
+        let sole_leader = r.state == StateRole::Leader
+            && conf.voters == [self.config.id]
+            && conf.voters_outgoing.is_empty()
+            && log.applied == log.committed
+            && log.term(log.committed) == Ok(r.term);
         let status = RaftStatus {
             id: self.config.id,
             leader: r.leader_id,
@@ -630,5 +663,6 @@ impl<E: Env> Driver<E> {
             ..status
         };
         shared.status = status;
+        shared.sole_leader = sole_leader;
     }
 }

@@ -156,6 +156,7 @@ pub async fn start<E: Env>(
     let (tx, rx) = mpsc::channel(DRIVER_QUEUE_MAX);
     let shared = Arc::new(Mutex::new(Shared {
         stop_waiters: Vec::new(),
+        sole_leader: false,
         status: RaftStatus {
             id: config.id,
             ..Default::default()
