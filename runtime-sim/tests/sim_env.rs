@@ -387,7 +387,7 @@ fn a_leading_lone_voter_reads_without_waiting_for_its_driver() {
 
     run(11, || async {
         let (world, _cluster, env, config) = one_voter(11);
-        let (raft, driver) = start(env.clone(), config).await.unwrap();
+        let (raft, driver) = start(env, config).await.unwrap();
         madsim::task::spawn(driver);
         let bucket = engine::meta::Command::V1(engine::meta::CommandV1::CreateBucket {
             name: "b".into(),

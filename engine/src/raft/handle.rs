@@ -180,6 +180,7 @@ impl RaftHandle {
 
     /// Waits until this replica has applied everything committed when the call began
     /// (ReadIndex); a read of the local state after it is linearizable.
+    ///
     /// A lone voter that leads answers at once, from its applied state
     /// ([`Shared::sole_leader`]): what it acknowledged, it applied first.
     pub async fn read_index(&self) -> Result<u64, ProposeError> {
