@@ -354,6 +354,23 @@ pub enum CommandV1 {
         version: Option<u64>,
         acl: access::Acl,
     },
+    /// A `PutObject` whose new version gets its own settings (its ACL, its tags) in the
+    /// same commit, so that no reader sees the version without them.
+    PutObjectWith {
+        bucket: String,
+        key: String,
+        meta: ObjectMeta,
+        condition: PutCondition,
+        settings: access::VersionSettings,
+    },
+    /// Sets (`None`: removes) the tags of an object's current version, if it is
+    /// `version` (`None`: any).
+    PutObjectTags {
+        bucket: String,
+        key: String,
+        version: Option<u64>,
+        tags: Option<Vec<access::Tag>>,
+    },
 }
 
 /// A command as it travels through the log.
@@ -364,19 +381,22 @@ pub enum Command {
 
 impl Command {
     /// Whether applying it may change who may do what: keys and grants, buckets (their
-    /// owners) and bucket settings. Object ACLs are read per object, never cached.
+    /// owners) and bucket settings. Object and upload settings (ACLs, tags) are read
+    /// per object, never cached.
     pub fn changes_access(&self) -> bool {
         let Command::V1(c) = self;
-        matches!(
-            c,
+        match c {
             CommandV1::CreateBucket { .. }
-                | CommandV1::DeleteBucket { .. }
-                | CommandV1::CreateKey { .. }
-                | CommandV1::DeleteKey { .. }
-                | CommandV1::GrantKey { .. }
-                | CommandV1::PutSetting { .. }
-                | CommandV1::DeleteSetting { .. }
-        )
+            | CommandV1::DeleteBucket { .. }
+            | CommandV1::CreateKey { .. }
+            | CommandV1::DeleteKey { .. }
+            | CommandV1::GrantKey { .. } => true,
+            // A bucket's own settings; an upload's ACL or tags are read per request.
+            CommandV1::PutSetting { name, .. } | CommandV1::DeleteSetting { name, .. } => {
+                name.starts_with(access::BUCKET_SETTINGS)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -471,7 +491,7 @@ fn drop_object<T: MetaTables>(t: &mut T, bucket: &str, key: &str) -> Result<bool
             t.remove_object_parts(old.version)?;
         }
     }
-    t.remove_setting(bucket, &access::object_acl(old.version))?;
+    access::version_dropped(t, bucket, old.version)?;
     t.remove_object(bucket, key)?;
     Ok(true)
 }
@@ -481,7 +501,7 @@ fn drop_upload<T: MetaTables>(t: &mut T, id: &str) -> Result<bool, T::Error> {
     let Some(head) = t.upload(id)? else {
         return Ok(false);
     };
-    t.remove_setting(&head.bucket, &access::upload_acl(id))?;
+    access::upload_dropped(t, &head.bucket, id)?;
     for (_, info) in t.parts(id)? {
         if let Some(layout) = &info.data {
             t.remove_data_ref(layout.data_id)?;
@@ -534,39 +554,7 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             key,
             meta,
             condition,
-        } => {
-            if t.bucket(bucket)?.is_none() {
-                return Ok(Applied::NoSuchBucket);
-            }
-            let current = t.object(bucket, key)?;
-            let holds = match condition {
-                PutCondition::Always => true,
-                PutCondition::IfAbsent => current.is_none(),
-                PutCondition::IfEtag(etag) => current.is_some_and(|c| &c.meta.etag == etag),
-            };
-            if !holds {
-                return Ok(Applied::PreconditionFailed);
-            }
-            assert!(
-                !matches!(meta.data, ObjectData::Parts { .. }),
-                "a PUT writes one blob"
-            );
-            if let ObjectData::Blob(layout) = &meta.data
-                && !repair::distinct(layout)
-            {
-                return Ok(Applied::Stale);
-            }
-            drop_object(t, bucket, key)?;
-            if let ObjectData::Blob(layout) = &meta.data {
-                t.put_data_ref(layout.data_id, &DataRef::new(bucket, key, Site::Object))?;
-            }
-            let stored = Stored {
-                version: index,
-                meta: meta.clone(),
-            };
-            t.put_object(bucket, key, &stored)?;
-            Applied::Version(index)
-        }
+        } => put_object(t, index, bucket, key, meta, condition)?,
         CommandV1::DeleteObject { bucket, key } => {
             if t.bucket(bucket)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
@@ -674,7 +662,69 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             version,
             acl,
         } => access::put_object_acl(t, bucket, key, *version, acl)?,
+        CommandV1::PutObjectWith {
+            bucket,
+            key,
+            meta,
+            condition,
+            settings,
+        } => match put_object(t, index, bucket, key, meta, condition)? {
+            Applied::Version(v) => {
+                access::version_created(t, bucket, v, settings)?;
+                Applied::Version(v)
+            }
+            other => other,
+        },
+        CommandV1::PutObjectTags {
+            bucket,
+            key,
+            version,
+            tags,
+        } => access::put_object_tags(t, bucket, key, *version, tags.as_deref())?,
     })
+}
+
+/// Sets the current version of (bucket, key) to `meta`, written at log `index`, if
+/// `condition` holds.
+fn put_object<T: MetaTables>(
+    t: &mut T,
+    index: u64,
+    bucket: &str,
+    key: &str,
+    meta: &ObjectMeta,
+    condition: &PutCondition,
+) -> Result<Applied, T::Error> {
+    if t.bucket(bucket)?.is_none() {
+        return Ok(Applied::NoSuchBucket);
+    }
+    let current = t.object(bucket, key)?;
+    let holds = match condition {
+        PutCondition::Always => true,
+        PutCondition::IfAbsent => current.is_none(),
+        PutCondition::IfEtag(etag) => current.is_some_and(|c| &c.meta.etag == etag),
+    };
+    if !holds {
+        return Ok(Applied::PreconditionFailed);
+    }
+    assert!(
+        !matches!(meta.data, ObjectData::Parts { .. }),
+        "a PUT writes one blob"
+    );
+    if let ObjectData::Blob(layout) = &meta.data
+        && !repair::distinct(layout)
+    {
+        return Ok(Applied::Stale);
+    }
+    drop_object(t, bucket, key)?;
+    if let ObjectData::Blob(layout) = &meta.data {
+        t.put_data_ref(layout.data_id, &DataRef::new(bucket, key, Site::Object))?;
+    }
+    let stored = Stored {
+        version: index,
+        meta: meta.clone(),
+    };
+    t.put_object(bucket, key, &stored)?;
+    Ok(Applied::Version(index))
 }
 
 fn complete_upload<T: MetaTables>(

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use crate::object_checker::{acked_before, maybe_written_before};
 use crate::object_workload::{
-    GetOutcome, KeyKind, KeyRecord, ListRecord, ObjectHistory, PutOutcome,
+    GetOutcome, KeyKind, KeyRecord, ListRecord, ObjectHistory, PutOutcome, expected_tags,
 };
 
 pub fn check(h: &ObjectHistory) -> Vec<String> {
@@ -56,6 +56,16 @@ pub fn check(h: &ObjectHistory) -> Vec<String> {
                     k.key, src.key
                 ));
             }
+        }
+    }
+    // A body's tags come in its own commit: a GET that returns the body returns them.
+    for g in &h.gets {
+        let expected = expected_tags(&h.keys, g.key);
+        if matches!(g.outcome, GetOutcome::Data(_)) && g.tags != expected {
+            violations.push(format!(
+                "a GET of {} via node {} returned its body with {} tags; its write gave {expected}",
+                h.keys[g.key].key, g.node, g.tags
+            ));
         }
     }
     violations.extend(check_registers(h));
@@ -233,12 +243,23 @@ mod tests {
                 invoke: *invoke,
                 ret: *ret,
                 outcome: outcome.clone(),
+                tags: 0,
                 down: Default::default(),
                 after_heal: false,
                 condition: None,
             });
         }
         h
+    }
+
+    #[test]
+    fn a_body_read_without_its_tags_is_caught() {
+        let seen = GetOutcome::Data([0; 32]);
+        let mut h = history(PutOutcome::Acked, &[(10, 20, seen)]);
+        assert!(check(&h).is_empty(), "{:?}", check(&h));
+        h.gets[0].tags = 1;
+        let v = check(&h);
+        assert!(v.iter().any(|v| v.contains("with 1 tags")), "{v:?}");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use engine::s3::api::{
 use engine::s3::rpc::{self, Answer, CallOutcome};
 
 use crate::object_workload::{
-    BUCKET, CALL_TIMEOUT, DeleteRecord, GetCondition, KeyKind, ListRecord, ObjectClient, PutOutcome,
+    BUCKET, CALL_TIMEOUT, DeleteRecord, GetCondition, KeyKind, ListRecord, ObjectClient,
+    PutOutcome, tag_header,
 };
 
 /// Smallest part but the last in the simulator (`S3Config::part_size_min_bytes`).
@@ -90,6 +91,7 @@ impl ObjectClient {
         let create = Request::CreateMultipartUpload(Box::new(CreateUploadArgs {
             bucket: BUCKET.into(),
             key: key.clone(),
+            tagging: tag_header(index),
             ..CreateUploadArgs::default()
         }));
         let upload_id = match self.call(self.node(), &create).await {

@@ -73,6 +73,26 @@ pub enum KeyKind {
     },
 }
 
+/// The `x-amz-tagging` a PUT or an upload of key `index` gives its body: 0 to 3 tags,
+/// by the key's index.
+pub fn tag_header(index: usize) -> Option<String> {
+    let n = index % 4;
+    (n > 0).then(|| {
+        (0..n)
+            .map(|i| format!("t{i}=v{index}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+/// The tags key `index`'s body has: its own write's, or a copy's source's.
+pub fn expected_tags(keys: &[KeyRecord], index: usize) -> usize {
+    match keys[index].kind {
+        KeyKind::Copy { source } => expected_tags(keys, source),
+        _ => index % 4,
+    }
+}
+
 /// A write's outcome, whether it was degraded, and its ETag.
 fn write_outcome(node: NodeId, answer: &CallOutcome) -> (PutOutcome, bool, Option<String>) {
     match answer {
@@ -165,6 +185,8 @@ pub struct GetRecord {
     pub invoke: u64,
     pub ret: u64,
     pub outcome: GetOutcome,
+    /// The tag count the GET answered with (with its bytes).
+    pub tags: usize,
     /// Nodes down when the GET was sent (to count reads around crashed holders).
     pub down: BTreeSet<NodeId>,
     /// Made after every fault healed.
@@ -291,6 +313,7 @@ impl ObjectClient {
             bucket: BUCKET.into(),
             key: key.clone(),
             if_none_match: if_absent.then(|| "*".to_string()),
+            tagging: tag_header(index),
             body: BodyArgs {
                 size: Some(data.len() as i64),
                 ..BodyArgs::default()
@@ -389,11 +412,15 @@ impl ObjectClient {
         let invoke = self.now();
         let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;
         let ret = self.now();
+        let mut tags = 0;
         let outcome = match answer {
             CallOutcome::Answer(Answer::Ok {
-                response: Response::Object { .. },
+                response: Response::Object { info, .. },
                 data,
-            }) => GetOutcome::Data(sha(&data)),
+            }) => {
+                tags = info.tag_count;
+                GetOutcome::Data(sha(&data))
+            }
             CallOutcome::Answer(Answer::Failed { code, .. }) if code == "NoSuchKey" => {
                 GetOutcome::NoSuchKey
             }
@@ -430,6 +457,7 @@ impl ObjectClient {
             invoke,
             ret,
             outcome,
+            tags,
             down,
             after_heal: false,
             condition,

@@ -1,12 +1,13 @@
-//! Bucket settings and ACLs, replicated like every other table so that every node
+//! Bucket settings, ACLs and tags, replicated like every other table so that every node
 //! authorizes alike: a bucket's policy (its JSON, as given), its ACL, its public access
-//! block and its object-ownership setting, and the ACLs of object versions and of
-//! multipart uploads in progress.
+//! block, its object-ownership setting and its tags, and the ACLs and tags of object
+//! versions and of multipart uploads in progress.
 //!
-//! All of them are rows of one table, (bucket, name) -> [`Setting`]. An object's ACL is
-//! keyed by its version (the log index that wrote it), so an overwrite starts with no
-//! ACL row (private, owned by the bucket's owner) and dropping a version drops its ACL.
-//! An upload's ACL, given at its creation, becomes the completed object's.
+//! All of them are rows of one table, (bucket, name) -> [`Setting`]. An object's ACL and
+//! tags are keyed by its version (the log index that wrote it), so an overwrite starts
+//! with what its own request gave (no ACL row: private, owned by the bucket's owner; no
+//! tags) and dropping a version drops its rows. An upload's ACL and tags, given at its
+//! creation, become the completed object's.
 
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +130,13 @@ impl Ownership {
     }
 }
 
+/// One tag: a key and its value (S3's rules for them are `s3::tags`').
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
 /// One row of the settings table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Setting {
@@ -138,6 +146,38 @@ pub enum Setting {
     Acl(Acl),
     PublicAccessBlock(PublicAccessBlock),
     Ownership(Ownership),
+    /// A bucket's, an object version's or an upload's tag set, in the order given.
+    Tags(Vec<Tag>),
+    /// A bucket's CORS configuration: its rules, in order (checked when put).
+    Cors(Vec<CorsRule>),
+}
+
+/// One rule of a bucket's CORS configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsRule {
+    pub id: Option<String>,
+    /// Origins, each with at most one `*`.
+    pub allowed_origins: Vec<String>,
+    /// GET, PUT, HEAD, POST, DELETE.
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may name, each with at most one `*`.
+    pub allowed_headers: Vec<String>,
+    /// Response headers the browser may show the page.
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<i32>,
+}
+
+/// What a new object version gets with it in its commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSettings {
+    pub acl: Option<Acl>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+impl VersionSettings {
+    pub fn is_empty(&self) -> bool {
+        self.acl.is_none() && self.tags.is_none()
+    }
 }
 
 /// Row names of a bucket's own settings. They all begin with [`BUCKET_SETTINGS`], and
@@ -146,6 +186,8 @@ pub const POLICY: &str = "b/policy";
 pub const BUCKET_ACL: &str = "b/acl";
 pub const PUBLIC_ACCESS_BLOCK: &str = "b/public-access-block";
 pub const OWNERSHIP: &str = "b/ownership";
+pub const BUCKET_TAGGING: &str = "b/tagging";
+pub const CORS: &str = "b/cors";
 /// The prefix of a bucket's own settings' names.
 pub const BUCKET_SETTINGS: &str = "b/";
 
@@ -157,6 +199,24 @@ pub fn object_acl(version: u64) -> String {
 /// The row of the ACL of an upload in progress.
 pub fn upload_acl(upload_id: &str) -> String {
     format!("o/u/{upload_id}")
+}
+
+/// The row of the tags of the object version written at log index `version`.
+pub fn object_tags(version: u64) -> String {
+    format!("o/t/{version:020}")
+}
+
+/// The row of the tags of an upload in progress.
+pub fn upload_tags(upload_id: &str) -> String {
+    format!("o/ut/{upload_id}")
+}
+
+/// The rows of an upload's settings and those of the version it completes into.
+fn upload_rows(upload_id: &str, version: u64) -> [(String, String); 2] {
+    [
+        (upload_acl(upload_id), object_acl(version)),
+        (upload_tags(upload_id), object_tags(version)),
+    ]
 }
 
 /// Sets a bucket's setting `name`.
@@ -186,21 +246,24 @@ pub(super) fn delete<T: MetaTables>(
     Ok(Applied::Done)
 }
 
-/// Sets the ACL of the current version of `key`, if that version is `version` (the one
-/// the request saw; `None`: whichever is current).
-pub(super) fn put_object_acl<T: MetaTables>(
+/// Sets (`Some`) or removes (`None`) row `name(v)` of the current version `v` of `key`,
+/// if that version is `version` (the one the request saw; `None`: whichever is current).
+fn put_version_row<T: MetaTables>(
     t: &mut T,
-    bucket: &str,
-    key: &str,
+    (bucket, key): (&str, &str),
     version: Option<u64>,
-    acl: &Acl,
+    name: fn(u64) -> String,
+    setting: Option<Setting>,
 ) -> Result<Applied, T::Error> {
     if t.bucket(bucket)?.is_none() {
         return Ok(Applied::NoSuchBucket);
     }
     match t.object(bucket, key)? {
         Some(s) if version.is_none_or(|v| v == s.version) => {
-            t.put_setting(bucket, &object_acl(s.version), &Setting::Acl(acl.clone()))?;
+            match setting {
+                Some(setting) => t.put_setting(bucket, &name(s.version), &setting)?,
+                None => t.remove_setting(bucket, &name(s.version))?,
+            }
             Ok(Applied::Done)
         }
         Some(_) => Ok(Applied::PreconditionFailed),
@@ -208,20 +271,82 @@ pub(super) fn put_object_acl<T: MetaTables>(
     }
 }
 
-/// An upload of `bucket` completed into the version written at `version`: its ACL, if
-/// it had one, is that version's now.
+/// Sets the ACL of the current version of `key`, if that version is `version`.
+pub(super) fn put_object_acl<T: MetaTables>(
+    t: &mut T,
+    bucket: &str,
+    key: &str,
+    version: Option<u64>,
+    acl: &Acl,
+) -> Result<Applied, T::Error> {
+    let setting = Some(Setting::Acl(acl.clone()));
+    put_version_row(t, (bucket, key), version, object_acl, setting)
+}
+
+/// Sets (or with `None` removes) the tags of the current version of `key`, if that
+/// version is `version`.
+pub(super) fn put_object_tags<T: MetaTables>(
+    t: &mut T,
+    bucket: &str,
+    key: &str,
+    version: Option<u64>,
+    tags: Option<&[Tag]>,
+) -> Result<Applied, T::Error> {
+    let setting = tags.map(|t| Setting::Tags(t.to_vec()));
+    put_version_row(t, (bucket, key), version, object_tags, setting)
+}
+
+/// The version written at `version` gets the settings its request gave.
+pub(super) fn version_created<T: MetaTables>(
+    t: &mut T,
+    bucket: &str,
+    version: u64,
+    settings: &VersionSettings,
+) -> Result<(), T::Error> {
+    if let Some(acl) = &settings.acl {
+        t.put_setting(bucket, &object_acl(version), &Setting::Acl(acl.clone()))?;
+    }
+    if let Some(tags) = &settings.tags {
+        t.put_setting(bucket, &object_tags(version), &Setting::Tags(tags.clone()))?;
+    }
+    Ok(())
+}
+
+/// The version written at `version` is gone: so are its settings.
+pub(super) fn version_dropped<T: MetaTables>(
+    t: &mut T,
+    bucket: &str,
+    version: u64,
+) -> Result<(), T::Error> {
+    t.remove_setting(bucket, &object_acl(version))?;
+    t.remove_setting(bucket, &object_tags(version))
+}
+
+/// An upload of `bucket` completed into the version written at `version`: its ACL and
+/// tags, if it had them, are that version's now.
 pub(super) fn upload_completed<T: MetaTables>(
     t: &mut T,
     bucket: &str,
     upload_id: &str,
     version: u64,
 ) -> Result<(), T::Error> {
-    let name = upload_acl(upload_id);
-    if let Some(setting) = t.setting(bucket, &name)? {
-        t.remove_setting(bucket, &name)?;
-        t.put_setting(bucket, &object_acl(version), &setting)?;
+    for (from, to) in upload_rows(upload_id, version) {
+        if let Some(setting) = t.setting(bucket, &from)? {
+            t.remove_setting(bucket, &from)?;
+            t.put_setting(bucket, &to, &setting)?;
+        }
     }
     Ok(())
+}
+
+/// An upload of `bucket` was aborted (or replaced): so are its settings.
+pub(super) fn upload_dropped<T: MetaTables>(
+    t: &mut T,
+    bucket: &str,
+    upload_id: &str,
+) -> Result<(), T::Error> {
+    t.remove_setting(bucket, &upload_acl(upload_id))?;
+    t.remove_setting(bucket, &upload_tags(upload_id))
 }
 
 /// A bucket was deleted: so are its settings.
@@ -337,6 +462,137 @@ mod tests {
             setting: Setting::Policy("{}".into()),
         };
         assert_eq!(run(&mut s, 15, none), Applied::NoSuchBucket);
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+        pairs
+            .iter()
+            .map(|(k, v)| Tag {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    }
+
+    fn row(s: &MetaState, name: String) -> Option<Setting> {
+        s.settings.get(&(String::from("b"), name)).cloned()
+    }
+
+    #[test]
+    fn tags_come_with_their_version_and_go_with_it() {
+        let mut s = MetaState::default();
+        let create = CommandV1::CreateBucket {
+            name: "b".into(),
+            owner: "o".into(),
+            created_ms: 0,
+        };
+        assert_eq!(run(&mut s, 1, create), Applied::Done);
+        let with = |tags: Vec<Tag>, condition| CommandV1::PutObjectWith {
+            bucket: "b".into(),
+            key: "k".into(),
+            meta: meta(10),
+            condition,
+            settings: VersionSettings {
+                acl: Some(public()),
+                tags: Some(tags),
+            },
+        };
+        // The version, its ACL and its tags in one commit.
+        let first = tags(&[("a", "1")]);
+        assert_eq!(
+            run(&mut s, 2, with(first.clone(), PutCondition::Always)),
+            Applied::Version(2)
+        );
+        assert_eq!(row(&s, object_tags(2)), Some(Setting::Tags(first.clone())));
+        assert_eq!(row(&s, object_acl(2)), Some(Setting::Acl(public())));
+        // A refused put writes no rows.
+        assert_eq!(
+            run(&mut s, 3, with(tags(&[("x", "")]), PutCondition::IfAbsent)),
+            Applied::PreconditionFailed
+        );
+        assert_eq!(row(&s, object_tags(3)), None);
+        // Tags are set on the version the request saw, and removed with `None`.
+        let set = |version, t: Option<Vec<Tag>>| CommandV1::PutObjectTags {
+            bucket: "b".into(),
+            key: "k".into(),
+            version,
+            tags: t,
+        };
+        let second = tags(&[("b", "2"), ("c", "3")]);
+        assert_eq!(
+            run(&mut s, 4, set(Some(1), Some(second.clone()))),
+            Applied::PreconditionFailed
+        );
+        assert_eq!(row(&s, object_tags(2)), Some(Setting::Tags(first)));
+        assert_eq!(
+            run(&mut s, 5, set(Some(2), Some(second.clone()))),
+            Applied::Done
+        );
+        assert_eq!(row(&s, object_tags(2)), Some(Setting::Tags(second)));
+        assert_eq!(run(&mut s, 6, set(None, None)), Applied::Done);
+        assert_eq!(row(&s, object_tags(2)), None);
+        let missing = CommandV1::PutObjectTags {
+            bucket: "b".into(),
+            key: "nope".into(),
+            version: None,
+            tags: None,
+        };
+        assert_eq!(run(&mut s, 7, missing), Applied::NoSuchKey);
+        // An overwrite without tags has none; the old version's rows go.
+        assert_eq!(
+            run(&mut s, 8, set(None, Some(tags(&[("d", "4")])))),
+            Applied::Done
+        );
+        assert_eq!(run(&mut s, 9, put("b", "k", 3)), Applied::Version(9));
+        assert_eq!(row(&s, object_tags(2)), None);
+        assert_eq!(row(&s, object_acl(2)), None);
+        assert_eq!(row(&s, object_tags(9)), None);
+
+        // An upload's tags become its object's; an aborted upload's go.
+        for (index, id) in [(10, "u"), (11, "v")] {
+            let upload = CommandV1::CreateUpload {
+                upload_id: id.into(),
+                head: head("b", "m"),
+            };
+            assert_eq!(run(&mut s, index, upload), Applied::Done);
+            let put_tags = CommandV1::PutSetting {
+                bucket: "b".into(),
+                name: upload_tags(id),
+                setting: Setting::Tags(tags(&[("u", id)])),
+            };
+            assert!(!Command::V1(put_tags.clone()).changes_access());
+            assert_eq!(run(&mut s, index + 10, put_tags), Applied::Done);
+        }
+        let part = CommandV1::PutPart {
+            upload_id: "u".into(),
+            part: 1,
+            info: part(100, 5),
+        };
+        assert_eq!(run(&mut s, 30, part), Applied::Done);
+        let complete = CommandV1::CompleteUpload {
+            upload_id: "u".into(),
+            parts: vec![(1, "p100".into())],
+            meta: meta(0),
+            part_size_min: 0,
+        };
+        assert_eq!(run(&mut s, 31, complete), Applied::Version(31));
+        assert_eq!(
+            row(&s, object_tags(31)),
+            Some(Setting::Tags(tags(&[("u", "u")])))
+        );
+        assert_eq!(row(&s, upload_tags("u")), None);
+        let abort = CommandV1::AbortUpload {
+            upload_id: "v".into(),
+        };
+        assert_eq!(run(&mut s, 32, abort), Applied::Done);
+        assert_eq!(row(&s, upload_tags("v")), None);
+        // Bucket tags are a bucket setting, cached like one.
+        let bucket_tags = CommandV1::PutSetting {
+            bucket: "b".into(),
+            name: BUCKET_TAGGING.into(),
+            setting: Setting::Tags(tags(&[("team", "x")])),
+        };
+        assert!(Command::V1(bucket_tags).changes_access());
     }
 
     #[test]

@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 use crate::env::Env;
 use crate::meta::access::{
-    self as settings, Acl, Ownership, Permission, PublicAccessBlock, Setting,
+    self as settings, Acl, CorsRule, Ownership, Permission, PublicAccessBlock, Setting, Tag,
 };
 use crate::meta::keys::{AccessKey, Perms};
 use crate::meta::store::MetaReader;
-use crate::s3::api::{AccessRequest, AclInput, Request};
+use crate::s3::api::{AccessRequest, AclInput, Request, TagRequest};
 use crate::s3::cache::KnownKey;
 use crate::s3::keys::unseal;
 use crate::s3::policy::{Context, Decision, Policy};
@@ -44,6 +44,8 @@ pub enum Need {
     On(Vec<Check>),
     /// The root key only.
     Root,
+    /// Anyone, signed or not (a CORS preflight: its answer is the bucket's rules').
+    Anyone,
 }
 
 /// One permission a request needs on one bucket (or one of its objects).
@@ -109,6 +111,15 @@ pub fn need(request: &Request) -> Need {
     let put = |b: &str, k: &str, action| Check::new(b, write, action).object(k).bucket_acl(Write);
     let list = |b: &str, action| Check::new(b, read, action).bucket_acl(Read);
     let one = |c: Check| Need::On(vec![c]);
+    // A write that tags its new version needs the tagging action as well (no ACL
+    // grants it).
+    let put_tagged = |b: &str, k: &str, tagging: &Option<String>| {
+        let mut checks = vec![put(b, k, "s3:PutObject")];
+        if tagging.is_some() {
+            checks.push(Check::new(b, write, "s3:PutObjectTagging").object(k));
+        }
+        checks
+    };
     match request {
         R::ListBuckets => Need::Signed,
         R::CreateBucket { .. } => Need::CreateBucket,
@@ -130,9 +141,9 @@ pub fn need(request: &Request) -> Need {
         R::ListParts { bucket, key, .. } => {
             one(list(bucket, "s3:ListMultipartUploadParts").object(key))
         }
-        R::PutObject(a) => one(put(&a.bucket, &a.key, "s3:PutObject")),
+        R::PutObject(a) => Need::On(put_tagged(&a.bucket, &a.key, &a.tagging)),
         R::UploadPart(a) => one(put(&a.bucket, &a.key, "s3:PutObject")),
-        R::CreateMultipartUpload(a) => one(put(&a.bucket, &a.key, "s3:PutObject")),
+        R::CreateMultipartUpload(a) => Need::On(put_tagged(&a.bucket, &a.key, &a.tagging)),
         R::CompleteMultipartUpload { bucket, key, .. } => one(put(bucket, key, "s3:PutObject")),
         R::AbortMultipartUpload { bucket, key, .. } => {
             one(put(bucket, key, "s3:AbortMultipartUpload"))
@@ -143,10 +154,11 @@ pub fn need(request: &Request) -> Need {
                 .map(|k| put(bucket, k, "s3:DeleteObject"))
                 .collect(),
         ),
-        R::CopyObject(a) => Need::On(vec![
-            get(&a.source.bucket, &a.source.key),
-            put(&a.bucket, &a.key, "s3:PutObject"),
-        ]),
+        R::CopyObject(a) => Need::On(
+            std::iter::once(get(&a.source.bucket, &a.source.key))
+                .chain(put_tagged(&a.bucket, &a.key, &a.tagging))
+                .collect(),
+        ),
         R::UploadPartCopy(a) => Need::On(vec![
             get(&a.source.bucket, &a.source.key),
             put(&a.bucket, &a.key, "s3:PutObject"),
@@ -177,9 +189,27 @@ pub fn need(request: &Request) -> Need {
                 A::PutBucketOwnershipControls(_) | A::DeleteBucketOwnershipControls => {
                     Check::new(b, owner, "s3:PutBucketOwnershipControls")
                 }
+                A::GetBucketCors => Check::new(b, owner, "s3:GetBucketCORS"),
+                A::PutBucketCors(_) | A::DeleteBucketCors => {
+                    Check::new(b, owner, "s3:PutBucketCORS")
+                }
+            })
+        }
+        R::Tagging { bucket, request } => {
+            use TagRequest as T;
+            let b = bucket.as_str();
+            one(match request {
+                T::GetObject { key, .. } => Check::new(b, read, "s3:GetObjectTagging").object(key),
+                T::PutObject { key, .. } => Check::new(b, write, "s3:PutObjectTagging").object(key),
+                T::DeleteObject { key, .. } => {
+                    Check::new(b, write, "s3:DeleteObjectTagging").object(key)
+                }
+                T::GetBucket => Check::new(b, read, "s3:GetBucketTagging"),
+                T::PutBucket(_) | T::DeleteBucket => Check::new(b, owner, "s3:PutBucketTagging"),
             })
         }
         R::Layout { .. } => Need::Root,
+        R::Preflight { .. } => Need::Anyone,
     }
 }
 
@@ -200,6 +230,8 @@ pub struct BucketAccess {
     pub ownership: Option<Ownership>,
     /// The bucket's ACL row, if it has one (none: private to the owner).
     pub acl: Option<Acl>,
+    /// The bucket's CORS rules (`s3::cors`), if it has them.
+    pub cors: Option<Vec<CorsRule>>,
 }
 
 impl BucketAccess {
@@ -236,6 +268,7 @@ pub fn allows(key: Option<&AccessKey>, need: &Need) -> bool {
         Need::CreateBucket => key.create_bucket,
         Need::On(checks) => checks.iter().all(|c| key.perms(&c.bucket).covers(c.perms)),
         Need::Root => false,
+        Need::Anyone => true,
     }
 }
 
@@ -309,6 +342,7 @@ impl<E: Env> S3<E> {
         };
         let need = need(request);
         let reader = match need {
+            Need::Anyone => return Ok(Authorized::default()),
             Need::Root => return Err(S3Error::AccessDenied),
             Need::Signed | Need::CreateBucket if id.is_none() => {
                 return Err(S3Error::AccessDenied);
@@ -353,7 +387,20 @@ impl<E: Env> S3<E> {
             let access = &buckets[check.bucket.as_str()];
             cx.action = check.action;
             cx.resource = resource;
-            let ok = match self.admits(&reader, key.as_deref(), &cx, access, check)? {
+            let tags = match (&check.key, &access.policy) {
+                (Some(k), Some(p)) if p.uses_object_tags() => {
+                    self.object_tags(&reader, &check.bucket, k)?
+                }
+                _ => Vec::new(),
+            };
+            let by = if tags.is_empty() {
+                self.admits(&reader, key.as_deref(), &cx, access, check)?
+            } else {
+                let mut tagged = cx.clone();
+                tagged.tags = &tags;
+                self.admits(&reader, key.as_deref(), &tagged, access, check)?
+            };
+            let ok = match by {
                 None => false,
                 // A read the policy allows of an object that is not there: S3 says so
                 // only to a caller who may list the bucket, and AccessDenied to others.
@@ -412,6 +459,19 @@ impl<E: Env> S3<E> {
             _ if self.acl_allows(reader, access, check, cx.principal)? => Some(By::Acl),
             _ => None,
         })
+    }
+
+    /// The tags of the current version of `key` (none if there is none).
+    fn object_tags(
+        &self,
+        reader: &MetaReader,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<Tag>, S3Error> {
+        match reader.object(bucket, key).map_err(internal)? {
+            Some(s) => crate::s3::tags::version_tags(reader, bucket, s.version),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Whether the ACL a check names admits the caller `id`.
@@ -482,6 +542,7 @@ impl<E: Env> S3<E> {
                 }
                 (settings::OWNERSHIP, Setting::Ownership(o)) => access.ownership = Some(o),
                 (settings::BUCKET_ACL, Setting::Acl(acl)) => access.acl = Some(acl),
+                (settings::CORS, Setting::Cors(rules)) => access.cors = Some(rules),
                 _ => {}
             }
         }

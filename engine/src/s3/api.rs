@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::access::{Acl, Grant, Ownership, PublicAccessBlock};
+use crate::meta::access::{Acl, CorsRule, Grant, Ownership, PublicAccessBlock, Tag};
 use crate::meta::keys::Perms;
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, DataLayout};
+use crate::s3::cors::CorsAnswer;
 use crate::s3::types::{
     Conditions, ObjectBody, ObjectInfo, PartsPage, PutOutput, RangeSpec, UploadInfo,
 };
@@ -127,6 +128,54 @@ pub enum Request {
         bucket: String,
         request: AccessRequest,
     },
+    /// A bucket's (or one of its objects') tags (`s3::tags`).
+    Tagging {
+        bucket: String,
+        request: TagRequest,
+    },
+    /// A browser's CORS preflight (`OPTIONS`) of a `method` request from `origin`
+    /// naming `headers` (`Access-Control-Request-Headers`): anyone may ask (`s3::cors`).
+    Preflight {
+        bucket: String,
+        origin: String,
+        method: String,
+        headers: Vec<String>,
+    },
+}
+
+/// The tags of a bucket or of one of its objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TagRequest {
+    GetObject {
+        key: String,
+        version_id: Option<String>,
+    },
+    PutObject {
+        key: String,
+        version_id: Option<String>,
+        tags: Vec<Tag>,
+    },
+    DeleteObject {
+        key: String,
+        version_id: Option<String>,
+    },
+    GetBucket,
+    PutBucket(Vec<Tag>),
+    DeleteBucket,
+}
+
+impl TagRequest {
+    /// The operation's S3 name.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            TagRequest::GetObject { .. } => "GetObjectTagging",
+            TagRequest::PutObject { .. } => "PutObjectTagging",
+            TagRequest::DeleteObject { .. } => "DeleteObjectTagging",
+            TagRequest::GetBucket => "GetBucketTagging",
+            TagRequest::PutBucket(_) => "PutBucketTagging",
+            TagRequest::DeleteBucket => "DeleteBucketTagging",
+        }
+    }
 }
 
 /// The access settings of a bucket and its objects.
@@ -154,6 +203,9 @@ pub enum AccessRequest {
     GetBucketOwnershipControls,
     PutBucketOwnershipControls(Ownership),
     DeleteBucketOwnershipControls,
+    GetBucketCors,
+    PutBucketCors(Vec<CorsRule>),
+    DeleteBucketCors,
 }
 
 impl AccessRequest {
@@ -175,6 +227,9 @@ impl AccessRequest {
             A::GetBucketOwnershipControls => "GetBucketOwnershipControls",
             A::PutBucketOwnershipControls(_) => "PutBucketOwnershipControls",
             A::DeleteBucketOwnershipControls => "DeleteBucketOwnershipControls",
+            A::GetBucketCors => "GetBucketCors",
+            A::PutBucketCors(_) => "PutBucketCors",
+            A::DeleteBucketCors => "DeleteBucketCors",
         }
     }
 }
@@ -221,6 +276,8 @@ pub struct PutArgs {
     pub body: BodyArgs,
     /// x-amz-acl or x-amz-grant-*.
     pub acl: Option<AclInput>,
+    /// x-amz-tagging: the new version's tags, URL-encoded.
+    pub tagging: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +314,10 @@ pub struct CopyArgs {
     pub user_meta: BTreeMap<String, String>,
     /// x-amz-acl or x-amz-grant-*.
     pub acl: Option<AclInput>,
+    /// x-amz-tagging-directive: COPY (the default: the source's tags) or REPLACE.
+    pub tagging_directive: Option<String>,
+    /// x-amz-tagging: the tags to use with REPLACE.
+    pub tagging: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +329,8 @@ pub struct CreateUploadArgs {
     pub checksum_algorithm: Option<String>,
     /// x-amz-acl or x-amz-grant-*.
     pub acl: Option<AclInput>,
+    /// x-amz-tagging: the completed object's tags, URL-encoded.
+    pub tagging: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,6 +424,12 @@ pub enum Response {
     Acl(Acl),
     PublicAccessBlock(PublicAccessBlock),
     Ownership(Ownership),
+    /// GetObjectTagging, GetBucketTagging: the tag set, in the order it was put.
+    Tags(Vec<Tag>),
+    /// GetBucketCors: the rules, in order.
+    CorsRules(Vec<CorsRule>),
+    /// A preflight's answer: what the matching rule allows.
+    Cors(CorsAnswer),
 }
 
 /// An answer: the response, and a GET's bytes.
@@ -417,6 +486,16 @@ pub const OPERATIONS: &[&str] = &[
     "GetBucketOwnershipControls",
     "PutBucketOwnershipControls",
     "DeleteBucketOwnershipControls",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "GetBucketTagging",
+    "PutBucketTagging",
+    "DeleteBucketTagging",
+    "GetBucketCors",
+    "PutBucketCors",
+    "DeleteBucketCors",
+    "Preflight",
 ];
 
 impl Request {
@@ -447,6 +526,8 @@ impl Request {
             Request::Layout { .. } => "Layout",
             Request::ListObjectVersions { .. } => "ListObjectVersions",
             Request::Access { request, .. } => request.operation(),
+            Request::Tagging { request, .. } => request.operation(),
+            Request::Preflight { .. } => "Preflight",
         }
     }
 

@@ -8,6 +8,7 @@ use futures::{SinkExt, StreamExt};
 
 use crate::data_path::{ByteSource, SourceError, WriteError, WriteSpec};
 use crate::env::{Env, Rng};
+use crate::meta::access::VersionSettings;
 use crate::meta::store::MetaReader;
 use crate::meta::{
     Applied, ChecksumAlgorithm, CommandV1, ContentHeaders, DataLayout, ObjectData, ObjectMeta,
@@ -115,14 +116,25 @@ impl<E: Env> S3<E> {
         bucket: &str,
         key: &str,
         meta: ObjectMeta,
-        condition: PutCondition,
+        (condition, settings): (PutCondition, VersionSettings),
         layout: Option<&DataLayout>,
     ) -> Result<u64, S3Error> {
-        let command = CommandV1::PutObject {
-            bucket: bucket.into(),
-            key: key.into(),
-            meta,
-            condition,
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        let command = if settings.is_empty() {
+            CommandV1::PutObject {
+                bucket,
+                key,
+                meta,
+                condition,
+            }
+        } else {
+            CommandV1::PutObjectWith {
+                bucket,
+                key,
+                meta,
+                condition,
+                settings,
+            }
         };
         match self.propose(command).await {
             Ok(Applied::Version(v)) => {
@@ -148,11 +160,12 @@ impl<E: Env> S3<E> {
         }
     }
 
-    /// Commits a stored body as the new version of `key` (a PUT or a copy); the ETag,
-    /// checksum and size come from its digests.
+    /// Commits a stored body as the new version of `key` (a PUT or a copy), with the
+    /// settings its request gave; the ETag, checksum and size come from its digests.
     pub(crate) async fn commit_stored(
         &self,
         (bucket, key, condition): (&str, &str, PutCondition),
+        settings: VersionSettings,
         headers: ContentHeaders,
         user_meta: BTreeMap<String, String>,
         layout: Option<DataLayout>,
@@ -172,7 +185,7 @@ impl<E: Env> S3<E> {
             },
         };
         let version = self
-            .commit_object(bucket, key, meta, condition, layout.as_ref())
+            .commit_object(bucket, key, meta, (condition, settings), layout.as_ref())
             .await?;
         Ok(PutOutput {
             etag,

@@ -7,6 +7,21 @@ pub enum S3Error {
     /// The bucket does not exist.
     #[error("NoSuchBucket")]
     NoSuchBucket,
+    /// A tag set breaks S3's rules (too many tags, a key twice, too long, bad characters).
+    #[error("InvalidTag: {0}")]
+    InvalidTag(String),
+    /// GetBucketTagging of a bucket without tags.
+    #[error("NoSuchTagSet")]
+    NoSuchTagSet,
+    /// GetBucketCors of a bucket without a CORS configuration.
+    #[error("NoSuchCORSConfiguration")]
+    NoSuchCorsConfiguration,
+    /// A preflight no rule of the bucket's CORS configuration allows.
+    #[error("AccessForbidden")]
+    CorsForbidden,
+    /// An XML document that is well formed but not what the operation takes.
+    #[error("MalformedXML: {0}")]
+    MalformedXml(String),
     /// The key has no current version.
     #[error("NoSuchKey")]
     NoSuchKey,
@@ -131,6 +146,11 @@ impl S3Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoSuchBucket => "NoSuchBucket",
+            Self::InvalidTag(_) => "InvalidTag",
+            Self::NoSuchTagSet => "NoSuchTagSet",
+            Self::NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
+            Self::CorsForbidden => "AccessForbidden",
+            Self::MalformedXml(_) => "MalformedXML",
             Self::NoSuchKey => "NoSuchKey",
             Self::NoSuchUpload => "NoSuchUpload",
             Self::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
@@ -179,9 +199,11 @@ impl S3Error {
             | Self::NoSuchAccessKey(_)
             | Self::NoSuchBucketPolicy
             | Self::NoSuchPublicAccessBlock
-            | Self::NoOwnershipControls => 404,
+            | Self::NoOwnershipControls
+            | Self::NoSuchTagSet
+            | Self::NoSuchCorsConfiguration => 404,
             Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty | Self::BucketAlreadyExists => 409,
-            Self::AccessDenied => 403,
+            Self::AccessDenied | Self::CorsForbidden => 403,
             Self::InvalidBucketName(_)
             | Self::KeyTooLong
             | Self::BadDigest(_)
@@ -197,7 +219,9 @@ impl S3Error {
             | Self::MetadataTooLarge
             | Self::MalformedPolicy(_)
             | Self::MalformedAcl(_)
-            | Self::AclNotSupported => 400,
+            | Self::AclNotSupported
+            | Self::InvalidTag(_)
+            | Self::MalformedXml(_) => 400,
             Self::SignatureDoesNotMatch(_) => 403,
             Self::InvalidRange { .. } => 416,
             Self::PreconditionFailed => 412,
@@ -239,7 +263,12 @@ impl S3Error {
             | Self::Internal(what)
             | Self::NotImplemented(what)
             | Self::MalformedPolicy(what)
-            | Self::MalformedAcl(what) => what.clone(),
+            | Self::MalformedAcl(what)
+            | Self::InvalidTag(what)
+            | Self::MalformedXml(what) => what.clone(),
+            Self::NoSuchCorsConfiguration => "The CORS configuration does not exist".into(),
+            Self::CorsForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evaluation of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.".into(),
+            Self::NoSuchTagSet => "The TagSet does not exist".into(),
             Self::AclNotSupported => "The bucket does not allow ACLs".into(),
             Self::NoSuchBucketPolicy => "The bucket policy does not exist".into(),
             Self::NoSuchPublicAccessBlock => {
@@ -303,6 +332,15 @@ mod tests {
                 400,
             ),
             (S3Error::NoSuchBucketPolicy, "NoSuchBucketPolicy", 404),
+            (S3Error::InvalidTag("x".into()), "InvalidTag", 400),
+            (S3Error::NoSuchTagSet, "NoSuchTagSet", 404),
+            (
+                S3Error::NoSuchCorsConfiguration,
+                "NoSuchCORSConfiguration",
+                404,
+            ),
+            (S3Error::CorsForbidden, "AccessForbidden", 403),
+            (S3Error::MalformedXml("x".into()), "MalformedXML", 400),
         ];
         for (e, code, status) in table {
             assert_eq!((e.code(), e.status()), (code, status), "{e:?}");

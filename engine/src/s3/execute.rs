@@ -6,12 +6,14 @@
 
 use crate::data_path::ByteSource;
 use crate::env::{Clock, Env};
+use crate::meta::access::VersionSettings;
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
 use crate::s3::access::{Authorized, Caller, Origin};
 use crate::s3::api::{
     BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
 };
 use crate::s3::list::{self, ListPage, ListParams};
+use crate::s3::tags;
 use crate::s3::types::{
     CopySource, MetadataDirective, ObjectInfo, PutBody, PutObject, RangeSpec, Trailer,
 };
@@ -286,10 +288,12 @@ impl<E: Env> S3<E> {
             }
             Request::PutObject(a) => {
                 let source = body.ok_or_else(needs_body)?;
-                let acl = self
-                    .acl_for_write(caller, &a.bucket, a.acl.as_ref())
-                    .await?;
-                let (bucket, key) = (a.bucket.clone(), a.key.clone());
+                let settings = VersionSettings {
+                    tags: a.tagging.as_deref().map(tags::parse_header).transpose()?,
+                    acl: self
+                        .acl_for_write(caller, &a.bucket, a.acl.as_ref())
+                        .await?,
+                };
                 let put = PutObject {
                     condition: put_condition(&a.if_match, &a.if_none_match)?,
                     body: put_body(source, &a.body)?,
@@ -297,13 +301,9 @@ impl<E: Env> S3<E> {
                     key: a.key,
                     headers: a.headers,
                     user_meta: a.user_meta,
+                    settings,
                 };
-                let out = self.put_object(put, trailer).await?;
-                if let Some(acl) = acl {
-                    self.attach_object_acl(&bucket, &key, out.version, acl)
-                        .await?;
-                }
-                Response::Put(out).into()
+                Response::Put(self.put_object(put, trailer).await?).into()
             }
             Request::GetObject(a) => {
                 version_id_ok(a.version_id.as_deref())?;
@@ -397,9 +397,25 @@ impl<E: Env> S3<E> {
                 Response::Listing(listing(params, page, objects, None, token)).into()
             }
             Request::CopyObject(a) => {
-                let acl = self
-                    .acl_for_write(caller, &a.bucket, a.acl.as_ref())
-                    .await?;
+                let copy_tags = match a.tagging_directive.as_deref() {
+                    None => true,
+                    Some(d) if d.eq_ignore_ascii_case("COPY") => true,
+                    Some(d) if d.eq_ignore_ascii_case("REPLACE") => false,
+                    Some(d) => {
+                        return Err(S3Error::InvalidArgument(format!(
+                            "Unknown tagging directive {d}"
+                        )));
+                    }
+                };
+                let settings = VersionSettings {
+                    tags: match copy_tags {
+                        true => None,
+                        false => a.tagging.as_deref().map(tags::parse_header).transpose()?,
+                    },
+                    acl: self
+                        .acl_for_write(caller, &a.bucket, a.acl.as_ref())
+                        .await?,
+                };
                 let replace = a
                     .metadata_directive
                     .as_deref()
@@ -413,26 +429,25 @@ impl<E: Env> S3<E> {
                     MetadataDirective::Copy
                 };
                 let src = source(a.source, None)?;
+                let target = (a.bucket.as_str(), a.key.as_str());
                 let out = self
-                    .copy_object(&src, &a.bucket, &a.key, directive, PutCondition::Always)
+                    .copy_object(&src, target, directive, settings, copy_tags)
                     .await?;
-                if let Some(acl) = acl {
-                    self.attach_object_acl(&a.bucket, &a.key, out.version, acl)
-                        .await?;
-                }
                 Response::Put(out).into()
             }
             Request::CreateMultipartUpload(a) => {
                 let alg = a.checksum_algorithm.as_deref().map(algorithm).transpose()?;
-                let acl = self
-                    .acl_for_write(caller, &a.bucket, a.acl.as_ref())
-                    .await?;
+                let settings = VersionSettings {
+                    tags: a.tagging.as_deref().map(tags::parse_header).transpose()?,
+                    acl: self
+                        .acl_for_write(caller, &a.bucket, a.acl.as_ref())
+                        .await?,
+                };
                 let id = self
                     .create_upload(&a.bucket, &a.key, a.headers, a.user_meta, alg)
                     .await?;
-                if let Some(acl) = acl {
-                    self.attach_upload_acl(&a.bucket, &id, acl).await?;
-                }
+                self.attach_upload_settings(&a.bucket, &id, settings)
+                    .await?;
                 Response::Upload(id).into()
             }
             Request::UploadPart(a) => {
@@ -547,6 +562,15 @@ impl<E: Env> S3<E> {
             Request::Access { bucket, request } => {
                 self.access_request(&bucket, request).await?.into()
             }
+            Request::Tagging { bucket, request } => {
+                self.tag_request(&bucket, request).await?.into()
+            }
+            Request::Preflight {
+                bucket,
+                origin,
+                method,
+                headers,
+            } => Response::Cors(self.preflight(&bucket, &origin, &method, &headers).await?).into(),
         })
     }
 }

@@ -20,6 +20,7 @@ mod blobs;
 mod buckets;
 mod cache;
 pub mod checksum;
+pub mod cors;
 pub mod error;
 pub mod execute;
 pub mod keys;
@@ -30,6 +31,7 @@ pub mod policy;
 mod prefetch;
 pub mod rpc;
 mod settings;
+pub mod tags;
 pub mod types;
 
 use std::collections::BTreeMap;

@@ -2,9 +2,11 @@
 
 use crate::data_path::ByteSource;
 use crate::env::Env;
+use crate::meta::access::VersionSettings;
 use crate::meta::store::MetaReader;
 use crate::meta::{Applied, CommandV1, PutCondition};
 use crate::s3::list::{self, ListPage, ListParams};
+use crate::s3::tags;
 use crate::s3::types::{
     Conditions, CopySource, Deleted, GetOutput, MetadataDirective, NoTrailer, ObjectInfo, PutBody,
     PutObject, PutOutput, RangeSpec, Trailer,
@@ -35,7 +37,8 @@ impl<E: Env> S3<E> {
         }
         let (layout, digests) = self.store_body(put.body, trailer).await?;
         let target = (put.bucket.as_str(), put.key.as_str(), put.condition);
-        self.commit_stored(target, put.headers, put.user_meta, layout, digests)
+        let (headers, meta) = (put.headers, put.user_meta);
+        self.commit_stored(target, put.settings, headers, meta, layout, digests)
             .await
     }
 
@@ -76,8 +79,9 @@ impl<E: Env> S3<E> {
             }
         };
         let stored = self.current(&r, bucket, key).await?;
-        let info = ObjectInfo::of(key, &stored);
+        let mut info = ObjectInfo::of(key, &stored);
         conditions.check(&info)?;
+        info.tag_count = tags::version_tags(&r, bucket, stored.version)?.len();
         let (span, range) = match range {
             Some(spec) => {
                 let span = spec.resolve(info.size)?;
@@ -163,14 +167,15 @@ impl<E: Env> S3<E> {
     }
 
     /// CopyObject: the source's bytes become a new blob (a real copy: every blob has
-    /// one owner), committed under the destination key.
+    /// one owner), committed under the destination key with `settings`, and with the
+    /// source's tags when `copy_tags` (x-amz-tagging-directive COPY).
     pub async fn copy_object(
         &self,
         source: &CopySource,
-        bucket: &str,
-        key: &str,
+        (bucket, key): (&str, &str),
         directive: MetadataDirective,
-        condition: PutCondition,
+        mut settings: VersionSettings,
+        copy_tags: bool,
     ) -> Result<PutOutput, S3Error> {
         validate_key(key)?;
         let r = self.reader().await?;
@@ -195,6 +200,10 @@ impl<E: Env> S3<E> {
                 (headers, user_meta)
             }
         };
+        if copy_tags {
+            let tags = tags::version_tags(&r, &source.bucket, stored.version)?;
+            settings.tags = (!tags.is_empty()).then_some(tags);
+        }
         let algorithm = info.checksum.as_ref().map(|c| c.algorithm);
         let body = self.open_body(&r, &stored, (0, info.size)).await?;
         drop(r);
@@ -206,7 +215,8 @@ impl<E: Env> S3<E> {
         };
         let (layout, digests) = self.store_body(put, &NoTrailer).await?;
         self.commit_stored(
-            (bucket, key, condition),
+            (bucket, key, PutCondition::Always),
+            settings,
             headers,
             user_meta,
             layout,

@@ -16,6 +16,7 @@ use core::net::IpAddr;
 
 use serde_json::Value;
 
+use crate::meta::access::Tag;
 use crate::s3::S3Error;
 
 /// A parsed policy.
@@ -87,6 +88,9 @@ pub struct Context<'a> {
     pub delimiter: Option<&'a str>,
     pub max_keys: Option<String>,
     pub acl: Option<&'a str>,
+    /// The tags of the object the request names, for `s3:ExistingObjectTag/<key>`
+    /// (read only when the policy has such a condition: [`Policy::uses_object_tags`]).
+    pub tags: &'a [Tag],
 }
 
 impl Context<'_> {
@@ -102,8 +106,14 @@ impl Context<'_> {
             "s3:delimiter" => s(self.delimiter),
             "s3:max-keys" => self.max_keys.clone(),
             "s3:x-amz-acl" => s(self.acl),
-            // Objects carry no tags yet: no request has one.
-            _ => None,
+            _ => {
+                // Condition keys are lower case; tag keys are matched regardless of case.
+                let tag = key.strip_prefix(EXISTING_OBJECT_TAG)?;
+                self.tags
+                    .iter()
+                    .find(|t| t.key.eq_ignore_ascii_case(tag))
+                    .map(|t| t.value.clone())
+            }
         }
     }
 }
@@ -118,9 +128,12 @@ const ACTIONS: &[&str] = &[
     "s3:AbortMultipartUpload",
     "s3:CreateBucket",
     "s3:DeleteBucket",
+    "s3:GetBucketCORS",
+    "s3:PutBucketCORS",
     "s3:DeleteBucketOwnershipControls",
     "s3:DeleteBucketPolicy",
     "s3:DeleteObject",
+    "s3:DeleteObjectTagging",
     "s3:DeleteObjectVersion",
     "s3:GetBucketAcl",
     "s3:GetBucketLocation",
@@ -128,9 +141,11 @@ const ACTIONS: &[&str] = &[
     "s3:GetBucketPolicy",
     "s3:GetBucketPolicyStatus",
     "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketTagging",
     "s3:GetBucketVersioning",
     "s3:GetObject",
     "s3:GetObjectAcl",
+    "s3:GetObjectTagging",
     "s3:GetObjectVersion",
     "s3:ListAllMyBuckets",
     "s3:ListBucket",
@@ -141,9 +156,14 @@ const ACTIONS: &[&str] = &[
     "s3:PutBucketOwnershipControls",
     "s3:PutBucketPolicy",
     "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketTagging",
     "s3:PutObject",
     "s3:PutObjectAcl",
+    "s3:PutObjectTagging",
 ];
+
+/// The prefix of `s3:ExistingObjectTag/<key>` condition keys, lower case.
+const EXISTING_OBJECT_TAG: &str = "s3:existingobjecttag/";
 
 const CONDITION_KEYS: &[&str] = &[
     "aws:sourceip",
@@ -264,6 +284,14 @@ impl Policy {
 
     /// Whether it allows anyone at all (an Allow for any principal that no source IP
     /// condition narrows), as S3's policy status and public access block judge it.
+    /// Whether a condition reads the object's tags (`s3:ExistingObjectTag/<key>`).
+    pub fn uses_object_tags(&self) -> bool {
+        self.statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.starts_with(EXISTING_OBJECT_TAG))
+    }
+
     pub fn is_public(&self) -> bool {
         self.statements.iter().any(|s| {
             !s.deny
@@ -421,8 +449,7 @@ fn conditions(v: &Value) -> Result<Vec<Condition>, S3Error> {
         };
         for (key, values) in keys {
             let key = key.to_ascii_lowercase();
-            if !CONDITION_KEYS.contains(&key.as_str()) && !key.starts_with("s3:existingobjecttag/")
-            {
+            if !CONDITION_KEYS.contains(&key.as_str()) && !key.starts_with(EXISTING_OBJECT_TAG) {
                 return Err(malformed(&format!(
                     "Policy has an invalid condition key {key}"
                 )));
@@ -667,6 +694,37 @@ mod tests {
         get.referer = None;
         get.user_agent = Some("curl");
         assert_eq!(p.evaluate(&get), Decision::Silent);
+    }
+
+    #[test]
+    fn existing_object_tags_are_read_by_their_key() {
+        let text = r#"{"Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+             "Resource": "arn:aws:s3:::b/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/Class": "public"}}},
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+             "Resource": "arn:aws:s3:::b/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/hold": "yes"}}}]}"#;
+        let p = Policy::parse(text, "b").unwrap();
+        assert!(p.uses_object_tags());
+        let tag = |k: &str, v: &str| Tag {
+            key: k.into(),
+            value: v.into(),
+        };
+        let mut get = cx(None, "s3:GetObject", "arn:aws:s3:::b/k");
+        assert_eq!(p.evaluate(&get), Decision::Silent, "no tags");
+        let public = [tag("other", "x"), tag("class", "public")];
+        get.tags = &public;
+        assert_eq!(p.evaluate(&get), Decision::Allow);
+        let held = [tag("class", "public"), tag("hold", "yes")];
+        get.tags = &held;
+        assert_eq!(p.evaluate(&get), Decision::Deny);
+        let private = [tag("class", "private")];
+        get.tags = &private;
+        assert_eq!(p.evaluate(&get), Decision::Silent);
+        let plain = r#"{"Statement": [{"Effect": "Allow", "Principal": "*",
+            "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}"#;
+        assert!(!Policy::parse(plain, "b").unwrap().uses_object_tags());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! change them was decided in `s3::access`.
 
 use crate::env::Env;
-use crate::meta::access::{self as settings, Acl, Grant, Grantee, Ownership, Permission, Setting};
+use crate::meta::access::{
+    self as settings, Acl, Grant, Grantee, Ownership, Permission, Setting, VersionSettings,
+};
 use crate::meta::{Applied, CommandV1};
 use crate::s3::access::{BucketAccess, Caller};
 use crate::s3::api::{AccessRequest, AclInput, Response};
@@ -179,6 +181,18 @@ impl<E: Env> S3<E> {
                     .ok_or(S3Error::NoOwnershipControls);
             }
             A::PutBucketOwnershipControls(o) => put(settings::OWNERSHIP, Setting::Ownership(o)),
+            A::GetBucketCors => {
+                return access
+                    .cors
+                    .clone()
+                    .map(Response::CorsRules)
+                    .ok_or(S3Error::NoSuchCorsConfiguration);
+            }
+            A::PutBucketCors(rules) => {
+                crate::s3::cors::validate(&rules)?;
+                put(settings::CORS, Setting::Cors(rules))
+            }
+            A::DeleteBucketCors => delete(settings::CORS),
             A::DeleteBucketOwnershipControls => delete(settings::OWNERSHIP),
         };
         match self.propose(command).await? {
@@ -241,42 +255,30 @@ impl<E: Env> S3<E> {
         resolve_acl(input, &writer, &bucket_owner, &access).map(Some)
     }
 
-    /// Gives the version `version` of `key` (just written) its ACL. A version already
-    /// overwritten or deleted keeps none: it is gone.
-    pub(crate) async fn attach_object_acl(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: u64,
-        acl: Acl,
-    ) -> Result<(), S3Error> {
-        let command = CommandV1::PutObjectAcl {
-            bucket: bucket.into(),
-            key: key.into(),
-            version: Some(version),
-            acl,
-        };
-        match self.propose(command).await? {
-            Applied::Done | Applied::PreconditionFailed | Applied::NoSuchKey => Ok(()),
-            other => Err(applied_error(other)),
-        }
-    }
-
-    /// Records the ACL an upload's object will get when it completes.
-    pub(crate) async fn attach_upload_acl(
+    /// Records the ACL and tags an upload's object will get when it completes.
+    pub(crate) async fn attach_upload_settings(
         &self,
         bucket: &str,
         upload_id: &str,
-        acl: Acl,
+        given: VersionSettings,
     ) -> Result<(), S3Error> {
-        let command = CommandV1::PutSetting {
-            bucket: bucket.into(),
-            name: settings::upload_acl(upload_id),
-            setting: Setting::Acl(acl),
-        };
-        match self.propose(command).await? {
-            Applied::Done => Ok(()),
-            other => Err(applied_error(other)),
+        let acl = given
+            .acl
+            .map(|acl| (settings::upload_acl(upload_id), Setting::Acl(acl)));
+        let tags = given
+            .tags
+            .map(|tags| (settings::upload_tags(upload_id), Setting::Tags(tags)));
+        for (name, setting) in acl.into_iter().chain(tags) {
+            let command = CommandV1::PutSetting {
+                bucket: bucket.into(),
+                name,
+                setting,
+            };
+            match self.propose(command).await? {
+                Applied::Done => {}
+                other => return Err(applied_error(other)),
+            }
         }
+        Ok(())
     }
 }

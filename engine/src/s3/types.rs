@@ -9,6 +9,7 @@ use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::data_path::{ByteSource, SourceError};
+use crate::meta::access::VersionSettings;
 use crate::meta::{Checksum, ChecksumAlgorithm, ContentHeaders, ObjectData, PutCondition, Stored};
 use crate::s3::S3Error;
 
@@ -25,6 +26,8 @@ pub struct ObjectInfo {
     pub checksum: Option<Checksum>,
     /// Parts of a multipart object (0 for a simple one).
     pub parts: u32,
+    /// Tags of the version (a GET sends the count; 0 where not read).
+    pub tag_count: usize,
 }
 
 impl ObjectInfo {
@@ -42,6 +45,7 @@ impl ObjectInfo {
                 ObjectData::Parts { count } => count,
                 _ => 0,
             },
+            tag_count: 0,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct PutObject<S> {
     pub user_meta: BTreeMap<String, String>,
     pub condition: PutCondition,
     pub body: PutBody<S>,
+    /// The new version's ACL and tags, committed with it.
+    pub settings: VersionSettings,
 }
 
 /// A trailing checksum (aws-chunked with trailers) arrives after the body; the edge

@@ -136,7 +136,11 @@ pub async fn serve_s3(
     front: &S3Front,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let service = s3_service(s3, &front.credentials, &front.domains);
+    let service = s3_service(s3.clone(), &front.credentials, &front.domains);
+    let cors = Arc::new(Cors {
+        s3,
+        domains: front.domains.clone(),
+    });
     let permits = Arc::new(Semaphore::new(REQUESTS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
@@ -154,14 +158,17 @@ pub async fn serve_s3(
         };
         let _ = stream.set_nodelay(true);
         let (service, permits, metrics) = (service.clone(), permits.clone(), front.metrics.clone());
+        let cors = cors.clone();
         let from = crate::s3_http::Peer {
             ip: peer.ip(),
             secure: front.tls.is_some(),
         };
         let handler = hyper::service::service_fn(move |req| {
             let (service, permits, metrics) = (service.clone(), permits.clone(), metrics.clone());
+            let cors = cors.clone();
             async move {
-                let response = handle(&service, &permits, &metrics, from, req).await;
+                let front = (&service, &*cors);
+                let response = handle(front, &permits, &metrics, from, req).await;
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
@@ -234,8 +241,42 @@ fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
     streaming || encoded
 }
 
+/// What CORS needs of a request: the engine (for the bucket's rules) and the base
+/// domains (to find the bucket a virtual-host request names).
+struct Cors {
+    s3: Arc<S3<RealEnv>>,
+    domains: Vec<String>,
+}
+
+impl Cors {
+    /// The bucket a request names: `bucket.<domain>` in its Host, else its path's
+    /// first segment.
+    fn bucket_of(&self, req: &http::Request<Incoming>) -> Option<String> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
+        if let Some(host) = host {
+            for domain in self.domains.iter().map(String::as_str).chain(["localhost"]) {
+                if let Some(b) = host.strip_suffix(domain).and_then(|b| b.strip_suffix('.')) {
+                    return Some(b.to_string());
+                }
+            }
+        }
+        let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_string())
+    }
+
+    /// The `Origin` of a request that names a bucket, and the bucket.
+    fn origin_of(&self, req: &http::Request<Incoming>) -> Option<(String, String)> {
+        let origin = req.headers().get("origin")?.to_str().ok()?.to_string();
+        Some((self.bucket_of(req)?, origin))
+    }
+}
+
 async fn handle(
-    service: &s3s::service::S3Service,
+    (service, cors): (&s3s::service::S3Service, &Cors),
     permits: &Arc<Semaphore>,
     metrics: &Arc<S3Metrics>,
     from: crate::s3_http::Peer,
@@ -260,17 +301,29 @@ async fn handle(
             ),
             None,
         ),
+        Ok(permit) if req.method() == http::Method::OPTIONS => {
+            let _ = slot.0.set("Preflight");
+            let bucket = cors.bucket_of(&req);
+            let resp = crate::s3_http::cors::preflight(&cors.s3, bucket, req.headers(), from).await;
+            (resp, Some(permit))
+        }
         Ok(permit) => {
+            let asked = cors.origin_of(&req).map(|o| (o, req.method().to_string()));
             let chunked = is_aws_chunked(req.headers());
             let received = metrics.received_bytes.clone();
             let mut req =
                 req.map(|body| s3s::Body::http_body(RequestBody::new(body, chunked, received)));
             req.extensions_mut().insert(slot.clone());
             req.extensions_mut().insert(from);
-            let resp = service.call(req).await.unwrap_or_else(|error| {
+            let mut resp = service.call(req).await.unwrap_or_else(|error| {
                 tracing::warn!(?error, "request failed inside the S3 service");
                 error_response("InternalError", 500, "We encountered an internal error.")
             });
+            if let Some(((bucket, origin), method)) = asked
+                && let Some(answer) = cors.s3.cors_headers(&bucket, &origin, &method)
+            {
+                crate::s3_http::cors::add_headers(resp.headers_mut(), &answer, false);
+            }
             (resp, Some(permit))
         }
     };

@@ -202,7 +202,9 @@ fn header_inputs(
 }
 
 mod access;
+pub(crate) mod cors;
 mod operations;
+mod tagging;
 mod versions;
 
 #[cfg(test)]

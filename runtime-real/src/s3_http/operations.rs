@@ -146,6 +146,7 @@ impl s3s::S3 for Edge {
             user_meta: user_meta(i.metadata),
             if_match: i.if_match.as_ref().map(etag_text),
             if_none_match: i.if_none_match.as_ref().map(etag_text),
+            tagging: i.tagging,
             acl: acl_input(
                 i.acl.as_ref().map(|a| a.as_str()),
                 None,
@@ -246,6 +247,7 @@ impl s3s::S3 for Edge {
             checksum_sha1: c.sha1,
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
+            tag_count: (info.tag_count > 0).then_some(info.tag_count as i32),
             body: Some(stream_of(body)),
             ..Default::default()
         };
@@ -491,6 +493,8 @@ impl s3s::S3 for Edge {
                 None,
                 grant_headers!(i, no_write),
             )?,
+            tagging_directive: i.tagging_directive.map(|d| d.as_str().to_string()),
+            tagging: i.tagging,
             bucket: i.bucket,
             key: i.key,
         };
@@ -540,6 +544,7 @@ impl s3s::S3 for Edge {
                 .checksum_algorithm
                 .as_ref()
                 .map(|a| a.as_str().to_string()),
+            tagging: i.tagging,
             acl: acl_input(
                 i.acl.as_ref().map(|a| a.as_str()),
                 None,
@@ -896,5 +901,68 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::DeleteBucketOwnershipControlsInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketOwnershipControlsOutput>> {
         self.drop_ownership_controls(req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<dto::GetBucketCorsInput>,
+    ) -> S3Result<S3Response<dto::GetBucketCorsOutput>> {
+        self.bucket_cors(req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<dto::PutBucketCorsInput>,
+    ) -> S3Result<S3Response<dto::PutBucketCorsOutput>> {
+        self.set_bucket_cors(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<dto::DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketCorsOutput>> {
+        self.drop_bucket_cors(req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<dto::GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::GetObjectTaggingOutput>> {
+        self.object_tagging(req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<dto::PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
+        self.set_object_tagging(req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<dto::DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
+        self.drop_object_tagging(req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<dto::GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<dto::GetBucketTaggingOutput>> {
+        self.bucket_tagging(req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<dto::PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<dto::PutBucketTaggingOutput>> {
+        self.set_bucket_tagging(req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<dto::DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketTaggingOutput>> {
+        self.drop_bucket_tagging(req).await
     }
 }

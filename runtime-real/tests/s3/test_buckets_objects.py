@@ -246,8 +246,8 @@ def test_no_such_bucket_for_object_operations(s3):
 
 
 def test_unsupported_operations_answer_not_implemented(s3, bucket):
-    for call in [lambda: s3.get_bucket_cors(Bucket=bucket),
-                 lambda: s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": []}),
+    for call in [lambda: s3.get_bucket_encryption(Bucket=bucket),
+                 lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket),
                  lambda: s3.get_object_lock_configuration(Bucket=bucket)]:
         with pytest.raises(ClientError) as e:
             call()

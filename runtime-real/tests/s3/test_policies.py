@@ -38,6 +38,25 @@ def fails(code, http_status, call, *args, **kwargs):
     assert (error_code(e), status(e)) == (code, http_status), e.value.response
 
 
+def wrong_decisions(operations, principals):
+    """Each (operation, arguments, principals allowed) made by every principal: the
+    ones refused that should be allowed, and allowed that should be refused. Allowed
+    means anything but AccessDenied, which is always a 403."""
+    wrong = []
+    for op, args, allowed in operations:
+        for who, client in principals.items():
+            try:
+                getattr(client, op)(**args)
+                refused = False
+            except botocore.exceptions.ClientError as e:
+                refused = e.response["Error"]["Code"] == "AccessDenied"
+                if refused:
+                    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+            if refused == (who in allowed):
+                wrong.append(f"{op} by {who}: {'refused' if refused else 'allowed'}")
+    return wrong
+
+
 def url_get(server, path):
     try:
         with urllib.request.urlopen(server.endpoint + path, timeout=10) as r:
@@ -367,16 +386,4 @@ def test_every_access_operation_by_each_principal(server, s3):
         ("delete_bucket_ownership_controls", b, owners),
         ("list_object_versions", b, reads),
     ]
-    wrong = []
-    for op, args, allowed in operations:
-        for who, client in principals.items():
-            try:
-                getattr(client, op)(**args)
-                refused = False
-            except botocore.exceptions.ClientError as e:
-                refused = e.response["Error"]["Code"] == "AccessDenied"
-                if refused:
-                    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-            if refused == (who in allowed):
-                wrong.append(f"{op} by {who}: {'refused' if refused else 'allowed'}")
-    assert wrong == [], wrong
+    assert wrong_decisions(operations, principals) == []
