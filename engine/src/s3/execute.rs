@@ -17,7 +17,7 @@ use crate::s3::tags;
 use crate::s3::types::{
     CopySource, MetadataDirective, ObjectInfo, PutBody, PutObject, RangeSpec, Trailer,
 };
-use crate::s3::{S3, S3Error};
+use crate::s3::{S3, S3Error, version_id_ok};
 
 /// `x-amz-checksum-algorithm` by name.
 pub fn algorithm(name: &str) -> Result<ChecksumAlgorithm, S3Error> {
@@ -107,18 +107,6 @@ fn max_keys(m: Option<i32>) -> Result<usize, S3Error> {
         Some(n) if n >= 0 => Ok((n as usize).min(list::MAX_KEYS_LIMIT)),
         Some(_) => Err(S3Error::InvalidArgument(
             "max-keys must not be negative".into(),
-        )),
-    }
-}
-
-/// A version id given to GET, HEAD, DELETE or a copy's source. Buckets are not
-/// versioned: `null` names every object's one version, and any other id none (refused,
-/// rather than served or deleted as if it named the current object).
-pub(crate) fn version_id_ok(version_id: Option<&str>) -> Result<(), S3Error> {
-    match version_id {
-        None | Some("null") => Ok(()),
-        Some(_) => Err(S3Error::InvalidArgument(
-            "Invalid version id specified".into(),
         )),
     }
 }

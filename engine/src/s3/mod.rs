@@ -64,6 +64,18 @@ pub(crate) const GET_WINDOW_PIECES: usize = 4;
 /// Time allowed for a proposal (forwarding included) or a ReadIndex.
 pub const META_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A version id given to GET, HEAD, DELETE, a copy's source, or an object's tags or ACL.
+/// Buckets are not versioned: `null` names every object's one version, and any other id
+/// none (refused, rather than served or deleted as if it named the current object).
+pub(crate) fn version_id_ok(version_id: Option<&str>) -> Result<(), S3Error> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(S3Error::InvalidArgument(
+            "Invalid version id specified".into(),
+        )),
+    }
+}
+
 /// Checks S3's bucket naming rules (general-purpose buckets).
 pub fn validate_bucket(name: &str) -> Result<(), S3Error> {
     let bad = |why: &str| Err(S3Error::InvalidBucketName(why.into()));

@@ -131,7 +131,7 @@ impl<E: Env> S3<E> {
                 Setting::Acl(resolve_acl(&input, &owner, &owner, &access)?),
             ),
             A::GetObjectAcl { key, version_id } => {
-                crate::s3::execute::version_id_ok(version_id.as_deref())?;
+                crate::s3::version_id_ok(version_id.as_deref())?;
                 let stored = reader
                     .object(bucket, &key)
                     .map_err(internal)?
@@ -148,7 +148,7 @@ impl<E: Env> S3<E> {
                 version_id,
                 acl,
             } => {
-                crate::s3::execute::version_id_ok(version_id.as_deref())?;
+                crate::s3::version_id_ok(version_id.as_deref())?;
                 let stored = reader
                     .object(bucket, &key)
                     .map_err(internal)?

@@ -12,8 +12,7 @@ use crate::meta::access::{self as settings, Setting, Tag};
 use crate::meta::store::MetaReader;
 use crate::meta::{Applied, CommandV1};
 use crate::s3::api::{Response, TagRequest};
-use crate::s3::execute::version_id_ok;
-use crate::s3::{S3, S3Error, applied_error};
+use crate::s3::{S3, S3Error, applied_error, version_id_ok};
 
 /// Most tags an object version may have.
 pub const OBJECT_TAGS_MAX: usize = 10;
