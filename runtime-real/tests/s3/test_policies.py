@@ -38,6 +38,19 @@ def fails(code, http_status, call, *args, **kwargs):
     assert (error_code(e), status(e)) == (code, http_status), e.value.response
 
 
+def each_principal(server, s3, bucket, rights):
+    """The root key; a new key per entry of `rights` (name -> its grant flags on
+    `bucket`); a key without rights; anonymous callers. Clients by name."""
+    out = {"root": s3}
+    for who, flags in rights.items():
+        ak, sk = new_key(server, who)
+        admin(server, "allow", ak, bucket, *flags)
+        out[who] = server.client(ak, sk)
+    out["none"] = server.client(*new_key(server, "none"))
+    out["anonymous"] = anonymous(server)
+    return out
+
+
 def wrong_decisions(operations, principals):
     """Each (operation, arguments, principals allowed) made by every principal: the
     ones refused that should be allowed, and allowed that should be refused. Allowed
@@ -348,17 +361,8 @@ def test_every_access_operation_by_each_principal(server, s3):
     bucket = name()
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
-    owner_ak, owner_sk = new_key(server, "owner")
-    admin(server, "allow", owner_ak, bucket, "--read", "--write", "--owner")
-    reader_ak, reader_sk = new_key(server, "reader")
-    admin(server, "allow", reader_ak, bucket, "--read")
-    principals = {
-        "root": s3,
-        "owner": server.client(owner_ak, owner_sk),
-        "reader": server.client(reader_ak, reader_sk),
-        "none": server.client(*new_key(server, "none")),
-        "anonymous": anonymous(server),
-    }
+    principals = each_principal(server, s3, bucket, {
+        "owner": ("--read", "--write", "--owner"), "reader": ("--read",)})
     # A policy that admits nobody here: only the principals' own rights count.
     nobody = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": "HKNOBODY0000000000X"},

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import error_code
 from test_keys import admin, name, new_key
-from test_policies import anonymous, fails, wrong_decisions
+from test_policies import anonymous, each_principal, fails, wrong_decisions
 
 
 def tagset(**tags):
@@ -147,20 +147,9 @@ def test_every_tagging_operation_by_each_principal(server, s3):
     bucket = name()
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
-    writer_ak, writer_sk = new_key(server, "writer")
-    admin(server, "allow", writer_ak, bucket, "--read", "--write")
-    owner_ak, owner_sk = new_key(server, "owner")
-    admin(server, "allow", owner_ak, bucket, "--read", "--write", "--owner")
-    reader_ak, reader_sk = new_key(server, "reader")
-    admin(server, "allow", reader_ak, bucket, "--read")
-    principals = {
-        "root": s3,
-        "owner": server.client(owner_ak, owner_sk),
-        "writer": server.client(writer_ak, writer_sk),
-        "reader": server.client(reader_ak, reader_sk),
-        "none": server.client(*new_key(server, "none")),
-        "anonymous": anonymous(server),
-    }
+    principals = each_principal(server, s3, bucket, {
+        "owner": ("--read", "--write", "--owner"), "writer": ("--read", "--write"),
+        "reader": ("--read",)})
     b = {"Bucket": bucket}
     reads = {"root", "owner", "writer", "reader"}
     writes = {"root", "owner", "writer"}
