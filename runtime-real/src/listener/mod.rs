@@ -44,8 +44,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `bucket.<base domain>` addresses that bucket.
 struct Hosts(Vec<String>);
 
-impl s3s::host::S3Host for Hosts {
-    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+impl Hosts {
+    /// The base domains given, and `localhost`.
+    fn new(domains: &[String]) -> Hosts {
+        let mut domains = domains.to_vec();
+        if !domains.iter().any(|d| d == "localhost") {
+            domains.push("localhost".into());
+        }
+        Hosts(domains)
+    }
+
+    /// The base domain and bucket of a `bucket.<domain>` Host header (a port is ignored).
+    fn virtual_bucket<'a>(&'a self, host: &'a str) -> Option<(&'a str, &'a str)> {
         let name =
             host.rsplit_once(':').map_or(
                 host,
@@ -53,15 +63,19 @@ impl s3s::host::S3Host for Hosts {
                     if p.parse::<u16>().is_ok() { h } else { host }
                 },
             );
-        for domain in &self.0 {
-            if let Some(bucket) = name
-                .strip_suffix(domain.as_str())
-                .and_then(|b| b.strip_suffix('.'))
-            {
-                return Ok(s3s::host::VirtualHost::new(domain.as_str()).with_bucket(bucket));
-            }
-        }
-        Ok(s3s::host::VirtualHost::new(host))
+        self.0.iter().find_map(|domain| {
+            let bucket = name.strip_suffix(domain.as_str())?.strip_suffix('.')?;
+            Some((domain.as_str(), bucket))
+        })
+    }
+}
+
+impl s3s::host::S3Host for Hosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        Ok(match self.virtual_bucket(host) {
+            Some((domain, bucket)) => s3s::host::VirtualHost::new(domain).with_bucket(bucket),
+            None => s3s::host::VirtualHost::new(host),
+        })
     }
 }
 
@@ -103,11 +117,7 @@ pub fn s3_service(
         s3.clone(),
     ));
     builder.set_route(crate::admin_api::AdminRoute::new(s3));
-    let mut domains = domains.to_vec();
-    if !domains.iter().any(|d| d == "localhost") {
-        domains.push("localhost".into());
-    }
-    builder.set_host(Hosts(domains));
+    builder.set_host(Hosts::new(domains));
     builder.set_access(NoteOperation);
     let mut config = s3s::config::S3Config::default();
     config.xml_max_body_size = XML_BODY_BYTES_MAX;
@@ -139,7 +149,7 @@ pub async fn serve_s3(
     let service = s3_service(s3.clone(), &front.credentials, &front.domains);
     let cors = Arc::new(Cors {
         s3,
-        domains: front.domains.clone(),
+        hosts: Hosts::new(&front.domains),
     });
     let permits = Arc::new(Semaphore::new(REQUESTS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -245,24 +255,19 @@ fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
 /// domains (to find the bucket a virtual-host request names).
 struct Cors {
     s3: Arc<S3<RealEnv>>,
-    domains: Vec<String>,
+    hosts: Hosts,
 }
 
 impl Cors {
     /// The bucket a request names: `bucket.<domain>` in its Host, else its path's
     /// first segment.
     fn bucket_of(&self, req: &http::Request<Incoming>) -> Option<String> {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
+        let host = req.headers().get(http::header::HOST);
+        if let Some((_, bucket)) = host
             .and_then(|h| h.to_str().ok())
-            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
-        if let Some(host) = host {
-            for domain in self.domains.iter().map(String::as_str).chain(["localhost"]) {
-                if let Some(b) = host.strip_suffix(domain).and_then(|b| b.strip_suffix('.')) {
-                    return Some(b.to_string());
-                }
-            }
+            .and_then(|h| self.hosts.virtual_bucket(h))
+        {
+            return Some(bucket.to_string());
         }
         let first = req.uri().path().trim_start_matches('/').split('/').next()?;
         (!first.is_empty()).then(|| first.to_string())
