@@ -43,6 +43,9 @@ keys:    one `hamster server`: `hamster bench` 4 KiB x16 PUT/GET with the root k
          key under a 10-statement bucket policy (POLICY_10), in interleaved rounds on
          the same server: ops/s and the ratios to the root key; then admin API key
          lookups (`key-info`) per second by 16 clients.
+versions: one `hamster server`: `hamster bench` 1 MiB x8 PUT/GET into a plain bucket and
+         into a bucket with versioning enabled, in interleaved rounds on the same server:
+         ops/s and the ratio versioned / plain per phase (median over rounds).
 release: the static release binary (scripts/release.sh: musl, mimalloc) against the
          glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
          x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
@@ -89,10 +92,12 @@ def proc_io(pid):
     return out
 
 
-def bench(endpoint, sizes, workers, seconds, metrics=(), rate=0, key=(ACCESS_KEY, SECRET_KEY)):
+def bench(endpoint, sizes, workers, seconds, metrics=(), rate=0, key=(ACCESS_KEY, SECRET_KEY),
+          bucket="hamster-bench"):
     env = client_env()
     env.update(HAMSTER_ACCESS_KEY=key[0], HAMSTER_SECRET_KEY=key[1])
     extra = ["--metrics", ",".join(metrics)] if metrics else []
+    extra += ["--bucket", bucket]
     if rate:
         extra += ["--rate", str(rate)]
     out = subprocess.run(
@@ -715,12 +720,43 @@ def run_keys(seconds, tmp, rounds):
         s.stop()
 
 
+def run_versions(seconds, tmp, rounds):
+    print("## a bucket with versioning against a plain one, on `hamster server`\n")
+    s = Server(os.path.join(tmp, "versions-data")).start()
+    try:
+        wait_bucket(s.endpoint)
+        c = s.client()
+        for name in ("plain", "versioned"):
+            c.create_bucket(Bucket=name)
+        c.put_bucket_versioning(Bucket="versioned",
+                                VersioningConfiguration={"Status": "Enabled"})
+        warm_up(s.endpoint)
+        names = ["plain", "versioned"]
+        results = {n: [] for n in names}
+        for r in range(rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                results[name].append(phase_rates(bench(s.endpoint, "1MiB", "8", seconds,
+                                                       bucket=name)))
+        print(f"ops/s, median of {rounds} rounds on one server (A B B A ...)\n")
+        print("| phase | plain | versioned | versioned / plain |")
+        print("|---|---|---|---|")
+        for phase in results["plain"][0]:
+            p, v = ([x[phase] for x in results[n]] for n in names)
+            ratio = median([b / a for a, b in zip(p, v)])
+            print(f"| {phase[0]} {phase[1]} | {median(p):.0f} | {median(v):.0f} | {ratio:.2f} |")
+        listed = c.list_object_versions(Bucket="versioned", MaxKeys=1000)
+        print(f"\nversions in the versioned bucket afterwards (first page): "
+              f"{len(listed.get('Versions', []))}")
+    finally:
+        s.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only",
                     choices=["server", "raft", "cluster", "repair", "release", "breakdown",
-                             "seaweedfs", "ratio", "profile", "keys"])
+                             "seaweedfs", "ratio", "profile", "keys", "versions"])
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the release and SeaweedFS comparisons")
     ap.add_argument("--also", action="append", default=[],
                     help="NAME=PATH: another build for the release comparison")
@@ -747,6 +783,8 @@ def main():
             run_seaweedfs(a.seconds, tmp, a.rounds)
         if a.only in (None, "keys"):
             run_keys(a.seconds, tmp, a.rounds)
+        if a.only in (None, "versions"):
+            run_versions(a.seconds, tmp, a.rounds)
         if a.only in (None, "release"):
             run_release(a.seconds, tmp, a.rounds, a.also)
 

@@ -14,6 +14,8 @@
 //! - buckets: name -> [`Bucket`];
 //! - objects: (bucket, key) -> [`Stored`], the current version; listing is a range scan
 //!   of this ordered index, never a walk over per-object files;
+//! - versions: (bucket, key, version) -> [`Stored`], the noncurrent versions of
+//!   buckets with versioning ([`versions`]);
 //! - object parts: (version, index) -> [`ObjectPart`], the parts of a completed
 //!   multipart object, one row each, written once at completion (an object's part list
 //!   never grows inside one record);
@@ -32,6 +34,7 @@ pub mod access;
 pub mod keys;
 pub mod repair;
 pub mod store;
+pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::NodeId;
 use crate::erasure::CodecId;
+use versions::NewVersion;
 
 /// Where one shard of a blob lives and what its data hashes to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +83,8 @@ pub enum Site {
     ObjectPart { version: u64, index: u32 },
     /// Part `part` of an upload in progress.
     UploadPart { upload_id: String, part: u32 },
+    /// The noncurrent version `version` of (bucket, key) is this one blob.
+    Version { version: u64 },
 }
 
 /// A blob that a repair found with fewer than k good shards: it cannot be read until
@@ -229,6 +235,10 @@ pub struct Member {
 pub struct Stored {
     pub version: u64,
     pub meta: ObjectMeta,
+    /// S3's `null` version: written while the bucket's versioning was off or suspended.
+    pub null: bool,
+    /// A delete marker (its `meta` is empty).
+    pub marker: bool,
 }
 
 /// The condition of a conditional PUT, checked at apply time (the commit is the
@@ -371,6 +381,19 @@ pub enum CommandV1 {
         version: Option<u64>,
         tags: Option<Vec<access::Tag>>,
     },
+    /// Removes each named version (`versions::remove`); answered with
+    /// [`Applied::Removed`].
+    DeleteVersions {
+        bucket: String,
+        targets: Vec<(String, versions::VersionRef)>,
+    },
+    /// A `DeleteObjects` whose delete markers (in buckets with versioning) say when
+    /// they were made.
+    DeleteObjectsAt {
+        bucket: String,
+        keys: Vec<String>,
+        now_ms: u64,
+    },
 }
 
 /// A command as it travels through the log.
@@ -425,6 +448,20 @@ pub enum Applied {
     /// A key with this access key id exists.
     KeyExists,
     NoSuchAccessKey,
+    /// An object version was written at this log index in a bucket with versioning;
+    /// `null`: it is S3's `null` version (versioning suspended).
+    Versioned {
+        version: u64,
+        null: bool,
+    },
+    /// A DELETE (or each key of a DeleteObjects) in a bucket with versioning wrote a
+    /// delete marker at this log index.
+    Marker {
+        version: u64,
+        null: bool,
+    },
+    /// A `DeleteVersions`: per target, whether it was a delete marker, if it was there.
+    Removed(Vec<Option<bool>>),
 }
 
 /// The tables `apply` works on: [`MetaState`] in memory, and the redb tables of
@@ -438,6 +475,13 @@ pub trait MetaTables {
     fn object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error>;
     fn put_object(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error>;
     fn remove_object(&mut self, bucket: &str, key: &str) -> Result<(), Self::Error>;
+    /// The noncurrent version `version` of (bucket, key).
+    fn version(&self, bucket: &str, key: &str, version: u64)
+    -> Result<Option<Stored>, Self::Error>;
+    fn put_version(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error>;
+    fn remove_version(&mut self, bucket: &str, key: &str, version: u64) -> Result<(), Self::Error>;
+    /// The noncurrent versions of (bucket, key), oldest first.
+    fn versions(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, Self::Error>;
     fn put_object_part(&mut self, version: u64, i: u32, p: &ObjectPart) -> Result<(), Self::Error>;
     fn object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, Self::Error>;
     /// Row `index` of the object-parts table of the object at `version`.
@@ -472,28 +516,6 @@ pub trait MetaTables {
     fn remove_setting(&mut self, bucket: &str, name: &str) -> Result<(), Self::Error>;
     /// Every setting of `bucket`, in name order.
     fn settings(&self, bucket: &str) -> Result<Vec<(String, access::Setting)>, Self::Error>;
-}
-
-/// Removes the current version of an object, its part rows and its data refs.
-fn drop_object<T: MetaTables>(t: &mut T, bucket: &str, key: &str) -> Result<bool, T::Error> {
-    let Some(old) = t.object(bucket, key)? else {
-        return Ok(false);
-    };
-    match &old.meta.data {
-        ObjectData::Empty => {}
-        ObjectData::Blob(layout) => t.remove_data_ref(layout.data_id)?,
-        ObjectData::Parts { .. } => {
-            for part in t.object_parts(old.version)? {
-                if let Some(layout) = &part.info.data {
-                    t.remove_data_ref(layout.data_id)?;
-                }
-            }
-            t.remove_object_parts(old.version)?;
-        }
-    }
-    access::version_dropped(t, bucket, old.version)?;
-    t.remove_object(bucket, key)?;
-    Ok(true)
 }
 
 /// Removes an upload, its parts and their data refs.
@@ -559,21 +581,15 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             if t.bucket(bucket)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
             }
-            if drop_object(t, bucket, key)? {
-                Applied::Done
-            } else {
-                Applied::NoSuchKey
-            }
+            let marker = NewVersion::Marker { created_ms: 0 };
+            versions::replace_current(t, (bucket, key), index, marker)?
         }
-        CommandV1::DeleteObjects { bucket, keys } => {
-            if t.bucket(bucket)?.is_none() {
-                return Ok(Applied::NoSuchBucket);
-            }
-            for key in keys {
-                drop_object(t, bucket, key)?;
-            }
-            Applied::Done
-        }
+        CommandV1::DeleteObjects { bucket, keys } => delete_keys(t, index, bucket, keys, 0)?,
+        CommandV1::DeleteObjectsAt {
+            bucket,
+            keys,
+            now_ms,
+        } => delete_keys(t, index, bucket, keys, *now_ms)?,
         CommandV1::CreateUpload { upload_id, head } => {
             if t.bucket(&head.bucket)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
@@ -668,19 +684,29 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             meta,
             condition,
             settings,
-        } => match put_object(t, index, bucket, key, meta, condition)? {
-            Applied::Version(v) => {
+        } => {
+            let applied = put_object(t, index, bucket, key, meta, condition)?;
+            if let Applied::Version(v) | Applied::Versioned { version: v, .. } = applied {
                 access::version_created(t, bucket, v, settings)?;
-                Applied::Version(v)
             }
-            other => other,
-        },
+            applied
+        }
         CommandV1::PutObjectTags {
             bucket,
             key,
             version,
             tags,
         } => access::put_object_tags(t, bucket, key, *version, tags.as_deref())?,
+        CommandV1::DeleteVersions { bucket, targets } => {
+            if t.bucket(bucket)?.is_none() {
+                return Ok(Applied::NoSuchBucket);
+            }
+            let mut removed = Vec::with_capacity(targets.len());
+            for (key, which) in targets {
+                removed.push(versions::remove(t, (bucket, key), *which)?);
+            }
+            Applied::Removed(removed)
+        }
     })
 }
 
@@ -697,7 +723,8 @@ fn put_object<T: MetaTables>(
     if t.bucket(bucket)?.is_none() {
         return Ok(Applied::NoSuchBucket);
     }
-    let current = t.object(bucket, key)?;
+    // A delete marker is no object: the key is absent, and has no ETag.
+    let current = t.object(bucket, key)?.filter(|c| !c.marker);
     let holds = match condition {
         PutCondition::Always => true,
         PutCondition::IfAbsent => current.is_none(),
@@ -715,16 +742,33 @@ fn put_object<T: MetaTables>(
     {
         return Ok(Applied::Stale);
     }
-    drop_object(t, bucket, key)?;
-    if let ObjectData::Blob(layout) = &meta.data {
-        t.put_data_ref(layout.data_id, &DataRef::new(bucket, key, Site::Object))?;
+    versions::replace_current(t, (bucket, key), index, NewVersion::Object(meta))
+}
+
+/// Deletes the current version of each key (where the bucket has versioning, writes a
+/// delete marker made at `now_ms` instead).
+fn delete_keys<T: MetaTables>(
+    t: &mut T,
+    index: u64,
+    bucket: &str,
+    keys: &[String],
+    now_ms: u64,
+) -> Result<Applied, T::Error> {
+    if t.bucket(bucket)?.is_none() {
+        return Ok(Applied::NoSuchBucket);
     }
-    let stored = Stored {
-        version: index,
-        meta: meta.clone(),
-    };
-    t.put_object(bucket, key, &stored)?;
-    Ok(Applied::Version(index))
+    // A key named twice gets one marker (both would be this index's version).
+    let keys: BTreeSet<&String> = keys.iter().collect();
+    let mut applied = Applied::Done;
+    for key in keys {
+        let marker = NewVersion::Marker { created_ms: now_ms };
+        if let m @ Applied::Marker { .. } =
+            versions::replace_current(t, (bucket, key), index, marker)?
+        {
+            applied = m;
+        }
+    }
+    Ok(applied)
 }
 
 fn complete_upload<T: MetaTables>(
@@ -769,7 +813,6 @@ fn complete_upload<T: MetaTables>(
     }
     t.remove_parts(upload_id)?;
     t.remove_upload(upload_id)?;
-    drop_object(t, &head.bucket, &head.key)?;
     access::upload_completed(t, &head.bucket, upload_id, index)?;
     let mut offset = 0;
     for (i, (number, info)) in chosen.into_iter().enumerate() {
@@ -794,12 +837,12 @@ fn complete_upload<T: MetaTables>(
     meta.data = ObjectData::Parts {
         count: listed.len() as u32,
     };
-    let stored = Stored {
-        version: index,
-        meta,
-    };
-    t.put_object(&head.bucket, &head.key, &stored)?;
-    Ok(Applied::Version(index))
+    versions::replace_current(
+        t,
+        (&head.bucket, &head.key),
+        index,
+        NewVersion::Object(&meta),
+    )
 }
 
 /// The replicated metadata in memory: the simulator's model, and the input of the
@@ -809,6 +852,8 @@ pub struct MetaState {
     pub buckets: BTreeMap<String, Bucket>,
     /// (bucket, key) -> current version.
     pub objects: BTreeMap<(String, String), Stored>,
+    /// (bucket, key, version) -> noncurrent version.
+    pub versions: BTreeMap<(String, String, u64), Stored>,
     /// (version, index) -> part of a completed multipart object.
     pub object_parts: BTreeMap<(u64, u32), ObjectPart>,
     pub uploads: BTreeMap<String, UploadHead>,
@@ -824,6 +869,10 @@ pub struct MetaState {
 
 fn pair(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
+}
+
+fn triple(a: &str, b: &str, v: u64) -> (String, String, u64) {
+    (a.to_string(), b.to_string(), v)
 }
 
 impl MetaTables for MetaState {
@@ -853,6 +902,25 @@ impl MetaTables for MetaState {
     fn remove_object(&mut self, bucket: &str, key: &str) -> Result<(), Self::Error> {
         self.objects.remove(&pair(bucket, key));
         Ok(())
+    }
+    fn version(&self, bucket: &str, key: &str, v: u64) -> Result<Option<Stored>, Self::Error> {
+        Ok(self.versions.get(&triple(bucket, key, v)).cloned())
+    }
+    fn put_version(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), Self::Error> {
+        self.versions
+            .insert(triple(bucket, key, s.version), s.clone());
+        Ok(())
+    }
+    fn remove_version(&mut self, bucket: &str, key: &str, v: u64) -> Result<(), Self::Error> {
+        self.versions.remove(&triple(bucket, key, v));
+        Ok(())
+    }
+    fn versions(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, Self::Error> {
+        Ok(self
+            .versions
+            .range(triple(bucket, key, 0)..=triple(bucket, key, u64::MAX))
+            .map(|(_, s)| s.clone())
+            .collect())
     }
     fn put_object_part(&mut self, v: u64, i: u32, p: &ObjectPart) -> Result<(), Self::Error> {
         self.object_parts.insert((v, i), p.clone());

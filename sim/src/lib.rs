@@ -23,6 +23,8 @@ pub mod object_ops;
 pub mod object_run;
 pub mod object_workload;
 pub mod scenario;
+pub mod version_checker;
+pub mod version_workload;
 pub mod workload;
 
 use std::sync::{Arc, Mutex};

@@ -393,3 +393,53 @@ pub fn degraded_reads(h: &ObjectHistory, layouts: &Layouts) -> u64 {
         })
         .count() as u64
 }
+
+/// The versions workload's blobs (key, version id, layout, marked lost), after repair
+/// had its time, on the durable images: every shard of a blob not marked lost is
+/// sealed, present and hashes to its replicated sha256; a lost one has more shards
+/// damaged by the schedule than its parity covers.
+pub fn check_version_shards(
+    world: &World,
+    blobs: &[(String, String, DataLayout, bool)],
+    faults: &History,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    for (key, id, layout, lost) in blobs {
+        let mut good = 0;
+        let mut unhealed = Vec::new();
+        for (i, placement) in layout.shards.iter().enumerate() {
+            let path = shard_path(layout, i);
+            let image = world.disk(placement.node).durable_files();
+            match image
+                .get(&path)
+                .map(|b| shard_store::verify_file_bytes(&path, b))
+            {
+                Some(Ok((_, data))) if sha(&data) == placement.sha256 && placement.sealed => {
+                    good += 1
+                }
+                other => unhealed.push(format!(
+                    "shard {i} on node {}: {}",
+                    placement.node,
+                    match other {
+                        None => "missing".to_string(),
+                        Some(Err(e)) => e.to_string(),
+                        Some(Ok(_)) => "unsealed or not its sha256".to_string(),
+                    }
+                )),
+            }
+        }
+        let blamed = damaged(layout, faults);
+        if *lost && (good >= usize::from(layout.k) || blamed <= usize::from(layout.m)) {
+            violations.push(format!(
+                "version {id} of {key} is marked lost with {good} good shards, {blamed} damaged by faults"
+            ));
+        }
+        if !lost && !unhealed.is_empty() {
+            violations.push(format!(
+                "version {id} of {key}: repair did not heal it within its time: {}",
+                unhealed.join("; ")
+            ));
+        }
+    }
+    violations
+}

@@ -345,7 +345,7 @@ impl ObjectClient {
         }
         let mut h = self.history.lock().expect("history");
         for (i, key) in picked.into_iter().zip(keys) {
-            let acked = deleted.contains(&key);
+            let acked = deleted.iter().any(|r| r.key == key);
             h.keys[i].delete = Some(DeleteRecord { invoke, ret, acked });
         }
     }

@@ -25,6 +25,7 @@ use crate::object_workload::{
     BUCKET, CALL_TIMEOUT, DownSet, GetOutcome, ObjectClient, SharedObjects,
 };
 use crate::scenario::Params;
+use crate::version_workload::{Op, SharedVersions, VersionClient};
 use crate::{CLIENT_ID_BASE, Outcome, SHARD_DIR, UNLIMITED_DISK_BYTES, checker, faults};
 
 /// Small chunks, so that objects of a few KiB span several stripes.
@@ -167,6 +168,7 @@ async fn layout_of(
     let request = Request::Layout {
         bucket: BUCKET.into(),
         key: key.into(),
+        version_id: None,
     };
     let deadline = SimClock.now() + SETTLE_LIMIT;
     let mut last = String::new();
@@ -282,6 +284,22 @@ pub async fn simulate(params: Params) -> Outcome {
             history: access.clone(),
         })
     });
+    let versions: SharedVersions = Arc::default();
+    let versioner = params.versions.then(|| {
+        Arc::new(VersionClient {
+            env: world.node_env(CLIENT_ID_BASE + u64::from(params.clients) + 2),
+            nodes: params.nodes,
+            down: down.clone(),
+            history: versions.clone(),
+            object_bytes_max: params.object_bytes_max,
+        })
+    });
+    if let Some(v) = &versioner
+        && v.enable(SimClock.now() + SETTLE_LIMIT).await
+    {
+        tasks.push(madsim::task::spawn(v.clone().work(0, until)));
+        tasks.push(madsim::task::spawn(v.clone().work(1, until)));
+    }
     if let Some(admin) = &admin {
         tasks.push(madsim::task::spawn(admin.clone().administer(until)));
         tasks.push(madsim::task::spawn(admin.clone().request(until)));
@@ -379,10 +397,35 @@ pub async fn simulate(params: Params) -> Outcome {
     };
     // The sweep's grace passes (twice its interval to spare), then no orphan is left.
     SimClock.sleep(SWEEP.grace + SWEEP.interval * 2).await;
+    let mut referenced = layouts.clone();
+    if let Some(v) = &versioner {
+        // Read after the sweep: it must have left every version's shards alone.
+        v.read_all(SimClock.now() + SETTLE_LIMIT).await;
+        let h = versions.lock().expect("versions");
+        violations.extend(crate::version_checker::check(&h));
+        let base = referenced.len();
+        for (i, (_, _, l, _)) in h.layouts.iter().enumerate() {
+            referenced.insert(base + i, Some(vec![l.clone()]));
+        }
+        let mut o = history.lock().expect("history");
+        let count = |f: fn(&Op) -> bool| h.ops.iter().filter(|x| f(&x.op)).count() as u64;
+        o.ops
+            .insert("version_puts", count(|op| matches!(op, Op::Put { .. })));
+        o.ops.insert(
+            "version_deletes",
+            count(|op| !matches!(op, Op::Put { .. } | Op::Get { .. })),
+        );
+        o.ops
+            .insert("version_gets", count(|op| matches!(op, Op::Get { .. })));
+        o.ops.insert(
+            "versions_listed",
+            h.listed.as_ref().map_or(0, |l| l.len() as u64),
+        );
+    }
     violations.extend(object_checker::check_orphans(
         &world,
         params.nodes,
-        &layouts,
+        &referenced,
     ));
 
     // What repair says it did (a lower bound: counters start over when a node does).
@@ -418,6 +461,12 @@ pub async fn simulate(params: Params) -> Outcome {
             &mut tally,
         ));
         tally.degraded_reads = object_checker::degraded_reads(&h, &layouts);
+        let v = versions.lock().expect("versions");
+        violations.extend(object_checker::check_version_shards(
+            &world,
+            &v.layouts,
+            &faults_seen,
+        ));
     }
     let rotted = faults_seen.rotted.len();
     let power_loss = world.stats().minus(&before_power_loss);

@@ -138,6 +138,10 @@ pub struct Scenario {
     /// (`access_workload`, judged by `access_checker`).
     #[serde(default)]
     pub access: bool,
+    /// Objects runs: clients write, delete and read versions in a bucket with
+    /// versioning (`version_workload`, judged by `version_checker`).
+    #[serde(default)]
+    pub versions: bool,
     /// Crashes aim at nodes in the middle of a Raft log append, and those appends
     /// tear (some sectors land): torn log tails in most crashes.
     #[serde(default)]
@@ -179,6 +183,7 @@ pub struct Params {
     pub reads: bool,
     pub crash_during_repair: bool,
     pub access: bool,
+    pub versions: bool,
     /// Disks acknowledge fsync without persisting. Not a scenario knob: no store can be
     /// durable on such disks, so it exists to prove the checkers notice.
     pub lying_sync: bool,
@@ -320,6 +325,7 @@ impl Scenario {
             reads: self.reads,
             crash_during_repair: self.crash_during_repair,
             access: self.access,
+            versions: self.versions,
             lying_sync: false,
             repair_off: false,
             scrub_on_request: false,

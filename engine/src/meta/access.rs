@@ -150,6 +150,8 @@ pub enum Setting {
     Tags(Vec<Tag>),
     /// A bucket's CORS configuration: its rules, in order (checked when put).
     Cors(Vec<CorsRule>),
+    /// A bucket's versioning (`meta::versions`).
+    Versioning(super::versions::Versioning),
 }
 
 /// One rule of a bucket's CORS configuration.
@@ -246,8 +248,8 @@ pub(super) fn delete<T: MetaTables>(
     Ok(Applied::Done)
 }
 
-/// Sets (`Some`) or removes (`None`) row `name(v)` of the current version `v` of `key`,
-/// if that version is `version` (the one the request saw; `None`: whichever is current).
+/// Sets (`Some`) or removes (`None`) row `name(v)` of version `v` of `key`: the
+/// version the request read (current or not), or with `None` whichever is current.
 fn put_version_row<T: MetaTables>(
     t: &mut T,
     (bucket, key): (&str, &str),
@@ -258,16 +260,23 @@ fn put_version_row<T: MetaTables>(
     if t.bucket(bucket)?.is_none() {
         return Ok(Applied::NoSuchBucket);
     }
-    match t.object(bucket, key)? {
-        Some(s) if version.is_none_or(|v| v == s.version) => {
+    let current = t.object(bucket, key)?;
+    let target = match version {
+        None => current.clone(),
+        Some(v) if current.as_ref().is_some_and(|c| c.version == v) => current.clone(),
+        Some(v) => t.version(bucket, key, v)?,
+    };
+    match target {
+        Some(s) if !s.marker => {
             match setting {
                 Some(setting) => t.put_setting(bucket, &name(s.version), &setting)?,
                 None => t.remove_setting(bucket, &name(s.version))?,
             }
             Ok(Applied::Done)
         }
-        Some(_) => Ok(Applied::PreconditionFailed),
-        None => Ok(Applied::NoSuchKey),
+        // The version read is gone (overwritten, deleted) or became a marker.
+        _ if current.is_some() => Ok(Applied::PreconditionFailed),
+        _ => Ok(Applied::NoSuchKey),
     }
 }
 

@@ -29,6 +29,12 @@ pub fn distinct(layout: &DataLayout) -> bool {
 pub trait SiteTables {
     type Error;
     fn site_object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error>;
+    fn site_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: u64,
+    ) -> Result<Option<Stored>, Self::Error>;
     fn site_object_part(&self, version: u64, index: u32)
     -> Result<Option<ObjectPart>, Self::Error>;
     fn site_part(&self, upload_id: &str, part: u32) -> Result<Option<PartInfo>, Self::Error>;
@@ -38,6 +44,9 @@ impl<T: MetaTables> SiteTables for T {
     type Error = T::Error;
     fn site_object(&self, bucket: &str, key: &str) -> Result<Option<Stored>, T::Error> {
         self.object(bucket, key)
+    }
+    fn site_version(&self, bucket: &str, key: &str, v: u64) -> Result<Option<Stored>, T::Error> {
+        self.version(bucket, key, v)
     }
     fn site_object_part(&self, version: u64, index: u32) -> Result<Option<ObjectPart>, T::Error> {
         self.object_part(version, index)
@@ -53,18 +62,13 @@ pub fn layout_at<T: SiteTables>(
     data_id: u128,
     r: &DataRef,
 ) -> Result<Option<DataLayout>, T::Error> {
+    let blob = |s: Option<Stored>| match s.map(|s| s.meta.data) {
+        Some(ObjectData::Blob(l)) => Some(l),
+        _ => None,
+    };
     let layout = match &r.site {
-        Site::Object => match t.site_object(&r.bucket, &r.key)? {
-            Some(Stored {
-                meta:
-                    super::ObjectMeta {
-                        data: ObjectData::Blob(l),
-                        ..
-                    },
-                ..
-            }) => Some(l),
-            _ => None,
-        },
+        Site::Object => blob(t.site_object(&r.bucket, &r.key)?),
+        Site::Version { version } => blob(t.site_version(&r.bucket, &r.key, *version)?),
         Site::ObjectPart { version, index } => t
             .site_object_part(*version, *index)?
             .and_then(|p| p.info.data),
@@ -82,6 +86,13 @@ fn store_layout<T: MetaTables>(t: &mut T, r: &DataRef, layout: DataLayout) -> Re
             let mut stored = t.object(&r.bucket, &r.key)?.expect("layout was read here");
             stored.meta.data = ObjectData::Blob(layout);
             t.put_object(&r.bucket, &r.key, &stored)
+        }
+        Site::Version { version } => {
+            let mut stored = t
+                .version(&r.bucket, &r.key, *version)?
+                .expect("layout was read here");
+            stored.meta.data = ObjectData::Blob(layout);
+            t.put_version(&r.bucket, &r.key, &stored)
         }
         Site::ObjectPart { version, index } => {
             let mut row = t

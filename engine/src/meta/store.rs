@@ -2,8 +2,8 @@
 //! Disk (`Disk::storage_backend`: the real file in production, a SimDisk file under
 //! simulation, with its crash model).
 //!
-//! Tables are those of `crate::meta` (buckets, objects, object parts, uploads, parts,
-//! members, data refs), each value bincode-encoded, plus `raft`, which holds the applied
+//! Tables are those of `crate::meta` (buckets, objects, versions, object parts, uploads,
+//! parts, members, data refs, keys, settings), each value bincode-encoded, plus `raft`, which holds the applied
 //! mark: the index, term and configuration the tables reflect.
 //!
 //! Snapshots travel as a stream of [`Record`]s: a sender pages through one read
@@ -48,10 +48,11 @@ struct Tables {
     data_refs: TableDefinition<'static, u128, &'static [u8]>,
     keys: TableDefinition<'static, &'static str, &'static [u8]>,
     settings: TableDefinition<'static, (&'static str, &'static str), &'static [u8]>,
+    versions: TableDefinition<'static, (&'static str, &'static str, u64), &'static [u8]>,
 }
 
 /// Table names, in the order of [`Tables`]; a snapshot being received goes to `incoming.*`.
-const LIVE_NAMES: [&str; 9] = [
+const LIVE_NAMES: [&str; 10] = [
     "buckets",
     "objects",
     "object_parts",
@@ -61,8 +62,9 @@ const LIVE_NAMES: [&str; 9] = [
     "data_refs",
     "keys",
     "settings",
+    "versions",
 ];
-const INCOMING_NAMES: [&str; 9] = [
+const INCOMING_NAMES: [&str; 10] = [
     "incoming.buckets",
     "incoming.objects",
     "incoming.object_parts",
@@ -72,9 +74,10 @@ const INCOMING_NAMES: [&str; 9] = [
     "incoming.data_refs",
     "incoming.keys",
     "incoming.settings",
+    "incoming.versions",
 ];
 
-const fn tables(names: [&'static str; 9]) -> Tables {
+const fn tables(names: [&'static str; 10]) -> Tables {
     Tables {
         buckets: TableDefinition::new(names[0]),
         objects: TableDefinition::new(names[1]),
@@ -85,6 +88,7 @@ const fn tables(names: [&'static str; 9]) -> Tables {
         data_refs: TableDefinition::new(names[6]),
         keys: TableDefinition::new(names[7]),
         settings: TableDefinition::new(names[8]),
+        versions: TableDefinition::new(names[9]),
     }
 }
 
@@ -106,6 +110,7 @@ pub enum Record {
     DataRef(u128, DataRef),
     Key(String, AccessKey),
     Setting(String, String, Setting),
+    Version(String, String, Stored),
 }
 
 /// Where an export stopped: the table it is in and the last key sent from it.
@@ -122,6 +127,7 @@ pub enum Cursor {
     DataRef(Option<u128>),
     Key(Option<String>),
     Setting(Option<(String, String)>),
+    Version(Option<(String, String, u64)>),
     Done,
 }
 
@@ -199,6 +205,7 @@ struct Writer<'t> {
     data_refs: redb::Table<'t, u128, &'static [u8]>,
     keys: redb::Table<'t, &'static str, &'static [u8]>,
     settings: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    versions: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
 }
 
 impl<'t> Writer<'t> {
@@ -213,6 +220,7 @@ impl<'t> Writer<'t> {
             data_refs: txn.open_table(set.data_refs)?,
             keys: txn.open_table(set.keys)?,
             settings: txn.open_table(set.settings)?,
+            versions: txn.open_table(set.versions)?,
         })
     }
 
@@ -227,6 +235,7 @@ impl<'t> Writer<'t> {
             Record::DataRef(id, r) => self.put_data_ref(*id, r),
             Record::Key(id, k) => self.put_access_key(id, k),
             Record::Setting(bucket, name, v) => self.put_setting(bucket, name, v),
+            Record::Version(bucket, key, s) => self.put_version(bucket, key, s),
         }
     }
 }
@@ -266,6 +275,24 @@ impl MetaTables for Writer<'_> {
     fn remove_object(&mut self, bucket: &str, key: &str) -> Result<(), StoreError> {
         self.objects.remove((bucket, key))?;
         Ok(())
+    }
+    fn version(&self, bucket: &str, key: &str, v: u64) -> Result<Option<Stored>, StoreError> {
+        self.versions
+            .get((bucket, key, v))?
+            .map(|v| decoded("version", v.value()))
+            .transpose()
+    }
+    fn put_version(&mut self, bucket: &str, key: &str, s: &Stored) -> Result<(), StoreError> {
+        self.versions
+            .insert((bucket, key, s.version), meta::encode(s).as_slice())?;
+        Ok(())
+    }
+    fn remove_version(&mut self, bucket: &str, key: &str, v: u64) -> Result<(), StoreError> {
+        self.versions.remove((bucket, key, v))?;
+        Ok(())
+    }
+    fn versions(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, StoreError> {
+        versions_of(&self.versions, bucket, key)
     }
     fn put_object_part(&mut self, v: u64, i: u32, p: &ObjectPart) -> Result<(), StoreError> {
         self.object_parts
@@ -400,6 +427,19 @@ impl MetaTables for Writer<'_> {
     fn settings(&self, bucket: &str) -> Result<Vec<(String, Setting)>, StoreError> {
         settings_of(&self.settings, bucket)
     }
+}
+
+/// The noncurrent versions of (bucket, key), oldest first.
+fn versions_of(
+    table: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<Stored>, StoreError> {
+    let mut out = Vec::new();
+    for row in table.range((bucket, key, 0)..=(bucket, key, u64::MAX))? {
+        out.push(decoded("version", row?.1.value())?);
+    }
+    Ok(out)
 }
 
 /// Every setting of `bucket`, in name order.
@@ -623,6 +663,37 @@ impl MetaReader {
             .get((bucket, key))?
             .map(|v| decoded("object", v.value()))
             .transpose()
+    }
+
+    /// The noncurrent versions of (bucket, key), oldest first.
+    pub fn versions(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, StoreError> {
+        versions_of(&self.txn.open_table(LIVE.versions)?, bucket, key)
+    }
+
+    /// The version of (bucket, key) that `which` names, current or not.
+    pub fn find_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        which: meta::versions::VersionRef,
+    ) -> Result<Option<Stored>, StoreError> {
+        if let Some(current) = self.object(bucket, key)?
+            && which.names(&current)
+        {
+            return Ok(Some(current));
+        }
+        Ok(match which {
+            meta::versions::VersionRef::Id(v) => self
+                .txn
+                .open_table(LIVE.versions)?
+                .get((bucket, key, v))?
+                .map(|row| decoded::<Stored>("version", row.value()))
+                .transpose()?
+                .filter(|s| which.names(s)),
+            meta::versions::VersionRef::Null => {
+                self.versions(bucket, key)?.into_iter().find(|s| s.null)
+            }
+        })
     }
 
     /// Up to `limit` objects of `bucket` from `from` on, in key order.
@@ -889,6 +960,18 @@ impl MetaReader {
                         Record::Setting(k.0.into(), k.1.into(), decoded("setting", v)?),
                         Cursor::Setting(Some((k.0.into(), k.1.into())))
                     );
+                    Cursor::Version(None)
+                }
+                Cursor::Version(from) => {
+                    let from = from.as_ref().map(|(b, k, v)| (b.as_str(), k.as_str(), *v));
+                    page!(
+                        LIVE.versions,
+                        (&str, &str, u64),
+                        after(from),
+                        |k, v| v.len(),
+                        Record::Version(k.0.into(), k.1.into(), decoded("version", v)?),
+                        Cursor::Version(Some((k.0.into(), k.1.into(), k.2)))
+                    );
                     Cursor::Done
                 }
                 Cursor::Done => return Ok((out, Cursor::Done)),
@@ -913,6 +996,7 @@ impl MetaReader {
                     Record::DataRef(id, r) => state.put_data_ref(id, &r),
                     Record::Key(id, k) => state.put_access_key(&id, &k),
                     Record::Setting(b, n, v) => state.put_setting(&b, &n, &v),
+                    Record::Version(b, k, s) => state.put_version(&b, &k, &s),
                 };
                 match installed {
                     Ok(()) => {}
@@ -1034,6 +1118,19 @@ mod tests {
                 version: None,
                 acl: meta::access::Acl::private("AK1"),
             }),
+            // A versioned key: a noncurrent blob, a delete marker, one version removed.
+            v1(CommandV1::PutSetting {
+                bucket: "a".into(),
+                name: meta::versions::VERSIONING.into(),
+                setting: meta::access::Setting::Versioning(meta::versions::Versioning::Enabled),
+            }),
+            put("a", "old", 200),
+            put("a", "old", 201),
+            put("a", "old", 202),
+            v1(CommandV1::DeleteObject {
+                bucket: "a".into(),
+                key: "old".into(),
+            }),
         ];
         for i in 0..30u64 {
             c.push(put(
@@ -1124,9 +1221,14 @@ mod tests {
                 meta::Site::Object => "object",
                 meta::Site::ObjectPart { .. } => "object part",
                 meta::Site::UploadPart { .. } => "upload part",
+                meta::Site::Version { .. } => "version",
             });
         }
-        assert_eq!(kinds.len(), 3, "objects, object parts and upload parts");
+        assert_eq!(
+            kinds.len(),
+            4,
+            "objects, versions, object parts and upload parts"
+        );
         assert_eq!(sites.layout_of(102).unwrap(), None);
         drop(sites);
         drop(reader);

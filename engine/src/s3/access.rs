@@ -103,10 +103,18 @@ pub fn need(request: &Request) -> Need {
     use Permission::{Read, ReadAcp, Write, WriteAcp};
     use Request as R;
     let (read, write, owner) = (Perms::READ, Perms::WRITE, Perms::OWNER);
-    let get = |b: &str, k: &str| {
-        Check::new(b, read, "s3:GetObject")
-            .object(k)
-            .object_acl(Read)
+    // A request that names a version needs the version's action (S3's names).
+    let versioned = |id: &Option<String>, plain: &'static str, version: &'static str| {
+        if id.is_some() { version } else { plain }
+    };
+    let get_version = |b: &str, k: &str, id: &Option<String>| {
+        Check::new(
+            b,
+            read,
+            versioned(id, "s3:GetObject", "s3:GetObjectVersion"),
+        )
+        .object(k)
+        .object_acl(Read)
     };
     let put = |b: &str, k: &str, action| Check::new(b, write, action).object(k).bucket_acl(Write);
     let list = |b: &str, action| Check::new(b, read, action).bucket_acl(Read);
@@ -129,8 +137,16 @@ pub fn need(request: &Request) -> Need {
         R::GetBucketVersioning { bucket } => {
             one(Check::new(bucket, read, "s3:GetBucketVersioning"))
         }
-        R::HeadObject { bucket, key, .. } => one(get(bucket, key)),
-        R::GetObject(a) => one(get(&a.bucket, &a.key)),
+        R::PutBucketVersioning { bucket, .. } => {
+            one(Check::new(bucket, owner, "s3:PutBucketVersioning"))
+        }
+        R::HeadObject {
+            bucket,
+            key,
+            version_id,
+            ..
+        } => one(get_version(bucket, key, version_id)),
+        R::GetObject(a) => one(get_version(&a.bucket, &a.key, &a.version_id)),
         R::ListObjects { bucket, .. } | R::ListObjectsV2 { bucket, .. } => {
             one(list(bucket, "s3:ListBucket"))
         }
@@ -148,19 +164,41 @@ pub fn need(request: &Request) -> Need {
         R::AbortMultipartUpload { bucket, key, .. } => {
             one(put(bucket, key, "s3:AbortMultipartUpload"))
         }
-        R::DeleteObject { bucket, key, .. } => one(put(bucket, key, "s3:DeleteObject")),
-        R::DeleteObjects { bucket, keys, .. } => Need::On(
+        R::DeleteObject {
+            bucket,
+            key,
+            version_id,
+        } => one(put(
+            bucket,
+            key,
+            versioned(version_id, "s3:DeleteObject", "s3:DeleteObjectVersion"),
+        )),
+        R::DeleteObjects {
+            bucket,
+            keys,
+            version_ids,
+            ..
+        } => Need::On(
             keys.iter()
-                .map(|k| put(bucket, k, "s3:DeleteObject"))
+                .enumerate()
+                .map(|(i, k)| {
+                    let id = version_ids.get(i).cloned().flatten();
+                    let action = versioned(&id, "s3:DeleteObject", "s3:DeleteObjectVersion");
+                    put(bucket, k, action)
+                })
                 .collect(),
         ),
         R::CopyObject(a) => Need::On(
-            std::iter::once(get(&a.source.bucket, &a.source.key))
-                .chain(put_tagged(&a.bucket, &a.key, &a.tagging))
-                .collect(),
+            std::iter::once(get_version(
+                &a.source.bucket,
+                &a.source.key,
+                &a.source.version_id,
+            ))
+            .chain(put_tagged(&a.bucket, &a.key, &a.tagging))
+            .collect(),
         ),
         R::UploadPartCopy(a) => Need::On(vec![
-            get(&a.source.bucket, &a.source.key),
+            get_version(&a.source.bucket, &a.source.key, &a.source.version_id),
             put(&a.bucket, &a.key, "s3:PutObject"),
         ]),
         R::Access { bucket, request } => {
@@ -173,12 +211,18 @@ pub fn need(request: &Request) -> Need {
                 A::GetBucketPolicyStatus => Check::new(b, owner, "s3:GetBucketPolicyStatus"),
                 A::GetBucketAcl => Check::new(b, read, "s3:GetBucketAcl").bucket_acl(ReadAcp),
                 A::PutBucketAcl(_) => Check::new(b, owner, "s3:PutBucketAcl").bucket_acl(WriteAcp),
-                A::GetObjectAcl { key, .. } => Check::new(b, read, "s3:GetObjectAcl")
-                    .object(key)
-                    .object_acl(ReadAcp),
-                A::PutObjectAcl { key, .. } => Check::new(b, write, "s3:PutObjectAcl")
-                    .object(key)
-                    .object_acl(WriteAcp),
+                A::GetObjectAcl { key, version_id } => {
+                    let action = versioned(version_id, "s3:GetObjectAcl", "s3:GetObjectVersionAcl");
+                    Check::new(b, read, action).object(key).object_acl(ReadAcp)
+                }
+                A::PutObjectAcl {
+                    key, version_id, ..
+                } => {
+                    let action = versioned(version_id, "s3:PutObjectAcl", "s3:PutObjectVersionAcl");
+                    Check::new(b, write, action)
+                        .object(key)
+                        .object_acl(WriteAcp)
+                }
                 A::GetPublicAccessBlock => Check::new(b, owner, "s3:GetBucketPublicAccessBlock"),
                 A::PutPublicAccessBlock(_) | A::DeletePublicAccessBlock => {
                     Check::new(b, owner, "s3:PutBucketPublicAccessBlock")
@@ -199,10 +243,31 @@ pub fn need(request: &Request) -> Need {
             use TagRequest as T;
             let b = bucket.as_str();
             one(match request {
-                T::GetObject { key, .. } => Check::new(b, read, "s3:GetObjectTagging").object(key),
-                T::PutObject { key, .. } => Check::new(b, write, "s3:PutObjectTagging").object(key),
-                T::DeleteObject { key, .. } => {
-                    Check::new(b, write, "s3:DeleteObjectTagging").object(key)
+                T::GetObject { key, version_id } => {
+                    let action = versioned(
+                        version_id,
+                        "s3:GetObjectTagging",
+                        "s3:GetObjectVersionTagging",
+                    );
+                    Check::new(b, read, action).object(key)
+                }
+                T::PutObject {
+                    key, version_id, ..
+                } => {
+                    let action = versioned(
+                        version_id,
+                        "s3:PutObjectTagging",
+                        "s3:PutObjectVersionTagging",
+                    );
+                    Check::new(b, write, action).object(key)
+                }
+                T::DeleteObject { key, version_id } => {
+                    let action = versioned(
+                        version_id,
+                        "s3:DeleteObjectTagging",
+                        "s3:DeleteObjectVersionTagging",
+                    );
+                    Check::new(b, write, action).object(key)
                 }
                 T::GetBucket => Check::new(b, read, "s3:GetBucketTagging"),
                 T::PutBucket(_) | T::DeleteBucket => Check::new(b, owner, "s3:PutBucketTagging"),

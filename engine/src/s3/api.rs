@@ -16,6 +16,7 @@ use crate::s3::cors::CorsAnswer;
 use crate::s3::types::{
     Conditions, ObjectBody, ObjectInfo, PartsPage, PutOutput, RangeSpec, UploadInfo,
 };
+use crate::s3::versions::{Removal, VersionsPage};
 
 /// An S3 request. A PutObject's and an UploadPart's body travel beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,13 +41,17 @@ pub enum Request {
     GetBucketVersioning {
         bucket: String,
     },
+    /// `Enabled` or `Suspended`.
+    PutBucketVersioning {
+        bucket: String,
+        status: String,
+    },
     PutObject(Box<PutArgs>),
     GetObject(Box<GetArgs>),
     HeadObject {
         bucket: String,
         key: String,
         conditions: Conditions,
-        /// `versionId`: only `null` names a version here (see [`Request::ListObjectVersions`]).
         version_id: Option<String>,
     },
     DeleteObject {
@@ -58,8 +63,8 @@ pub enum Request {
         bucket: String,
         keys: Vec<String>,
         quiet: bool,
-        /// The version ids the request gave (with any of its keys).
-        version_ids: Vec<String>,
+        /// Each key's version id, if the request gave one (empty: none did).
+        version_ids: Vec<Option<String>>,
     },
     ListObjects {
         bucket: String,
@@ -111,10 +116,11 @@ pub enum Request {
     Layout {
         bucket: String,
         key: String,
+        /// A version other than the current one.
+        version_id: Option<String>,
     },
-    /// ListObjectVersions. Buckets are not versioned (yet): each object is its one
-    /// `null` version, so a page is the listing after `key_marker`, and
-    /// `version_id_marker` may only be `null`, given with a key marker.
+    /// ListObjectVersions: each key's versions, newest first, after (`key_marker`,
+    /// `version_id_marker`); a version-id marker needs a key marker.
     ListObjectVersions {
         bucket: String,
         prefix: Option<String>,
@@ -394,6 +400,10 @@ pub enum Response {
     Location(Option<String>),
     /// GetBucketVersioning: `None` for a bucket that never had versioning.
     Versioning(Option<String>),
+    /// DeleteObject: what it removed or wrote.
+    Removed(Removal),
+    /// ListObjectVersions.
+    Versions(VersionsPage),
     /// PutObject, CopyObject, UploadPart, UploadPartCopy, CompleteMultipartUpload.
     Put(PutOutput),
     /// A GET's head (the bytes come beside it); `range` is the half-open span served.
@@ -406,7 +416,7 @@ pub enum Response {
     /// the caller may not delete (each answered AccessDenied, as S3 does, while the
     /// others are deleted).
     Deleted {
-        deleted: Vec<String>,
+        deleted: Vec<Removal>,
         denied: Vec<String>,
     },
     Listing(Listing),
@@ -455,6 +465,7 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteBucket",
     "GetBucketLocation",
     "GetBucketVersioning",
+    "PutBucketVersioning",
     "PutObject",
     "GetObject",
     "HeadObject",
@@ -508,6 +519,7 @@ impl Request {
             Request::DeleteBucket { .. } => "DeleteBucket",
             Request::GetBucketLocation { .. } => "GetBucketLocation",
             Request::GetBucketVersioning { .. } => "GetBucketVersioning",
+            Request::PutBucketVersioning { .. } => "PutBucketVersioning",
             Request::PutObject(_) => "PutObject",
             Request::GetObject(_) => "GetObject",
             Request::HeadObject { .. } => "HeadObject",

@@ -18,8 +18,7 @@ use crate::placement;
 use crate::s3::checksum::{self, HashingSource};
 use crate::s3::types::{ObjectBody, Pieces, PutBody, PutOutput, Trailer};
 use crate::s3::{
-    GET_WINDOW_PIECES, PUT_BYTES_MAX, S3, S3Error, applied_error, read_error, unsealed,
-    validate_key, write_error,
+    GET_WINDOW_PIECES, PUT_BYTES_MAX, S3, S3Error, applied_error, read_error, unsealed, write_error,
 };
 
 impl<E: Env> S3<E> {
@@ -118,7 +117,7 @@ impl<E: Env> S3<E> {
         meta: ObjectMeta,
         (condition, settings): (PutCondition, VersionSettings),
         layout: Option<&DataLayout>,
-    ) -> Result<u64, S3Error> {
+    ) -> Result<(u64, Option<String>), S3Error> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let command = if settings.is_empty() {
             CommandV1::PutObject {
@@ -137,11 +136,11 @@ impl<E: Env> S3<E> {
             }
         };
         match self.propose(command).await {
-            Ok(Applied::Version(v)) => {
+            Ok(applied @ (Applied::Version(_) | Applied::Versioned { .. })) => {
                 if let Some(layout) = layout {
                     self.data.report_unsealed(layout);
                 }
-                Ok(v)
+                Ok(written(&applied))
             }
             Ok(other) => {
                 if let Some(layout) = layout {
@@ -184,28 +183,16 @@ impl<E: Env> S3<E> {
                 None => ObjectData::Empty,
             },
         };
-        let version = self
+        let (version, version_id) = self
             .commit_object(bucket, key, meta, (condition, settings), layout.as_ref())
             .await?;
         Ok(PutOutput {
             etag,
             version,
+            version_id,
             checksum: digests.checksum,
             unsealed: unsealed(layout.as_ref()),
         })
-    }
-
-    pub(crate) async fn current(
-        &self,
-        r: &MetaReader,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Stored, S3Error> {
-        self.bucket_must_exist(r, bucket).await?;
-        validate_key(key).map_err(|_| S3Error::NoSuchKey)?;
-        r.object(bucket, key)
-            .map_err(|e| S3Error::Internal(e.to_string()))?
-            .ok_or(S3Error::NoSuchKey)
     }
 
     /// `ObjectLost` when repair recorded a blob of `stored` as lost.
@@ -281,5 +268,17 @@ impl<E: Env> S3<E> {
             None
         };
         Ok(ObjectBody { first, rx })
+    }
+}
+
+/// The log index and S3 version id of a committed write.
+pub(crate) fn written(applied: &Applied) -> (u64, Option<String>) {
+    match applied {
+        Applied::Versioned { version, null } => (
+            *version,
+            Some(crate::meta::versions::version_id(*version, *null)),
+        ),
+        Applied::Version(v) => (*v, None),
+        _ => (0, None),
     }
 }

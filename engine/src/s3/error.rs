@@ -25,6 +25,14 @@ pub enum S3Error {
     /// The key has no current version.
     #[error("NoSuchKey")]
     NoSuchKey,
+    /// The version id names no version of the key.
+    #[error("NoSuchVersion")]
+    NoSuchVersion,
+    /// The version asked for is a delete marker: `NoSuchKey` (404) when it is the
+    /// current version of a key asked for without an id, `MethodNotAllowed` (405) when
+    /// the request named it; either way with `x-amz-delete-marker: true`.
+    #[error("delete marker {version_id}")]
+    DeleteMarker { version_id: String, named: bool },
     /// The upload id names no upload in progress (for this bucket and key).
     #[error("NoSuchUpload")]
     NoSuchUpload,
@@ -152,6 +160,9 @@ impl S3Error {
             Self::CorsForbidden => "AccessForbidden",
             Self::MalformedXml(_) => "MalformedXML",
             Self::NoSuchKey => "NoSuchKey",
+            Self::NoSuchVersion => "NoSuchVersion",
+            Self::DeleteMarker { named: false, .. } => "NoSuchKey",
+            Self::DeleteMarker { named: true, .. } => "MethodNotAllowed",
             Self::NoSuchUpload => "NoSuchUpload",
             Self::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
             Self::BucketNotEmpty => "BucketNotEmpty",
@@ -195,6 +206,8 @@ impl S3Error {
         match self {
             Self::NoSuchBucket
             | Self::NoSuchKey
+            | Self::NoSuchVersion
+            | Self::DeleteMarker { named: false, .. }
             | Self::NoSuchUpload
             | Self::NoSuchAccessKey(_)
             | Self::NoSuchBucketPolicy
@@ -224,6 +237,7 @@ impl S3Error {
             | Self::MalformedXml(_) => 400,
             Self::SignatureDoesNotMatch(_) => 403,
             Self::InvalidRange { .. } => 416,
+            Self::DeleteMarker { named: true, .. } => 405,
             Self::PreconditionFailed => 412,
             Self::NotModified => 304,
             Self::SlowDown(_) | Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => 503,
@@ -238,7 +252,15 @@ impl S3Error {
     pub fn message(&self) -> String {
         match self {
             Self::NoSuchBucket => "The specified bucket does not exist.".into(),
-            Self::NoSuchKey => "The specified key does not exist.".into(),
+            Self::NoSuchKey | Self::DeleteMarker { named: false, .. } => {
+                "The specified key does not exist.".into()
+            }
+            Self::NoSuchVersion => {
+                "The specified version does not exist.".into()
+            }
+            Self::DeleteMarker { named: true, .. } => {
+                "The specified method is not allowed against this resource.".into()
+            }
             Self::NoSuchUpload => "The specified multipart upload does not exist.".into(),
             Self::BucketAlreadyOwnedByYou => {
                 "Your previous request to create the named bucket succeeded and you already own it."
@@ -341,6 +363,23 @@ mod tests {
             ),
             (S3Error::CorsForbidden, "AccessForbidden", 403),
             (S3Error::MalformedXml("x".into()), "MalformedXML", 400),
+            (S3Error::NoSuchVersion, "NoSuchVersion", 404),
+            (
+                S3Error::DeleteMarker {
+                    version_id: "v".into(),
+                    named: false,
+                },
+                "NoSuchKey",
+                404,
+            ),
+            (
+                S3Error::DeleteMarker {
+                    version_id: "v".into(),
+                    named: true,
+                },
+                "MethodNotAllowed",
+                405,
+            ),
         ];
         for (e, code, status) in table {
             assert_eq!((e.code(), e.status()), (code, status), "{e:?}");

@@ -7,6 +7,7 @@
 use crate::data_path::ByteSource;
 use crate::env::{Clock, Env};
 use crate::meta::access::VersionSettings;
+use crate::meta::versions::VersionRef;
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
 use crate::s3::access::{Authorized, Caller, Origin};
 use crate::s3::api::{
@@ -17,7 +18,8 @@ use crate::s3::tags;
 use crate::s3::types::{
     CopySource, MetadataDirective, ObjectInfo, PutBody, PutObject, RangeSpec, Trailer,
 };
-use crate::s3::{S3, S3Error, version_id_ok};
+use crate::s3::versions::{self, parse_opt};
+use crate::s3::{S3, S3Error};
 
 /// `x-amz-checksum-algorithm` by name.
 pub fn algorithm(name: &str) -> Result<ChecksumAlgorithm, S3Error> {
@@ -98,6 +100,7 @@ fn list_params(
         delimiter,
         after,
         max_keys: max_keys(m)?,
+        markers: false,
     })
 }
 
@@ -111,23 +114,23 @@ fn max_keys(m: Option<i32>) -> Result<usize, S3Error> {
     }
 }
 
-/// ListObjectVersions' markers on an unversioned bucket: the key to resume after. A
-/// version-id marker needs a key marker, and only `null` names a version here.
+/// ListObjectVersions' markers: the key to resume after, and the version of it. A
+/// version-id marker needs a key marker.
 fn version_markers(
     key_marker: Option<String>,
     version_id_marker: Option<String>,
-) -> Result<Option<String>, S3Error> {
+) -> Result<(Option<String>, Option<VersionRef>), S3Error> {
     let key_marker = key_marker.filter(|k| !k.is_empty());
-    match version_id_marker.as_deref().filter(|v| !v.is_empty()) {
-        None => {}
+    let version = match version_id_marker.as_deref().filter(|v| !v.is_empty()) {
+        None => None,
         Some(_) if key_marker.is_none() => {
             return Err(S3Error::InvalidArgument(
                 "A version-id marker cannot be specified without a key marker.".into(),
             ));
         }
-        Some(v) => version_id_ok(Some(v))?,
-    }
-    Ok(key_marker)
+        Some(v) => Some(versions::parse(v)?),
+    };
+    Ok((key_marker, version))
 }
 
 fn part_number(n: i32) -> Result<u32, S3Error> {
@@ -153,12 +156,13 @@ fn copy_range(r: Option<&str>) -> Result<Option<RangeSpec>, S3Error> {
 }
 
 fn source(s: SourceArgs, range: Option<RangeSpec>) -> Result<CopySource, S3Error> {
-    version_id_ok(s.version_id.as_deref())?;
+    parse_opt(s.version_id.as_deref())?;
     Ok(CopySource {
         bucket: s.bucket,
         key: s.key,
         conditions: s.conditions,
         range,
+        version_id: s.version_id,
     })
 }
 
@@ -270,9 +274,11 @@ impl<E: Env> S3<E> {
                 Response::Location((region != "us-east-1").then(|| region.clone())).into()
             }
             Request::GetBucketVersioning { bucket } => {
-                // Buckets are unversioned (one current version per key).
-                self.head_bucket(&bucket).await?;
-                Response::Versioning(None).into()
+                Response::Versioning(self.get_versioning(&bucket).await?).into()
+            }
+            Request::PutBucketVersioning { bucket, status } => {
+                self.put_versioning(&bucket, &status).await?;
+                Response::Done.into()
             }
             Request::PutObject(a) => {
                 let source = body.ok_or_else(needs_body)?;
@@ -294,12 +300,12 @@ impl<E: Env> S3<E> {
                 Response::Put(self.put_object(put, trailer).await?).into()
             }
             Request::GetObject(a) => {
-                version_id_ok(a.version_id.as_deref())?;
                 if a.part_number.is_some() {
                     return Err(S3Error::NotImplemented("GET by part number".into()));
                 }
+                let version = a.version_id.as_deref();
                 let out = self
-                    .get_object(&a.bucket, &a.key, a.range, &a.conditions, view)
+                    .get_object(&a.bucket, &a.key, a.range, &a.conditions, version, view)
                     .await?;
                 let mut info = out.info;
                 overridden(&mut info, a.overrides);
@@ -321,17 +327,21 @@ impl<E: Env> S3<E> {
                 conditions,
                 version_id,
             } => {
-                version_id_ok(version_id.as_deref())?;
-                Response::Head(self.head_object(&bucket, &key, &conditions, view).await?).into()
+                let version = version_id.as_deref();
+                let info = self
+                    .head_object(&bucket, &key, &conditions, version, view)
+                    .await?;
+                Response::Head(info).into()
             }
             Request::DeleteObject {
                 bucket,
                 key,
                 version_id,
             } => {
-                version_id_ok(version_id.as_deref())?;
-                self.delete_object(&bucket, &key).await?;
-                Response::Done.into()
+                let removed = self
+                    .delete_object(&bucket, &key, version_id.as_deref())
+                    .await?;
+                Response::Removed(removed).into()
             }
             Request::DeleteObjects {
                 bucket,
@@ -339,10 +349,15 @@ impl<E: Env> S3<E> {
                 quiet,
                 version_ids,
             } => {
-                for v in &version_ids {
-                    version_id_ok(Some(v))?;
+                if !version_ids.is_empty() && version_ids.len() != keys.len() {
+                    return Err(S3Error::Internal("a version id per key, or none".into()));
                 }
-                let deleted = self.delete_objects(&bucket, keys, &denied).await?.keys;
+                let mut ids = version_ids.into_iter();
+                let keys = keys
+                    .into_iter()
+                    .map(|k| (k, ids.next().flatten()))
+                    .collect();
+                let deleted = self.delete_objects(&bucket, keys, &denied).await?;
                 Response::Deleted {
                     deleted: if quiet { Vec::new() } else { deleted },
                     denied,
@@ -530,8 +545,13 @@ impl<E: Env> S3<E> {
                 })
                 .into()
             }
-            Request::Layout { bucket, key } => {
-                Response::Layout(self.layouts(&bucket, &key).await?).into()
+            Request::Layout {
+                bucket,
+                key,
+                version_id,
+            } => {
+                let version = version_id.as_deref();
+                Response::Layout(self.layouts(&bucket, &key, version).await?).into()
             }
             Request::ListObjectVersions {
                 bucket,
@@ -541,11 +561,9 @@ impl<E: Env> S3<E> {
                 version_id_marker,
                 max_keys: m,
             } => {
-                let after = version_markers(key_marker, version_id_marker)?;
+                let (after, version) = version_markers(key_marker, version_id_marker)?;
                 let params = list_params(prefix, delimiter, after, m)?;
-                let (page, objects) = self.list_objects(&bucket, &params).await?;
-                let next = page.truncated.then(|| page.last.clone()).flatten();
-                Response::Listing(listing(params, page, objects, next, None)).into()
+                Response::Versions(self.list_versions(&bucket, params, version).await?).into()
             }
             Request::Access { bucket, request } => {
                 self.access_request(&bucket, request).await?.into()
@@ -600,13 +618,11 @@ mod tests {
         }
         assert!(part_number(-1).is_err());
         let s = |v: &str| Some(v.to_string());
-        assert_eq!(version_markers(s("k"), s("null")).unwrap(), s("k"));
-        assert!(version_id_ok(None).is_ok() && version_id_ok(Some("null")).is_ok());
         assert_eq!(
-            version_id_ok(Some("3HL4kq")).unwrap_err().code(),
-            "InvalidArgument"
+            version_markers(s("k"), s("null")).unwrap(),
+            (s("k"), Some(VersionRef::Null))
         );
-        assert_eq!(version_markers(s(""), None).unwrap(), None);
+        assert_eq!(version_markers(s(""), None).unwrap(), (None, None));
         for (key, version) in [(None, s("null")), (s(""), s("null")), (s("k"), s("v1"))] {
             let refused = version_markers(key, version).unwrap_err();
             assert_eq!(refused.code(), "InvalidArgument");

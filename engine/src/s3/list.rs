@@ -2,7 +2,8 @@
 //! prefixes, max-keys, and a resume point (marker, start-after or continuation token:
 //! all "after this key"). A run of keys under one common prefix is skipped with one
 //! range seek past the prefix, not walked, so a prefix with millions of keys below a
-//! delimiter costs one row.
+//! delimiter costs one row. Keys whose current version is a delete marker are left
+//! out (a common prefix is shown even when only such keys are under it).
 
 use std::ops::Bound;
 
@@ -21,6 +22,9 @@ pub struct ListParams {
     /// Resume after this key (or common prefix).
     pub after: Option<String>,
     pub max_keys: usize,
+    /// List keys whose current version is a delete marker (ListObjectVersions does;
+    /// ListObjects leaves them out).
+    pub markers: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -98,6 +102,10 @@ pub fn list(reader: &MetaReader, bucket: &str, p: &ListParams) -> Result<ListPag
                     .map(|i| key[..p.prefix.len() + i + d.len()].to_string())
             });
             let Some(cp) = common else {
+                if stored.marker && !p.markers {
+                    next = Some(Bound::Excluded(key));
+                    continue;
+                }
                 if entries == max {
                     page.truncated = true;
                     return Ok(page);
@@ -179,6 +187,7 @@ mod tests {
             delimiter: delimiter.map(String::from),
             after: None,
             max_keys: max,
+            markers: false,
         };
         let mut out = Vec::new();
         for _ in 0..100 {

@@ -33,6 +33,7 @@ pub mod rpc;
 mod settings;
 pub mod tags;
 pub mod types;
+pub mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,18 +64,6 @@ pub const DELETE_KEYS_MAX: usize = 1000;
 pub(crate) const GET_WINDOW_PIECES: usize = 4;
 /// Time allowed for a proposal (forwarding included) or a ReadIndex.
 pub const META_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A version id given to GET, HEAD, DELETE, a copy's source, or an object's tags or ACL.
-/// Buckets are not versioned: `null` names every object's one version, and any other id
-/// none (refused, rather than served or deleted as if it named the current object).
-pub(crate) fn version_id_ok(version_id: Option<&str>) -> Result<(), S3Error> {
-    match version_id {
-        None | Some("null") => Ok(()),
-        Some(_) => Err(S3Error::InvalidArgument(
-            "Invalid version id specified".into(),
-        )),
-    }
-}
 
 /// Checks S3's bucket naming rules (general-purpose buckets).
 pub fn validate_bucket(name: &str) -> Result<(), S3Error> {
@@ -185,9 +174,11 @@ pub(crate) fn applied_error(a: Applied) -> S3Error {
         Applied::InvalidPartOrder => S3Error::InvalidPartOrder,
         Applied::EntityTooSmall(n) => S3Error::EntityTooSmall(n),
         Applied::Stale => S3Error::Internal("the metadata refused the layout as stale".into()),
-        Applied::Done | Applied::Version(_) => {
-            S3Error::Internal(format!("unexpected result {a:?}"))
-        }
+        Applied::Done
+        | Applied::Version(_)
+        | Applied::Versioned { .. }
+        | Applied::Marker { .. }
+        | Applied::Removed(_) => S3Error::Internal(format!("unexpected result {a:?}")),
     }
 }
 

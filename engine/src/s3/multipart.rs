@@ -140,6 +140,7 @@ impl<E: Env> S3<E> {
         Ok(PutOutput {
             etag,
             version: 0,
+            version_id: None,
             checksum: digests.checksum,
             unsealed: 0,
         })
@@ -156,7 +157,14 @@ impl<E: Env> S3<E> {
         Self::part_number(part)?;
         let r = self.reader().await?;
         let head = self.upload_of(&r, bucket, key, upload_id).await?;
-        let stored = self.current(&r, &source.bucket, &source.key).await?;
+        let stored = self
+            .resolve(
+                &r,
+                &source.bucket,
+                &source.key,
+                source.version_id.as_deref(),
+            )
+            .await?;
         let info = ObjectInfo::of(&source.key, &stored);
         source.check(&info)?;
         let span = match source.range {
@@ -186,6 +194,7 @@ impl<E: Env> S3<E> {
         Ok(PutOutput {
             etag,
             version: 0,
+            version_id: None,
             checksum: digests.checksum,
             unsealed: 0,
         })
@@ -249,12 +258,16 @@ impl<E: Env> S3<E> {
             part_size_min: self.config.part_size_min_bytes,
         };
         match self.propose(command).await? {
-            Applied::Version(version) => Ok(PutOutput {
-                etag,
-                version,
-                checksum: object_checksum,
-                unsealed: 0,
-            }),
+            applied @ (Applied::Version(_) | Applied::Versioned { .. }) => {
+                let (version, version_id) = super::blobs::written(&applied);
+                Ok(PutOutput {
+                    etag,
+                    version,
+                    version_id,
+                    checksum: object_checksum,
+                    unsealed: 0,
+                })
+            }
             other => Err(applied_error(other)),
         }
     }

@@ -2,16 +2,17 @@
 
 use crate::data_path::ByteSource;
 use crate::env::Env;
+use crate::meta::PutCondition;
 use crate::meta::access::VersionSettings;
 use crate::meta::store::MetaReader;
-use crate::meta::{Applied, CommandV1, PutCondition};
 use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::tags;
 use crate::s3::types::{
-    Conditions, CopySource, Deleted, GetOutput, MetadataDirective, NoTrailer, ObjectInfo, PutBody,
+    Conditions, CopySource, GetOutput, MetadataDirective, NoTrailer, ObjectInfo, PutBody,
     PutObject, PutOutput, RangeSpec, Trailer,
 };
-use crate::s3::{DELETE_KEYS_MAX, S3, S3Error, applied_error, validate_key, validate_user_meta};
+use crate::s3::versions::Removal;
+use crate::s3::{DELETE_KEYS_MAX, S3, S3Error, validate_key, validate_user_meta};
 
 impl<E: Env> S3<E> {
     pub async fn put_object<S: ByteSource, T: Trailer>(
@@ -47,14 +48,16 @@ impl<E: Env> S3<E> {
         bucket: &str,
         key: &str,
         conditions: &Conditions,
+        version_id: Option<&str>,
         view: Option<MetaReader>,
     ) -> Result<ObjectInfo, S3Error> {
         let r = match view {
             Some(r) => r,
             None => self.reader().await?,
         };
-        let stored = self.current(&r, bucket, key).await?;
-        let info = ObjectInfo::of(key, &stored);
+        let stored = self.resolve(&r, bucket, key, version_id).await?;
+        let mut info = ObjectInfo::of(key, &stored);
+        info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         conditions.check(&info)?;
         self.must_not_be_lost(&r, &stored)?;
         Ok(info)
@@ -66,20 +69,24 @@ impl<E: Env> S3<E> {
         key: &str,
         range: Option<RangeSpec>,
         conditions: &Conditions,
+        version_id: Option<&str>,
         view: Option<MetaReader>,
     ) -> Result<GetOutput, S3Error> {
         // `view`: the one authorization took (after its ReadIndex), if it took one.
-        // Otherwise a small object's bytes are read during the ReadIndex (`prefetch`).
+        // Otherwise a small object's bytes are read during the ReadIndex (`prefetch`),
+        // when the request is for the current version.
         let (r, prefetched) = match view {
             Some(r) => (r, None),
+            None if version_id.is_some() => (self.reader().await?, None),
             None => {
                 let (r, p) =
                     futures::future::join(self.reader(), self.prefetch(bucket, key, range)).await;
                 (r?, p)
             }
         };
-        let stored = self.current(&r, bucket, key).await?;
+        let stored = self.resolve(&r, bucket, key, version_id).await?;
         let mut info = ObjectInfo::of(key, &stored);
+        info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         conditions.check(&info)?;
         info.tag_count = tags::version_tags(&r, bucket, stored.version)?.len();
         let (span, range) = match range {
@@ -106,48 +113,32 @@ impl<E: Env> S3<E> {
         Ok(GetOutput { info, range, body })
     }
 
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), S3Error> {
-        validate_key(key)?;
-        let command = CommandV1::DeleteObject {
-            bucket: bucket.into(),
-            key: key.into(),
-        };
-        // Deleting a key that is not there succeeds, as in S3.
-        match self.propose(command).await? {
-            Applied::Done | Applied::NoSuchKey => Ok(()),
-            other => Err(applied_error(other)),
-        }
-    }
-
-    /// DeleteObjects of `keys` but those in `refused` (the caller may not delete them:
-    /// they are answered AccessDenied beside the others, as S3 does).
+    /// DeleteObjects of `keys` (each with its version id, if the request gave one) but
+    /// those in `refused` (the caller may not delete them: they are answered
+    /// AccessDenied beside the others, as S3 does).
     pub async fn delete_objects(
         &self,
         bucket: &str,
-        keys: Vec<String>,
+        keys: Vec<(String, Option<String>)>,
         refused: &[String],
-    ) -> Result<Deleted, S3Error> {
+    ) -> Result<Vec<Removal>, S3Error> {
         if keys.len() > DELETE_KEYS_MAX {
             return Err(S3Error::InvalidArgument(format!(
                 "at most {DELETE_KEYS_MAX} keys per request"
             )));
         }
-        for key in &keys {
+        for (key, _) in &keys {
             validate_key(key)?;
         }
         let refused: std::collections::BTreeSet<&String> = refused.iter().collect();
-        let keys: Vec<String> = keys.into_iter().filter(|k| !refused.contains(k)).collect();
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|(k, _)| !refused.contains(k))
+            .collect();
         if keys.is_empty() {
-            return Ok(Deleted { keys });
+            return Ok(Vec::new());
         }
-        let command = CommandV1::DeleteObjects {
-            bucket: bucket.into(),
-            keys: keys.clone(),
-        };
-        match self.propose(command).await? {
-            Applied::Done => Ok(Deleted { keys }),
-            other => Err(applied_error(other)),
-        }
+        self.delete_versions(bucket, &keys).await
     }
 
     pub async fn list_objects(
@@ -180,7 +171,14 @@ impl<E: Env> S3<E> {
         validate_key(key)?;
         let r = self.reader().await?;
         self.bucket_must_exist(&r, bucket).await?;
-        let stored = self.current(&r, &source.bucket, &source.key).await?;
+        let stored = self
+            .resolve(
+                &r,
+                &source.bucket,
+                &source.key,
+                source.version_id.as_deref(),
+            )
+            .await?;
         let info = ObjectInfo::of(&source.key, &stored);
         source.check(&info)?;
         if source.bucket == bucket

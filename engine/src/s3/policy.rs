@@ -135,6 +135,7 @@ const ACTIONS: &[&str] = &[
     "s3:DeleteObject",
     "s3:DeleteObjectTagging",
     "s3:DeleteObjectVersion",
+    "s3:DeleteObjectVersionTagging",
     "s3:GetBucketAcl",
     "s3:GetBucketLocation",
     "s3:GetBucketOwnershipControls",
@@ -147,6 +148,8 @@ const ACTIONS: &[&str] = &[
     "s3:GetObjectAcl",
     "s3:GetObjectTagging",
     "s3:GetObjectVersion",
+    "s3:GetObjectVersionAcl",
+    "s3:GetObjectVersionTagging",
     "s3:ListAllMyBuckets",
     "s3:ListBucket",
     "s3:ListBucketMultipartUploads",
@@ -160,6 +163,9 @@ const ACTIONS: &[&str] = &[
     "s3:PutObject",
     "s3:PutObjectAcl",
     "s3:PutObjectTagging",
+    "s3:PutObjectVersionAcl",
+    "s3:PutObjectVersionTagging",
+    "s3:PutBucketVersioning",
 ];
 
 /// The prefix of `s3:ExistingObjectTag/<key>` condition keys, lower case.

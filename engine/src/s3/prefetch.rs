@@ -73,7 +73,7 @@ impl<E: Env> S3<E> {
             return None;
         }
         let local: MetaReader = self.raft.reader().ok()?;
-        let stored = self.current(&local, bucket, key).await.ok()?;
+        let stored = self.resolve(&local, bucket, key, None).await.ok()?;
         let layout = small_blob(&stored)?;
         let span = match range {
             Some(spec) => spec.resolve(layout.size).ok()?,

@@ -202,9 +202,10 @@ impl<E: Env> S3<E> {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
     ) -> Result<Vec<(DataLayout, bool)>, S3Error> {
         let r = self.reader().await?;
-        let stored = self.current(&r, bucket, key).await?;
+        let stored = self.resolve(&r, bucket, key, version_id).await?;
         let blobs: Vec<DataLayout> = match &stored.meta.data {
             ObjectData::Empty => Vec::new(),
             ObjectData::Blob(l) => vec![l.clone()],

@@ -131,11 +131,9 @@ impl<E: Env> S3<E> {
                 Setting::Acl(resolve_acl(&input, &owner, &owner, &access)?),
             ),
             A::GetObjectAcl { key, version_id } => {
-                crate::s3::version_id_ok(version_id.as_deref())?;
-                let stored = reader
-                    .object(bucket, &key)
-                    .map_err(internal)?
-                    .ok_or(S3Error::NoSuchKey)?;
+                let stored = self
+                    .resolve(&reader, bucket, &key, version_id.as_deref())
+                    .await?;
                 return Ok(Response::Acl(
                     match get(&settings::object_acl(stored.version))? {
                         Some(Setting::Acl(acl)) => acl,
@@ -148,11 +146,9 @@ impl<E: Env> S3<E> {
                 version_id,
                 acl,
             } => {
-                crate::s3::version_id_ok(version_id.as_deref())?;
-                let stored = reader
-                    .object(bucket, &key)
-                    .map_err(internal)?
-                    .ok_or(S3Error::NoSuchKey)?;
+                let stored = self
+                    .resolve(&reader, bucket, &key, version_id.as_deref())
+                    .await?;
                 let current = match get(&settings::object_acl(stored.version))? {
                     Some(Setting::Acl(acl)) => acl.owner,
                     _ => owner.clone(),

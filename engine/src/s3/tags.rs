@@ -12,7 +12,7 @@ use crate::meta::access::{self as settings, Setting, Tag};
 use crate::meta::store::MetaReader;
 use crate::meta::{Applied, CommandV1};
 use crate::s3::api::{Response, TagRequest};
-use crate::s3::{S3, S3Error, applied_error, version_id_ok};
+use crate::s3::{S3, S3Error, applied_error};
 
 /// Most tags an object version may have.
 pub const OBJECT_TAGS_MAX: usize = 10;
@@ -102,16 +102,11 @@ impl<E: Env> S3<E> {
         let reader = self.reader().await?;
         self.bucket_must_exist(&reader, bucket).await?;
         let internal = |e: crate::meta::store::StoreError| S3Error::Internal(e.to_string());
-        let current = |key: &str, version_id: Option<&str>| {
-            version_id_ok(version_id)?;
-            reader
-                .object(bucket, key)
-                .map_err(internal)?
-                .ok_or(S3Error::NoSuchKey)
-        };
         let command = match request {
             T::GetObject { key, version_id } => {
-                let stored = current(&key, version_id.as_deref())?;
+                let stored = self
+                    .resolve(&reader, bucket, &key, version_id.as_deref())
+                    .await?;
                 return Ok(Response::Tags(version_tags(
                     &reader,
                     bucket,
@@ -124,7 +119,9 @@ impl<E: Env> S3<E> {
                 tags,
             } => {
                 validate(&tags, OBJECT_TAGS_MAX)?;
-                let stored = current(&key, version_id.as_deref())?;
+                let stored = self
+                    .resolve(&reader, bucket, &key, version_id.as_deref())
+                    .await?;
                 CommandV1::PutObjectTags {
                     bucket: bucket.into(),
                     key,
@@ -133,7 +130,9 @@ impl<E: Env> S3<E> {
                 }
             }
             T::DeleteObject { key, version_id } => {
-                let stored = current(&key, version_id.as_deref())?;
+                let stored = self
+                    .resolve(&reader, bucket, &key, version_id.as_deref())
+                    .await?;
                 CommandV1::PutObjectTags {
                     bucket: bucket.into(),
                     key,

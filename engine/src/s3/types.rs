@@ -18,6 +18,9 @@ use crate::s3::S3Error;
 pub struct ObjectInfo {
     pub key: String,
     pub version: u64,
+    /// S3's version id, where the version has one to show (none for S3's `null`
+    /// version unless a request named it).
+    pub version_id: Option<String>,
     pub size: u64,
     pub etag: String,
     pub last_modified_ms: u64,
@@ -35,6 +38,7 @@ impl ObjectInfo {
         Self {
             key: key.to_string(),
             version: s.version,
+            version_id: (!s.null).then(|| s.version_id()),
             size: s.meta.size,
             etag: s.meta.etag.clone(),
             last_modified_ms: s.meta.created_ms,
@@ -92,6 +96,8 @@ impl Trailer for NoTrailer {
 pub struct PutOutput {
     pub etag: String,
     pub version: u64,
+    /// S3's version id of the new version, where the bucket has versioning.
+    pub version_id: Option<String>,
     pub checksum: Option<Checksum>,
     /// Shards the write could not seal (a degraded write; repair owes them).
     pub unsealed: u16,
@@ -219,12 +225,6 @@ pub struct GetOutput {
     pub body: ObjectBody,
 }
 
-/// A DeleteObjects result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deleted {
-    pub keys: Vec<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadInfo {
     pub upload_id: String,
@@ -259,6 +259,8 @@ pub struct CopySource {
     pub conditions: Conditions,
     /// UploadPartCopy's x-amz-copy-source-range.
     pub range: Option<RangeSpec>,
+    /// `?versionId=` on x-amz-copy-source.
+    pub version_id: Option<String>,
 }
 
 impl CopySource {

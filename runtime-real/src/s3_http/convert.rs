@@ -20,11 +20,25 @@ pub fn s3s_error(e: EngineError) -> s3s::S3Error {
     if let Ok(status) = http::StatusCode::from_u16(e.status()) {
         err.set_status_code(status);
     }
-    if let EngineError::InvalidRange { size } = e
-        && let Ok(v) = http::HeaderValue::from_str(&format!("bytes */{size}"))
-    {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::CONTENT_RANGE, v);
+    let mut headers = http::HeaderMap::new();
+    match &e {
+        EngineError::InvalidRange { size } => {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("bytes */{size}")) {
+                headers.insert(http::header::CONTENT_RANGE, v);
+            }
+        }
+        EngineError::DeleteMarker { version_id, .. } => {
+            headers.insert(
+                "x-amz-delete-marker",
+                http::HeaderValue::from_static("true"),
+            );
+            if let Ok(v) = http::HeaderValue::from_str(version_id) {
+                headers.insert("x-amz-version-id", v);
+            }
+        }
+        _ => {}
+    }
+    if !headers.is_empty() {
         err.set_headers(headers);
     }
     err

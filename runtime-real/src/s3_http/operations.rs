@@ -109,18 +109,14 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::GetBucketVersioningInput>,
     ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
-        let who = asker!(req);
-        let bucket = req.input.bucket;
-        match self
-            .respond(who, Request::GetBucketVersioning { bucket })
-            .await?
-        {
-            Response::Versioning(status) => Ok(S3Response::new(dto::GetBucketVersioningOutput {
-                status: status.map(dto::BucketVersioningStatus::from),
-                ..Default::default()
-            })),
-            other => Err(unexpected(other)),
-        }
+        self.bucket_versioning(req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<dto::PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
+        self.set_bucket_versioning(req).await
     }
 
     async fn put_object(
@@ -182,6 +178,7 @@ impl s3s::S3 for Edge {
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
             size,
+            version_id: out.version_id,
             ..Default::default()
         }))
     }
@@ -248,6 +245,7 @@ impl s3s::S3 for Edge {
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
             tag_count: (info.tag_count > 0).then_some(info.tag_count as i32),
+            version_id: info.version_id.clone(),
             body: Some(stream_of(body)),
             ..Default::default()
         };
@@ -299,6 +297,7 @@ impl s3s::S3 for Edge {
             checksum_sha1: c.sha1,
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
+            version_id: info.version_id.clone(),
             ..Default::default()
         }))
     }
@@ -307,69 +306,14 @@ impl s3s::S3 for Edge {
         &self,
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
-        let who = asker!(req);
-        let i = req.input;
-        self.respond(
-            who,
-            Request::DeleteObject {
-                bucket: i.bucket,
-                key: i.key,
-                version_id: i.version_id,
-            },
-        )
-        .await?;
-        Ok(S3Response::with_status(
-            dto::DeleteObjectOutput::default(),
-            http::StatusCode::NO_CONTENT,
-        ))
+        self.delete_one(req).await
     }
 
     async fn delete_objects(
         &self,
         req: S3Request<dto::DeleteObjectsInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
-        let who = asker!(req);
-        let i = req.input;
-        let quiet = i.delete.quiet.unwrap_or(false);
-        let objects = i.delete.objects;
-        let request = Request::DeleteObjects {
-            bucket: i.bucket,
-            version_ids: objects
-                .iter()
-                .filter_map(|o| o.version_id.clone())
-                .collect(),
-            keys: objects.into_iter().map(|o| o.key).collect(),
-            quiet,
-        };
-        let Response::Deleted { deleted, denied } = self.respond(who, request).await? else {
-            return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
-        };
-        let deleted = (!quiet).then(|| {
-            deleted
-                .into_iter()
-                .map(|k| dto::DeletedObject {
-                    key: Some(k),
-                    ..Default::default()
-                })
-                .collect()
-        });
-        // Refusals are listed even when quiet: S3 leaves out only the successes.
-        let errors = (!denied.is_empty()).then(|| {
-            denied
-                .into_iter()
-                .map(|k| dto::Error {
-                    key: Some(k),
-                    code: Some("AccessDenied".into()),
-                    message: Some("Access Denied".into()),
-                    ..Default::default()
-                })
-                .collect()
-        });
-        Ok(S3Response::new(dto::DeleteObjectsOutput {
-            deleted,
-            errors,
-            ..Default::default()
-        }))
+        self.delete_many(req).await
     }
 
     async fn list_objects(
@@ -514,6 +458,7 @@ impl s3s::S3 for Edge {
                 checksum_sha256: c.sha256,
                 checksum_type: c.kind,
             }),
+            version_id: out.version_id,
             ..Default::default()
         }))
     }
@@ -679,6 +624,7 @@ impl s3s::S3 for Edge {
             checksum_sha1: c.sha1,
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
+            version_id: out.version_id,
             ..Default::default()
         }))
     }

@@ -10,10 +10,11 @@ use super::{LIVE, MetaReader, StoreError, decoded};
 use crate::meta::repair::{SiteTables, layout_at};
 use crate::meta::{DataLayout, DataRef, ObjectPart, PartInfo, Stored};
 
-/// Open tables of one [`MetaReader`]'s view: data refs and the three sites of layouts.
+/// Open tables of one [`MetaReader`]'s view: data refs and the four sites of layouts.
 pub struct Sites {
     data_refs: ReadOnlyTable<u128, &'static [u8]>,
     objects: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+    versions: ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,
     object_parts: ReadOnlyTable<(u64, u32), &'static [u8]>,
     parts: ReadOnlyTable<(&'static str, u32), &'static [u8]>,
 }
@@ -24,6 +25,7 @@ impl MetaReader {
         Ok(Sites {
             data_refs: self.txn.open_table(LIVE.data_refs)?,
             objects: self.txn.open_table(LIVE.objects)?,
+            versions: self.txn.open_table(LIVE.versions)?,
             object_parts: self.txn.open_table(LIVE.object_parts)?,
             parts: self.txn.open_table(LIVE.parts)?,
         })
@@ -54,6 +56,12 @@ impl SiteTables for Sites {
         self.objects
             .get((bucket, key))?
             .map(|v| decoded("object", v.value()))
+            .transpose()
+    }
+    fn site_version(&self, bucket: &str, key: &str, v: u64) -> Result<Option<Stored>, StoreError> {
+        self.versions
+            .get((bucket, key, v))?
+            .map(|v| decoded("version", v.value()))
             .transpose()
     }
     fn site_object_part(&self, version: u64, index: u32) -> Result<Option<ObjectPart>, StoreError> {

@@ -1,0 +1,296 @@
+//! Judges the versions workload (`version_workload`). A version id is the log index
+//! that wrote the version, so ids order versions: the current version of a key is the
+//! one with the highest id still there.
+//!
+//! - **No acknowledged version is lost before it is deleted.** A GET by the id of an
+//!   acknowledged PUT answers its body, or NoSuchVersion only if a delete of that id
+//!   was sent before the GET returned (and not refused; a delete marker's id answers
+//!   MethodNotAllowed); after the heal, every such
+//!   version and every acknowledged delete marker is listed, and every listed version
+//!   reads back, by its id, with the body its PUT wrote.
+//! - **A GET never returns a version other than the one asked for, or the latest.** A
+//!   GET by id returns that PUT's body; a GET of the current version returns a body
+//!   some PUT of the key wrote, and never one older than a version (or a delete marker)
+//!   acknowledged before the GET began and not deleted since.
+//! - **The listing is the history.** Each listed version comes from a PUT or a DELETE
+//!   of its key that may have taken effect; the latest entry of a key has its highest
+//!   id.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use engine::meta::versions::VersionRef;
+
+use crate::version_workload::{Got, Op, Outcome, VersionHistory, VersionOp, key_name};
+
+/// Acknowledged PUTs and delete markers: (key, id) -> (the body's sha, none for a
+/// marker; when it was answered).
+type Acked = BTreeMap<(u64, String), (Option<[u8; 32]>, u64)>;
+
+fn order(id: &str) -> Option<u64> {
+    match VersionRef::parse(id)? {
+        VersionRef::Id(v) => Some(v),
+        VersionRef::Null => None,
+    }
+}
+
+/// Whether version `id` of `key` may have been deleted before `by` (a delete of it sent
+/// before then, not refused).
+fn maybe_deleted(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
+    ops.iter().any(|o| {
+        o.key == key
+            && o.invoke < by
+            && o.outcome != Outcome::Refused
+            && matches!(&o.op, Op::DeleteVersion { id: d } if d == id)
+    })
+}
+
+pub fn check(h: &VersionHistory) -> Vec<String> {
+    let mut out = Vec::new();
+    if !h.enabled {
+        return out;
+    }
+    let mut acked: Acked = BTreeMap::new();
+    let mut written: BTreeMap<u64, BTreeSet<[u8; 32]>> = BTreeMap::new();
+    for o in &h.ops {
+        match &o.op {
+            Op::Put { sha, id } if o.outcome != Outcome::Refused => {
+                written.entry(o.key).or_default().insert(*sha);
+                if let (Outcome::Acked, Some(id)) = (o.outcome, id) {
+                    acked.insert((o.key, id.clone()), (Some(*sha), o.ret));
+                }
+            }
+            Op::Delete { id: Some(id) } => {
+                acked.insert((o.key, id.clone()), (None, o.ret));
+            }
+            _ => {}
+        }
+    }
+    for o in &h.ops {
+        let Op::Get { id, got } = &o.op else { continue };
+        let name = key_name(o.key);
+        match (id, got) {
+            (Some(id), Got::Body { sha, .. })
+                if acked.get(&(o.key, id.clone())).and_then(|a| a.0) != Some(*sha) =>
+            {
+                out.push(format!(
+                    "a GET of {name} version {id} via node {} returned another body",
+                    o.node
+                ));
+            }
+            (Some(id), Got::Missing(code)) => {
+                // A delete marker named by its id is 405, as long as it is there.
+                let marker = acked
+                    .get(&(o.key, id.clone()))
+                    .is_some_and(|a| a.0.is_none());
+                if marker && code == "MethodNotAllowed" {
+                    continue;
+                }
+                if code == "MethodNotAllowed" || !maybe_deleted(&h.ops, o.key, id, o.ret) {
+                    out.push(format!(
+                        "a GET of {name} version {id} via node {} answered {code}; no delete \
+                         of it was sent",
+                        o.node
+                    ));
+                }
+            }
+            (None, Got::Body { sha, id }) => {
+                if !written.get(&o.key).is_some_and(|w| w.contains(sha)) {
+                    out.push(format!(
+                        "a GET of {name} returned a body never written to it"
+                    ));
+                    continue;
+                }
+                let got = id.as_deref().and_then(order).unwrap_or(0);
+                let newer = acked.iter().find(|((k, v), (_, ret))| {
+                    *k == o.key
+                        && order(v).is_some_and(|v| v > got)
+                        && *ret < o.invoke
+                        && !maybe_deleted(&h.ops, o.key, v, o.ret)
+                });
+                if let Some(((_, v), _)) = newer {
+                    out.push(format!(
+                        "a GET of {name} via node {} returned version {id:?}; version {v} was \
+                         acknowledged before the GET began",
+                        o.node
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(listed) = &h.listed else {
+        out.push("the version listing could not be read after the heal".into());
+        return out;
+    };
+    let seen: BTreeSet<(String, String)> = listed
+        .iter()
+        .map(|(k, v, _, _)| (k.clone(), v.clone()))
+        .collect();
+    for (key, id) in acked.keys() {
+        if !seen.contains(&(key_name(*key), id.clone()))
+            && !maybe_deleted(&h.ops, *key, id, u64::MAX)
+        {
+            out.push(format!(
+                "acknowledged version {id} of {} is not listed, and was never deleted",
+                key_name(*key)
+            ));
+        }
+    }
+    let mut newest: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    for (key, id, marker, latest) in listed {
+        let Some(k) = (0..crate::version_workload::KEYS).find(|k| &key_name(*k) == key) else {
+            out.push(format!("the listing shows a key nobody wrote: {key}"));
+            continue;
+        };
+        let may_exist = h.ops.iter().any(|o| {
+            o.key == k
+                && o.outcome != Outcome::Refused
+                && match &o.op {
+                    Op::Put { id: v, .. } => !*marker && v.as_ref().is_none_or(|v| v == id),
+                    Op::Delete { id: v } => *marker && v.as_ref().is_none_or(|v| v == id),
+                    _ => false,
+                }
+        });
+        if !may_exist {
+            out.push(format!(
+                "the listing shows version {id} of {key}, which no write made"
+            ));
+        }
+        let n = order(id).unwrap_or(0);
+        let e = newest.entry(key).or_insert((n, *latest));
+        if n > e.0 {
+            *e = (n, *latest);
+        }
+    }
+    for (key, (id, latest)) in newest {
+        if !latest {
+            out.push(format!(
+                "the listing's latest version of {key} is not its newest ({id:x})"
+            ));
+        }
+    }
+    for (key, id, got) in &h.read_back {
+        // A version repair marked lost answers so (whether its loss is what the faults
+        // explain is judged on the disk images: `object_checker::check_version_shards`).
+        let lost = h
+            .layouts
+            .iter()
+            .any(|(k, v, _, lost)| k == key && v == id && *lost);
+        if lost && got.as_ref().is_err_and(|e| e.starts_with("ObjectLost")) {
+            continue;
+        }
+        let k = (0..crate::version_workload::KEYS).find(|k| &key_name(*k) == key);
+        let want = k
+            .and_then(|k| acked.get(&(k, id.clone())))
+            .and_then(|a| a.0);
+        let fine = match (got, want) {
+            (Ok(sha), Some(want)) => *sha == want,
+            (Ok(sha), None) => k.is_some_and(|k| written.get(&k).is_some_and(|w| w.contains(sha))),
+            (Err(_), _) => false,
+        };
+        if !fine {
+            out.push(format!(
+                "listed version {id} of {key} read back as {got:?}, not its body"
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(key: u64, invoke: u64, ret: u64, op: Op, outcome: Outcome) -> VersionOp {
+        VersionOp {
+            key,
+            node: 1,
+            invoke,
+            ret,
+            op,
+            outcome,
+        }
+    }
+
+    fn id(n: u64) -> String {
+        engine::meta::versions::version_id(n, false)
+    }
+
+    fn history() -> VersionHistory {
+        let put = |n: u8, v: u64, at: u64| {
+            op(
+                0,
+                at,
+                at + 1,
+                Op::Put {
+                    sha: [n; 32],
+                    id: Some(id(v)),
+                },
+                Outcome::Acked,
+            )
+        };
+        VersionHistory {
+            enabled: true,
+            ops: vec![put(1, 10, 0), put(2, 20, 10)],
+            listed: Some(vec![
+                ("v0".into(), id(20), false, true),
+                ("v0".into(), id(10), false, false),
+            ]),
+            read_back: vec![
+                ("v0".into(), id(20), Ok([2; 32])),
+                ("v0".into(), id(10), Ok([1; 32])),
+            ],
+            layouts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_faithful_history_passes() {
+        assert_eq!(check(&history()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_lost_version_a_stale_read_and_a_wrong_body_are_caught() {
+        let mut lost = history();
+        lost.listed.as_mut().unwrap().pop();
+        lost.read_back.pop();
+        assert!(
+            check(&lost)[0].contains("is not listed"),
+            "{:?}",
+            check(&lost)
+        );
+
+        let mut stale = history();
+        let got = Got::Body {
+            sha: [1; 32],
+            id: Some(id(10)),
+        };
+        stale
+            .ops
+            .push(op(0, 30, 31, Op::Get { id: None, got }, Outcome::Acked));
+        assert!(check(&stale)[0].contains("was acknowledged before the GET began"));
+
+        let mut wrong = history();
+        let got = Got::Body {
+            sha: [2; 32],
+            id: Some(id(10)),
+        };
+        wrong.ops.push(op(
+            0,
+            30,
+            31,
+            Op::Get {
+                id: Some(id(10)),
+                got,
+            },
+            Outcome::Acked,
+        ));
+        assert!(check(&wrong)[0].contains("returned another body"));
+
+        // Deleted versions are excused, once a delete of them was sent.
+        let mut deleted = lost;
+        let gone = Op::DeleteVersion { id: id(10) };
+        deleted.ops.push(op(0, 40, 41, gone, Outcome::Unknown));
+        assert_eq!(check(&deleted), Vec::<String>::new());
+    }
+}
