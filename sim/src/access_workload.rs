@@ -23,7 +23,7 @@ use engine::s3::keys::KeyRequest;
 use engine::s3::rpc::{self, Answer, Call, CallOutcome};
 use runtime_sim::SimEnv;
 
-use crate::object_workload::{CALL_TIMEOUT, DownSet};
+use crate::object_workload::{CALL_TIMEOUT, DownSet, up_node};
 
 /// The access workload's own bucket (the object clients' listings judge theirs).
 pub const BUCKET: &str = "access";
@@ -147,15 +147,7 @@ impl AccessClient {
     }
 
     fn node(&self) -> NodeId {
-        let up: Vec<NodeId> = {
-            let down = self.down.lock().expect("down");
-            (1..=self.nodes).filter(|n| !down.contains(n)).collect()
-        };
-        if up.is_empty() {
-            1 + below(self.env.rng(), self.nodes)
-        } else {
-            up[below(self.env.rng(), up.len() as u64) as usize]
-        }
+        up_node(self.env.rng(), self.nodes, &self.down)
     }
 
     /// A call retried through the nodes until one answers it definitely: admin

@@ -230,6 +230,19 @@ pub type SharedObjects = Arc<Mutex<ObjectHistory>>;
 /// The nodes the fault schedule has down, as last observed.
 pub type DownSet = Arc<Mutex<BTreeSet<NodeId>>>;
 
+/// A random node of `1..=nodes` that `down` does not list (any node when all are).
+pub fn up_node(rng: &impl Rng, nodes: u64, down: &DownSet) -> NodeId {
+    let up: Vec<NodeId> = {
+        let down = down.lock().expect("down");
+        (1..=nodes).filter(|n| !down.contains(n)).collect()
+    };
+    if up.is_empty() {
+        1 + below(rng, nodes)
+    } else {
+        up[below(rng, up.len() as u64) as usize]
+    }
+}
+
 /// Object sizes that hit the geometry's edges: empty, tiny, around the small-blob
 /// threshold, whole stripes and their neighbours, and a spread up to `max`.
 fn object_len(rng: &impl Rng, chunk: u64, small_max: u64, max: u64) -> u64 {

@@ -14,7 +14,7 @@ use engine::s3::api::{BodyArgs, GetArgs, PutArgs, Request, Response};
 use engine::s3::rpc::{self, Answer, CallOutcome};
 use runtime_sim::SimEnv;
 
-use crate::object_workload::{CALL_TIMEOUT, DownSet, sha};
+use crate::object_workload::{CALL_TIMEOUT, DownSet, sha, up_node};
 
 /// The workload's bucket.
 pub const BUCKET: &str = "versioned";
@@ -113,15 +113,7 @@ impl VersionClient {
     }
 
     fn node(&self) -> NodeId {
-        let up: Vec<NodeId> = {
-            let down = self.down.lock().expect("down");
-            (1..=self.nodes).filter(|n| !down.contains(n)).collect()
-        };
-        if up.is_empty() {
-            1 + below(self.env.rng(), self.nodes)
-        } else {
-            up[below(self.env.rng(), up.len() as u64) as usize]
-        }
+        up_node(self.env.rng(), self.nodes, &self.down)
     }
 
     /// `request` through random nodes until one answers it with a 200 (or `until`).

@@ -151,7 +151,14 @@ pub enum Setting {
     /// A bucket's CORS configuration: its rules, in order (checked when put).
     Cors(Vec<CorsRule>),
     /// A bucket's versioning (`meta::versions`).
-    Versioning(super::versions::Versioning),
+    Versioning(Versioning),
+}
+
+/// A bucket's versioning, once it was ever set (there is no way back to unversioned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    Enabled,
+    Suspended,
 }
 
 /// One rule of a bucket's CORS configuration.

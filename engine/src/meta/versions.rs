@@ -19,19 +19,13 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::access::Versioning;
 use super::access::{self, Setting};
 use super::{Applied, DataRef, MetaTables, ObjectData, ObjectMeta, Site, Stored};
 
 /// The setting row of a bucket's versioning (a bucket setting: it bumps the access
 /// epoch, so the S3 layer's cached bucket state sees it).
 pub const VERSIONING: &str = "b/versioning";
-
-/// A bucket's versioning, once it was ever set (there is no way back to unversioned).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Versioning {
-    Enabled,
-    Suspended,
-}
 
 /// One version of a key, as a request names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use crate::meta::{
     PartInfo, UploadHead,
 };
 use crate::s3::types::{
-    CopySource, NoTrailer, ObjectInfo, PartView, PartsPage, PutBody, PutOutput, Trailer, UploadInfo,
+    CopySource, NoTrailer, PartView, PartsPage, PutBody, PutOutput, Trailer, UploadInfo,
 };
 use crate::s3::{
     PART_NUMBER_MAX, S3, S3Error, applied_error, checksum, validate_key, validate_user_meta,
@@ -157,16 +157,7 @@ impl<E: Env> S3<E> {
         Self::part_number(part)?;
         let r = self.reader().await?;
         let head = self.upload_of(&r, bucket, key, upload_id).await?;
-        let stored = self
-            .resolve(
-                &r,
-                &source.bucket,
-                &source.key,
-                source.version_id.as_deref(),
-            )
-            .await?;
-        let info = ObjectInfo::of(&source.key, &stored);
-        source.check(&info)?;
+        let (stored, info) = self.copy_source(&r, source).await?;
         let span = match source.range {
             Some(spec) => spec.resolve(info.size).map_err(|_| {
                 S3Error::InvalidArgument("x-amz-copy-source-range is out of the source".into())

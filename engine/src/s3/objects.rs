@@ -171,16 +171,7 @@ impl<E: Env> S3<E> {
         validate_key(key)?;
         let r = self.reader().await?;
         self.bucket_must_exist(&r, bucket).await?;
-        let stored = self
-            .resolve(
-                &r,
-                &source.bucket,
-                &source.key,
-                source.version_id.as_deref(),
-            )
-            .await?;
-        let info = ObjectInfo::of(&source.key, &stored);
-        source.check(&info)?;
+        let (stored, info) = self.copy_source(&r, source).await?;
         if source.bucket == bucket
             && source.key == key
             && matches!(directive, MetadataDirective::Copy)
@@ -221,5 +212,20 @@ impl<E: Env> S3<E> {
             digests,
         )
         .await
+    }
+
+    /// A copy's source version, and its info checked against the source conditions.
+    pub(crate) async fn copy_source(
+        &self,
+        r: &MetaReader,
+        source: &CopySource,
+    ) -> Result<(crate::meta::Stored, ObjectInfo), S3Error> {
+        let version = source.version_id.as_deref();
+        let stored = self
+            .resolve(r, &source.bucket, &source.key, version)
+            .await?;
+        let info = ObjectInfo::of(&source.key, &stored);
+        source.check(&info)?;
+        Ok((stored, info))
     }
 }
