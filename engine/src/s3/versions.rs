@@ -227,101 +227,112 @@ impl<E: Env> S3<E> {
     ) -> Result<VersionsPage, S3Error> {
         let r = self.reader().await?;
         self.bucket_must_exist(&r, bucket).await?;
-        let max = params.max_keys;
-        let mut page = VersionsPage {
-            prefix: params.prefix.clone(),
-            max_keys: max,
-            entries: Vec::new(),
-            common_prefixes: Vec::new(),
-            truncated: false,
-            next_key_marker: None,
-            next_version_id_marker: None,
-        };
-        let full = |page: &VersionsPage| page.entries.len() + page.common_prefixes.len() >= max;
-        // The rest of the marker key's versions, after the marker's (unless the key is
-        // under a common prefix: a page ending on one names it as the key marker).
-        let rolled_up = |key: &str| {
-            let d = params.delimiter.as_deref().filter(|d| !d.is_empty());
-            key.strip_prefix(params.prefix.as_str())
-                .is_some_and(|rest| d.is_some_and(|d| rest.contains(d)))
-        };
-        if let (Some(key), Some(marker)) = (&params.after, version_marker)
-            && !rolled_up(key)
-            && let Some(current) = r.object(bucket, key).map_err(internal)?
-        {
-            let all = newest_first(&r, bucket, key, current)?;
-            if let Some(at) = all.iter().position(|s| marker.names(s)) {
-                for s in all.into_iter().skip(at + 1) {
-                    if full(&page) {
-                        page.truncated = true;
-                        return Ok(page);
-                    }
-                    self.push_version(&mut page, key, s, false);
-                }
-            }
-        }
-        let mut after = params.after.clone();
-        loop {
-            let left = max.saturating_sub(page.entries.len() + page.common_prefixes.len());
-            let p = ListParams {
-                after: after.clone(),
-                max_keys: left.max(1),
-                markers: true,
-                ..params.clone()
-            };
-            let listed = list::list(&r, bucket, &p).map_err(internal)?;
-            let mut items: Vec<(String, Option<Stored>)> = listed
-                .objects
-                .into_iter()
-                .map(|(k, s)| (k, Some(s)))
-                .chain(listed.common_prefixes.into_iter().map(|p| (p, None)))
-                .collect();
-            items.sort_by(|a, b| a.0.cmp(&b.0));
-            if items.is_empty() {
-                return Ok(page);
-            }
-            for (name, current) in items {
+        versions_page(&r, bucket, params, version_marker)
+    }
+}
+
+/// One page of ListObjectVersions of `bucket` in the view `r`, after (`params.after`,
+/// `version_marker`).
+pub fn versions_page(
+    r: &MetaReader,
+    bucket: &str,
+    params: ListParams,
+    version_marker: Option<VersionRef>,
+) -> Result<VersionsPage, S3Error> {
+    let max = params.max_keys;
+    let mut page = VersionsPage {
+        prefix: params.prefix.clone(),
+        max_keys: max,
+        entries: Vec::new(),
+        common_prefixes: Vec::new(),
+        truncated: false,
+        next_key_marker: None,
+        next_version_id_marker: None,
+    };
+    let full = |page: &VersionsPage| page.entries.len() + page.common_prefixes.len() >= max;
+    // The rest of the marker key's versions, after the marker's (unless the key is
+    // under a common prefix: a page ending on one names it as the key marker).
+    let rolled_up = |key: &str| {
+        let d = params.delimiter.as_deref().filter(|d| !d.is_empty());
+        key.strip_prefix(params.prefix.as_str())
+            .is_some_and(|rest| d.is_some_and(|d| rest.contains(d)))
+    };
+    if let (Some(key), Some(marker)) = (&params.after, version_marker)
+        && !rolled_up(key)
+        && let Some(current) = r.object(bucket, key).map_err(internal)?
+    {
+        let all = newest_first(r, bucket, key, current)?;
+        if let Some(at) = all.iter().position(|s| marker.names(s)) {
+            for s in all.into_iter().skip(at + 1) {
                 if full(&page) {
                     page.truncated = true;
                     return Ok(page);
                 }
-                let Some(current) = current else {
-                    // S3 clients resume with both markers; a prefix has no version,
-                    // and a version marker with it is ignored (above).
-                    page.next_key_marker = Some(name.clone());
-                    page.next_version_id_marker = Some(NULL_ID.into());
-                    page.common_prefixes.push(name);
-                    continue;
-                };
-                let first = current.version;
-                for s in newest_first(&r, bucket, &name, current)? {
-                    if full(&page) {
-                        page.truncated = true;
-                        return Ok(page);
-                    }
-                    let latest = s.version == first;
-                    self.push_version(&mut page, &name, s, latest);
-                }
+                push_version(&mut page, key, s, false);
             }
-            if !listed.truncated {
-                return Ok(page);
-            }
-            after = listed.last;
         }
     }
-
-    fn push_version(&self, page: &mut VersionsPage, key: &str, s: Stored, latest: bool) {
-        let id = s.version_id();
-        page.next_key_marker = Some(key.to_string());
-        page.next_version_id_marker = Some(id.clone());
-        let marker = s.marker;
-        page.entries.push(VersionEntry {
-            info: ObjectInfo::of(key, &s),
-            version_id: id,
-            latest,
-            marker,
-        });
+    let mut after = params.after.clone();
+    loop {
+        let left = max.saturating_sub(page.entries.len() + page.common_prefixes.len());
+        let p = ListParams {
+            after: after.clone(),
+            max_keys: left.max(1),
+            markers: true,
+            ..params.clone()
+        };
+        let listed = list::list(r, bucket, &p).map_err(internal)?;
+        let mut items: Vec<(String, Option<Stored>)> = listed
+            .objects
+            .into_iter()
+            .map(|(k, s)| (k, Some(s)))
+            .chain(listed.common_prefixes.into_iter().map(|p| (p, None)))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        if items.is_empty() {
+            return Ok(page);
+        }
+        for (name, current) in items {
+            if full(&page) {
+                page.truncated = true;
+                return Ok(page);
+            }
+            let Some(current) = current else {
+                // S3 clients resume with both markers; a prefix has no version,
+                // and a version marker with it is ignored (above).
+                page.next_key_marker = Some(name.clone());
+                page.next_version_id_marker = Some(NULL_ID.into());
+                page.common_prefixes.push(name);
+                continue;
+            };
+            let first = current.version;
+            for s in newest_first(r, bucket, &name, current)? {
+                if full(&page) {
+                    page.truncated = true;
+                    return Ok(page);
+                }
+                let latest = s.version == first;
+                push_version(&mut page, &name, s, latest);
+            }
+        }
+        if !listed.truncated {
+            return Ok(page);
+        }
+        after = listed.last;
     }
+}
+
+fn push_version(page: &mut VersionsPage, key: &str, s: Stored, latest: bool) {
+    let id = s.version_id();
+    page.next_key_marker = Some(key.to_string());
+    page.next_version_id_marker = Some(id.clone());
+    let marker = s.marker;
+    page.entries.push(VersionEntry {
+        info: ObjectInfo::of(key, &s),
+        version_id: id,
+        latest,
+        marker,
+    });
 }
 
 #[cfg(test)]
