@@ -482,6 +482,8 @@ pub trait MetaTables {
     fn remove_version(&mut self, bucket: &str, key: &str, version: u64) -> Result<(), Self::Error>;
     /// The noncurrent versions of (bucket, key), oldest first.
     fn versions(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, Self::Error>;
+    /// The newest noncurrent version of (bucket, key).
+    fn newest_version(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error>;
     fn put_object_part(&mut self, version: u64, i: u32, p: &ObjectPart) -> Result<(), Self::Error>;
     fn object_parts(&self, version: u64) -> Result<Vec<ObjectPart>, Self::Error>;
     /// Row `index` of the object-parts table of the object at `version`.
@@ -921,6 +923,13 @@ impl MetaTables for MetaState {
             .range(triple(bucket, key, 0)..=triple(bucket, key, u64::MAX))
             .map(|(_, s)| s.clone())
             .collect())
+    }
+    fn newest_version(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error> {
+        Ok(self
+            .versions
+            .range(triple(bucket, key, 0)..=triple(bucket, key, u64::MAX))
+            .next_back()
+            .map(|(_, s)| s.clone()))
     }
     fn put_object_part(&mut self, v: u64, i: u32, p: &ObjectPart) -> Result<(), Self::Error> {
         self.object_parts.insert((v, i), p.clone());

@@ -294,6 +294,14 @@ impl MetaTables for Writer<'_> {
     fn versions(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, StoreError> {
         versions_of(&self.versions, bucket, key)
     }
+    fn newest_version(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StoreError> {
+        let mut rows = self
+            .versions
+            .range((bucket, key, 0)..=(bucket, key, u64::MAX))?;
+        rows.next_back()
+            .map(|row| decoded("version", row?.1.value()))
+            .transpose()
+    }
     fn put_object_part(&mut self, v: u64, i: u32, p: &ObjectPart) -> Result<(), StoreError> {
         self.object_parts
             .insert((v, i), meta::encode(p).as_slice())?;
@@ -668,6 +676,28 @@ impl MetaReader {
     /// The noncurrent versions of (bucket, key), oldest first.
     pub fn versions(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, StoreError> {
         versions_of(&self.txn.open_table(LIVE.versions)?, bucket, key)
+    }
+
+    /// Up to `limit` noncurrent versions of (bucket, key) older than version `below`
+    /// (all, without it), newest first: a range read from the end, not the key's
+    /// whole history.
+    pub fn versions_below(
+        &self,
+        bucket: &str,
+        key: &str,
+        below: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let table = self.txn.open_table(LIVE.versions)?;
+        let rows = match below {
+            Some(b) => table.range((bucket, key, 0)..(bucket, key, b))?,
+            None => table.range((bucket, key, 0)..=(bucket, key, u64::MAX))?,
+        };
+        let mut out = Vec::new();
+        for row in rows.rev().take(limit) {
+            out.push(decoded("version", row?.1.value())?);
+        }
+        Ok(out)
     }
 
     /// The version of (bucket, key) that `which` names, current or not.

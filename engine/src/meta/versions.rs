@@ -190,7 +190,7 @@ pub(super) fn remove<T: MetaTables>(
         .is_some_and(|c| c.version == found.version);
     if current {
         t.remove_object(bucket, key)?;
-        if let Some(newest) = t.versions(bucket, key)?.pop() {
+        if let Some(newest) = t.newest_version(bucket, key)? {
             t.remove_version(bucket, key, newest.version)?;
             if let ObjectData::Blob(layout) = &newest.meta.data {
                 t.put_data_ref(layout.data_id, &DataRef::new(bucket, key, Site::Object))?;

@@ -58,19 +58,30 @@ pub struct VersionsPage {
     pub next_version_id_marker: Option<String>,
 }
 
-/// A key's versions as ListObjectVersions shows them: the current one, then the
-/// others newest first.
-fn newest_first(
+/// Entries (versions and common prefixes) on `page` so far.
+fn entries(page: &VersionsPage) -> usize {
+    page.entries.len() + page.common_prefixes.len()
+}
+
+/// Adds `key`'s noncurrent versions older than `below` (all, without it), newest
+/// first, while the page has room; reads one more than fits, to know whether the page
+/// ends inside them (then it is truncated, and true is returned).
+fn push_older(
     r: &MetaReader,
-    bucket: &str,
-    key: &str,
-    current: Stored,
-) -> Result<Vec<Stored>, S3Error> {
-    let mut all = vec![current];
-    let mut older = r.versions(bucket, key).map_err(internal)?;
-    older.reverse();
-    all.extend(older);
-    Ok(all)
+    page: &mut VersionsPage,
+    (bucket, key): (&str, &str),
+    below: Option<u64>,
+) -> Result<bool, S3Error> {
+    let left = page.max_keys.saturating_sub(entries(page));
+    let older = r
+        .versions_below(bucket, key, below, left + 1)
+        .map_err(internal)?;
+    let more = older.len() > left;
+    for s in older.into_iter().take(left) {
+        push_version(page, key, s, false);
+    }
+    page.truncated |= more;
+    Ok(more)
 }
 
 fn internal(e: impl std::fmt::Display) -> S3Error {
@@ -249,7 +260,7 @@ pub fn versions_page(
         next_key_marker: None,
         next_version_id_marker: None,
     };
-    let full = |page: &VersionsPage| page.entries.len() + page.common_prefixes.len() >= max;
+    let full = |page: &VersionsPage| entries(page) >= max;
     // The rest of the marker key's versions, after the marker's (unless the key is
     // under a common prefix: a page ending on one names it as the key marker).
     let rolled_up = |key: &str| {
@@ -261,20 +272,24 @@ pub fn versions_page(
         && !rolled_up(key)
         && let Some(current) = r.object(bucket, key).map_err(internal)?
     {
-        let all = newest_first(r, bucket, key, current)?;
-        if let Some(at) = all.iter().position(|s| marker.names(s)) {
-            for s in all.into_iter().skip(at + 1) {
-                if full(&page) {
-                    page.truncated = true;
-                    return Ok(page);
-                }
-                push_version(&mut page, key, s, false);
-            }
+        // Versions are ordered by id: those after the marker's are older than it.
+        let below = match marker {
+            VersionRef::Id(v) => Some(v),
+            VersionRef::Null if current.null => Some(current.version),
+            VersionRef::Null => r
+                .find_version(bucket, key, VersionRef::Null)
+                .map_err(internal)?
+                .map(|s| s.version),
+        };
+        if let Some(below) = below
+            && push_older(r, &mut page, (bucket, key), Some(below))?
+        {
+            return Ok(page);
         }
     }
     let mut after = params.after.clone();
     loop {
-        let left = max.saturating_sub(page.entries.len() + page.common_prefixes.len());
+        let left = max.saturating_sub(entries(&page));
         let p = ListParams {
             after: after.clone(),
             max_keys: left.max(1),
@@ -305,14 +320,9 @@ pub fn versions_page(
                 page.common_prefixes.push(name);
                 continue;
             };
-            let first = current.version;
-            for s in newest_first(r, bucket, &name, current)? {
-                if full(&page) {
-                    page.truncated = true;
-                    return Ok(page);
-                }
-                let latest = s.version == first;
-                push_version(&mut page, &name, s, latest);
+            push_version(&mut page, &name, current, true);
+            if push_older(r, &mut page, (bucket, &name), None)? {
+                return Ok(page);
             }
         }
         if !listed.truncated {
