@@ -9,17 +9,17 @@
 //! HAMSTER_BENCH_VERSIONS set keys and versions per key, default 100000 x 10;
 //! HAMSTER_BENCH_DIR the directory, default target/).
 
+mod common;
+
+use common::{layout, open_store, rss_kib};
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use engine::erasure::CodecId;
 use engine::meta::access::{Setting, Versioning};
-use engine::meta::store::{Item, MetaStore};
+use engine::meta::store::Item;
 use engine::meta::versions::VERSIONING;
-use engine::meta::{
-    Command, CommandV1, ContentHeaders, DataLayout, ObjectData, ObjectMeta, PutCondition,
-    ShardPlacement,
-};
+use engine::meta::{Command, CommandV1, ContentHeaders, ObjectData, ObjectMeta, PutCondition};
 use engine::s3::list::ListParams;
 use engine::s3::versions::versions_page;
 
@@ -35,31 +35,8 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn rss_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("a VmRSS line")
-}
-
 fn put(i: u64, key: String) -> Command {
-    let layout = DataLayout {
-        data_id: u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
-        size: 1 << 20,
-        codec: CodecId::ReedSolomonGf8,
-        k: 4,
-        m: 2,
-        chunk_size_bytes: 1 << 20,
-        shards: (0..6)
-            .map(|s| ShardPlacement {
-                node: 1 + (i + s) % 6,
-                sha256: [(i as u8).wrapping_add(s as u8); 32],
-                sealed: true,
-            })
-            .collect(),
-    };
+    let layout = layout(i, 1 << 20);
     Command::V1(CommandV1::PutObject {
         bucket: "logs".into(),
         key,
@@ -79,19 +56,7 @@ fn put(i: u64, key: String) -> Command {
 fn main() {
     let keys = env_or("HAMSTER_BENCH_KEYS", 100_000);
     let per_key = env_or("HAMSTER_BENCH_VERSIONS", 10);
-    let base = std::env::var("HAMSTER_BENCH_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").to_string());
-    let dir = tempfile::tempdir_in(&base).expect("bench dir");
-    let path = dir.path().join("meta.redb");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("meta file");
-    let store = MetaStore::open(redb::backends::FileBackend::new(file).expect("backend"))
-        .expect("open the store");
+    let (_dir, path, store) = open_store();
     let mut mark = store.mark().expect("mark");
     let setup = [
         Command::V1(CommandV1::CreateBucket {

@@ -6,66 +6,27 @@
 //! Run: `cargo bench -p runtime-real --bench meta_memory` (HAMSTER_BENCH_OBJECTS sets
 //! the count, default 1000000; HAMSTER_BENCH_DIR the directory, default target/).
 
+mod common;
+
+use common::{layout, open_store, rss_kib};
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use engine::erasure::CodecId;
-use engine::meta::store::{Item, MetaStore};
-use engine::meta::{
-    Command, CommandV1, ContentHeaders, DataLayout, ObjectData, ObjectMeta, PutCondition,
-    ShardPlacement,
-};
+use engine::meta::store::Item;
+use engine::meta::{Command, CommandV1, ContentHeaders, ObjectData, ObjectMeta, PutCondition};
 
 /// Entries applied per commit (the driver applies what one Ready holds).
 const BATCH: u64 = 1000;
 /// Every this many entries a durable commit (the driver's compaction point).
 const DURABLE_EVERY: u64 = 100_000;
 
-fn rss_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("a VmRSS line")
-}
-
-fn layout(i: u64) -> DataLayout {
-    DataLayout {
-        data_id: u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
-        size: 3 << 20,
-        codec: CodecId::ReedSolomonGf8,
-        k: 4,
-        m: 2,
-        chunk_size_bytes: 1 << 20,
-        shards: (0..6)
-            .map(|s| ShardPlacement {
-                node: 1 + (i + s) % 6,
-                sha256: [(i as u8).wrapping_add(s as u8); 32],
-                sealed: true,
-            })
-            .collect(),
-    }
-}
-
 fn main() {
     let count: u64 = std::env::var("HAMSTER_BENCH_OBJECTS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let base = std::env::var("HAMSTER_BENCH_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").to_string());
-    let dir = tempfile::tempdir_in(&base).expect("bench dir");
-    let path = dir.path().join("meta.redb");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("meta file");
-    let store = MetaStore::open(redb::backends::FileBackend::new(file).expect("backend"))
-        .expect("open the store");
+    let (_dir, path, store) = open_store();
     let rss_before = rss_kib("VmRSS:");
     let mut mark = store.mark().expect("mark");
     let bucket = Command::V1(CommandV1::CreateBucket {
@@ -108,7 +69,7 @@ fn main() {
                         },
                         user_meta: BTreeMap::new(),
                         checksum: None,
-                        data: ObjectData::Blob(layout(i)),
+                        data: ObjectData::Blob(layout(i, 3 << 20)),
                     },
                     condition: PutCondition::Always,
                 })),
