@@ -700,32 +700,6 @@ impl MetaReader {
         Ok(out)
     }
 
-    /// The version of (bucket, key) that `which` names, current or not.
-    pub fn find_version(
-        &self,
-        bucket: &str,
-        key: &str,
-        which: meta::versions::VersionRef,
-    ) -> Result<Option<Stored>, StoreError> {
-        if let Some(current) = self.object(bucket, key)?
-            && which.names(&current)
-        {
-            return Ok(Some(current));
-        }
-        Ok(match which {
-            meta::versions::VersionRef::Id(v) => self
-                .txn
-                .open_table(LIVE.versions)?
-                .get((bucket, key, v))?
-                .map(|row| decoded::<Stored>("version", row.value()))
-                .transpose()?
-                .filter(|s| which.names(s)),
-            meta::versions::VersionRef::Null => {
-                self.versions(bucket, key)?.into_iter().find(|s| s.null)
-            }
-        })
-    }
-
     /// Up to `limit` objects of `bucket` from `from` on, in key order.
     pub fn objects_from(
         &self,
@@ -1036,6 +1010,26 @@ impl MetaReader {
             cursor = next;
         }
         Ok(state)
+    }
+}
+
+impl meta::versions::VersionReads for MetaReader {
+    type Error = StoreError;
+    fn current(&self, bucket: &str, key: &str) -> Result<Option<Stored>, StoreError> {
+        self.object(bucket, key)
+    }
+    fn noncurrent(&self, bucket: &str, key: &str, v: u64) -> Result<Option<Stored>, StoreError> {
+        self.txn
+            .open_table(LIVE.versions)?
+            .get((bucket, key, v))?
+            .map(|row| decoded("version", row.value()))
+            .transpose()
+    }
+    fn all_noncurrent(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, StoreError> {
+        self.versions(bucket, key)
+    }
+    fn bucket_setting(&self, bucket: &str, name: &str) -> Result<Option<Setting>, StoreError> {
+        self.setting(bucket, name)
     }
 }
 

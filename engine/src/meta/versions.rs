@@ -74,28 +74,55 @@ impl Stored {
     }
 }
 
+/// The reads that find a version and a bucket's versioning: the state machine's
+/// tables, and the read view nodes serve from (`crate::meta::store::MetaReader`).
+pub trait VersionReads {
+    type Error;
+    fn current(&self, bucket: &str, key: &str) -> Result<Option<Stored>, Self::Error>;
+    fn noncurrent(&self, bucket: &str, key: &str, v: u64) -> Result<Option<Stored>, Self::Error>;
+    /// The noncurrent versions of (bucket, key), oldest first.
+    fn all_noncurrent(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, Self::Error>;
+    fn bucket_setting(&self, bucket: &str, name: &str) -> Result<Option<Setting>, Self::Error>;
+}
+
+impl<T: MetaTables> VersionReads for T {
+    type Error = T::Error;
+    fn current(&self, bucket: &str, key: &str) -> Result<Option<Stored>, T::Error> {
+        self.object(bucket, key)
+    }
+    fn noncurrent(&self, bucket: &str, key: &str, v: u64) -> Result<Option<Stored>, T::Error> {
+        self.version(bucket, key, v)
+    }
+    fn all_noncurrent(&self, bucket: &str, key: &str) -> Result<Vec<Stored>, T::Error> {
+        self.versions(bucket, key)
+    }
+    fn bucket_setting(&self, bucket: &str, name: &str) -> Result<Option<Setting>, T::Error> {
+        self.setting(bucket, name)
+    }
+}
+
 /// The versioning of `bucket` (`None`: never set).
-pub fn status<T: MetaTables>(t: &T, bucket: &str) -> Result<Option<Versioning>, T::Error> {
-    Ok(match t.setting(bucket, VERSIONING)? {
+pub fn status<T: VersionReads>(t: &T, bucket: &str) -> Result<Option<Versioning>, T::Error> {
+    Ok(match t.bucket_setting(bucket, VERSIONING)? {
         Some(Setting::Versioning(v)) => Some(v),
         _ => None,
     })
 }
 
 /// The version of (bucket, key) that `which` names, current or not.
-pub fn find<T: MetaTables>(
+pub fn find<T: VersionReads>(
     t: &T,
     (bucket, key): (&str, &str),
     which: VersionRef,
 ) -> Result<Option<Stored>, T::Error> {
-    if let Some(current) = t.object(bucket, key)?
+    if let Some(current) = t.current(bucket, key)?
         && which.names(&current)
     {
         return Ok(Some(current));
     }
     Ok(match which {
-        VersionRef::Id(v) => t.version(bucket, key, v)?.filter(|s| which.names(s)),
-        VersionRef::Null => t.versions(bucket, key)?.into_iter().find(|s| s.null),
+        VersionRef::Id(v) => t.noncurrent(bucket, key, v)?.filter(|s| which.names(s)),
+        VersionRef::Null => t.all_noncurrent(bucket, key)?.into_iter().find(|s| s.null),
     })
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::env::Env;
 use crate::meta::access::Setting;
 use crate::meta::store::MetaReader;
-use crate::meta::versions::{NULL_ID, VERSIONING, VersionRef, Versioning, version_id};
+use crate::meta::versions::{self, NULL_ID, VERSIONING, VersionRef, Versioning, version_id};
 use crate::meta::{Applied, CommandV1, Stored};
 use crate::s3::list::{self, ListParams};
 use crate::s3::types::ObjectInfo;
@@ -110,7 +110,7 @@ impl<E: Env> S3<E> {
         }
         let found = match which {
             None => r.object(bucket, key),
-            Some(which) => r.find_version(bucket, key, which),
+            Some(which) => versions::find(r, (bucket, key), which),
         };
         let stored = found.map_err(internal)?.ok_or(missing)?;
         if stored.marker {
@@ -126,10 +126,10 @@ impl<E: Env> S3<E> {
     pub(crate) async fn get_versioning(&self, bucket: &str) -> Result<Option<String>, S3Error> {
         let r = self.reader().await?;
         self.bucket_must_exist(&r, bucket).await?;
-        Ok(match r.setting(bucket, VERSIONING).map_err(internal)? {
-            Some(Setting::Versioning(Versioning::Enabled)) => Some("Enabled".into()),
-            Some(Setting::Versioning(Versioning::Suspended)) => Some("Suspended".into()),
-            _ => None,
+        Ok(match versions::status(&r, bucket).map_err(internal)? {
+            Some(Versioning::Enabled) => Some("Enabled".into()),
+            Some(Versioning::Suspended) => Some("Suspended".into()),
+            None => None,
         })
     }
 
@@ -276,8 +276,7 @@ pub fn versions_page(
         let below = match marker {
             VersionRef::Id(v) => Some(v),
             VersionRef::Null if current.null => Some(current.version),
-            VersionRef::Null => r
-                .find_version(bucket, key, VersionRef::Null)
+            VersionRef::Null => versions::find(r, (bucket, key), VersionRef::Null)
                 .map_err(internal)?
                 .map(|s| s.version),
         };
