@@ -32,7 +32,9 @@
 
 pub mod access;
 pub mod keys;
+pub mod lock;
 pub mod repair;
+pub mod retention;
 pub mod store;
 pub mod versions;
 
@@ -394,6 +396,42 @@ pub enum CommandV1 {
         keys: Vec<String>,
         now_ms: u64,
     },
+    /// A `CreateBucket` whose bucket gets these settings in the same commit (S3's
+    /// object lock at creation: versioning Enabled and the lock configuration).
+    CreateBucketWith {
+        name: String,
+        owner: String,
+        created_ms: u64,
+        settings: Vec<(String, access::Setting)>,
+    },
+    /// A `PutObjectWith` whose new version also gets the lock its request gave
+    /// (`meta::lock`; the bucket must have object lock).
+    PutObjectLocked {
+        bucket: String,
+        key: String,
+        meta: ObjectMeta,
+        condition: PutCondition,
+        settings: access::VersionSettings,
+        lock: lock::VersionLock,
+    },
+    /// A `DeleteVersions` that removes only the versions whose lock lets them go at
+    /// `now_ms` (`bypass`: a GOVERNANCE retention yields); answered with
+    /// [`Applied::Outcomes`].
+    DeleteVersionsAt {
+        bucket: String,
+        targets: Vec<(String, versions::VersionRef)>,
+        now_ms: u64,
+        bypass: bool,
+    },
+    /// Changes the lock (retention, legal hold) of an object's version `version`
+    /// (`None`: the current one) at `now_ms`, as the lock's rules allow.
+    ChangeLock {
+        bucket: String,
+        key: String,
+        version: Option<u64>,
+        change: lock::LockChange,
+        now_ms: u64,
+    },
 }
 
 /// A command as it travels through the log.
@@ -462,6 +500,13 @@ pub enum Applied {
     },
     /// A `DeleteVersions`: per target, whether it was a delete marker, if it was there.
     Removed(Vec<Option<bool>>),
+    /// A `DeleteVersionsAt`: per target, what became of it.
+    Outcomes(Vec<versions::Outcome>),
+    /// An object version's lock refused the command.
+    Locked,
+    /// The bucket's state refuses the command: object lock needs versioning Enabled,
+    /// then neither changes; a lock change needs a bucket with object lock.
+    InvalidBucketState,
 }
 
 /// The tables `apply` works on: [`MetaState`] in memory, and the redb tables of
@@ -544,18 +589,13 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             name,
             owner,
             created_ms,
-        } => {
-            if t.bucket(name)?.is_some() {
-                return Ok(Applied::BucketExists);
-            }
-            let bucket = Bucket {
-                owner: owner.clone(),
-                created_ms: *created_ms,
-            };
-            t.put_bucket(name, &bucket)?;
-            keys::bucket_created(t, owner, name)?;
-            Applied::Done
-        }
+        } => create_bucket(t, name, owner, *created_ms, &[])?,
+        CommandV1::CreateBucketWith {
+            name,
+            owner,
+            created_ms,
+            settings,
+        } => create_bucket(t, name, owner, *created_ms, settings)?,
         CommandV1::DeleteBucket { name } => {
             if t.bucket(name)?.is_none() {
                 return Ok(Applied::NoSuchBucket);
@@ -672,8 +712,18 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             bucket,
             name,
             setting,
-        } => access::put(t, bucket, name, setting)?,
-        CommandV1::DeleteSetting { bucket, name } => access::delete(t, bucket, name)?,
+        } => {
+            if !lock::setting_allowed(t, bucket, name, Some(setting))? {
+                return Ok(Applied::InvalidBucketState);
+            }
+            access::put(t, bucket, name, setting)?
+        }
+        CommandV1::DeleteSetting { bucket, name } => {
+            if !lock::setting_allowed(t, bucket, name, None)? {
+                return Ok(Applied::InvalidBucketState);
+            }
+            access::delete(t, bucket, name)?
+        }
         CommandV1::PutObjectAcl {
             bucket,
             key,
@@ -693,6 +743,21 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             }
             applied
         }
+        CommandV1::PutObjectLocked {
+            bucket,
+            key,
+            meta,
+            condition,
+            settings,
+            lock: asked,
+        } => {
+            let applied = put_object(t, index, bucket, key, meta, condition)?;
+            if let Applied::Version(v) | Applied::Versioned { version: v, .. } = applied {
+                access::version_created(t, bucket, v, settings)?;
+                lock::version_created(t, bucket, v, meta.created_ms, Some(asked))?;
+            }
+            applied
+        }
         CommandV1::PutObjectTags {
             bucket,
             key,
@@ -709,7 +774,59 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             }
             Applied::Removed(removed)
         }
+        CommandV1::DeleteVersionsAt {
+            bucket,
+            targets,
+            now_ms,
+            bypass,
+        } => {
+            if t.bucket(bucket)?.is_none() {
+                return Ok(Applied::NoSuchBucket);
+            }
+            let mut outcomes = Vec::with_capacity(targets.len());
+            for (key, which) in targets {
+                let found = versions::find(t, (bucket, key), *which)?;
+                let outcome = match found {
+                    Some(s) if !lock::removable(t, bucket, &s, *now_ms, *bypass)? => {
+                        versions::Outcome::Locked
+                    }
+                    _ => versions::remove(t, (bucket, key), *which)?.into(),
+                };
+                outcomes.push(outcome);
+            }
+            Applied::Outcomes(outcomes)
+        }
+        CommandV1::ChangeLock {
+            bucket,
+            key,
+            version,
+            change,
+            now_ms,
+        } => lock::change(t, (bucket, key), *version, *change, *now_ms)?,
     })
+}
+
+/// Makes bucket `name` with `settings`, unless it exists.
+fn create_bucket<T: MetaTables>(
+    t: &mut T,
+    name: &str,
+    owner: &str,
+    created_ms: u64,
+    settings: &[(String, access::Setting)],
+) -> Result<Applied, T::Error> {
+    if t.bucket(name)?.is_some() {
+        return Ok(Applied::BucketExists);
+    }
+    let bucket = Bucket {
+        owner: owner.to_string(),
+        created_ms,
+    };
+    t.put_bucket(name, &bucket)?;
+    keys::bucket_created(t, owner, name)?;
+    for (setting_name, setting) in settings {
+        t.put_setting(name, setting_name, setting)?;
+    }
+    Ok(Applied::Done)
 }
 
 /// Sets the current version of (bucket, key) to `meta`, written at log `index`, if
@@ -744,7 +861,11 @@ fn put_object<T: MetaTables>(
     {
         return Ok(Applied::Stale);
     }
-    versions::replace_current(t, (bucket, key), index, NewVersion::Object(meta))
+    let applied = versions::replace_current(t, (bucket, key), index, NewVersion::Object(meta))?;
+    if let Applied::Version(v) | Applied::Versioned { version: v, .. } = applied {
+        lock::version_created(t, bucket, v, meta.created_ms, None)?;
+    }
+    Ok(applied)
 }
 
 /// Deletes the current version of each key (where the bucket has versioning, writes a
@@ -839,12 +960,15 @@ fn complete_upload<T: MetaTables>(
     meta.data = ObjectData::Parts {
         count: listed.len() as u32,
     };
-    versions::replace_current(
+    let applied = versions::replace_current(
         t,
         (&head.bucket, &head.key),
         index,
         NewVersion::Object(&meta),
-    )
+    )?;
+    // An upload's own lock moved to the version above; else the bucket's default.
+    lock::version_created(t, &head.bucket, index, meta.created_ms, None)?;
+    Ok(applied)
 }
 
 /// The replicated metadata in memory: the simulator's model, and the input of the
@@ -1136,6 +1260,18 @@ pub(crate) mod tests {
             created_ms: 0,
             data: Some(layout(id, size)),
         }
+    }
+
+    /// State with bucket `b`, owned by `o`, made at log index 1.
+    pub(crate) fn with_bucket() -> MetaState {
+        let mut s = MetaState::default();
+        let create = CommandV1::CreateBucket {
+            name: "b".into(),
+            owner: "o".into(),
+            created_ms: 0,
+        };
+        assert_eq!(s.apply(1, &Command::V1(create)), Applied::Done);
+        s
     }
 
     pub(crate) fn head(bucket: &str, key: &str) -> UploadHead {

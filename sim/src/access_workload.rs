@@ -189,6 +189,7 @@ impl AccessClient {
     /// bucket until `until`.
     pub async fn administer(self: Arc<Self>, until: Duration) {
         let bucket = Request::CreateBucket {
+            object_lock: false,
             bucket: BUCKET.into(),
             acl: None,
             ownership: None,
@@ -341,6 +342,7 @@ impl AccessClient {
                 2 => (
                     "DELETE",
                     Request::DeleteObject {
+                        bypass_governance: false,
                         bucket: BUCKET.into(),
                         key: kept.unwrap_or(write),
                         version_id: None,
@@ -350,6 +352,7 @@ impl AccessClient {
                 3 => (
                     "DELETES",
                     Request::DeleteObjects {
+                        bypass_governance: false,
                         bucket: BUCKET.into(),
                         keys: [Some(write), kept].into_iter().flatten().collect(),
                         quiet: false,
@@ -415,6 +418,7 @@ impl AccessClient {
             let head = Call::S3 {
                 caller: Caller::Root,
                 request: Request::HeadObject {
+                    part_number: None,
                     bucket: BUCKET.into(),
                     key: key.clone(),
                     conditions: Default::default(),

@@ -247,6 +247,7 @@ mod tests {
                 down: Default::default(),
                 after_heal: false,
                 condition: None,
+                first_part: false,
             });
         }
         h

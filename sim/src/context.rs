@@ -266,6 +266,7 @@ impl S3Ref<'_> {
     pub async fn create_bucket(&self, bucket: &str) -> Result<(), String> {
         let bucket = bucket.into();
         self.call(Request::CreateBucket {
+            object_lock: false,
             bucket,
             acl: None,
             ownership: None,

@@ -27,7 +27,9 @@ use runtime_sim::World;
 
 use crate::SHARD_DIR;
 use crate::model::History;
-use crate::object_workload::{GetCondition, GetOutcome, KeyRecord, ObjectHistory, PutOutcome, sha};
+use crate::object_workload::{
+    GetCondition, GetOutcome, KeyKind, KeyRecord, ObjectHistory, PutOutcome, sha,
+};
 
 /// What the cluster said after heal: per key, its layouts, or `None` for NoSuchKey.
 pub type Layouts = BTreeMap<usize, Option<Vec<DataLayout>>>;
@@ -82,6 +84,18 @@ pub fn check_history(h: &ObjectHistory, lost: &LostKeys) -> Vec<String> {
                 };
                 if *got != expected {
                     violations.push(format!("WRONG BYTES from {what}"));
+                }
+                // Part 1 is a multipart body's first part (or, once re-PUT whole, all of
+                // it); a simple body's part 1 is all of it.
+                let part_ok = match (k.kind, g.range) {
+                    (_, None) => true,
+                    (KeyKind::Multipart { first_part }, Some(span)) => {
+                        span == (0, first_part.saturating_sub(1))
+                    }
+                    _ => false,
+                };
+                if g.first_part && !part_ok {
+                    violations.push(format!("{what}: partNumber=1 served another span"));
                 }
                 if let Some(c) = &g.condition {
                     violations.push(format!("{what}: returned the bytes despite {c:?}"));

@@ -84,7 +84,9 @@ impl ObjectClient {
             spans.push((at, data.len() as u64));
         }
         let data = Arc::new(data);
-        let index = self.add_key("m/", seq, data.clone(), KeyKind::Multipart);
+        let first_part = spans.first().map_or(0, |(lo, hi)| hi - lo);
+        let kind = KeyKind::Multipart { first_part };
+        let index = self.add_key("m/", seq, data.clone(), kind);
         let key = self.history.lock().expect("history").keys[index]
             .key
             .clone();
@@ -318,6 +320,7 @@ impl ObjectClient {
             picked.iter().map(|&i| h.keys[i].key.clone()).collect()
         };
         let request = Request::DeleteObjects {
+            bypass_governance: false,
             bucket: BUCKET.into(),
             keys: keys.clone(),
             quiet: false,
@@ -425,6 +428,7 @@ impl ObjectClient {
         let mut aborted = 0;
         for _ in 0..20 {
             let request = Request::ListMultipartUploads {
+                delimiter: None,
                 bucket: BUCKET.into(),
                 prefix: None,
                 key_marker: None,

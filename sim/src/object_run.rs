@@ -25,7 +25,7 @@ use crate::object_workload::{
     BUCKET, CALL_TIMEOUT, DownSet, GetOutcome, ObjectClient, SharedObjects,
 };
 use crate::scenario::Params;
-use crate::version_workload::{Op, SharedVersions, VersionClient};
+use crate::version_workload::{Lock, Op, SharedVersions, VersionClient};
 use crate::{CLIENT_ID_BASE, Outcome, SHARD_DIR, UNLIMITED_DISK_BYTES, checker, faults};
 
 /// Small chunks, so that objects of a few KiB span several stripes.
@@ -413,8 +413,23 @@ pub async fn simulate(params: Params) -> Outcome {
             .insert("version_puts", count(|op| matches!(op, Op::Put { .. })));
         o.ops.insert(
             "version_deletes",
-            count(|op| !matches!(op, Op::Put { .. } | Op::Get { .. })),
+            count(|op| matches!(op, Op::Delete { .. } | Op::DeleteVersion { .. })),
         );
+        o.ops.insert(
+            "version_locks",
+            count(|op| match op {
+                Op::Put { lock, .. } => *lock != Lock::None,
+                Op::LockVersion { .. } => true,
+                _ => false,
+            }),
+        );
+        // Deletes of a version by id that were refused (by its lock, or unreachable).
+        let refused = h.ops.iter().filter(|x| {
+            x.outcome == crate::version_workload::Outcome::Refused
+                && matches!(x.op, Op::DeleteVersion { .. })
+        });
+        o.ops
+            .insert("version_deletes_refused", refused.count() as u64);
         o.ops
             .insert("version_gets", count(|op| matches!(op, Op::Get { .. })));
         o.ops.insert(

@@ -65,8 +65,11 @@ pub struct PutRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Put,
-    /// Completed from parts (some maybe copied from other keys with UploadPartCopy).
-    Multipart,
+    /// Completed from parts (some maybe copied from other keys with UploadPartCopy), the
+    /// first of `first_part` bytes.
+    Multipart {
+        first_part: u64,
+    },
     /// A CopyObject of key `source` (whose one body it then has).
     Copy {
         source: usize,
@@ -167,6 +170,16 @@ pub enum GetOutcome {
     PreconditionFailed,
 }
 
+/// What a GET asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    Whole,
+    /// An inclusive byte range.
+    Range(u64, u64),
+    /// `partNumber=1`.
+    FirstPart,
+}
+
 /// A GET's condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetCondition {
@@ -192,6 +205,8 @@ pub struct GetRecord {
     /// Made after every fault healed.
     pub after_heal: bool,
     pub condition: Option<GetCondition>,
+    /// Asked for `partNumber=1` (`range`: the span the answer served).
+    pub first_part: bool,
 }
 
 /// One paginated ListObjectsV2, page by page.
@@ -297,6 +312,7 @@ impl ObjectClient {
     /// Creates the bucket, retrying through the nodes until one takes it.
     pub async fn create_bucket(&self) -> bool {
         let request = Request::CreateBucket {
+            object_lock: false,
             bucket: BUCKET.into(),
             acl: None,
             ownership: None,
@@ -401,6 +417,28 @@ impl ObjectClient {
         node: NodeId,
         condition: Option<GetCondition>,
     ) -> GetRecord {
+        let span = range.map_or(Span::Whole, |(first, last)| Span::Range(first, last));
+        self.read(index, span, node, condition).await
+    }
+
+    /// GETs key `index` through `node` by `partNumber=1` (a multipart object's first
+    /// part, a simple object whole); records it with the span the answer served.
+    pub async fn get_first_part(&self, index: usize, node: NodeId) {
+        let record = self.read(index, Span::FirstPart, node, None).await;
+        self.history.lock().expect("history").gets.push(record);
+    }
+
+    async fn read(
+        &self,
+        index: usize,
+        span: Span,
+        node: NodeId,
+        condition: Option<GetCondition>,
+    ) -> GetRecord {
+        let mut range = match span {
+            Span::Range(first, last) => Some((first, last)),
+            Span::Whole | Span::FirstPart => None,
+        };
         let key = self.history.lock().expect("history").keys[index]
             .key
             .clone();
@@ -411,6 +449,7 @@ impl ObjectClient {
                 first,
                 last: Some(last),
             }),
+            part_number: (span == Span::FirstPart).then_some(1),
             ..GetArgs::default()
         };
         match &condition {
@@ -428,10 +467,18 @@ impl ObjectClient {
         let mut tags = 0;
         let outcome = match answer {
             CallOutcome::Answer(Answer::Ok {
-                response: Response::Object { info, .. },
+                response:
+                    Response::Object {
+                        info,
+                        range: served,
+                    },
                 data,
             }) => {
                 tags = info.tag_count;
+                if span == Span::FirstPart {
+                    // The part's bytes, as the range of the whole they are.
+                    range = served.map(|(lo, hi)| (lo, hi - 1));
+                }
                 GetOutcome::Data(sha(&data))
             }
             CallOutcome::Answer(Answer::Failed { code, .. }) if code == "NoSuchKey" => {
@@ -474,6 +521,7 @@ impl ObjectClient {
             down,
             after_heal: false,
             condition,
+            first_part: span == Span::FirstPart,
         }
     }
 
@@ -483,6 +531,7 @@ impl ObjectClient {
             .clone();
         let node = self.node();
         let request = Request::DeleteObject {
+            bypass_governance: false,
             bucket: BUCKET.into(),
             key: key.clone(),
             version_id: None,
@@ -565,8 +614,13 @@ impl ObjectClient {
         } else if roll < 28 {
             let index = below(self.env.rng(), known as u64) as usize;
             let len = self.history.lock().expect("history").keys[index].data.len() as u64;
-            let range = (len > 0 && below(self.env.rng(), 2) == 0).then(|| self.range(len));
-            self.get(index, range, self.node(), None).await;
+            match below(self.env.rng(), 6) {
+                0 => self.get_first_part(index, self.node()).await,
+                pick => {
+                    let range = (len > 0 && pick % 2 == 0).then(|| self.range(len));
+                    self.get(index, range, self.node(), None).await;
+                }
+            }
         } else if roll < 30 {
             self.conditional_get(known).await;
         } else if roll < 33 {

@@ -12,6 +12,12 @@
 //!   GET by id returns that PUT's body; a GET of the current version returns a body
 //!   some PUT of the key wrote, and never one older than a version (or a delete marker)
 //!   acknowledged before the GET began and not deleted since.
+//! - **No locked version is ever removed.** A version whose PUT was acknowledged with a
+//!   COMPLIANCE retention or a legal hold, or which a PutObjectRetention (COMPLIANCE) or
+//!   PutObjectLegalHold (ON) acknowledged before a delete of it began, is kept from
+//!   that delete: it must not be acknowledged, and it excuses nothing (the version
+//!   must still read and be listed). A GOVERNANCE retention keeps its version only
+//!   from deletes that do not bypass it. (Every retention runs past the run.)
 //! - **The listing is the history.** Each listed version comes from a PUT or a DELETE
 //!   of its key that may have taken effect; the latest entry of a key has its highest
 //!   id.
@@ -33,15 +39,62 @@ fn order(id: &str) -> Option<u64> {
     }
 }
 
-/// Whether version `id` of `key` may have been deleted before `by` (a delete of it sent
-/// before then, not refused).
-fn maybe_deleted(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
-    ops.iter().any(|o| {
+/// From when on version `id` of `key` is kept from a delete that bypasses governance
+/// or not: its PUT's lock keeps it from the start, an acknowledged lock request once it
+/// was answered.
+fn locked_since(ops: &[VersionOp], key: u64, id: &str, bypass: bool) -> Option<u64> {
+    ops.iter()
+        .filter(|o| o.key == key && o.outcome == Outcome::Acked)
+        .filter_map(|o| match &o.op {
+            Op::Put {
+                id: Some(v), lock, ..
+            } if v == id && lock.keeps(bypass) => Some(0),
+            Op::LockVersion { id: v, lock } if v == id && lock.keeps(bypass) => Some(o.ret),
+            _ => None,
+        })
+        .min()
+}
+
+/// The deletes of version `id` of `key` that may have removed it: sent before `by`,
+/// not refused, and not begun after its lock kept it from them.
+fn deletes<'a>(
+    ops: &'a [VersionOp],
+    key: u64,
+    id: &'a str,
+    by: u64,
+) -> impl Iterator<Item = &'a VersionOp> + 'a {
+    ops.iter().filter(move |o| {
         o.key == key
             && o.invoke < by
             && o.outcome != Outcome::Refused
-            && matches!(&o.op, Op::DeleteVersion { id: d } if d == id)
+            && matches!(&o.op, Op::DeleteVersion { id: d, bypass }
+                if d == id && locked_since(ops, key, id, *bypass).is_none_or(|t| o.invoke < t))
     })
+}
+
+/// Whether version `id` of `key` may have been deleted before `by` (a delete of it sent
+/// before then, not refused, that its lock did not keep it from).
+fn maybe_deleted(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
+    deletes(ops, key, id, by).next().is_some()
+}
+
+/// Deletes acknowledged although the version's lock kept it from them.
+fn locks_broken(ops: &[VersionOp]) -> Vec<String> {
+    ops.iter()
+        .filter(|o| o.outcome == Outcome::Acked)
+        .filter_map(|o| match &o.op {
+            Op::DeleteVersion { id, bypass } => locked_since(ops, o.key, id, *bypass)
+                .filter(|t| o.invoke > *t)
+                .map(|_| {
+                    format!(
+                        "a delete of locked version {id} of {} via node {} was acknowledged",
+                        key_name(o.key),
+                        o.node
+                    )
+                }),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn check(h: &VersionHistory) -> Vec<String> {
@@ -53,7 +106,7 @@ pub fn check(h: &VersionHistory) -> Vec<String> {
     let mut written: BTreeMap<u64, BTreeSet<[u8; 32]>> = BTreeMap::new();
     for o in &h.ops {
         match &o.op {
-            Op::Put { sha, id } if o.outcome != Outcome::Refused => {
+            Op::Put { sha, id, .. } if o.outcome != Outcome::Refused => {
                 written.entry(o.key).or_default().insert(*sha);
                 if let (Outcome::Acked, Some(id)) = (o.outcome, id) {
                     acked.insert((o.key, id.clone()), (Some(*sha), o.ret));
@@ -118,6 +171,7 @@ pub fn check(h: &VersionHistory) -> Vec<String> {
             _ => {}
         }
     }
+    out.extend(locks_broken(&h.ops));
     let Some(listed) = &h.listed else {
         out.push("the version listing could not be read after the heal".into());
         return out;
@@ -200,6 +254,7 @@ pub fn check(h: &VersionHistory) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::version_workload::Lock;
 
     fn op(key: u64, invoke: u64, ret: u64, op: Op, outcome: Outcome) -> VersionOp {
         VersionOp {
@@ -225,6 +280,7 @@ mod tests {
                 Op::Put {
                     sha: [n; 32],
                     id: Some(id(v)),
+                    lock: Lock::None,
                 },
                 Outcome::Acked,
             )
@@ -289,8 +345,57 @@ mod tests {
 
         // Deleted versions are excused, once a delete of them was sent.
         let mut deleted = lost;
-        let gone = Op::DeleteVersion { id: id(10) };
+        let gone = Op::DeleteVersion {
+            id: id(10),
+            bypass: false,
+        };
         deleted.ops.push(op(0, 40, 41, gone, Outcome::Unknown));
         assert_eq!(check(&deleted), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_locked_version_removed_is_caught_and_excuses_nothing() {
+        let delete = |at: u64, bypass: bool, outcome| {
+            let gone = Op::DeleteVersion { id: id(10), bypass };
+            op(0, at, at + 1, gone, outcome)
+        };
+        let lock = |at: u64, lock: Lock| {
+            op(
+                0,
+                at,
+                at + 1,
+                Op::LockVersion { id: id(10), lock },
+                Outcome::Acked,
+            )
+        };
+        // Version 10 held from t=30; a delete acknowledged after it is a broken lock,
+        // one begun before it is not.
+        let mut held = history();
+        held.ops.push(lock(30, Lock::Hold));
+        held.ops.push(delete(20, true, Outcome::Acked));
+        assert_eq!(check(&held), Vec::<String>::new());
+        held.ops.push(delete(40, true, Outcome::Acked));
+        assert!(check(&held)[0].contains("a delete of locked version"));
+
+        // A governance lock yields to a bypass only.
+        let mut governed = history();
+        governed.ops.push(lock(30, Lock::Governance));
+        governed.ops.push(delete(40, true, Outcome::Acked));
+        assert_eq!(check(&governed), Vec::<String>::new());
+        governed.ops.push(delete(50, false, Outcome::Acked));
+        assert_eq!(check(&governed).len(), 1);
+
+        // A locked version that went missing is not excused by a delete sent after
+        // its lock, even one whose outcome is unknown.
+        let mut lost = history();
+        lost.listed.as_mut().unwrap().pop();
+        lost.read_back.pop();
+        lost.ops.push(lock(30, Lock::Compliance));
+        lost.ops.push(delete(40, true, Outcome::Unknown));
+        assert!(
+            check(&lost)[0].contains("is not listed"),
+            "{:?}",
+            check(&lost)
+        );
     }
 }

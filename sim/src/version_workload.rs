@@ -1,16 +1,17 @@
 //! The versions workload (scenarios with `versions = true`): beside the object clients,
-//! two clients use a bucket with versioning enabled through random nodes. On a few keys
-//! they PUT new versions (every body distinct), DELETE (a delete marker), delete one
-//! version by its id, and GET a version by its id or the current one. After the run and
-//! the heal, the whole version listing is read, and every listed version read back by
-//! its id. `version_checker` judges.
+//! two clients use a bucket with versioning and object lock through random nodes. On a
+//! few keys they PUT new versions (every body distinct; some locked: GOVERNANCE or
+//! COMPLIANCE retention, or a legal hold), DELETE (a delete marker), delete one version
+//! by its id (some bypassing governance), lock a version they know, and GET a version by
+//! its id or the current one. After the run and the heal, the whole version listing is
+//! read, and every listed version read back by its id. `version_checker` judges.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use engine::env::{Clock, Env, NodeId, Rng};
-use engine::s3::api::{BodyArgs, GetArgs, PutArgs, Request, Response};
+use engine::s3::api::{BodyArgs, GetArgs, LockArgs, LockRequest, PutArgs, Request, Response};
 use engine::s3::rpc::{self, Answer, CallOutcome};
 use runtime_sim::SimEnv;
 
@@ -21,15 +22,46 @@ pub const BUCKET: &str = "versioned";
 /// Keys the clients share: `v0`, `v1`, `v2`.
 pub const KEYS: u64 = 3;
 
+/// An object lock a request gives a version. Retentions run a day past the request, far
+/// beyond any run, so a locked version must outlive the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    None,
+    /// A GOVERNANCE retention: a delete that bypasses governance may remove it.
+    Governance,
+    /// A COMPLIANCE retention: nothing removes it.
+    Compliance,
+    /// A legal hold: nothing removes it.
+    Hold,
+}
+
+impl Lock {
+    /// Whether a delete of the version (`bypass`ing governance or not) must be refused.
+    pub fn keeps(self, bypass: bool) -> bool {
+        match self {
+            Lock::None => false,
+            Lock::Governance => !bypass,
+            Lock::Compliance | Lock::Hold => true,
+        }
+    }
+}
+
 /// One request and what it was answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// A PUT of a body hashing to `sha`; `id`: the version id its 200 gave.
-    Put { sha: [u8; 32], id: Option<String> },
+    /// A PUT of a body hashing to `sha`, locked with `lock`; `id`: the version id its
+    /// 200 gave.
+    Put {
+        sha: [u8; 32],
+        id: Option<String>,
+        lock: Lock,
+    },
     /// A DELETE without a version id; `id`: the delete marker's, if answered.
     Delete { id: Option<String> },
-    /// A delete of version `id`.
-    DeleteVersion { id: String },
+    /// A delete of version `id`, bypassing governance retention or not.
+    DeleteVersion { id: String, bypass: bool },
+    /// PutObjectRetention (COMPLIANCE) or PutObjectLegalHold (ON) of version `id`.
+    LockVersion { id: String, lock: Lock },
     /// A GET of version `id` (`None`: the current one).
     Get { id: Option<String>, got: Got },
 }
@@ -129,9 +161,11 @@ impl VersionClient {
         None
     }
 
-    /// Makes the bucket and enables versioning on it.
+    /// Makes the bucket, with object lock (and so versioning), and enables versioning on
+    /// it (which a locked bucket allows).
     pub async fn enable(&self, until: Duration) -> bool {
         let create = Request::CreateBucket {
+            object_lock: true,
             bucket: BUCKET.into(),
             acl: None,
             ownership: None,
@@ -163,6 +197,7 @@ impl VersionClient {
             .filter(|o| o.key == key)
             .filter_map(|o| match &o.op {
                 Op::Put { id: Some(id), .. } | Op::Delete { id: Some(id) } => Some(id.clone()),
+                Op::LockVersion { .. } => None,
                 _ => None,
             })
             .collect()
@@ -194,8 +229,9 @@ impl VersionClient {
             match (pick, named) {
                 (0..40, _) | (_, None) => self.put(key, id, n).await,
                 (40..55, _) => self.get(key, None).await,
-                (55..75, Some(v)) => self.get(key, Some(v)).await,
-                (75..85, _) => self.delete(key, None).await,
+                (55..72, Some(v)) => self.get(key, Some(v)).await,
+                (72..80, _) => self.delete(key, None).await,
+                (80..85, Some(v)) => self.lock(key, v).await,
                 (_, Some(v)) => self.delete(key, Some(v)).await,
             }
             let pause = 10 + below(self.env.rng(), 200);
@@ -203,16 +239,37 @@ impl VersionClient {
         }
     }
 
+    /// A retention's date: a day past now.
+    fn a_day_on(&self) -> Option<i64> {
+        Some(self.env.clock().wall_ms() as i64 + 24 * 3600 * 1000)
+    }
+
     async fn put(&self, key: u64, client: u64, n: u64) {
         let size = 1 + below(self.env.rng(), self.object_bytes_max.max(2) / 2);
         let mut body = format!("{client}/{n}/").into_bytes();
         body.resize(size.max(body.len() as u64) as usize, b'a' + (n % 26) as u8);
+        let lock = match below(self.env.rng(), 10) {
+            0 => Lock::Governance,
+            1 => Lock::Compliance,
+            2 => Lock::Hold,
+            _ => Lock::None,
+        };
+        let mode = match lock {
+            Lock::Governance => Some("GOVERNANCE".to_string()),
+            Lock::Compliance => Some("COMPLIANCE".to_string()),
+            _ => None,
+        };
         let request = Request::PutObject(Box::new(PutArgs {
             bucket: BUCKET.into(),
             key: key_name(key),
             body: BodyArgs {
                 size: Some(body.len() as i64),
                 ..BodyArgs::default()
+            },
+            lock: LockArgs {
+                retain_until_ms: mode.as_ref().and_then(|_| self.a_day_on()),
+                mode,
+                legal_hold: (lock == Lock::Hold).then(|| "ON".to_string()),
             },
             ..PutArgs::default()
         }));
@@ -234,7 +291,40 @@ impl VersionClient {
             }) => out.version_id.clone(),
             _ => None,
         };
-        self.record(key, node, invoke, Op::Put { sha, id }, outcome(&answer));
+        let op = Op::Put { sha, id, lock };
+        self.record(key, node, invoke, op, outcome(&answer));
+    }
+
+    /// Locks version `id` for good: a COMPLIANCE retention or a legal hold.
+    async fn lock(&self, key: u64, id: String) {
+        let (lock, request) = match below(self.env.rng(), 2) {
+            0 => (
+                Lock::Compliance,
+                LockRequest::PutRetention {
+                    key: key_name(key),
+                    version_id: Some(id.clone()),
+                    mode: Some("COMPLIANCE".into()),
+                    retain_until_ms: self.a_day_on(),
+                    bypass_governance: false,
+                },
+            ),
+            _ => (
+                Lock::Hold,
+                LockRequest::PutLegalHold {
+                    key: key_name(key),
+                    version_id: Some(id.clone()),
+                    status: Some("ON".into()),
+                },
+            ),
+        };
+        let request = Request::ObjectLock {
+            bucket: BUCKET.into(),
+            request,
+        };
+        let (node, invoke) = (self.node(), self.now());
+        let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;
+        let op = Op::LockVersion { id, lock };
+        self.record(key, node, invoke, op, outcome(&answer));
     }
 
     async fn get(&self, key: u64, id: Option<String>) {
@@ -268,7 +358,9 @@ impl VersionClient {
     }
 
     async fn delete(&self, key: u64, id: Option<String>) {
+        let bypass = id.is_some() && below(self.env.rng(), 2) == 0;
         let request = Request::DeleteObject {
+            bypass_governance: bypass,
             bucket: BUCKET.into(),
             key: key_name(key),
             version_id: id.clone(),
@@ -276,7 +368,7 @@ impl VersionClient {
         let (node, invoke) = (self.node(), self.now());
         let answer = rpc::call(&self.env, node, &request, CALL_TIMEOUT).await;
         let op = match (&answer, id) {
-            (_, Some(id)) => Op::DeleteVersion { id },
+            (_, Some(id)) => Op::DeleteVersion { id, bypass },
             (
                 CallOutcome::Answer(Answer::Ok {
                     response: Response::Removed(r),

@@ -11,7 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{Applied, MetaTables};
+use crate::meta::retention::{self, LockConfig, VersionLock};
+use crate::meta::{Applied, MetaTables, Stored};
 
 /// Who an ACL grant names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -152,6 +153,10 @@ pub enum Setting {
     Cors(Vec<CorsRule>),
     /// A bucket's versioning (`meta::versions`).
     Versioning(Versioning),
+    /// A bucket's object lock configuration (`meta::lock`).
+    LockConfig(LockConfig),
+    /// An object version's or an upload's lock: retention and legal hold.
+    Lock(VersionLock),
 }
 
 /// A bucket's versioning, once it was ever set (there is no way back to unversioned).
@@ -221,10 +226,14 @@ pub fn upload_tags(upload_id: &str) -> String {
 }
 
 /// The rows of an upload's settings and those of the version it completes into.
-fn upload_rows(upload_id: &str, version: u64) -> [(String, String); 2] {
+fn upload_rows(upload_id: &str, version: u64) -> [(String, String); 3] {
     [
         (upload_acl(upload_id), object_acl(version)),
         (upload_tags(upload_id), object_tags(version)),
+        (
+            retention::upload_lock(upload_id),
+            retention::version_lock(version),
+        ),
     ]
 }
 
@@ -255,17 +264,15 @@ pub(super) fn delete<T: MetaTables>(
     Ok(Applied::Done)
 }
 
-/// Sets (`Some`) or removes (`None`) row `name(v)` of version `v` of `key`: the
-/// version the request read (current or not), or with `None` whichever is current.
-fn put_version_row<T: MetaTables>(
-    t: &mut T,
+/// Version `v` of `key` (a request read it, current or not; `None`: whichever is
+/// current), unless it is gone or a marker: then what to answer.
+pub(super) fn version_target<T: MetaTables>(
+    t: &T,
     (bucket, key): (&str, &str),
     version: Option<u64>,
-    name: fn(u64) -> String,
-    setting: Option<Setting>,
-) -> Result<Applied, T::Error> {
+) -> Result<Result<Stored, Applied>, T::Error> {
     if t.bucket(bucket)?.is_none() {
-        return Ok(Applied::NoSuchBucket);
+        return Ok(Err(Applied::NoSuchBucket));
     }
     let current = t.object(bucket, key)?;
     let target = match version {
@@ -273,18 +280,32 @@ fn put_version_row<T: MetaTables>(
         Some(v) if current.as_ref().is_some_and(|c| c.version == v) => current.clone(),
         Some(v) => t.version(bucket, key, v)?,
     };
-    match target {
-        Some(s) if !s.marker => {
-            match setting {
-                Some(setting) => t.put_setting(bucket, &name(s.version), &setting)?,
-                None => t.remove_setting(bucket, &name(s.version))?,
-            }
-            Ok(Applied::Done)
-        }
+    Ok(match target {
+        Some(s) if !s.marker => Ok(s),
         // The version read is gone (overwritten, deleted) or became a marker.
-        _ if current.is_some() => Ok(Applied::PreconditionFailed),
-        _ => Ok(Applied::NoSuchKey),
+        _ if current.is_some() => Err(Applied::PreconditionFailed),
+        _ => Err(Applied::NoSuchKey),
+    })
+}
+
+/// Sets (`Some`) or removes (`None`) row `name(v)` of the version `version_target`
+/// finds.
+fn put_version_row<T: MetaTables>(
+    t: &mut T,
+    (bucket, key): (&str, &str),
+    version: Option<u64>,
+    name: fn(u64) -> String,
+    setting: Option<Setting>,
+) -> Result<Applied, T::Error> {
+    let s = match version_target(t, (bucket, key), version)? {
+        Ok(s) => s,
+        Err(refused) => return Ok(refused),
+    };
+    match setting {
+        Some(setting) => t.put_setting(bucket, &name(s.version), &setting)?,
+        None => t.remove_setting(bucket, &name(s.version))?,
     }
+    Ok(Applied::Done)
 }
 
 /// Sets the ACL of the current version of `key`, if that version is `version`.
@@ -335,7 +356,8 @@ pub(super) fn version_dropped<T: MetaTables>(
     version: u64,
 ) -> Result<(), T::Error> {
     t.remove_setting(bucket, &object_acl(version))?;
-    t.remove_setting(bucket, &object_tags(version))
+    t.remove_setting(bucket, &object_tags(version))?;
+    t.remove_setting(bucket, &retention::version_lock(version))
 }
 
 /// An upload of `bucket` completed into the version written at `version`: its ACL and
@@ -362,7 +384,8 @@ pub(super) fn upload_dropped<T: MetaTables>(
     upload_id: &str,
 ) -> Result<(), T::Error> {
     t.remove_setting(bucket, &upload_acl(upload_id))?;
-    t.remove_setting(bucket, &upload_tags(upload_id))
+    t.remove_setting(bucket, &upload_tags(upload_id))?;
+    t.remove_setting(bucket, &retention::upload_lock(upload_id))
 }
 
 /// A bucket was deleted: so are its settings.
@@ -376,7 +399,7 @@ pub(super) fn bucket_deleted<T: MetaTables>(t: &mut T, bucket: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::tests::{head, meta, part};
+    use crate::meta::tests::{head, meta, part, with_bucket};
     use crate::meta::{Command, CommandV1, MetaState, PutCondition};
 
     fn run(s: &mut MetaState, index: u64, c: CommandV1) -> Applied {
@@ -496,13 +519,7 @@ mod tests {
 
     #[test]
     fn tags_come_with_their_version_and_go_with_it() {
-        let mut s = MetaState::default();
-        let create = CommandV1::CreateBucket {
-            name: "b".into(),
-            owner: "o".into(),
-            created_ms: 0,
-        };
-        assert_eq!(run(&mut s, 1, create), Applied::Done);
+        let mut s = with_bucket();
         let with = |tags: Vec<Tag>, condition| CommandV1::PutObjectWith {
             bucket: "b".into(),
             key: "k".into(),

@@ -202,6 +202,27 @@ pub(super) fn replace_current<T: MetaTables>(
     })
 }
 
+/// What became of one version a `DeleteVersionsAt` named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// It was not there.
+    Missing,
+    /// It was removed; `marker`: it was a delete marker.
+    Removed { marker: bool },
+    /// Its lock keeps it (`meta::lock`).
+    Locked,
+}
+
+impl From<Option<bool>> for Outcome {
+    /// What [`remove`] answered.
+    fn from(removed: Option<bool>) -> Self {
+        match removed {
+            None => Outcome::Missing,
+            Some(marker) => Outcome::Removed { marker },
+        }
+    }
+}
+
 /// Removes the version `which` of (bucket, key); `Some(was a marker)` when it was
 /// there. Removing the current version makes the newest noncurrent one current.
 pub(super) fn remove<T: MetaTables>(

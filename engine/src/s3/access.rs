@@ -25,7 +25,7 @@ use crate::meta::access::{
 };
 use crate::meta::keys::{AccessKey, Perms};
 use crate::meta::store::MetaReader;
-use crate::s3::api::{AccessRequest, AclInput, Request, TagRequest};
+use crate::s3::api::{AccessRequest, AclInput, LockArgs, LockRequest, Request, TagRequest};
 use crate::s3::cache::KnownKey;
 use crate::s3::keys::unseal;
 use crate::s3::policy::{Context, Decision, Policy};
@@ -121,13 +121,21 @@ pub fn need(request: &Request) -> Need {
     let one = |c: Check| Need::On(vec![c]);
     // A write that tags its new version needs the tagging action as well (no ACL
     // grants it).
-    let put_tagged = |b: &str, k: &str, tagging: &Option<String>| {
+    // So does one that locks it, with the lock's actions.
+    let put_tagged = |b: &str, k: &str, tagging: &Option<String>, lock: &LockArgs| {
         let mut checks = vec![put(b, k, "s3:PutObject")];
-        if tagging.is_some() {
-            checks.push(Check::new(b, write, "s3:PutObjectTagging").object(k));
+        let extra = [
+            (tagging.is_some(), "s3:PutObjectTagging"),
+            (lock.mode.is_some(), "s3:PutObjectRetention"),
+            (lock.legal_hold.is_some(), "s3:PutObjectLegalHold"),
+        ];
+        for (_, action) in extra.into_iter().filter(|(given, _)| *given) {
+            checks.push(Check::new(b, write, action).object(k));
         }
         checks
     };
+    // Bypassing governance retention needs its own action (owners have it).
+    let bypass = |b: &str, k: &str| Check::new(b, owner, "s3:BypassGovernanceRetention").object(k);
     match request {
         R::ListBuckets => Need::Signed,
         R::CreateBucket { .. } => Need::CreateBucket,
@@ -147,6 +155,21 @@ pub fn need(request: &Request) -> Need {
             ..
         } => one(get_version(bucket, key, version_id)),
         R::GetObject(a) => one(get_version(&a.bucket, &a.key, &a.version_id)),
+        R::GetObjectAttributes {
+            bucket,
+            key,
+            version_id,
+            ..
+        } => {
+            let action = versioned(
+                version_id,
+                "s3:GetObjectAttributes",
+                "s3:GetObjectVersionAttributes",
+            );
+            one(Check::new(bucket, read, action)
+                .object(key)
+                .object_acl(Read))
+        }
         R::ListObjects { bucket, .. } | R::ListObjectsV2 { bucket, .. } => {
             one(list(bucket, "s3:ListBucket"))
         }
@@ -157,9 +180,9 @@ pub fn need(request: &Request) -> Need {
         R::ListParts { bucket, key, .. } => {
             one(list(bucket, "s3:ListMultipartUploadParts").object(key))
         }
-        R::PutObject(a) => Need::On(put_tagged(&a.bucket, &a.key, &a.tagging)),
+        R::PutObject(a) => Need::On(put_tagged(&a.bucket, &a.key, &a.tagging, &a.lock)),
         R::UploadPart(a) => one(put(&a.bucket, &a.key, "s3:PutObject")),
-        R::CreateMultipartUpload(a) => Need::On(put_tagged(&a.bucket, &a.key, &a.tagging)),
+        R::CreateMultipartUpload(a) => Need::On(put_tagged(&a.bucket, &a.key, &a.tagging, &a.lock)),
         R::CompleteMultipartUpload { bucket, key, .. } => one(put(bucket, key, "s3:PutObject")),
         R::AbortMultipartUpload { bucket, key, .. } => {
             one(put(bucket, key, "s3:AbortMultipartUpload"))
@@ -168,23 +191,29 @@ pub fn need(request: &Request) -> Need {
             bucket,
             key,
             version_id,
-        } => one(put(
-            bucket,
-            key,
-            versioned(version_id, "s3:DeleteObject", "s3:DeleteObjectVersion"),
-        )),
+            bypass_governance,
+        } => {
+            let action = versioned(version_id, "s3:DeleteObject", "s3:DeleteObjectVersion");
+            let mut checks = vec![put(bucket, key, action)];
+            if *bypass_governance {
+                checks.push(bypass(bucket, key));
+            }
+            Need::On(checks)
+        }
         R::DeleteObjects {
             bucket,
             keys,
             version_ids,
+            bypass_governance,
             ..
         } => Need::On(
             keys.iter()
                 .enumerate()
-                .map(|(i, k)| {
+                .flat_map(|(i, k)| {
                     let id = version_ids.get(i).cloned().flatten();
                     let action = versioned(&id, "s3:DeleteObject", "s3:DeleteObjectVersion");
-                    put(bucket, k, action)
+                    let bypassing = bypass_governance.then(|| bypass(bucket, k));
+                    std::iter::once(put(bucket, k, action)).chain(bypassing)
                 })
                 .collect(),
         ),
@@ -194,7 +223,7 @@ pub fn need(request: &Request) -> Need {
                 &a.source.key,
                 &a.source.version_id,
             ))
-            .chain(put_tagged(&a.bucket, &a.key, &a.tagging))
+            .chain(put_tagged(&a.bucket, &a.key, &a.tagging, &a.lock))
             .collect(),
         ),
         R::UploadPartCopy(a) => Need::On(vec![
@@ -271,6 +300,37 @@ pub fn need(request: &Request) -> Need {
                 }
                 T::GetBucket => Check::new(b, read, "s3:GetBucketTagging"),
                 T::PutBucket(_) | T::DeleteBucket => Check::new(b, owner, "s3:PutBucketTagging"),
+            })
+        }
+        R::ObjectLock { bucket, request } => {
+            use LockRequest as L;
+            let b = bucket.as_str();
+            Need::On(match request {
+                L::GetConfiguration => {
+                    vec![Check::new(b, read, "s3:GetBucketObjectLockConfiguration")]
+                }
+                L::PutConfiguration { .. } => {
+                    vec![Check::new(b, owner, "s3:PutBucketObjectLockConfiguration")]
+                }
+                L::GetRetention { key, .. } => {
+                    vec![Check::new(b, read, "s3:GetObjectRetention").object(key)]
+                }
+                L::PutRetention {
+                    key,
+                    bypass_governance,
+                    ..
+                } => {
+                    let bypassing = bypass_governance.then(|| bypass(b, key));
+                    std::iter::once(Check::new(b, write, "s3:PutObjectRetention").object(key))
+                        .chain(bypassing)
+                        .collect()
+                }
+                L::GetLegalHold { key, .. } => {
+                    vec![Check::new(b, read, "s3:GetObjectLegalHold").object(key)]
+                }
+                L::PutLegalHold { key, .. } => {
+                    vec![Check::new(b, write, "s3:PutObjectLegalHold").object(key)]
+                }
             })
         }
         R::Layout { .. } => Need::Root,
@@ -680,13 +740,37 @@ mod tests {
             bucket: "b".into(),
             key: "k".into(),
             version_id: None,
+            bypass_governance: false,
         };
+        // Bypassing governance retention is an owner's right.
+        let bypassing = Request::DeleteObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: Some("null".into()),
+            bypass_governance: true,
+        };
+        assert!(!allows(Some(&writer), &need(&bypassing)));
+        assert!(allows(
+            Some(&key(
+                &[(
+                    "b",
+                    Perms {
+                        read: false,
+                        write: true,
+                        owner: true
+                    }
+                )],
+                false
+            )),
+            &need(&bypassing)
+        ));
         let drop_bucket = Request::DeleteBucket { bucket: "b".into() };
         let other = Request::HeadBucket { bucket: "c".into() };
         let create = Request::CreateBucket {
             bucket: "n".into(),
             acl: None,
             ownership: None,
+            object_lock: false,
         };
         assert!(allows(Some(&reader), &need(&head)));
         assert!(!allows(Some(&reader), &need(&delete)));

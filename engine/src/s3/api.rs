@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::access::{Acl, CorsRule, Grant, Ownership, PublicAccessBlock, Tag};
 use crate::meta::keys::Perms;
+use crate::meta::retention::{LockConfig, Retention};
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, DataLayout};
+use crate::s3::attributes::ObjectAttributes;
 use crate::s3::cors::CorsAnswer;
 use crate::s3::types::{
     Conditions, ObjectBody, ObjectInfo, PartsPage, PutOutput, RangeSpec, UploadInfo,
@@ -28,6 +30,8 @@ pub enum Request {
         acl: Option<AclInput>,
         /// x-amz-object-ownership.
         ownership: Option<Ownership>,
+        /// x-amz-bucket-object-lock-enabled: versioning Enabled and object lock on.
+        object_lock: bool,
     },
     HeadBucket {
         bucket: String,
@@ -53,11 +57,25 @@ pub enum Request {
         key: String,
         conditions: Conditions,
         version_id: Option<String>,
+        /// `partNumber`: the head of one part (`s3::attributes`).
+        part_number: Option<i32>,
+    },
+    /// GetObjectAttributes (`s3::attributes`).
+    GetObjectAttributes {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+        /// x-amz-object-attributes: ETag, Checksum, ObjectParts, StorageClass, ObjectSize.
+        attributes: Vec<String>,
+        max_parts: Option<i32>,
+        part_number_marker: Option<i32>,
     },
     DeleteObject {
         bucket: String,
         key: String,
         version_id: Option<String>,
+        /// x-amz-bypass-governance-retention.
+        bypass_governance: bool,
     },
     DeleteObjects {
         bucket: String,
@@ -65,6 +83,8 @@ pub enum Request {
         quiet: bool,
         /// Each key's version id, if the request gave one (empty: none did).
         version_ids: Vec<Option<String>>,
+        /// x-amz-bypass-governance-retention.
+        bypass_governance: bool,
     },
     ListObjects {
         bucket: String,
@@ -107,6 +127,7 @@ pub enum Request {
     ListMultipartUploads {
         bucket: String,
         prefix: Option<String>,
+        delimiter: Option<String>,
         key_marker: Option<String>,
         upload_id_marker: Option<String>,
         max_uploads: Option<i32>,
@@ -138,6 +159,12 @@ pub enum Request {
     Tagging {
         bucket: String,
         request: TagRequest,
+    },
+    /// A bucket's object lock configuration, or a version's retention or legal hold
+    /// (`s3::lock`).
+    ObjectLock {
+        bucket: String,
+        request: LockRequest,
     },
     /// A browser's CORS preflight (`OPTIONS`) of a `method` request from `origin`
     /// naming `headers` (`Access-Control-Request-Headers`): anyone may ask (`s3::cors`).
@@ -182,6 +209,71 @@ impl TagRequest {
             TagRequest::DeleteBucket => "DeleteBucketTagging",
         }
     }
+}
+
+/// Object lock requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockRequest {
+    GetConfiguration,
+    PutConfiguration {
+        /// ObjectLockEnabled: only `Enabled` is valid.
+        enabled: Option<String>,
+        /// The rule's DefaultRetention, if the configuration has a rule.
+        default: Option<DefaultRetentionArgs>,
+    },
+    GetRetention {
+        key: String,
+        version_id: Option<String>,
+    },
+    /// A retention with neither mode nor date removes it.
+    PutRetention {
+        key: String,
+        version_id: Option<String>,
+        mode: Option<String>,
+        retain_until_ms: Option<i64>,
+        bypass_governance: bool,
+    },
+    GetLegalHold {
+        key: String,
+        version_id: Option<String>,
+    },
+    /// `ON` or `OFF`.
+    PutLegalHold {
+        key: String,
+        version_id: Option<String>,
+        status: Option<String>,
+    },
+}
+
+impl LockRequest {
+    /// The operation's S3 name.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            LockRequest::GetConfiguration => "GetObjectLockConfiguration",
+            LockRequest::PutConfiguration { .. } => "PutObjectLockConfiguration",
+            LockRequest::GetRetention { .. } => "GetObjectRetention",
+            LockRequest::PutRetention { .. } => "PutObjectRetention",
+            LockRequest::GetLegalHold { .. } => "GetObjectLegalHold",
+            LockRequest::PutLegalHold { .. } => "PutObjectLegalHold",
+        }
+    }
+}
+
+/// A lock configuration's DefaultRetention as the request gave it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRetentionArgs {
+    pub mode: Option<String>,
+    pub days: Option<i32>,
+    pub years: Option<i32>,
+}
+
+/// The x-amz-object-lock-* headers of a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockArgs {
+    pub mode: Option<String>,
+    pub retain_until_ms: Option<i64>,
+    /// `ON` or `OFF`.
+    pub legal_hold: Option<String>,
 }
 
 /// The access settings of a bucket and its objects.
@@ -284,6 +376,7 @@ pub struct PutArgs {
     pub acl: Option<AclInput>,
     /// x-amz-tagging: the new version's tags, URL-encoded.
     pub tagging: Option<String>,
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,6 +417,7 @@ pub struct CopyArgs {
     pub tagging_directive: Option<String>,
     /// x-amz-tagging: the tags to use with REPLACE.
     pub tagging: Option<String>,
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,6 +431,7 @@ pub struct CreateUploadArgs {
     pub acl: Option<AclInput>,
     /// x-amz-tagging: the completed object's tags, URL-encoded.
     pub tagging: Option<String>,
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,6 +482,8 @@ pub struct UploadsPage {
     pub prefix: String,
     pub max_uploads: usize,
     pub uploads: Vec<UploadInfo>,
+    /// With a delimiter: the keys rolled up, each once.
+    pub common_prefixes: Vec<String>,
     pub truncated: bool,
     pub next_key_marker: Option<String>,
     pub next_upload_id_marker: Option<String>,
@@ -411,7 +508,13 @@ pub enum Response {
         info: ObjectInfo,
         range: Option<(u64, u64)>,
     },
-    Head(ObjectInfo),
+    /// A HEAD's answer; `range`: the half-open span of the part asked for.
+    Head {
+        info: ObjectInfo,
+        range: Option<(u64, u64)>,
+    },
+    /// GetObjectAttributes.
+    Attributes(ObjectAttributes),
     /// A DeleteObjects: the keys deleted (none when the request was quiet), and those
     /// the caller may not delete (each answered AccessDenied, as S3 does, while the
     /// others are deleted).
@@ -440,6 +543,12 @@ pub enum Response {
     CorsRules(Vec<CorsRule>),
     /// A preflight's answer: what the matching rule allows.
     Cors(CorsAnswer),
+    /// GetObjectLockConfiguration.
+    LockConfig(LockConfig),
+    /// GetObjectRetention.
+    Retention(Retention),
+    /// GetObjectLegalHold: ON or not.
+    LegalHold(bool),
 }
 
 /// An answer: the response, and a GET's bytes.
@@ -469,6 +578,7 @@ pub const OPERATIONS: &[&str] = &[
     "PutObject",
     "GetObject",
     "HeadObject",
+    "GetObjectAttributes",
     "DeleteObject",
     "DeleteObjects",
     "ListObjects",
@@ -506,6 +616,12 @@ pub const OPERATIONS: &[&str] = &[
     "GetBucketCors",
     "PutBucketCors",
     "DeleteBucketCors",
+    "GetObjectLockConfiguration",
+    "PutObjectLockConfiguration",
+    "GetObjectRetention",
+    "PutObjectRetention",
+    "GetObjectLegalHold",
+    "PutObjectLegalHold",
     "Preflight",
 ];
 
@@ -523,6 +639,7 @@ impl Request {
             Request::PutObject(_) => "PutObject",
             Request::GetObject(_) => "GetObject",
             Request::HeadObject { .. } => "HeadObject",
+            Request::GetObjectAttributes { .. } => "GetObjectAttributes",
             Request::DeleteObject { .. } => "DeleteObject",
             Request::DeleteObjects { .. } => "DeleteObjects",
             Request::ListObjects { .. } => "ListObjects",
@@ -539,6 +656,7 @@ impl Request {
             Request::ListObjectVersions { .. } => "ListObjectVersions",
             Request::Access { request, .. } => request.operation(),
             Request::Tagging { request, .. } => request.operation(),
+            Request::ObjectLock { request, .. } => request.operation(),
             Request::Preflight { .. } => "Preflight",
         }
     }

@@ -8,7 +8,6 @@ use futures::{SinkExt, StreamExt};
 
 use crate::data_path::{ByteSource, SourceError, WriteError, WriteSpec};
 use crate::env::{Env, Rng};
-use crate::meta::access::VersionSettings;
 use crate::meta::store::MetaReader;
 use crate::meta::{
     Applied, ChecksumAlgorithm, CommandV1, ContentHeaders, DataLayout, ObjectData, ObjectMeta,
@@ -16,6 +15,7 @@ use crate::meta::{
 };
 use crate::placement;
 use crate::s3::checksum::{self, HashingSource};
+use crate::s3::types::Given;
 use crate::s3::types::{ObjectBody, Pieces, PutBody, PutOutput, Trailer};
 use crate::s3::{
     GET_WINDOW_PIECES, PUT_BYTES_MAX, S3, S3Error, applied_error, read_error, unsealed, write_error,
@@ -115,25 +115,32 @@ impl<E: Env> S3<E> {
         bucket: &str,
         key: &str,
         meta: ObjectMeta,
-        (condition, settings): (PutCondition, VersionSettings),
+        (condition, (settings, lock)): (PutCondition, Given),
         layout: Option<&DataLayout>,
     ) -> Result<(u64, Option<String>), S3Error> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        let command = if settings.is_empty() {
-            CommandV1::PutObject {
-                bucket,
-                key,
-                meta,
-                condition,
-            }
-        } else {
-            CommandV1::PutObjectWith {
+        let command = match lock {
+            Some(lock) => CommandV1::PutObjectLocked {
                 bucket,
                 key,
                 meta,
                 condition,
                 settings,
-            }
+                lock,
+            },
+            None if settings.is_empty() => CommandV1::PutObject {
+                bucket,
+                key,
+                meta,
+                condition,
+            },
+            None => CommandV1::PutObjectWith {
+                bucket,
+                key,
+                meta,
+                condition,
+                settings,
+            },
         };
         match self.propose(command).await {
             Ok(applied @ (Applied::Version(_) | Applied::Versioned { .. })) => {
@@ -160,11 +167,12 @@ impl<E: Env> S3<E> {
     }
 
     /// Commits a stored body as the new version of `key` (a PUT or a copy), with the
-    /// settings its request gave; the ETag, checksum and size come from its digests.
+    /// settings and lock its request gave; the ETag, checksum and size come from its
+    /// digests.
     pub(crate) async fn commit_stored(
         &self,
         (bucket, key, condition): (&str, &str, PutCondition),
-        settings: VersionSettings,
+        settings: Given,
         headers: ContentHeaders,
         user_meta: BTreeMap<String, String>,
         layout: Option<DataLayout>,

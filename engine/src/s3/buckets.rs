@@ -1,7 +1,9 @@
 //! Bucket operations: list, create, head, delete.
 
 use crate::env::Env;
-use crate::meta::access::Ownership;
+use crate::meta::access::{Ownership, Setting, Versioning};
+use crate::meta::lock::{LOCK_CONFIG, LockConfig};
+use crate::meta::versions::VERSIONING;
 use crate::meta::{Applied, CommandV1};
 use crate::s3::access::{BucketAccess, Caller};
 use crate::s3::api::AclInput;
@@ -28,7 +30,8 @@ impl<E: Env> S3<E> {
             .collect())
     }
 
-    /// Creates a bucket owned by `caller`, with the ACL and object ownership given. One
+    /// Creates a bucket owned by `caller`, with the ACL and object ownership given (and
+    /// with `object_lock`, versioning Enabled and object lock on). One
     /// that exists is the caller's (`BucketAlreadyOwnedByYou`) or someone else's
     /// (`BucketAlreadyExists`).
     pub async fn create_bucket(
@@ -37,6 +40,7 @@ impl<E: Env> S3<E> {
         bucket: &str,
         acl: Option<&AclInput>,
         ownership: Option<Ownership>,
+        object_lock: bool,
     ) -> Result<(), S3Error> {
         validate_bucket(bucket)?;
         let owner = self.owner_id(caller);
@@ -48,10 +52,31 @@ impl<E: Env> S3<E> {
         let acl = acl
             .map(|a| resolve_acl(a, &owner, &owner, &access))
             .transpose()?;
-        let command = CommandV1::CreateBucket {
-            name: bucket.into(),
-            owner: owner.clone(),
-            created_ms: self.now_ms(),
+        let (name, created_ms) = (bucket.to_string(), self.now_ms());
+        let command = if object_lock {
+            // Versioning Enabled and the lock, in the bucket's own commit.
+            let settings = vec![
+                (
+                    VERSIONING.to_string(),
+                    Setting::Versioning(Versioning::Enabled),
+                ),
+                (
+                    LOCK_CONFIG.to_string(),
+                    Setting::LockConfig(LockConfig::default()),
+                ),
+            ];
+            CommandV1::CreateBucketWith {
+                name,
+                owner: owner.clone(),
+                created_ms,
+                settings,
+            }
+        } else {
+            CommandV1::CreateBucket {
+                name,
+                owner: owner.clone(),
+                created_ms,
+            }
         };
         match self.propose(command).await? {
             Applied::Done => self.new_bucket_settings(bucket, acl, ownership).await,

@@ -84,6 +84,9 @@ pub enum S3Error {
     /// The parts of CompleteMultipartUpload are not in ascending order.
     #[error("InvalidPartOrder")]
     InvalidPartOrder,
+    /// GET or HEAD of a part number past the object's parts.
+    #[error("InvalidPartNumber")]
+    InvalidPartNumber,
     /// A part other than the last is smaller than 5 MiB.
     #[error("EntityTooSmall: {0}")]
     EntityTooSmall(u32),
@@ -141,6 +144,18 @@ pub enum S3Error {
     NoSuchPublicAccessBlock,
     #[error("OwnershipControlsNotFoundError")]
     NoOwnershipControls,
+    /// A version's object lock (retention, legal hold) keeps it: AccessDenied.
+    #[error("AccessDenied (object lock)")]
+    ObjectLocked,
+    /// The bucket's state refuses the request (object lock and versioning).
+    #[error("InvalidBucketState: {0}")]
+    InvalidBucketState(String),
+    /// GetObjectLockConfiguration of a bucket without object lock.
+    #[error("ObjectLockConfigurationNotFoundError")]
+    NoLockConfiguration,
+    /// GetObjectRetention or GetObjectLegalHold of a version that has none.
+    #[error("NoSuchObjectLockConfiguration")]
+    NoSuchObjectLockConfiguration,
 }
 
 impl S3Error {
@@ -180,6 +195,7 @@ impl S3Error {
             Self::NotModified => "NotModified",
             Self::InvalidPart(_) => "InvalidPart",
             Self::InvalidPartOrder => "InvalidPartOrder",
+            Self::InvalidPartNumber => "InvalidPartNumber",
             Self::EntityTooSmall(_) => "EntityTooSmall",
             Self::EntityTooLarge => "EntityTooLarge",
             Self::IncompleteBody(_) => "IncompleteBody",
@@ -198,6 +214,10 @@ impl S3Error {
             Self::NoSuchBucketPolicy => "NoSuchBucketPolicy",
             Self::NoSuchPublicAccessBlock => "NoSuchPublicAccessBlockConfiguration",
             Self::NoOwnershipControls => "OwnershipControlsNotFoundError",
+            Self::ObjectLocked => "AccessDenied",
+            Self::InvalidBucketState(_) => "InvalidBucketState",
+            Self::NoLockConfiguration => "ObjectLockConfigurationNotFoundError",
+            Self::NoSuchObjectLockConfiguration => "NoSuchObjectLockConfiguration",
         }
     }
 
@@ -214,9 +234,14 @@ impl S3Error {
             | Self::NoSuchPublicAccessBlock
             | Self::NoOwnershipControls
             | Self::NoSuchTagSet
-            | Self::NoSuchCorsConfiguration => 404,
-            Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty | Self::BucketAlreadyExists => 409,
-            Self::AccessDenied | Self::CorsForbidden => 403,
+            | Self::NoSuchCorsConfiguration
+            | Self::NoLockConfiguration
+            | Self::NoSuchObjectLockConfiguration => 404,
+            Self::BucketAlreadyOwnedByYou
+            | Self::BucketNotEmpty
+            | Self::BucketAlreadyExists
+            | Self::InvalidBucketState(_) => 409,
+            Self::AccessDenied | Self::CorsForbidden | Self::ObjectLocked => 403,
             Self::InvalidBucketName(_)
             | Self::KeyTooLong
             | Self::BadDigest(_)
@@ -236,7 +261,7 @@ impl S3Error {
             | Self::InvalidTag(_)
             | Self::MalformedXml(_) => 400,
             Self::SignatureDoesNotMatch(_) => 403,
-            Self::InvalidRange { .. } => 416,
+            Self::InvalidRange { .. } | Self::InvalidPartNumber => 416,
             Self::DeleteMarker { named: true, .. } => 405,
             Self::PreconditionFailed => 412,
             Self::NotModified => 304,
@@ -287,7 +312,15 @@ impl S3Error {
             | Self::MalformedPolicy(what)
             | Self::MalformedAcl(what)
             | Self::InvalidTag(what)
+            | Self::InvalidBucketState(what)
             | Self::MalformedXml(what) => what.clone(),
+            Self::ObjectLocked => "Access Denied because object protected by object lock.".into(),
+            Self::NoLockConfiguration => {
+                "Object Lock configuration does not exist for this bucket".into()
+            }
+            Self::NoSuchObjectLockConfiguration => {
+                "The specified object does not have a ObjectLock configuration".into()
+            }
             Self::NoSuchCorsConfiguration => "The CORS configuration does not exist".into(),
             Self::CorsForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evaluation of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.".into(),
             Self::NoSuchTagSet => "The TagSet does not exist".into(),
@@ -308,6 +341,7 @@ impl S3Error {
                 "Part {n} could not be found, or its ETag does not match the one specified."
             ),
             Self::InvalidPartOrder => "The list of parts was not in ascending order.".into(),
+            Self::InvalidPartNumber => "The requested partnumber is not satisfiable".into(),
             Self::EntityTooSmall(n) => {
                 format!("Part {n} is smaller than the minimum allowed size of 5 MiB.")
             }
@@ -364,6 +398,23 @@ mod tests {
             (S3Error::CorsForbidden, "AccessForbidden", 403),
             (S3Error::MalformedXml("x".into()), "MalformedXML", 400),
             (S3Error::NoSuchVersion, "NoSuchVersion", 404),
+            (S3Error::ObjectLocked, "AccessDenied", 403),
+            (S3Error::InvalidPartNumber, "InvalidPartNumber", 416),
+            (
+                S3Error::InvalidBucketState("x".into()),
+                "InvalidBucketState",
+                409,
+            ),
+            (
+                S3Error::NoLockConfiguration,
+                "ObjectLockConfigurationNotFoundError",
+                404,
+            ),
+            (
+                S3Error::NoSuchObjectLockConfiguration,
+                "NoSuchObjectLockConfiguration",
+                404,
+            ),
             (
                 S3Error::DeleteMarker {
                     version_id: "v".into(),

@@ -11,7 +11,7 @@ use crate::meta::versions::VersionRef;
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, PutCondition};
 use crate::s3::access::{Authorized, Caller, Origin};
 use crate::s3::api::{
-    BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs, UploadsPage,
+    BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs,
 };
 use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::tags;
@@ -131,6 +131,12 @@ fn version_markers(
         Some(v) => Some(versions::parse(v)?),
     };
     Ok((key_marker, version))
+}
+
+fn range_and_part() -> S3Error {
+    S3Error::InvalidRequest(
+        "Cannot specify both Range header and partNumber query parameter".into(),
+    )
 }
 
 fn part_number(n: i32) -> Result<u32, S3Error> {
@@ -255,8 +261,9 @@ impl<E: Env> S3<E> {
                 bucket,
                 acl,
                 ownership,
+                object_lock,
             } => {
-                self.create_bucket(caller, &bucket, acl.as_ref(), ownership)
+                self.create_bucket(caller, &bucket, acl.as_ref(), ownership, object_lock)
                     .await?;
                 Response::Done.into()
             }
@@ -288,7 +295,9 @@ impl<E: Env> S3<E> {
                         .acl_for_write(caller, &a.bucket, a.acl.as_ref())
                         .await?,
                 };
+                let lock = self.lock_for_write(&a.bucket, &a.lock).await?;
                 let put = PutObject {
+                    lock,
                     condition: put_condition(&a.if_match, &a.if_none_match)?,
                     body: put_body(source, &a.body)?,
                     bucket: a.bucket,
@@ -300,12 +309,18 @@ impl<E: Env> S3<E> {
                 Response::Put(self.put_object(put, trailer).await?).into()
             }
             Request::GetObject(a) => {
-                if a.part_number.is_some() {
-                    return Err(S3Error::NotImplemented("GET by part number".into()));
-                }
                 let version = a.version_id.as_deref();
+                let (range, view) = match a.part_number {
+                    None => (a.range, view),
+                    Some(_) if a.range.is_some() => return Err(range_and_part()),
+                    Some(n) => {
+                        let r = self.view_or_reader(view).await?;
+                        let target = (a.bucket.as_str(), a.key.as_str());
+                        (self.part_range(&r, target, version, n).await?, Some(r))
+                    }
+                };
                 let out = self
-                    .get_object(&a.bucket, &a.key, a.range, &a.conditions, version, view)
+                    .get_object(&a.bucket, &a.key, range, &a.conditions, version, view)
                     .await?;
                 let mut info = out.info;
                 overridden(&mut info, a.overrides);
@@ -326,20 +341,48 @@ impl<E: Env> S3<E> {
                 key,
                 conditions,
                 version_id,
+                part_number,
             } => {
                 let version = version_id.as_deref();
+                let (span, view) = match part_number {
+                    None => (None, view),
+                    Some(n) => {
+                        let r = self.view_or_reader(view).await?;
+                        let target = (bucket.as_str(), key.as_str());
+                        (self.part_range(&r, target, version, n).await?, Some(r))
+                    }
+                };
                 let info = self
                     .head_object(&bucket, &key, &conditions, version, view)
                     .await?;
-                Response::Head(info).into()
+                let range = span.map(|s| s.resolve(info.size)).transpose()?;
+                Response::Head { info, range }.into()
+            }
+            Request::GetObjectAttributes {
+                bucket,
+                key,
+                version_id,
+                attributes,
+                max_parts,
+                part_number_marker,
+            } => {
+                let target = (bucket.as_str(), key.as_str());
+                let page = (max_parts, part_number_marker);
+                let version = version_id.as_deref();
+                Response::Attributes(
+                    self.object_attributes(target, version, attributes, page)
+                        .await?,
+                )
+                .into()
             }
             Request::DeleteObject {
                 bucket,
                 key,
                 version_id,
+                bypass_governance,
             } => {
                 let removed = self
-                    .delete_object(&bucket, &key, version_id.as_deref())
+                    .delete_object(&bucket, &key, version_id.as_deref(), bypass_governance)
                     .await?;
                 Response::Removed(removed).into()
             }
@@ -348,6 +391,7 @@ impl<E: Env> S3<E> {
                 keys,
                 quiet,
                 version_ids,
+                bypass_governance,
             } => {
                 if !version_ids.is_empty() && version_ids.len() != keys.len() {
                     return Err(S3Error::Internal("a version id per key, or none".into()));
@@ -357,7 +401,13 @@ impl<E: Env> S3<E> {
                     .into_iter()
                     .map(|k| (k, ids.next().flatten()))
                     .collect();
-                let deleted = self.delete_objects(&bucket, keys, &denied).await?;
+                let mut denied = denied;
+                let (deleted, locked): (Vec<_>, Vec<_>) = self
+                    .delete_objects(&bucket, keys, &denied, bypass_governance)
+                    .await?
+                    .into_iter()
+                    .partition(|r| !r.locked);
+                denied.extend(locked.into_iter().map(|r| r.key));
                 Response::Deleted {
                     deleted: if quiet { Vec::new() } else { deleted },
                     denied,
@@ -432,9 +482,10 @@ impl<E: Env> S3<E> {
                     MetadataDirective::Copy
                 };
                 let src = source(a.source, None)?;
+                let lock = self.lock_for_write(&a.bucket, &a.lock).await?;
                 let target = (a.bucket.as_str(), a.key.as_str());
                 let out = self
-                    .copy_object(&src, target, directive, settings, copy_tags)
+                    .copy_object(&src, target, directive, (settings, lock), copy_tags)
                     .await?;
                 Response::Put(out).into()
             }
@@ -446,10 +497,11 @@ impl<E: Env> S3<E> {
                         .acl_for_write(caller, &a.bucket, a.acl.as_ref())
                         .await?,
                 };
+                let lock = self.lock_for_write(&a.bucket, &a.lock).await?;
                 let id = self
                     .create_upload(&a.bucket, &a.key, a.headers, a.user_meta, alg)
                     .await?;
-                self.attach_upload_settings(&a.bucket, &id, settings)
+                self.attach_upload_settings(&a.bucket, &id, settings, lock)
                     .await?;
                 Response::Upload(id).into()
             }
@@ -522,6 +574,7 @@ impl<E: Env> S3<E> {
             Request::ListMultipartUploads {
                 bucket,
                 prefix,
+                delimiter,
                 key_marker,
                 upload_id_marker,
                 max_uploads,
@@ -533,17 +586,8 @@ impl<E: Env> S3<E> {
                 let max = max_uploads
                     .map_or(1000, |m| m.max(0) as usize)
                     .clamp(1, 1000);
-                let (uploads, truncated) = self.list_uploads(&bucket, &prefix, after, max).await?;
-                let last = uploads.last().filter(|_| truncated);
-                Response::Uploads(UploadsPage {
-                    next_key_marker: last.map(|u| u.key.clone()),
-                    next_upload_id_marker: last.map(|u| u.upload_id.clone()),
-                    prefix,
-                    max_uploads: max,
-                    uploads,
-                    truncated,
-                })
-                .into()
+                let names = (prefix.as_str(), delimiter.as_deref());
+                Response::Uploads(self.list_uploads(&bucket, names, after, max).await?).into()
             }
             Request::Layout {
                 bucket,
@@ -570,6 +614,9 @@ impl<E: Env> S3<E> {
             }
             Request::Tagging { bucket, request } => {
                 self.tag_request(&bucket, request).await?.into()
+            }
+            Request::ObjectLock { bucket, request } => {
+                self.object_lock(&bucket, request).await?.into()
             }
             Request::Preflight {
                 bucket,

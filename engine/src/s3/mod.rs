@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod api;
+pub mod attributes;
 mod blobs;
 mod buckets;
 mod cache;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod execute;
 pub mod keys;
 pub mod list;
+mod lock;
 mod multipart;
 mod objects;
 pub mod policy;
@@ -174,11 +176,16 @@ pub(crate) fn applied_error(a: Applied) -> S3Error {
         Applied::InvalidPartOrder => S3Error::InvalidPartOrder,
         Applied::EntityTooSmall(n) => S3Error::EntityTooSmall(n),
         Applied::Stale => S3Error::Internal("the metadata refused the layout as stale".into()),
+        Applied::Locked => S3Error::ObjectLocked,
+        Applied::InvalidBucketState => S3Error::InvalidBucketState(
+            "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed, or the bucket's versioning must be Enabled for it.".into(),
+        ),
         Applied::Done
         | Applied::Version(_)
         | Applied::Versioned { .. }
         | Applied::Marker { .. }
-        | Applied::Removed(_) => S3Error::Internal(format!("unexpected result {a:?}")),
+        | Applied::Removed(_)
+        | Applied::Outcomes(_) => S3Error::Internal(format!("unexpected result {a:?}")),
     }
 }
 
@@ -252,6 +259,17 @@ impl<E: Env> S3<E> {
         )
         .await
         .map_err(propose_error)
+    }
+
+    /// `view` (the one authorization took, if it took one), or a fresh [`Self::reader`].
+    pub(crate) async fn view_or_reader(
+        &self,
+        view: Option<MetaReader>,
+    ) -> Result<MetaReader, S3Error> {
+        match view {
+            Some(r) => Ok(r),
+            None => self.reader().await,
+        }
     }
 
     /// A consistent, up-to-date view: everything committed before the call is in it.

@@ -11,6 +11,7 @@ use crate::meta::{
     Applied, Checksum, ChecksumAlgorithm, CommandV1, ContentHeaders, ObjectData, ObjectMeta,
     PartInfo, UploadHead,
 };
+use crate::s3::api::UploadsPage;
 use crate::s3::types::{
     CopySource, NoTrailer, PartView, PartsPage, PutBody, PutOutput, Trailer, UploadInfo,
 };
@@ -321,13 +322,16 @@ impl<E: Env> S3<E> {
 
     /// Uploads in progress in `bucket` under `prefix`, in (key, initiation) order,
     /// after the (key, upload id) marker; and whether there are more.
+    /// One page of ListMultipartUploads: uploads in (key, initiation) order after the
+    /// marker; with a delimiter, the keys that have it after the prefix are rolled up
+    /// into common prefixes (each one entry of the page, as in S3).
     pub async fn list_uploads(
         &self,
         bucket: &str,
-        prefix: &str,
+        (prefix, delimiter): (&str, Option<&str>),
         after: Option<(String, Option<String>)>,
         max: usize,
-    ) -> Result<(Vec<UploadInfo>, bool), S3Error> {
+    ) -> Result<UploadsPage, S3Error> {
         let r = self.reader().await?;
         self.bucket_must_exist(&r, bucket).await?;
         let mut uploads: Vec<UploadInfo> = r
@@ -344,21 +348,62 @@ impl<E: Env> S3<E> {
         uploads.sort_by(|a, b| {
             (&a.key, a.initiated_ms, &a.upload_id).cmp(&(&b.key, b.initiated_ms, &b.upload_id))
         });
+        let delimiter = delimiter.filter(|d| !d.is_empty());
         if let Some((key, id)) = after {
-            // After the marker upload in this order; a key alone skips that key's uploads.
+            // After the marker upload in this order; a key alone skips that key's uploads,
+            // and a common prefix (a key marker that ends with the delimiter) all of its.
             let at = id.and_then(|id| {
                 uploads
                     .iter()
                     .position(|u| u.key == key && u.upload_id == id)
             });
+            let rolled = delimiter.is_some_and(|d| key.ends_with(d));
             uploads = match at {
                 Some(i) => uploads.split_off(i + 1),
-                None => uploads.into_iter().filter(|u| u.key > key).collect(),
+                None => uploads
+                    .into_iter()
+                    .filter(|u| u.key > key && !(rolled && u.key.starts_with(&key)))
+                    .collect(),
             };
         }
         let max = max.clamp(1, 1000);
-        let truncated = uploads.len() > max;
-        uploads.truncate(max);
-        Ok((uploads, truncated))
+        let mut page = UploadsPage {
+            prefix: prefix.to_string(),
+            max_uploads: max,
+            uploads: Vec::new(),
+            common_prefixes: Vec::new(),
+            truncated: false,
+            next_key_marker: None,
+            next_upload_id_marker: None,
+        };
+        for u in uploads {
+            let common = delimiter.and_then(|d| {
+                let rest = &u.key[prefix.len()..];
+                rest.find(d)
+                    .map(|at| u.key[..prefix.len() + at + d.len()].to_string())
+            });
+            if common.is_some() && page.common_prefixes.last() == common.as_ref() {
+                continue;
+            }
+            if page.uploads.len() + page.common_prefixes.len() == max {
+                page.truncated = true;
+                break;
+            }
+            match common {
+                Some(p) => {
+                    (page.next_key_marker, page.next_upload_id_marker) = (Some(p.clone()), None);
+                    page.common_prefixes.push(p);
+                }
+                None => {
+                    page.next_key_marker = Some(u.key.clone());
+                    page.next_upload_id_marker = Some(u.upload_id.clone());
+                    page.uploads.push(u);
+                }
+            }
+        }
+        if !page.truncated {
+            (page.next_key_marker, page.next_upload_id_marker) = (None, None);
+        }
+        Ok(page)
     }
 }

@@ -3,16 +3,27 @@
 use crate::data_path::ByteSource;
 use crate::env::Env;
 use crate::meta::PutCondition;
-use crate::meta::access::VersionSettings;
+use crate::meta::lock::{self, VersionLock};
 use crate::meta::store::MetaReader;
 use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::tags;
+use crate::s3::types::Given;
 use crate::s3::types::{
     Conditions, CopySource, GetOutput, MetadataDirective, NoTrailer, ObjectInfo, PutBody,
     PutObject, PutOutput, RangeSpec, Trailer,
 };
 use crate::s3::versions::Removal;
 use crate::s3::{DELETE_KEYS_MAX, S3, S3Error, validate_key, validate_user_meta};
+
+/// The object lock of `bucket`'s version written at `version`, if it has one.
+fn version_lock(
+    r: &MetaReader,
+    bucket: &str,
+    version: u64,
+) -> Result<Option<VersionLock>, S3Error> {
+    let lock = lock::of(r, bucket, version).map_err(|e| S3Error::Internal(e.to_string()))?;
+    Ok((lock != VersionLock::default()).then_some(lock))
+}
 
 impl<E: Env> S3<E> {
     pub async fn put_object<S: ByteSource, T: Trailer>(
@@ -39,7 +50,8 @@ impl<E: Env> S3<E> {
         let (layout, digests) = self.store_body(put.body, trailer).await?;
         let target = (put.bucket.as_str(), put.key.as_str(), put.condition);
         let (headers, meta) = (put.headers, put.user_meta);
-        self.commit_stored(target, put.settings, headers, meta, layout, digests)
+        let given = (put.settings, put.lock);
+        self.commit_stored(target, given, headers, meta, layout, digests)
             .await
     }
 
@@ -59,6 +71,7 @@ impl<E: Env> S3<E> {
         let mut info = ObjectInfo::of(key, &stored);
         info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         conditions.check(&info)?;
+        info.lock = version_lock(&r, bucket, stored.version)?;
         self.must_not_be_lost(&r, &stored)?;
         Ok(info)
     }
@@ -89,6 +102,7 @@ impl<E: Env> S3<E> {
         info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         conditions.check(&info)?;
         info.tag_count = tags::version_tags(&r, bucket, stored.version)?.len();
+        info.lock = version_lock(&r, bucket, stored.version)?;
         let (span, range) = match range {
             Some(spec) => {
                 let span = spec.resolve(info.size)?;
@@ -121,6 +135,7 @@ impl<E: Env> S3<E> {
         bucket: &str,
         keys: Vec<(String, Option<String>)>,
         refused: &[String],
+        bypass: bool,
     ) -> Result<Vec<Removal>, S3Error> {
         if keys.len() > DELETE_KEYS_MAX {
             return Err(S3Error::InvalidArgument(format!(
@@ -138,7 +153,7 @@ impl<E: Env> S3<E> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.delete_versions(bucket, &keys).await
+        self.delete_versions(bucket, &keys, bypass).await
     }
 
     pub async fn list_objects(
@@ -165,7 +180,7 @@ impl<E: Env> S3<E> {
         source: &CopySource,
         (bucket, key): (&str, &str),
         directive: MetadataDirective,
-        mut settings: VersionSettings,
+        (mut settings, lock): Given,
         copy_tags: bool,
     ) -> Result<PutOutput, S3Error> {
         validate_key(key)?;
@@ -205,7 +220,7 @@ impl<E: Env> S3<E> {
         let (layout, digests) = self.store_body(put, &NoTrailer).await?;
         self.commit_stored(
             (bucket, key, PutCondition::Always),
-            settings,
+            (settings, lock),
             headers,
             user_meta,
             layout,

@@ -166,6 +166,15 @@ const ACTIONS: &[&str] = &[
     "s3:PutObjectVersionAcl",
     "s3:PutObjectVersionTagging",
     "s3:PutBucketVersioning",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:GetObjectRetention",
+    "s3:PutObjectRetention",
+    "s3:GetObjectLegalHold",
+    "s3:PutObjectLegalHold",
+    "s3:BypassGovernanceRetention",
+    "s3:GetObjectAttributes",
+    "s3:GetObjectVersionAttributes",
 ];
 
 /// The prefix of `s3:ExistingObjectTag/<key>` condition keys, lower case.

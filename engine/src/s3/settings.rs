@@ -7,6 +7,7 @@ use crate::env::Env;
 use crate::meta::access::{
     self as settings, Acl, Grant, Grantee, Ownership, Permission, Setting, VersionSettings,
 };
+use crate::meta::retention::{VersionLock, upload_lock};
 use crate::meta::{Applied, CommandV1};
 use crate::s3::access::{BucketAccess, Caller};
 use crate::s3::api::{AccessRequest, AclInput, Response};
@@ -251,12 +252,13 @@ impl<E: Env> S3<E> {
         resolve_acl(input, &writer, &bucket_owner, &access).map(Some)
     }
 
-    /// Records the ACL and tags an upload's object will get when it completes.
+    /// Records the ACL, tags and lock an upload's object will get when it completes.
     pub(crate) async fn attach_upload_settings(
         &self,
         bucket: &str,
         upload_id: &str,
         given: VersionSettings,
+        lock: Option<VersionLock>,
     ) -> Result<(), S3Error> {
         let acl = given
             .acl
@@ -264,7 +266,8 @@ impl<E: Env> S3<E> {
         let tags = given
             .tags
             .map(|tags| (settings::upload_tags(upload_id), Setting::Tags(tags)));
-        for (name, setting) in acl.into_iter().chain(tags) {
+        let lock = lock.map(|l| (upload_lock(upload_id), Setting::Lock(l)));
+        for (name, setting) in acl.into_iter().chain(tags).chain(lock) {
             let command = CommandV1::PutSetting {
                 bucket: bucket.into(),
                 name,

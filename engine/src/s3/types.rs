@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data_path::{ByteSource, SourceError};
 use crate::meta::access::VersionSettings;
+use crate::meta::retention::VersionLock;
 use crate::meta::{Checksum, ChecksumAlgorithm, ContentHeaders, ObjectData, PutCondition, Stored};
 use crate::s3::S3Error;
 
@@ -31,6 +32,8 @@ pub struct ObjectInfo {
     pub parts: u32,
     /// Tags of the version (a GET sends the count; 0 where not read).
     pub tag_count: usize,
+    /// The version's object lock, where read (GET and HEAD).
+    pub lock: Option<VersionLock>,
 }
 
 impl ObjectInfo {
@@ -50,9 +53,14 @@ impl ObjectInfo {
                 _ => 0,
             },
             tag_count: 0,
+            lock: None,
         }
     }
 }
+
+/// What a write's request gives its new version besides its bytes: its ACL and tags,
+/// and its object lock.
+pub type Given = (VersionSettings, Option<VersionLock>);
 
 /// A body to store, and what the client said about it.
 pub struct PutBody<S> {
@@ -75,6 +83,8 @@ pub struct PutObject<S> {
     pub body: PutBody<S>,
     /// The new version's ACL and tags, committed with it.
     pub settings: VersionSettings,
+    /// The new version's object lock, committed with it.
+    pub lock: Option<VersionLock>,
 }
 
 /// A trailing checksum (aws-chunked with trailers) arrives after the body; the edge

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::env::Env;
 use crate::meta::access::Setting;
 use crate::meta::store::MetaReader;
-use crate::meta::versions::{self, NULL_ID, VERSIONING, VersionRef, Versioning, version_id};
+use crate::meta::versions::{
+    self, NULL_ID, Outcome, VERSIONING, VersionRef, Versioning, version_id,
+};
 use crate::meta::{Applied, CommandV1, Stored};
 use crate::s3::list::{self, ListParams};
 use crate::s3::types::ObjectInfo;
@@ -35,6 +37,8 @@ pub struct Removal {
     pub delete_marker: bool,
     /// The id of the delete marker written.
     pub marker_version_id: Option<String>,
+    /// Nothing was removed: the version's object lock keeps it.
+    pub locked: bool,
 }
 
 /// One entry of ListObjectVersions.
@@ -151,31 +155,46 @@ impl<E: Env> S3<E> {
         };
         match self.propose(command).await? {
             Applied::Done => Ok(()),
+            Applied::InvalidBucketState => Err(S3Error::InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, so the versioning \
+                 state cannot be changed."
+                    .into(),
+            )),
             other => Err(applied_error(other)),
         }
     }
 
     /// DeleteObject: of the current version (a delete marker where the bucket has
-    /// versioning), or of the version named.
+    /// versioning), or of the version named (unless its object lock keeps it;
+    /// `bypass`: a GOVERNANCE retention yields).
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
+        bypass: bool,
     ) -> Result<Removal, S3Error> {
         validate_key(key)?;
-        let mut out = self
-            .delete_versions(bucket, &[(key.to_string(), version_id.map(String::from))])
-            .await?;
-        Ok(out.pop().unwrap_or_default())
+        let target = [(key.to_string(), version_id.map(String::from))];
+        let removal = self
+            .delete_versions(bucket, &target, bypass)
+            .await?
+            .pop()
+            .unwrap_or_default();
+        if removal.locked {
+            return Err(S3Error::ObjectLocked);
+        }
+        Ok(removal)
     }
 
     /// Deletes each (key, version id): those without an id in one command (markers
-    /// where the bucket has versioning), those with one in another.
+    /// where the bucket has versioning), those with one in another, which removes only
+    /// the versions their object lock lets go (the others are answered `locked`).
     pub(crate) async fn delete_versions(
         &self,
         bucket: &str,
         targets: &[(String, Option<String>)],
+        bypass: bool,
     ) -> Result<Vec<Removal>, S3Error> {
         let mut named = Vec::new();
         let mut keys = Vec::new();
@@ -202,14 +221,17 @@ impl<E: Env> S3<E> {
                 version_id: None,
                 delete_marker: marker.is_some(),
                 marker_version_id: marker.clone(),
+                locked: false,
             }));
         }
         if !named.is_empty() {
-            let command = CommandV1::DeleteVersions {
+            let command = CommandV1::DeleteVersionsAt {
                 bucket: bucket.into(),
                 targets: named.clone(),
+                now_ms: self.now_ms(),
+                bypass,
             };
-            let Applied::Removed(removed) = self.propose(command).await? else {
+            let Applied::Outcomes(removed) = self.propose(command).await? else {
                 return Err(S3Error::NoSuchBucket);
             };
             // Deleting a version that is not there succeeds, as in S3.
@@ -221,8 +243,9 @@ impl<E: Env> S3<E> {
                 out.push(Removal {
                     key,
                     version_id: Some(id),
-                    delete_marker: was == Some(true),
+                    delete_marker: was == Outcome::Removed { marker: true },
                     marker_version_id: None,
+                    locked: was == Outcome::Locked,
                 });
             }
         }

@@ -202,7 +202,9 @@ fn header_inputs(
 }
 
 mod access;
+mod attributes;
 pub(crate) mod cors;
+mod lock;
 mod operations;
 mod tagging;
 mod versions;

@@ -10,7 +10,9 @@ use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result};
 
 use super::access::{acl_input, ownership};
+use super::attributes::{parts_count, span_of};
 use super::convert::*;
+use super::lock::{lock_args, lock_headers};
 use super::{Edge, body_size, header_inputs, put_output, unexpected};
 
 #[async_trait::async_trait]
@@ -58,6 +60,7 @@ impl s3s::S3 for Edge {
             bucket: bucket.clone(),
             acl: acl_input(i.acl.as_ref().map(|a| a.as_str()), None, headers)?,
             ownership: i.object_ownership.as_ref().map(ownership).transpose()?,
+            object_lock: i.object_lock_enabled_for_bucket.unwrap_or(false),
         };
         self.respond(who, request).await?;
         Ok(S3Response::new(dto::CreateBucketOutput {
@@ -142,6 +145,11 @@ impl s3s::S3 for Edge {
             user_meta: user_meta(i.metadata),
             if_match: i.if_match.as_ref().map(etag_text),
             if_none_match: i.if_none_match.as_ref().map(etag_text),
+            lock: lock_args(
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+                i.object_lock_legal_hold_status.as_ref(),
+            ),
             tagging: i.tagging,
             acl: acl_input(
                 i.acl.as_ref().map(|a| a.as_str()),
@@ -210,19 +218,15 @@ impl s3s::S3 for Edge {
             bucket: i.bucket,
             key: i.key,
         };
+        let part_number = args.part_number;
         let reply = self.run(who, Request::GetObject(Box::new(args))).await?;
         let (Response::Object { info, range }, Some(body)) = (reply.response, reply.body) else {
             return Err(s3s_error(es3::S3Error::Internal(
                 "a GET without a body".into(),
             )));
         };
-        let (content_length, content_range) = match range {
-            Some((lo, hi)) => (
-                hi - lo,
-                Some(format!("bytes {lo}-{}/{}", hi - 1, info.size)),
-            ),
-            None => (info.size, None),
-        };
+        let (content_length, content_range) = span_of(range, info.size);
+        let lock = lock_headers(info.lock.as_ref());
         let c = checksum_fields(info.checksum.as_ref());
         let h = &info.headers;
         let output = dto::GetObjectOutput {
@@ -245,16 +249,15 @@ impl s3s::S3 for Edge {
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
             tag_count: (info.tag_count > 0).then_some(info.tag_count as i32),
+            parts_count: parts_count(part_number, &info),
             version_id: info.version_id.clone(),
             body: Some(stream_of(body)),
+            object_lock_mode: lock.0,
+            object_lock_retain_until_date: lock.1,
+            object_lock_legal_hold_status: lock.2,
             ..Default::default()
         };
-        let status = if range.is_some() {
-            http::StatusCode::PARTIAL_CONTENT
-        } else {
-            http::StatusCode::OK
-        };
-        Ok(S3Response::with_status(output, status))
+        Ok(S3Response::new(output))
     }
 
     async fn head_object(
@@ -273,15 +276,20 @@ impl s3s::S3 for Edge {
             bucket: i.bucket,
             key: i.key,
             version_id: i.version_id,
+            part_number: i.part_number,
         };
-        let Response::Head(info) = self.respond(who, request).await? else {
+        let Response::Head { info, range } = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
+        let lock = lock_headers(info.lock.as_ref());
         let c = checksum_fields(info.checksum.as_ref());
         let h = &info.headers;
-        Ok(S3Response::new(dto::HeadObjectOutput {
+        let (content_length, content_range) = span_of(range, info.size);
+        let output = dto::HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
-            content_length: Some(info.size as i64),
+            content_length: Some(content_length as i64),
+            content_range,
+            parts_count: parts_count(i.part_number, &info),
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_dto(&info.user_meta),
@@ -297,9 +305,20 @@ impl s3s::S3 for Edge {
             checksum_sha1: c.sha1,
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
+            object_lock_mode: lock.0,
+            object_lock_retain_until_date: lock.1,
+            object_lock_legal_hold_status: lock.2,
             version_id: info.version_id.clone(),
             ..Default::default()
-        }))
+        };
+        Ok(S3Response::new(output))
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<dto::GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<dto::GetObjectAttributesOutput>> {
+        self.attributes(req).await
     }
 
     async fn delete_object(
@@ -438,6 +457,11 @@ impl s3s::S3 for Edge {
                 grant_headers!(i, no_write),
             )?,
             tagging_directive: i.tagging_directive.map(|d| d.as_str().to_string()),
+            lock: lock_args(
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+                i.object_lock_legal_hold_status.as_ref(),
+            ),
             tagging: i.tagging,
             bucket: i.bucket,
             key: i.key,
@@ -489,6 +513,11 @@ impl s3s::S3 for Edge {
                 .checksum_algorithm
                 .as_ref()
                 .map(|a| a.as_str().to_string()),
+            lock: lock_args(
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+                i.object_lock_legal_hold_status.as_ref(),
+            ),
             tagging: i.tagging,
             acl: acl_input(
                 i.acl.as_ref().map(|a| a.as_str()),
@@ -709,6 +738,7 @@ impl s3s::S3 for Edge {
         let request = Request::ListMultipartUploads {
             bucket: i.bucket.clone(),
             prefix: i.prefix.clone(),
+            delimiter: i.delimiter.clone(),
             key_marker: i.key_marker.clone(),
             upload_id_marker: i.upload_id_marker.clone(),
             max_uploads: i.max_uploads,
@@ -743,6 +773,12 @@ impl s3s::S3 for Edge {
             max_uploads: Some(page.max_uploads as i32),
             is_truncated: Some(page.truncated),
             uploads: Some(uploads),
+            common_prefixes: (!page.common_prefixes.is_empty()).then(|| {
+                page.common_prefixes
+                    .into_iter()
+                    .map(|p| dto::CommonPrefix { prefix: Some(p) })
+                    .collect()
+            }),
             delimiter: i.delimiter,
             encoding_type: i.encoding_type,
             ..Default::default()
@@ -910,5 +946,47 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketTaggingOutput>> {
         self.drop_bucket_tagging(req).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<dto::GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLockConfigurationOutput>> {
+        self.lock_configuration(req).await
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<dto::PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLockConfigurationOutput>> {
+        self.set_lock_configuration(req).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<dto::GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::GetObjectRetentionOutput>> {
+        self.retention(req).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<dto::PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::PutObjectRetentionOutput>> {
+        self.set_retention(req).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<dto::GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLegalHoldOutput>> {
+        self.legal_hold(req).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<dto::PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLegalHoldOutput>> {
+        self.set_legal_hold(req).await
     }
 }

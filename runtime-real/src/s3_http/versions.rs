@@ -69,6 +69,7 @@ impl Edge {
             bucket: i.bucket,
             key: i.key,
             version_id: i.version_id,
+            bypass_governance: i.bypass_governance_retention.unwrap_or(false),
         };
         let Response::Removed(r) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
@@ -101,6 +102,7 @@ impl Edge {
             },
             keys: objects.into_iter().map(|o| o.key).collect(),
             quiet,
+            bypass_governance: i.bypass_governance_retention.unwrap_or(false),
         };
         let Response::Deleted { deleted, denied } = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
