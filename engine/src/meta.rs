@@ -751,6 +751,10 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             settings,
             lock: asked,
         } => {
+            // The proposer saw the bucket locked; a bucket made again since is not.
+            if t.bucket(bucket)?.is_some() && lock::config(t, bucket)?.is_none() {
+                return Ok(Applied::InvalidBucketState);
+            }
             let applied = put_object(t, index, bucket, key, meta, condition)?;
             if let Applied::Version(v) | Applied::Versioned { version: v, .. } = applied {
                 access::version_created(t, bucket, v, settings)?;

@@ -367,6 +367,16 @@ mod tests {
             change(&mut plain, 2, 1, LockChange::LegalHold(true), 0),
             Applied::InvalidBucketState
         );
+        // A locked PUT into a bucket without lock is refused, and writes nothing.
+        let held = VersionLock {
+            retention: None,
+            legal_hold: true,
+        };
+        assert_eq!(
+            put(&mut plain, 3, 0, Some(held)),
+            Applied::InvalidBucketState
+        );
+        assert_eq!(plain.object("b", "k"), None);
     }
 
     #[test]

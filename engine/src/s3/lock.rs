@@ -89,7 +89,8 @@ fn default_retention(d: &DefaultRetentionArgs) -> Result<(LockMode, Period), S3E
 
 impl<E: Env> S3<E> {
     /// The lock a write's x-amz-object-lock-* headers give its new version, checked:
-    /// the bucket must have object lock.
+    /// the bucket must have object lock (read locally where it shows; a write without
+    /// lock headers reads nothing here).
     pub(crate) async fn lock_for_write(
         &self,
         bucket: &str,
@@ -102,9 +103,17 @@ impl<E: Env> S3<E> {
             retention: retention(args.mode.as_deref(), args.retain_until_ms, self.now_ms())?,
             legal_hold: args.legal_hold.as_deref().map(hold).transpose()? == Some(true),
         };
+        // A bucket's lock is never removed: the local replica showing it is enough, and
+        // only where it does not (not applied here yet) does a ReadIndex decide.
+        let locked = |r: &MetaReader| lock::config(r, bucket).map(|c| c.is_some());
+        if let Ok(r) = self.raft.reader()
+            && locked(&r).map_err(internal)?
+        {
+            return Ok(Some(lock));
+        }
         let r = self.reader().await?;
         self.bucket_must_exist(&r, bucket).await?;
-        if lock::config(&r, bucket).map_err(internal)?.is_none() {
+        if !locked(&r).map_err(internal)? {
             return Err(missing_lock());
         }
         Ok(Some(lock))
