@@ -78,13 +78,15 @@ fn maybe_deleted(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
     deletes(ops, key, id, by).next().is_some()
 }
 
-/// Deletes acknowledged although the version's lock kept it from them.
+/// Deletes acknowledged although the version's lock kept it from them, and no delete
+/// its lock let through may have removed it before (a delete of a version already gone
+/// is answered 204, as S3 does).
 fn locks_broken(ops: &[VersionOp]) -> Vec<String> {
     ops.iter()
         .filter(|o| o.outcome == Outcome::Acked)
         .filter_map(|o| match &o.op {
             Op::DeleteVersion { id, bypass } => locked_since(ops, o.key, id, *bypass)
-                .filter(|t| o.invoke > *t)
+                .filter(|t| o.invoke > *t && !maybe_deleted(ops, o.key, id, o.ret))
                 .map(|_| {
                     format!(
                         "a delete of locked version {id} of {} via node {} was acknowledged",
@@ -370,20 +372,28 @@ mod tests {
         };
         // Version 10 held from t=30; a delete acknowledged after it is a broken lock,
         // one begun before it is not.
+        let mut early = history();
+        early.ops.push(lock(30, Lock::Hold));
+        early.ops.push(delete(20, true, Outcome::Acked));
+        assert_eq!(check(&early), Vec::<String>::new());
         let mut held = history();
         held.ops.push(lock(30, Lock::Hold));
-        held.ops.push(delete(20, true, Outcome::Acked));
-        assert_eq!(check(&held), Vec::<String>::new());
         held.ops.push(delete(40, true, Outcome::Acked));
         assert!(check(&held)[0].contains("a delete of locked version"));
 
-        // A governance lock yields to a bypass only.
+        // A governance lock yields to a bypass only; once a bypass may have removed
+        // the version, a later delete without one finds nothing to keep.
         let mut governed = history();
         governed.ops.push(lock(30, Lock::Governance));
-        governed.ops.push(delete(40, true, Outcome::Acked));
-        assert_eq!(check(&governed), Vec::<String>::new());
         governed.ops.push(delete(50, false, Outcome::Acked));
         assert_eq!(check(&governed).len(), 1);
+        governed.ops.push(delete(60, true, Outcome::Acked));
+        assert_eq!(check(&governed).len(), 1);
+        governed.ops.push(delete(40, true, Outcome::Unknown));
+        assert_eq!(check(&governed), Vec::<String>::new());
+        // A hold is bypassed by nothing, so a delete after it excuses no other.
+        held.ops.push(delete(45, false, Outcome::Acked));
+        assert_eq!(check(&held).len(), 2);
 
         // A locked version that went missing is not excused by a delete sent after
         // its lock, even one whose outcome is unknown.
