@@ -8,6 +8,7 @@
 pub mod data_path;
 pub mod env;
 pub mod erasure;
+pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod node;

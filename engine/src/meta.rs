@@ -32,6 +32,7 @@
 
 pub mod access;
 pub mod keys;
+pub mod lifecycle;
 pub mod lock;
 pub mod repair;
 pub mod retention;
@@ -432,6 +433,15 @@ pub enum CommandV1 {
         change: lock::LockChange,
         now_ms: u64,
     },
+    /// The lifecycle task's expiry of `bucket`'s versions (per key, by log index) and
+    /// uploads that its rules made due at `at`: apply does what is still due then
+    /// (`meta::lifecycle`); answered with [`Applied::Expired`].
+    Expire {
+        bucket: String,
+        keys: Vec<(String, Vec<u64>)>,
+        uploads: Vec<String>,
+        at: lifecycle::At,
+    },
 }
 
 /// A command as it travels through the log.
@@ -507,6 +517,8 @@ pub enum Applied {
     /// The bucket's state refuses the command: object lock needs versioning Enabled,
     /// then neither changes; a lock change needs a bucket with object lock.
     InvalidBucketState,
+    /// What an `Expire` did.
+    Expired(lifecycle::Expired),
 }
 
 /// The tables `apply` works on: [`MetaState`] in memory, and the redb tables of
@@ -807,6 +819,12 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             change,
             now_ms,
         } => lock::change(t, (bucket, key), *version, *change, *now_ms)?,
+        CommandV1::Expire {
+            bucket,
+            keys,
+            uploads,
+            at,
+        } => lifecycle::expire(t, index, bucket, (keys, uploads), *at)?,
     })
 }
 

@@ -69,6 +69,22 @@ pub struct StageLabels {
     pub stage: Stage,
 }
 
+/// What the lifecycle task expired (`hamster_lifecycle_expired_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Expiry {
+    /// A current version (deleted, or hidden under a delete marker).
+    Current,
+    Noncurrent,
+    DeleteMarker,
+    /// An upload in progress, aborted.
+    Upload,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    pub kind: Expiry,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
     pub operation: &'static str,
@@ -101,6 +117,9 @@ pub struct Metrics {
     pub stage_duration: Family<StageLabels, Histogram>,
     /// A typed S3 request in the engine, by operation (a GET until its bytes are open).
     pub engine_request_duration: Family<OperationLabels, Histogram>,
+    /// Lifecycle passes this node made as leader, and what they expired.
+    pub lifecycle_passes: Counter,
+    pub lifecycle_expired: Family<ExpiryLabels, Counter>,
 }
 
 fn latency_family<L: Clone + std::hash::Hash + Eq>() -> Family<L, Histogram> {
@@ -122,6 +141,8 @@ impl Default for Metrics {
             proposal_duration: Histogram::new(latency_buckets()),
             stage_duration: latency_family(),
             engine_request_duration: latency_family(),
+            lifecycle_passes: Counter::default(),
+            lifecycle_expired: Family::default(),
         }
     }
 }
@@ -194,6 +215,24 @@ impl Metrics {
             Unit::Seconds,
             self.engine_request_duration.clone(),
         );
+        let lifecycle = registry.sub_registry_with_prefix("lifecycle");
+        lifecycle.register(
+            "passes",
+            "Lifecycle passes over the buckets with rules, made by this node as leader",
+            self.lifecycle_passes.clone(),
+        );
+        lifecycle.register(
+            "expired",
+            "Versions, delete markers and uploads the lifecycle task expired, by kind",
+            self.lifecycle_expired.clone(),
+        );
+    }
+
+    /// Counts `n` expiries of `kind`.
+    pub fn expired(&self, kind: Expiry, n: u32) {
+        self.lifecycle_expired
+            .get_or_create(&ExpiryLabels { kind })
+            .inc_by(u64::from(n));
     }
 
     /// Records that `stage` took from `began` to `now` (clock readings).
@@ -220,6 +259,7 @@ mod tests {
             .inc();
         metrics.shard_verify_failures.inc();
         metrics.proposal_duration.observe(0.003);
+        metrics.expired(Expiry::Noncurrent, 2);
         let mut registry = Registry::with_prefix("hamster");
         metrics.register(&mut registry);
         let mut text = String::new();
@@ -231,6 +271,7 @@ mod tests {
             "hamster_shard_disk_errors_total{kind=\"NoSpace\"} 1",
             "hamster_data_path_floor_refusals_total 0",
             "hamster_raft_proposal_duration_seconds_count 1",
+            "hamster_lifecycle_expired_total{kind=\"Noncurrent\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

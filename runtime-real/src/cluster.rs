@@ -273,23 +273,30 @@ pub struct S3Listen {
     pub tls: Option<crate::listener::TlsFiles>,
 }
 
+/// The settings of a node's background tasks: repair's budgets, the lifecycle's day.
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    pub repair: engine::repair::RepairConfig,
+    pub lifecycle: engine::lifecycle::LifecycleConfig,
+}
+
 /// `hamster cluster run`: runs a node (and its S3 endpoint when asked) until its Raft
 /// state is refused (an error) or `stop` resolves.
 #[inline(never)]
 pub fn run(
     config: NodeConfig,
     s3: Option<S3Listen>,
-    repair: engine::repair::RepairConfig,
+    tasks: Tasks,
     metrics: Option<SocketAddr>,
     stop: crate::server::Stop,
 ) -> crate::server::Boxed<anyhow::Result<()>> {
-    Box::pin(run_node(config, s3, repair, metrics, stop))
+    Box::pin(run_node(config, s3, tasks, metrics, stop))
 }
 
 async fn run_node(
     config: NodeConfig,
     s3: Option<S3Listen>,
-    repair: engine::repair::RepairConfig,
+    tasks: Tasks,
     metrics: Option<SocketAddr>,
     stop: crate::server::Stop,
 ) -> anyhow::Result<()> {
@@ -345,7 +352,8 @@ async fn run_node(
             ..Default::default()
         },
     );
-    node.repair = repair;
+    node.repair = tasks.repair;
+    node.lifecycle = tasks.lifecycle;
     let started = engine::node::start(env.clone(), node)
         .await
         .map_err(|e| anyhow!("node {id}: its raft state was refused: {e}"))?;

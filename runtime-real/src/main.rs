@@ -167,9 +167,29 @@ struct S3Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The length of a "day" in lifecycle rules, in seconds (S3's: 86400). Shorten it
+    /// to see rules act in seconds; the leader's setting is the one that acts.
+    #[arg(long, env = "HAMSTER_LIFECYCLE_DAY_SECONDS", default_value_t = 86400.0,
+          value_parser = positive_seconds)]
+    lifecycle_day_seconds: f64,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.001 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds of at least 0.001"
+        )),
+    }
 }
 
 impl S3Args {
+    fn lifecycle(&self) -> engine::lifecycle::LifecycleConfig {
+        engine::lifecycle::LifecycleConfig::with_day(std::time::Duration::from_secs_f64(
+            self.lifecycle_day_seconds,
+        ))
+    }
+
     fn tls(&self) -> Option<runtime_real::listener::TlsFiles> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(runtime_real::listener::TlsFiles {
@@ -344,6 +364,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             init_logging(log_format);
             tracing::info!("{}", version_line());
             let tls = s3_args.tls();
+            let lifecycle = s3_args.lifecycle();
             let S3Args {
                 access_key,
                 secret_key,
@@ -382,6 +403,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                     grace: std::time::Duration::from_secs(sweep_grace_s),
                 },
                 repair: repair.config(),
+                lifecycle,
             };
             runtime().block_on(async {
                 runtime_real::server::run_server(options, stop_on_signal()).await
@@ -463,6 +485,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             init_logging(log_format);
             tracing::info!("{}", version_line());
             let tls = s3_args.tls();
+            let lifecycle = s3_args.lifecycle();
             let S3Args {
                 access_key,
                 secret_key,
@@ -479,10 +502,14 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 domains: domain,
                 tls,
             });
+            let tasks = cluster::Tasks {
+                repair: repair.config(),
+                lifecycle,
+            };
             runtime().block_on(cluster::run(
                 config,
                 s3,
-                repair.config(),
+                tasks,
                 ops.metrics,
                 stop_on_signal(),
             ))?;

@@ -34,6 +34,7 @@ pub struct ServerOptions {
     pub metrics: Option<SocketAddr>,
     pub sweep: engine::sweep::SweepConfig,
     pub repair: engine::repair::RepairConfig,
+    pub lifecycle: engine::lifecycle::LifecycleConfig,
 }
 
 /// The node id of a single server.
@@ -80,6 +81,7 @@ async fn serve(options: ServerOptions, stop: Stop) -> anyhow::Result<()> {
     let config = engine::node::NodeConfig {
         sweep: options.sweep,
         repair: options.repair.clone(),
+        lifecycle: options.lifecycle,
         ..engine::node::NodeConfig::new(
             raft,
             S3Config {

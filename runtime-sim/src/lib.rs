@@ -17,4 +17,4 @@ mod world;
 
 pub use disk::SimDisk;
 pub use net::{NetConfig, SimNet};
-pub use world::{Cluster, FaultStats, SimClock, SimEnv, World};
+pub use world::{Cluster, FaultStats, SIM_EPOCH_MS, SimClock, SimEnv, World};

@@ -197,8 +197,8 @@ pub(crate) async fn pause(world: &World, time: Duration) {
 pub struct SimClock;
 
 /// Wall-clock origin of every simulated run: 2026-01-01T00:00:00Z, so timestamps are
-/// plausible and identical across runs.
-const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
+/// plausible and identical across runs (ms).
+pub const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 
 impl Clock for SimClock {
     fn now(&self) -> Duration {

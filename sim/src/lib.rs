@@ -13,6 +13,8 @@ pub mod api_checker;
 pub mod checker;
 pub mod context;
 pub mod faults;
+pub mod lifecycle_checker;
+pub mod lifecycle_workload;
 pub mod linearizability;
 pub mod meta_checker;
 pub mod meta_run;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::env::{Clock, NodeId};
+use engine::lifecycle::LifecycleConfig;
 use engine::node::NodeConfig;
 use engine::raft::node::RaftConfig;
 use engine::repair::RepairConfig;
@@ -19,6 +20,7 @@ use engine::sweep::SweepConfig;
 use runtime_sim::{Cluster, NetConfig, SimClock, World};
 
 use crate::access_workload::{AccessClient, Decision, SharedAccess};
+use crate::lifecycle_workload::{LcOp, LifecycleClient, SharedLifecycle};
 use crate::model::SharedHistory;
 use crate::object_checker::{self, Layouts, LostKeys, Tally};
 use crate::object_workload::{
@@ -96,6 +98,11 @@ pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cl
         REPAIR_SCRUB_PERIOD
     };
     let mut cluster = Cluster::new(world.clone());
+    let lifecycle = if params.versions {
+        LifecycleConfig::with_day(crate::lifecycle_workload::DAY)
+    } else {
+        LifecycleConfig::default()
+    };
     for &node in &voters {
         world.add_disk(node, capacity);
         world
@@ -114,6 +121,7 @@ pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cl
             let config = NodeConfig {
                 shard_dir: SHARD_DIR.into(),
                 sweep: SWEEP,
+                lifecycle,
                 repair: RepairConfig {
                     enabled: !repair_off,
                     scrub_period,
@@ -300,6 +308,20 @@ pub async fn simulate(params: Params) -> Outcome {
         tasks.push(madsim::task::spawn(v.clone().work(0, until)));
         tasks.push(madsim::task::spawn(v.clone().work(1, until)));
     }
+    let lifecycle: SharedLifecycle = Arc::default();
+    let expirer = params.versions.then(|| {
+        Arc::new(LifecycleClient {
+            env: world.node_env(CLIENT_ID_BASE + u64::from(params.clients) + 3),
+            nodes: params.nodes,
+            down: down.clone(),
+            history: lifecycle.clone(),
+        })
+    });
+    if let Some(l) = &expirer
+        && l.configure(SimClock.now() + SETTLE_LIMIT).await
+    {
+        tasks.push(madsim::task::spawn(l.clone().work(until)));
+    }
     if let Some(admin) = &admin {
         tasks.push(madsim::task::spawn(admin.clone().administer(until)));
         tasks.push(madsim::task::spawn(admin.clone().request(until)));
@@ -435,6 +457,24 @@ pub async fn simulate(params: Params) -> Outcome {
         o.ops.insert(
             "versions_listed",
             h.listed.as_ref().map_or(0, |l| l.len() as u64),
+        );
+    }
+    if let Some(l) = &expirer {
+        // Read after the sweep: the expired keys' shards are orphans, the others' not.
+        l.read_all(SimClock.now() + SETTLE_LIMIT).await;
+        let h = lifecycle.lock().expect("lifecycle");
+        violations.extend(crate::lifecycle_checker::check(&h));
+        let base = referenced.len();
+        for (i, layout) in h.layouts.iter().enumerate() {
+            referenced.insert(base + i, Some(vec![layout.clone()]));
+        }
+        let count = |f: fn(&LcOp) -> bool| h.ops.iter().filter(|x| f(&x.op)).count() as u64;
+        let mut o = history.lock().expect("history");
+        o.ops
+            .insert("lifecycle_puts", count(|op| matches!(op, LcOp::Put { .. })));
+        o.ops.insert(
+            "lifecycle_misses",
+            count(|op| matches!(op, LcOp::Get { got: None })),
         );
     }
     violations.extend(object_checker::check_orphans(

@@ -29,7 +29,7 @@ pub fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-fn below(rng: &impl Rng, n: u64) -> u64 {
+pub(crate) fn below(rng: &impl Rng, n: u64) -> u64 {
     rng.next_u64() % n.max(1)
 }
 

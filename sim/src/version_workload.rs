@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::env::{Clock, Env, NodeId, Rng};
+use engine::env::{Clock, Env, NodeId};
 use engine::s3::api::{BodyArgs, GetArgs, LockArgs, LockRequest, PutArgs, Request, Response};
 use engine::s3::rpc::{self, Answer, CallOutcome};
 use runtime_sim::SimEnv;
 
-use crate::object_workload::{CALL_TIMEOUT, DownSet, sha, up_node};
+use crate::object_workload::{CALL_TIMEOUT, DownSet, below, sha, up_node};
 
 /// The workload's bucket.
 pub const BUCKET: &str = "versioned";
@@ -121,15 +121,11 @@ pub struct VersionClient {
     pub object_bytes_max: u64,
 }
 
-fn below(rng: &impl Rng, n: u64) -> u64 {
-    rng.next_u64() % n.max(1)
-}
-
 pub fn key_name(key: u64) -> String {
     format!("v{key}")
 }
 
-fn outcome(answer: &CallOutcome) -> Outcome {
+pub(crate) fn outcome(answer: &CallOutcome) -> Outcome {
     match answer {
         CallOutcome::Answer(Answer::Ok { .. }) => Outcome::Acked,
         CallOutcome::Answer(Answer::Failed { unknown: false, .. }) | CallOutcome::Unreachable => {

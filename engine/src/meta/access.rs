@@ -157,6 +157,8 @@ pub enum Setting {
     LockConfig(LockConfig),
     /// An object version's or an upload's lock: retention and legal hold.
     Lock(VersionLock),
+    /// A bucket's lifecycle rules, in order (`meta::lifecycle`; checked when put).
+    Lifecycle(Vec<super::lifecycle::LifecycleRule>),
 }
 
 /// A bucket's versioning, once it was ever set (there is no way back to unversioned).

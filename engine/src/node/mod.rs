@@ -14,6 +14,7 @@ use protobuf::Message as _;
 
 use crate::data_path::DataPath;
 use crate::env::{Clock, Env, Incoming, Net, NodeId, Rng};
+use crate::lifecycle::{LifecycleConfig, run_lifecycle};
 use crate::meta::Command;
 use crate::raft::node::{ProposeError, RaftConfig, RaftHandle};
 use crate::repair::{Repair, RepairConfig};
@@ -194,6 +195,7 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     pub sweep: SweepConfig,
     pub repair: RepairConfig,
+    pub lifecycle: LifecycleConfig,
     pub s3: S3Config,
     /// Chunk size of the blobs this node writes (the simulator shrinks it).
     pub chunk_size_bytes: u32,
@@ -206,6 +208,7 @@ impl NodeConfig {
             raft,
             sweep: SweepConfig::default(),
             repair: RepairConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             s3,
             chunk_size_bytes: crate::placement::CHUNK_SIZE_BYTES,
         }
@@ -213,7 +216,7 @@ impl NodeConfig {
 }
 
 /// Starts a node: recovers its shards and Raft state, spawns the Raft driver, the
-/// endpoint (shards, Raft, S3) and the orphan sweep. Fails (without serving) when the
+/// endpoint (shards, Raft, S3), the orphan sweep and the lifecycle task. Fails (without serving) when the
 /// Raft state is corrupt: such a node must not vote.
 pub async fn start<E: Env>(
     env: E,
@@ -244,6 +247,7 @@ pub async fn start<E: Env>(
         handle.clone(),
         config.sweep,
     ));
+    env.spawn(run_lifecycle(env.clone(), handle.clone(), config.lifecycle));
     let repair = Repair::start(env.clone(), data.clone(), handle.clone(), config.repair);
     let services = Services {
         store,

@@ -266,6 +266,12 @@ pub fn need(request: &Request) -> Need {
                 A::PutBucketCors(_) | A::DeleteBucketCors => {
                     Check::new(b, owner, "s3:PutBucketCORS")
                 }
+                A::GetBucketLifecycleConfiguration => {
+                    Check::new(b, owner, "s3:GetLifecycleConfiguration")
+                }
+                A::PutBucketLifecycleConfiguration(_) | A::DeleteBucketLifecycle => {
+                    Check::new(b, owner, "s3:PutLifecycleConfiguration")
+                }
             })
         }
         R::Tagging { bucket, request } => {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::access::{Acl, CorsRule, Grant, Ownership, PublicAccessBlock, Tag};
 use crate::meta::keys::Perms;
+use crate::meta::lifecycle::LifecycleRule;
 use crate::meta::retention::{LockConfig, Retention};
 use crate::meta::{ChecksumAlgorithm, ContentHeaders, DataLayout};
 use crate::s3::attributes::ObjectAttributes;
@@ -304,6 +305,10 @@ pub enum AccessRequest {
     GetBucketCors,
     PutBucketCors(Vec<CorsRule>),
     DeleteBucketCors,
+    GetBucketLifecycleConfiguration,
+    /// The rules, in order (`s3::lifecycle` checks them).
+    PutBucketLifecycleConfiguration(Vec<LifecycleRule>),
+    DeleteBucketLifecycle,
 }
 
 impl AccessRequest {
@@ -328,6 +333,9 @@ impl AccessRequest {
             A::GetBucketCors => "GetBucketCors",
             A::PutBucketCors(_) => "PutBucketCors",
             A::DeleteBucketCors => "DeleteBucketCors",
+            A::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
+            A::PutBucketLifecycleConfiguration(_) => "PutBucketLifecycleConfiguration",
+            A::DeleteBucketLifecycle => "DeleteBucketLifecycle",
         }
     }
 }
@@ -543,6 +551,8 @@ pub enum Response {
     CorsRules(Vec<CorsRule>),
     /// A preflight's answer: what the matching rule allows.
     Cors(CorsAnswer),
+    /// GetBucketLifecycleConfiguration: the rules, in order.
+    Lifecycle(Vec<LifecycleRule>),
     /// GetObjectLockConfiguration.
     LockConfig(LockConfig),
     /// GetObjectRetention.
@@ -616,6 +626,9 @@ pub const OPERATIONS: &[&str] = &[
     "GetBucketCors",
     "PutBucketCors",
     "DeleteBucketCors",
+    "GetBucketLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration",
+    "DeleteBucketLifecycle",
     "GetObjectLockConfiguration",
     "PutObjectLockConfiguration",
     "GetObjectRetention",

@@ -16,6 +16,9 @@ pub enum S3Error {
     /// GetBucketCors of a bucket without a CORS configuration.
     #[error("NoSuchCORSConfiguration")]
     NoSuchCorsConfiguration,
+    /// GetBucketLifecycleConfiguration of a bucket without one.
+    #[error("NoSuchLifecycleConfiguration")]
+    NoSuchLifecycleConfiguration,
     /// A preflight no rule of the bucket's CORS configuration allows.
     #[error("AccessForbidden")]
     CorsForbidden,
@@ -172,6 +175,7 @@ impl S3Error {
             Self::InvalidTag(_) => "InvalidTag",
             Self::NoSuchTagSet => "NoSuchTagSet",
             Self::NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
+            Self::NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             Self::CorsForbidden => "AccessForbidden",
             Self::MalformedXml(_) => "MalformedXML",
             Self::NoSuchKey => "NoSuchKey",
@@ -235,6 +239,7 @@ impl S3Error {
             | Self::NoOwnershipControls
             | Self::NoSuchTagSet
             | Self::NoSuchCorsConfiguration
+            | Self::NoSuchLifecycleConfiguration
             | Self::NoLockConfiguration
             | Self::NoSuchObjectLockConfiguration => 404,
             Self::BucketAlreadyOwnedByYou
@@ -322,6 +327,9 @@ impl S3Error {
                 "The specified object does not have a ObjectLock configuration".into()
             }
             Self::NoSuchCorsConfiguration => "The CORS configuration does not exist".into(),
+            Self::NoSuchLifecycleConfiguration => {
+                "The lifecycle configuration does not exist".into()
+            }
             Self::CorsForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evaluation of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.".into(),
             Self::NoSuchTagSet => "The TagSet does not exist".into(),
             Self::AclNotSupported => "The bucket does not allow ACLs".into(),

@@ -25,6 +25,7 @@ pub mod cors;
 pub mod error;
 pub mod execute;
 pub mod keys;
+pub mod lifecycle;
 pub mod list;
 mod lock;
 mod multipart;
@@ -185,7 +186,8 @@ pub(crate) fn applied_error(a: Applied) -> S3Error {
         | Applied::Versioned { .. }
         | Applied::Marker { .. }
         | Applied::Removed(_)
-        | Applied::Outcomes(_) => S3Error::Internal(format!("unexpected result {a:?}")),
+        | Applied::Outcomes(_)
+        | Applied::Expired(_) => S3Error::Internal(format!("unexpected result {a:?}")),
     }
 }
 

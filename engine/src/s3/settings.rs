@@ -7,6 +7,7 @@ use crate::env::Env;
 use crate::meta::access::{
     self as settings, Acl, Grant, Grantee, Ownership, Permission, Setting, VersionSettings,
 };
+use crate::meta::lifecycle::LIFECYCLE;
 use crate::meta::retention::{VersionLock, upload_lock};
 use crate::meta::{Applied, CommandV1};
 use crate::s3::access::{BucketAccess, Caller};
@@ -190,6 +191,17 @@ impl<E: Env> S3<E> {
                 put(settings::CORS, Setting::Cors(rules))
             }
             A::DeleteBucketCors => delete(settings::CORS),
+            A::GetBucketLifecycleConfiguration => {
+                return match get(LIFECYCLE)? {
+                    Some(Setting::Lifecycle(rules)) => Ok(Response::Lifecycle(rules)),
+                    _ => Err(S3Error::NoSuchLifecycleConfiguration),
+                };
+            }
+            A::PutBucketLifecycleConfiguration(rules) => {
+                crate::s3::lifecycle::validate(&rules)?;
+                put(LIFECYCLE, Setting::Lifecycle(rules))
+            }
+            A::DeleteBucketLifecycle => delete(LIFECYCLE),
             A::DeleteBucketOwnershipControls => delete(settings::OWNERSHIP),
         };
         match self.propose(command).await? {

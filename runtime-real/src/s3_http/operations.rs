@@ -906,6 +906,27 @@ impl s3s::S3 for Edge {
         self.drop_bucket_cors(req).await
     }
 
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
+        self.bucket_lifecycle(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutBucketLifecycleConfigurationOutput>> {
+        self.set_bucket_lifecycle(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<dto::DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketLifecycleOutput>> {
+        self.drop_bucket_lifecycle(req).await
+    }
+
     async fn get_object_tagging(
         &self,
         req: S3Request<dto::GetObjectTaggingInput>,

@@ -11,17 +11,18 @@ use super::{Asker, Edge, unexpected};
 /// A Tagging document's tags (a missing key or value is an empty one: the engine
 /// refuses an empty key).
 fn tags_of(tagging: dto::Tagging) -> Vec<Tag> {
-    tagging
-        .tag_set
-        .into_iter()
-        .map(|t| Tag {
-            key: t.key.unwrap_or_default(),
-            value: t.value.unwrap_or_default(),
-        })
-        .collect()
+    tagging.tag_set.into_iter().map(tag_of).collect()
 }
 
-fn tag_set(tags: Vec<Tag>) -> dto::TagSet {
+/// One tag (a missing key or value is an empty one).
+pub(super) fn tag_of(t: dto::Tag) -> Tag {
+    Tag {
+        key: t.key.unwrap_or_default(),
+        value: t.value.unwrap_or_default(),
+    }
+}
+
+pub(super) fn tag_set(tags: Vec<Tag>) -> dto::TagSet {
     tags.into_iter()
         .map(|t| dto::Tag {
             key: Some(t.key),
