@@ -72,7 +72,8 @@ diff -r "$work/src" "$work/dl/tree" || fail "sync round trip differs"
 url=$(aws s3 presign "s3://$b/tree/f3" --expires-in 120)
 curl -fsS "$url" -o "$work/dl/presigned" || fail "presigned GET refused"
 cmp "$work/src/f3" "$work/dl/presigned" || fail "presigned GET differs"
-code=$(curl -s -o /dev/null -w '%{http_code}' "${url/X-Amz-Signature=/X-Amz-Signature=0}")
+# The first "Signature=": SigV4's X-Amz-Signature, or SigV2's (older aws CLIs presign so).
+code=$(curl -s -o /dev/null -w '%{http_code}' "${url/Signature=/Signature=0}")
 [ "$code" -ge 400 ] || fail "a tampered presigned URL was served ($code)"
 versions=$(aws s3api list-object-versions --bucket "$b" --prefix tree/ \
     --query "length(Versions[?VersionId=='null'])" --output text)
