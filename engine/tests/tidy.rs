@@ -17,6 +17,7 @@ const BANNED: &[&str] = &[
     "HashMap",
     "HashSet",
     "RandomState",
+    "SystemRandom",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -34,6 +34,7 @@ pub mod policy;
 mod prefetch;
 pub mod rpc;
 mod settings;
+pub mod sse;
 pub mod tags;
 pub mod types;
 pub mod versions;
