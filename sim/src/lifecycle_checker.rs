@@ -29,13 +29,15 @@ fn day_ms() -> u64 {
     DAY.as_millis() as u64
 }
 
-/// The wall time (ms) a rule of one day makes a key created at simulated `at_ns` due.
-fn due_ms(at_ns: u64) -> u64 {
+/// The wall time (ms) a rule of one day makes a version due that was created (or made
+/// noncurrent) at simulated `at_ns`.
+pub fn due_ms(at_ns: u64) -> u64 {
     let created = SIM_EPOCH_MS + at_ns / 1_000_000;
     (created + day_ms()).div_ceil(day_ms()) * day_ms()
 }
 
-fn wall_ms(at_ns: u64) -> u64 {
+/// The wall clock (ms) at simulated `at_ns`.
+pub fn wall_ms(at_ns: u64) -> u64 {
     SIM_EPOCH_MS + at_ns / 1_000_000
 }
 

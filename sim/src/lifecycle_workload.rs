@@ -13,11 +13,11 @@ use bytes::Bytes;
 use engine::env::{Clock, Env, NodeId};
 use engine::meta::access::Tag;
 use engine::meta::lifecycle::{Expiration, Filter, LifecycleRule};
-use engine::s3::api::{AccessRequest, BodyArgs, GetArgs, PutArgs, Request, Response};
+use engine::s3::api::{BodyArgs, GetArgs, PutArgs, Request, Response};
 use engine::s3::rpc::{self, Answer, CallOutcome};
 use runtime_sim::SimEnv;
 
-use crate::object_workload::{CALL_TIMEOUT, DownSet, below, sha, up_node};
+use crate::object_workload::{CALL_TIMEOUT, DownSet, below, bucket_with_rules, sha, up_node};
 use crate::version_workload::{Outcome, outcome};
 
 /// The workload's bucket.
@@ -120,35 +120,15 @@ impl LifecycleClient {
     }
 
     async fn until_done(&self, request: &Request, until: Duration) -> Option<Response> {
-        while self.env.clock().now() < until {
-            if let CallOutcome::Answer(Answer::Ok { response, .. }) =
-                rpc::call(&self.env, self.node(), request, CALL_TIMEOUT).await
-            {
-                return Some(response);
-            }
-            self.env.clock().sleep(Duration::from_millis(100)).await;
-        }
-        None
+        crate::object_workload::until_done(&self.env, (self.nodes, &self.down), request, until)
+            .await
     }
 
     /// Makes the bucket and gives it the rules.
     pub async fn configure(&self, until: Duration) -> bool {
-        let create = Request::CreateBucket {
-            object_lock: false,
-            bucket: BUCKET.into(),
-            acl: None,
-            ownership: None,
-        };
-        let head = Request::HeadBucket {
-            bucket: BUCKET.into(),
-        };
-        let made = self.until_done(&create, until).await.is_some()
-            || self.until_done(&head, until).await.is_some();
-        let rules = Request::Access {
-            bucket: BUCKET.into(),
-            request: AccessRequest::PutBucketLifecycleConfiguration(rules()),
-        };
-        let configured = made && self.until_done(&rules, until).await.is_some();
+        let cluster = (self.nodes, &self.down);
+        let configured =
+            bucket_with_rules(&self.env, cluster, (BUCKET, false), rules(), until).await;
         self.history.lock().expect("lifecycle").configured = configured;
         configured
     }

@@ -246,6 +246,53 @@ pub type SharedObjects = Arc<Mutex<ObjectHistory>>;
 pub type DownSet = Arc<Mutex<BTreeSet<NodeId>>>;
 
 /// A random node of `1..=nodes` that `down` does not list (any node when all are).
+/// `request` through random up nodes until one answers it with a 200 (or `until`).
+pub async fn until_done(
+    env: &SimEnv,
+    (nodes, down): (u64, &DownSet),
+    request: &Request,
+    until: Duration,
+) -> Option<Response> {
+    while env.clock().now() < until {
+        let node = up_node(env.rng(), nodes, down);
+        if let CallOutcome::Answer(Answer::Ok { response, .. }) =
+            rpc::call(env, node, request, CALL_TIMEOUT).await
+        {
+            return Some(response);
+        }
+        env.clock().sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Makes `bucket` (with object lock or not), or finds it made by an earlier try whose
+/// answer was lost; then gives it `rules`, a lifecycle configuration. Whether all that
+/// was done by `until`.
+pub async fn bucket_with_rules(
+    env: &SimEnv,
+    cluster: (u64, &DownSet),
+    (bucket, object_lock): (&str, bool),
+    rules: Vec<engine::meta::lifecycle::LifecycleRule>,
+    until: Duration,
+) -> bool {
+    let create = Request::CreateBucket {
+        object_lock,
+        bucket: bucket.into(),
+        acl: None,
+        ownership: None,
+    };
+    let head = Request::HeadBucket {
+        bucket: bucket.into(),
+    };
+    let rules = Request::Access {
+        bucket: bucket.into(),
+        request: engine::s3::api::AccessRequest::PutBucketLifecycleConfiguration(rules),
+    };
+    let made = until_done(env, cluster, &create, until).await.is_some()
+        || until_done(env, cluster, &head, until).await.is_some();
+    made && until_done(env, cluster, &rules, until).await.is_some()
+}
+
 pub fn up_node(rng: &impl Rng, nodes: u64, down: &DownSet) -> NodeId {
     let up: Vec<NodeId> = {
         let down = down.lock().expect("down");

@@ -26,7 +26,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use engine::meta::versions::VersionRef;
 
-use crate::version_workload::{Got, Op, Outcome, VersionHistory, VersionOp, key_name};
+use crate::lifecycle_checker::{due_ms, wall_ms};
+use crate::version_workload::{
+    EXPIRING_KEY, Got, Lock, Op, Outcome, VersionHistory, VersionOp, key_name,
+};
 
 /// Acknowledged PUTs and delete markers: (key, id) -> (the body's sha, none for a
 /// marker; when it was answered).
@@ -76,6 +79,73 @@ fn deletes<'a>(
 /// before then, not refused, that its lock did not keep it from).
 fn maybe_deleted(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
     deletes(ops, key, id, by).next().is_some()
+}
+
+/// Whether the bucket's lifecycle rule may have removed version `id` of `key` before `by`
+/// (simulated ns): only versions of `EXPIRING_KEY` that no acknowledged lock keeps; a
+/// delete marker at any time (it goes once it is alone), another version a day after
+/// the earliest write of its key that may have made it noncurrent (one that had not
+/// returned when the version's PUT began, so could have come after it).
+fn maybe_expired(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
+    if key != EXPIRING_KEY || locked_since(ops, key, id, false).is_some() {
+        return false;
+    }
+    let this = ops.iter().find(|o| match &o.op {
+        Op::Put { id: Some(v), .. } | Op::Delete { id: Some(v) } => o.key == key && v == id,
+        _ => false,
+    });
+    let Some(this) = this else {
+        return false;
+    };
+    if matches!(this.op, Op::Delete { .. }) {
+        return true;
+    }
+    let successor = ops
+        .iter()
+        .filter(|o| o.key == key && o.outcome != Outcome::Refused && o.ret > this.invoke)
+        .filter(|o| !std::ptr::eq(*o, this))
+        .filter(|o| matches!(o.op, Op::Put { .. } | Op::Delete { .. }))
+        .map(|o| o.invoke)
+        .min();
+    successor.is_some_and(|since| due_ms(since) <= wall_ms(by))
+}
+
+/// Whether version `id` of `key` may be gone before `by`: deleted, or expired.
+fn maybe_gone(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
+    maybe_deleted(ops, key, id, by) || maybe_expired(ops, key, id, by)
+}
+
+/// Whether some request may have locked version `id` of `key` (its PUT or a lock
+/// request, not refused, whatever their answer).
+fn may_be_locked(ops: &[VersionOp], key: u64, id: &str) -> bool {
+    ops.iter().any(|o| {
+        o.key == key
+            && o.outcome != Outcome::Refused
+            && match &o.op {
+                Op::Put { id: v, lock, .. } => *lock != Lock::None && v.as_deref() == Some(id),
+                Op::LockVersion { id: v, .. } => v == id,
+                _ => false,
+            }
+    })
+}
+
+/// Versions of `EXPIRING_KEY` the final listing shows although its rule had long made
+/// them due: a noncurrent one no lock may keep, or a lone delete marker.
+fn not_expired(ops: &[VersionOp], listed: &[(String, String, bool, bool)]) -> Vec<String> {
+    let name = key_name(EXPIRING_KEY);
+    let ours: Vec<_> = listed.iter().filter(|(k, ..)| *k == name).collect();
+    let mut out = Vec::new();
+    for (_, id, marker, latest) in &ours {
+        let stale = !*latest && !may_be_locked(ops, EXPIRING_KEY, id);
+        let lone = *marker && *latest && ours.len() == 1;
+        if stale || lone {
+            out.push(format!(
+                "version {id} of {name} was not expired: its rule made it due long before \
+                 the listing"
+            ));
+        }
+    }
+    out
 }
 
 /// Deletes acknowledged although the version's lock kept it from them, and no delete
@@ -140,10 +210,10 @@ pub fn check(h: &VersionHistory) -> Vec<String> {
                 if marker && code == "MethodNotAllowed" {
                     continue;
                 }
-                if code == "MethodNotAllowed" || !maybe_deleted(&h.ops, o.key, id, o.ret) {
+                if code == "MethodNotAllowed" || !maybe_gone(&h.ops, o.key, id, o.ret) {
                     out.push(format!(
                         "a GET of {name} version {id} via node {} answered {code}; no delete \
-                         of it was sent",
+                         of it was sent, and no rule could have expired it yet",
                         o.node
                     ));
                 }
@@ -160,7 +230,7 @@ pub fn check(h: &VersionHistory) -> Vec<String> {
                     *k == o.key
                         && order(v).is_some_and(|v| v > got)
                         && *ret < o.invoke
-                        && !maybe_deleted(&h.ops, o.key, v, o.ret)
+                        && !maybe_gone(&h.ops, o.key, v, o.ret)
                 });
                 if let Some(((_, v), _)) = newer {
                     out.push(format!(
@@ -178,16 +248,17 @@ pub fn check(h: &VersionHistory) -> Vec<String> {
         out.push("the version listing could not be read after the heal".into());
         return out;
     };
+    out.extend(not_expired(&h.ops, listed));
     let seen: BTreeSet<(String, String)> = listed
         .iter()
         .map(|(k, v, _, _)| (k.clone(), v.clone()))
         .collect();
     for (key, id) in acked.keys() {
-        if !seen.contains(&(key_name(*key), id.clone()))
-            && !maybe_deleted(&h.ops, *key, id, u64::MAX)
+        if !seen.contains(&(key_name(*key), id.clone())) && !maybe_gone(&h.ops, *key, id, u64::MAX)
         {
             out.push(format!(
-                "acknowledged version {id} of {} is not listed, and was never deleted",
+                "acknowledged version {id} of {} is not listed, was never deleted and no \
+                 rule could expire it",
                 key_name(*key)
             ));
         }
@@ -407,5 +478,67 @@ mod tests {
             "{:?}",
             check(&lost)
         );
+    }
+
+    #[test]
+    fn an_expiry_too_early_of_a_locked_version_or_never_is_caught() {
+        const S: u64 = 1_000_000_000;
+        let put = |v: u64, at: u64, lock: Lock| {
+            let put = Op::Put {
+                sha: [v as u8; 32],
+                id: Some(id(v)),
+                lock,
+            };
+            op(EXPIRING_KEY, at, at + S / 10, put, Outcome::Acked)
+        };
+        let missed = |v: u64, at: u64| {
+            let got = Got::Missing("NoSuchVersion".into());
+            op(
+                EXPIRING_KEY,
+                at,
+                at + S / 10,
+                Op::Get {
+                    id: Some(id(v)),
+                    got,
+                },
+                Outcome::Acked,
+            )
+        };
+        // Version 10 at 0, made noncurrent by version 20 at 10 s: due a "day" later.
+        let mut h = VersionHistory {
+            enabled: true,
+            ops: vec![put(10, 0, Lock::None), put(20, 10 * S, Lock::None)],
+            listed: Some(vec![(key_name(EXPIRING_KEY), id(20), false, true)]),
+            ..VersionHistory::default()
+        };
+        assert_eq!(check(&h), Vec::<String>::new());
+        h.ops.push(missed(10, 10 * S + S / 2));
+        assert!(check(&h)[0].contains("no rule could have expired it yet"));
+        h.ops.pop();
+        h.ops.push(missed(10, 20 * S));
+        assert_eq!(check(&h), Vec::<String>::new());
+
+        // Kept by a lock, its absence is never excused.
+        let mut locked = h;
+        locked.ops[0] = put(10, 0, Lock::Governance);
+        let found = check(&locked);
+        assert!(
+            found.iter().any(|v| v.contains("no rule could expire it")),
+            "{found:?}"
+        );
+
+        // Listed long after it was due, unlocked: not expired.
+        let mut kept = VersionHistory {
+            enabled: true,
+            ops: vec![put(10, 0, Lock::None), put(20, 10 * S, Lock::None)],
+            listed: Some(vec![
+                (key_name(EXPIRING_KEY), id(20), false, true),
+                (key_name(EXPIRING_KEY), id(10), false, false),
+            ]),
+            ..VersionHistory::default()
+        };
+        assert!(check(&kept)[0].contains("was not expired"));
+        kept.ops[0] = put(10, 0, Lock::Compliance);
+        assert_eq!(check(&kept), Vec::<String>::new());
     }
 }

@@ -15,12 +15,38 @@ use engine::s3::api::{BodyArgs, GetArgs, LockArgs, LockRequest, PutArgs, Request
 use engine::s3::rpc::{self, Answer, CallOutcome};
 use runtime_sim::SimEnv;
 
-use crate::object_workload::{CALL_TIMEOUT, DownSet, below, sha, up_node};
+use crate::object_workload::{CALL_TIMEOUT, DownSet, below, bucket_with_rules, sha, up_node};
 
 /// The workload's bucket.
 pub const BUCKET: &str = "versioned";
 /// Keys the clients share: `v0`, `v1`, `v2`.
 pub const KEYS: u64 = 3;
+/// The key whose noncurrent versions (and lone delete markers) the bucket's lifecycle
+/// rule expires, one `lifecycle_workload::DAY` after they stopped being current.
+pub const EXPIRING_KEY: u64 = 2;
+
+/// The bucket's lifecycle rule: noncurrent versions of [`EXPIRING_KEY`] go after a day,
+/// a lone delete marker of it at once.
+pub fn lifecycle_rules() -> Vec<engine::meta::lifecycle::LifecycleRule> {
+    use engine::meta::lifecycle::{Expiration, Filter, LifecycleRule, NoncurrentExpiration};
+    vec![LifecycleRule {
+        id: Some("noncurrent".into()),
+        enabled: true,
+        filter: Filter {
+            prefix: key_name(EXPIRING_KEY),
+            ..Filter::default()
+        },
+        expiration: Some(Expiration {
+            delete_markers: true,
+            ..Expiration::default()
+        }),
+        noncurrent: Some(NoncurrentExpiration {
+            days: 1,
+            keep_newer: None,
+        }),
+        ..LifecycleRule::default()
+    }]
+}
 
 /// An object lock a request gives a version. Retentions run a day past the request, far
 /// beyond any run, so a locked version must outlive the run.
@@ -144,38 +170,17 @@ impl VersionClient {
         up_node(self.env.rng(), self.nodes, &self.down)
     }
 
-    /// `request` through random nodes until one answers it with a 200 (or `until`).
     async fn until_done(&self, request: &Request, until: Duration) -> Option<Response> {
-        while self.env.clock().now() < until {
-            if let CallOutcome::Answer(Answer::Ok { response, .. }) =
-                rpc::call(&self.env, self.node(), request, CALL_TIMEOUT).await
-            {
-                return Some(response);
-            }
-            self.env.clock().sleep(Duration::from_millis(100)).await;
-        }
-        None
+        crate::object_workload::until_done(&self.env, (self.nodes, &self.down), request, until)
+            .await
     }
 
-    /// Makes the bucket, with object lock (and so versioning), and enables versioning on
-    /// it (which a locked bucket allows).
+    /// Makes the bucket, with object lock (and so versioning), enables versioning on it
+    /// (which a locked bucket allows) and gives it its lifecycle rule.
     pub async fn enable(&self, until: Duration) -> bool {
-        let create = Request::CreateBucket {
-            object_lock: true,
-            bucket: BUCKET.into(),
-            acl: None,
-            ownership: None,
-        };
-        let made = self.until_done(&create, until).await.is_some()
-            || self
-                .until_done(
-                    &Request::HeadBucket {
-                        bucket: BUCKET.into(),
-                    },
-                    until,
-                )
-                .await
-                .is_some();
+        let cluster = (self.nodes, &self.down);
+        let made =
+            bucket_with_rules(&self.env, cluster, (BUCKET, true), lifecycle_rules(), until).await;
         let enable = Request::PutBucketVersioning {
             bucket: BUCKET.into(),
             status: "Enabled".into(),
