@@ -33,10 +33,12 @@
 pub mod access;
 pub mod keys;
 pub mod lifecycle;
+pub mod lifecycle_rules;
 pub mod lock;
 pub mod repair;
 pub mod retention;
 pub mod store;
+pub mod tag;
 pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};

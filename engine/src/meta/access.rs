@@ -11,7 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::meta::lifecycle_rules::LifecycleRule;
 use crate::meta::retention::{self, LockConfig, VersionLock};
+pub use crate::meta::tag::Tag;
 use crate::meta::{Applied, MetaTables, Stored};
 
 /// Who an ACL grant names.
@@ -131,13 +133,6 @@ impl Ownership {
     }
 }
 
-/// One tag: a key and its value (S3's rules for them are `s3::tags`').
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Tag {
-    pub key: String,
-    pub value: String,
-}
-
 /// One row of the settings table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Setting {
@@ -158,7 +153,7 @@ pub enum Setting {
     /// An object version's or an upload's lock: retention and legal hold.
     Lock(VersionLock),
     /// A bucket's lifecycle rules, in order (`meta::lifecycle`; checked when put).
-    Lifecycle(Vec<super::lifecycle::LifecycleRule>),
+    Lifecycle(Vec<LifecycleRule>),
 }
 
 /// A bucket's versioning, once it was ever set (there is no way back to unversioned).
