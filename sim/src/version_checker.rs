@@ -116,13 +116,20 @@ fn maybe_gone(ops: &[VersionOp], key: u64, id: &str, by: u64) -> bool {
 }
 
 /// Whether some request may have locked version `id` of `key` (its PUT or a lock
-/// request, not refused, whatever their answer).
+/// request, not refused, whatever their answer). A locked PUT whose answer was lost
+/// may have written any version no answer named.
 fn may_be_locked(ops: &[VersionOp], key: u64, id: &str) -> bool {
+    let named = ops.iter().any(|o| {
+        o.key == key
+            && matches!(&o.op, Op::Put { id: Some(v), .. } | Op::Delete { id: Some(v) } if v == id)
+    });
     ops.iter().any(|o| {
         o.key == key
             && o.outcome != Outcome::Refused
             && match &o.op {
-                Op::Put { id: v, lock, .. } => *lock != Lock::None && v.as_deref() == Some(id),
+                Op::Put { id: v, lock, .. } => {
+                    *lock != Lock::None && v.as_deref().map_or(!named, |v| v == id)
+                }
                 Op::LockVersion { id: v, .. } => v == id,
                 _ => false,
             }
@@ -540,5 +547,21 @@ mod tests {
         assert!(check(&kept)[0].contains("was not expired"));
         kept.ops[0] = put(10, 0, Lock::Compliance);
         assert_eq!(check(&kept), Vec::<String>::new());
+        // A locked PUT whose answer was lost may have written it, but not version 20,
+        // whose own PUT named it.
+        let mut lost_answer = put(10, 0, Lock::Governance);
+        lost_answer.outcome = Outcome::Unknown;
+        if let Op::Put { id, .. } = &mut lost_answer.op {
+            *id = None;
+        }
+        kept.ops[0] = lost_answer;
+        assert_eq!(check(&kept), Vec::<String>::new());
+        kept.listed.as_mut().unwrap()[0].3 = false;
+        kept.listed
+            .as_mut()
+            .unwrap()
+            .push((key_name(EXPIRING_KEY), id(30), false, true));
+        kept.ops.push(put(30, 20 * S, Lock::None));
+        assert!(check(&kept)[0].contains("version 0000000000000014 of v2 was not expired"));
     }
 }
