@@ -79,6 +79,16 @@ fn tags_of<T: VersionReads>(
     )
 }
 
+/// Whether `rule` removes a delete marker left with no other version (S3 calls it an
+/// expired object delete marker): one that asks to, or one that expires current
+/// versions, as S3 does. A marker has no tags, so a rule that filters on tags does not.
+fn clears_markers(rule: &LifecycleRule) -> bool {
+    let Some(e) = &rule.expiration else {
+        return false;
+    };
+    (e.delete_markers || e.days.is_some() || e.date_ms.is_some()) && rule.filter.tags.is_empty()
+}
+
 /// Which versions of (bucket, key) `rules` make due at `at`.
 pub fn due<T: VersionReads>(
     t: &T,
@@ -102,10 +112,7 @@ pub fn due<T: VersionReads>(
         r.filter.matches(key, Some(s.meta.size), Some(tags))
     };
     let wants_noncurrent = rules.iter().any(|r| r.noncurrent.is_some());
-    let wants_markers = current.marker
-        && rules
-            .iter()
-            .any(|r| r.expiration.as_ref().is_some_and(|e| e.delete_markers));
+    let wants_markers = current.marker && rules.iter().any(|r| clears_markers(r));
     let older = if wants_noncurrent || wants_markers {
         t.all_noncurrent(bucket, key)?
     } else {
@@ -113,11 +120,7 @@ pub fn due<T: VersionReads>(
     };
     if current.marker {
         let alone = older.is_empty();
-        let goes = |r: &&LifecycleRule| {
-            r.expiration.as_ref().is_some_and(|e| e.delete_markers)
-                && r.filter.matches(key, None, None)
-        };
-        if alone && rules.iter().any(goes) {
+        if alone && rules.iter().any(|r| clears_markers(r)) {
             due.marker = Some(current.version);
         }
     } else {
@@ -475,12 +478,12 @@ mod tests {
             days: 1,
             keep_newer: None,
         });
+        // Days alone: a rule that expires current versions clears lone markers too.
         r.expiration = Some(Expiration {
             days: Some(2),
-            delete_markers: true,
             ..Expiration::default()
         });
-        setting(&mut s, 3, LIFECYCLE, Setting::Lifecycle(vec![r]));
+        setting(&mut s, 3, LIFECYCLE, Setting::Lifecycle(vec![r.clone()]));
         put(&mut s, 4, "k", 1, 0);
         // Expiring the current version writes a delete marker at the command's index.
         assert_eq!(expire_due(&mut s, 5, "k", 2 * DAY).current, 1);
@@ -493,6 +496,14 @@ mod tests {
         let done = expire_named(&mut s, 7, "k", vec![4, 5], 3 * DAY);
         assert_eq!(done.markers, 1);
         assert!(!s.objects.contains_key(&("b".into(), "k".into())));
+        // A marker has no tags: a rule that filters on them leaves it.
+        r.filter.tags.push(Tag {
+            key: "a".into(),
+            value: "b".into(),
+        });
+        assert!(!clears_markers(&r));
+        r.expiration = None;
+        assert!(!clears_markers(&r));
     }
 
     #[test]
