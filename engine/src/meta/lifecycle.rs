@@ -119,8 +119,7 @@ pub fn due<T: VersionReads>(
         Vec::new()
     };
     if current.marker {
-        let alone = older.is_empty();
-        if alone && rules.iter().any(|r| clears_markers(r)) {
+        if wants_markers && older.is_empty() {
             due.marker = Some(current.version);
         }
     } else {
