@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -102,11 +103,19 @@ pub(super) struct RequestBody {
     /// `None`: not aws-chunked.
     framing: Option<Framing>,
     received: Counter,
+    /// Set once the body has been read to its end (at once for an empty body).
+    ended: Arc<AtomicBool>,
 }
 
 impl RequestBody {
-    pub(super) fn new(inner: Incoming, chunked: bool, received: Counter) -> Self {
-        Self {
+    /// The body, and a flag that says whether it was read to its end.
+    pub(super) fn new(
+        inner: Incoming,
+        chunked: bool,
+        received: Counter,
+    ) -> (Self, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        let body = Self {
             inner,
             framing: chunked.then_some(Framing::Size {
                 size: 0,
@@ -114,7 +123,9 @@ impl RequestBody {
                 line: 0,
             }),
             received,
-        }
+            ended: ended.clone(),
+        };
+        (body, ended)
     }
 }
 
@@ -189,7 +200,11 @@ impl HttpBody for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.received.inc_by(data.len() as u64);

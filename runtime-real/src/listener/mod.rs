@@ -289,7 +289,9 @@ async fn handle(
 ) -> http::Response<ResponseBody> {
     let began = Instant::now();
     let slot = OperationSlot::default();
-    let (resp, permit) = match permits.clone().try_acquire_owned() {
+    // Whether the request's body was read to its end by the time the answer is ready.
+    let mut body_read = http_body::Body::is_end_stream(req.body());
+    let (mut resp, permit) = match permits.clone().try_acquire_owned() {
         Err(_) => (
             error_response(
                 "SlowDown",
@@ -316,14 +318,16 @@ async fn handle(
             let asked = cors.origin_of(&req).map(|o| (o, req.method().to_string()));
             let chunked = is_aws_chunked(req.headers());
             let received = metrics.received_bytes.clone();
-            let mut req =
-                req.map(|body| s3s::Body::http_body(RequestBody::new(body, chunked, received)));
+            let (parts, body) = req.into_parts();
+            let (body, ended) = RequestBody::new(body, chunked, received);
+            let mut req = http::Request::from_parts(parts, s3s::Body::http_body(body));
             req.extensions_mut().insert(slot.clone());
             req.extensions_mut().insert(from);
             let mut resp = service.call(req).await.unwrap_or_else(|error| {
                 tracing::warn!(?error, "request failed inside the S3 service");
                 error_response("InternalError", 500, "We encountered an internal error.")
             });
+            body_read = ended.load(std::sync::atomic::Ordering::Relaxed);
             if let Some(((bucket, origin), method)) = asked
                 && let Some(answer) = cors.s3.cors_headers(&bucket, &origin, &method)
             {
@@ -332,6 +336,15 @@ async fn handle(
             (resp, Some(permit))
         }
     };
+    if !body_read {
+        // Answered before its body was read: the client may send that body or (after
+        // `Expect: 100-continue`, which no 100 answered) skip it and send its next
+        // request, so the next bytes on this connection cannot be told apart. Close it.
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     let done = Done {
         metrics: metrics.clone(),
         operation: slot.0.get().copied().unwrap_or("Unknown"),

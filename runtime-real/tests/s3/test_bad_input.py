@@ -191,6 +191,39 @@ def test_oversized_aws_chunk_is_refused_before_buffering(server, s3, bucket):
     assert status(e) == 404
 
 
+def test_an_answer_before_the_body_closes_the_connection(server, s3, bucket):
+    # boto3 sends `Expect: 100-continue`, and when the answer is a refusal it never sends
+    # the body and reuses the connection. Had the server kept it open, it could read the
+    # next request's first byte as that body ("UT /b/k" then fails its signature).
+    url = f"{server.endpoint}/{bucket}/refused"
+    req = botocore.awsrequest.AWSRequest(
+        method="PUT", url=url, data=b"",
+        headers={"x-amz-content-sha256": hashlib.sha256(b"x").hexdigest(),
+                 "x-amz-object-lock-mode": "GOVERNANCE",
+                 "x-amz-object-lock-retain-until-date": "2099-01-01T00:00:00Z"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY), "s3",
+                            "us-east-1").add_auth(req)
+    headers = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(f"PUT /{bucket}/refused HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                     f"Content-Length: 1\r\nExpect: 100-continue\r\n{headers}\r\n".encode())
+        sock.settimeout(10)
+        answer = b""
+        while more := sock.recv(65536):
+            answer += more
+    head = answer.split(b"\r\n\r\n")[0].lower()
+    assert b" 400 " in head.split(b"\r\n")[0], answer[:300]
+    assert b"\r\nconnection: close" in head, head
+    assert b"InvalidRequest" in answer
+    # The same through boto3: a refusal, then a PUT on the same client, many times over.
+    for i in range(20):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="k", Body=b"x", ObjectLockMode="GOVERNANCE")
+        assert error_code(e) in ("InvalidRequest", "InvalidArgument")
+        s3.put_object(Bucket=bucket, Key="k", Body=b"%d" % i)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"19"
+
+
 def test_many_errors_then_all_acknowledged_data_intact(server, s3, bucket):
     kept = {f"k{i}": os.urandom(1000 + i) for i in range(20)}
     for k, v in kept.items():
