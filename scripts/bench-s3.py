@@ -46,6 +46,8 @@ keys:    one `hamster server`: `hamster bench` 4 KiB x16 PUT/GET with the root k
 versions: one `hamster server`: `hamster bench` 1 MiB x8 PUT/GET into a plain bucket and
          into a bucket with versioning enabled, in interleaved rounds on the same server:
          ops/s and the ratio versioned / plain per phase (median over rounds).
+sse:     the same, with a bucket whose default encryption is SSE-S3 (the server has a
+         master key file) in place of the versioned one: the ratio sse / plain.
 release: the static release binary (scripts/release.sh: musl, mimalloc) against the
          glibc build (target/release/hamster), each as `hamster server`, on the 4 KiB
          x16 and 1 MiB x8 PUT/GET matrix, in interleaved rounds (A B B A ...): ops/s of
@@ -55,6 +57,7 @@ Servers listen on 127.0.0.1 free ports and are stopped at the end.
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -720,33 +723,48 @@ def run_keys(seconds, tmp, rounds):
         s.stop()
 
 
-def run_versions(seconds, tmp, rounds):
-    print("## a bucket with versioning against a plain one, on `hamster server`\n")
-    s = Server(os.path.join(tmp, "versions-data")).start()
+def run_versions(seconds, tmp, rounds, kind="versioned"):
+    """Plain bucket against one with versioning enabled (`kind` "versioned") or with
+    SSE-S3 default encryption (`kind` "sse"), on one server."""
+    what = {"versioned": "a bucket with versioning",
+            "sse": "a bucket encrypted with SSE-S3 (its default encryption)"}[kind]
+    print(f"## {what} against a plain one, on `hamster server`\n")
+    key_file = os.path.join(tmp, f"{kind}-master.key")
+    with open(key_file, "w") as f:
+        f.write(base64.b64encode(os.urandom(32)).decode())
+    s = Server(os.path.join(tmp, f"{kind}-data"), ["--sse-master-key-file", key_file]).start()
     try:
         wait_bucket(s.endpoint)
         c = s.client()
-        for name in ("plain", "versioned"):
+        for name in ("plain", kind):
             c.create_bucket(Bucket=name)
-        c.put_bucket_versioning(Bucket="versioned",
-                                VersioningConfiguration={"Status": "Enabled"})
+        if kind == "versioned":
+            c.put_bucket_versioning(Bucket=kind, VersioningConfiguration={"Status": "Enabled"})
+        else:
+            c.put_bucket_encryption(Bucket=kind, ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         warm_up(s.endpoint)
-        names = ["plain", "versioned"]
+        names = ["plain", kind]
         results = {n: [] for n in names}
         for r in range(rounds):
             for name in (names if r % 2 == 0 else names[::-1]):
                 results[name].append(phase_rates(bench(s.endpoint, "1MiB", "8", seconds,
                                                        bucket=name)))
         print(f"ops/s, median of {rounds} rounds on one server (A B B A ...)\n")
-        print("| phase | plain | versioned | versioned / plain |")
+        print(f"| phase | plain | {kind} | {kind} / plain |")
         print("|---|---|---|---|")
         for phase in results["plain"][0]:
             p, v = ([x[phase] for x in results[n]] for n in names)
             ratio = median([b / a for a, b in zip(p, v)])
             print(f"| {phase[0]} {phase[1]} | {median(p):.0f} | {median(v):.0f} | {ratio:.2f} |")
-        listed = c.list_object_versions(Bucket="versioned", MaxKeys=1000)
-        print(f"\nversions in the versioned bucket afterwards (first page): "
-              f"{len(listed.get('Versions', []))}")
+        if kind == "versioned":
+            listed = c.list_object_versions(Bucket="versioned", MaxKeys=1000)
+            print(f"\nversions in the versioned bucket afterwards (first page): "
+                  f"{len(listed.get('Versions', []))}")
+        else:
+            first = c.list_objects_v2(Bucket=kind, MaxKeys=1)["Contents"][0]["Key"]
+            sealed = c.head_object(Bucket=kind, Key=first).get("ServerSideEncryption")
+            print(f"\nan object of the sse bucket says ServerSideEncryption: {sealed}")
     finally:
         s.stop()
 
@@ -756,7 +774,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only",
                     choices=["server", "raft", "cluster", "repair", "release", "breakdown",
-                             "seaweedfs", "ratio", "profile", "keys", "versions"])
+                             "seaweedfs", "ratio", "profile", "keys", "versions", "sse"])
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the release and SeaweedFS comparisons")
     ap.add_argument("--also", action="append", default=[],
                     help="NAME=PATH: another build for the release comparison")
@@ -785,6 +803,8 @@ def main():
             run_keys(a.seconds, tmp, a.rounds)
         if a.only in (None, "versions"):
             run_versions(a.seconds, tmp, a.rounds)
+        if a.only in (None, "sse"):
+            run_versions(a.seconds, tmp, a.rounds, kind="sse")
         if a.only in (None, "release"):
             run_release(a.seconds, tmp, a.rounds, a.also)
 

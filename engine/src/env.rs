@@ -227,6 +227,12 @@ impl SeededRng {
     pub fn new(seed: u64) -> Self {
         Self(Mutex::new(ChaCha8Rng::seed_from_u64(seed)))
     }
+    /// From a full 256-bit seed: a production node's, drawn from the OS, since this
+    /// stream also makes SSE data keys and salts, which 64 bits of seed would not
+    /// make secret.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(Mutex::new(ChaCha8Rng::from_seed(seed)))
+    }
     /// A child whose stream depends only on this seed and `stream` (e.g. node id and
     /// incarnation), not on how much the parent was used.
     pub fn fork(seed: u64, stream: u64) -> Self {

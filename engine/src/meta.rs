@@ -31,6 +31,7 @@
 //! or another repair changes nothing.
 
 pub mod access;
+pub mod encryption;
 pub mod keys;
 pub mod lifecycle;
 pub mod lifecycle_rules;
@@ -444,6 +445,24 @@ pub enum CommandV1 {
         uploads: Vec<String>,
         at: lifecycle::At,
     },
+    /// A `CreateUpload` whose upload gets its settings (ACL, tags, lock, encryption) in
+    /// the same commit, so that no replica holds the upload without them.
+    CreateUploadWith {
+        upload_id: String,
+        head: UploadHead,
+        settings: Vec<(String, access::Setting)>,
+    },
+    /// A `PutObjectWith` (or `PutObjectLocked`, with `lock`) whose new version's bytes
+    /// are encrypted as `encryption` says, recorded in the same commit.
+    PutObjectSealed {
+        bucket: String,
+        key: String,
+        meta: ObjectMeta,
+        condition: PutCondition,
+        settings: access::VersionSettings,
+        lock: Option<lock::VersionLock>,
+        encryption: encryption::ObjectEncryption,
+    },
 }
 
 /// A command as it travels through the log.
@@ -764,18 +783,13 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             condition,
             settings,
             lock: asked,
-        } => {
-            // The proposer saw the bucket locked; a bucket made again since is not.
-            if t.bucket(bucket)?.is_some() && lock::config(t, bucket)?.is_none() {
-                return Ok(Applied::InvalidBucketState);
-            }
-            let applied = put_object(t, index, bucket, key, meta, condition)?;
-            if let Applied::Version(v) | Applied::Versioned { version: v, .. } = applied {
-                access::version_created(t, bucket, v, settings)?;
-                lock::version_created(t, bucket, v, meta.created_ms, Some(asked))?;
-            }
-            applied
-        }
+        } => put_object_given(
+            t,
+            index,
+            (bucket, key, meta, condition),
+            settings,
+            Some(asked),
+        )?,
         CommandV1::PutObjectTags {
             bucket,
             key,
@@ -827,7 +841,66 @@ pub fn apply<T: MetaTables>(t: &mut T, index: u64, command: &Command) -> Result<
             uploads,
             at,
         } => lifecycle::expire(t, index, bucket, (keys, uploads), *at)?,
+        CommandV1::CreateUploadWith {
+            upload_id,
+            head,
+            settings,
+        } => {
+            if t.bucket(&head.bucket)?.is_none() {
+                return Ok(Applied::NoSuchBucket);
+            }
+            drop_upload(t, upload_id)?;
+            t.put_upload(upload_id, head)?;
+            for (name, setting) in settings {
+                t.put_setting(&head.bucket, name, setting)?;
+            }
+            Applied::Done
+        }
+        CommandV1::PutObjectSealed {
+            bucket,
+            key,
+            meta,
+            condition,
+            settings,
+            lock,
+            encryption,
+        } => {
+            let put = (bucket.as_str(), key.as_str(), meta, condition);
+            let applied = put_object_given(t, index, put, settings, lock.as_ref())?;
+            if let Applied::Version(v) | Applied::Versioned { version: v, .. } = applied {
+                let row = encryption::object_encryption(v);
+                t.put_setting(
+                    bucket,
+                    &row,
+                    &access::Setting::Encryption(encryption.clone()),
+                )?;
+            }
+            applied
+        }
     })
+}
+
+/// Writes a version with the settings its request gave, and its lock (refused when the
+/// bucket has no object lock: the proposer saw it locked, but a bucket made again since
+/// is not).
+fn put_object_given<T: MetaTables>(
+    t: &mut T,
+    index: u64,
+    (bucket, key, meta, condition): (&str, &str, &ObjectMeta, &PutCondition),
+    settings: &access::VersionSettings,
+    asked: Option<&lock::VersionLock>,
+) -> Result<Applied, T::Error> {
+    if asked.is_some() && t.bucket(bucket)?.is_some() && lock::config(t, bucket)?.is_none() {
+        return Ok(Applied::InvalidBucketState);
+    }
+    let applied = put_object(t, index, bucket, key, meta, condition)?;
+    if let Applied::Version(v) | Applied::Versioned { version: v, .. } = applied {
+        access::version_created(t, bucket, v, settings)?;
+        if let Some(asked) = asked {
+            lock::version_created(t, bucket, v, meta.created_ms, Some(asked))?;
+        }
+    }
+    Ok(applied)
 }
 
 /// Makes bucket `name` with `settings`, unless it exists.

@@ -271,6 +271,8 @@ pub struct S3Listen {
     pub region: String,
     pub domains: Vec<String>,
     pub tls: Option<crate::listener::TlsFiles>,
+    /// SSE-S3's master key (`--sse-master-key-file`); the same on every node.
+    pub master_key: Option<engine::s3::sse::Key>,
 }
 
 /// The settings of a node's background tasks: repair's budgets, the lifecycle's day.
@@ -349,6 +351,7 @@ async fn run_node(
             region: s3
                 .as_ref()
                 .map_or_else(|| "us-east-1".into(), |l| l.region.clone()),
+            master_key: s3.as_ref().and_then(|l| l.master_key.clone()),
             ..Default::default()
         },
     );

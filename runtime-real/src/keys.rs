@@ -92,3 +92,32 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     f.sync_all()?;
     Ok(())
 }
+
+/// SSE-S3's master key: from `file` (its text, base64 of 32 bytes) or `value` (the
+/// same, from `HAMSTER_SSE_MASTER_KEY`); `None` when neither is given.
+pub fn master_key(
+    file: Option<&Path>,
+    value: Option<&str>,
+) -> anyhow::Result<Option<engine::s3::sse::Key>> {
+    use base64::Engine as _;
+    let (text, from) = match (file, value) {
+        (Some(path), _) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the SSE master key {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        (None, Some(v)) => (v.to_string(), "HAMSTER_SSE_MASTER_KEY".to_string()),
+        (None, None) => return Ok(None),
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok());
+    match raw {
+        Some(key) => Ok(Some(engine::s3::sse::Key(key))),
+        None => bail!(
+            "the SSE master key in {from} is not 32 bytes in base64 \
+             (make one with: head -c 32 /dev/urandom | base64)"
+        ),
+    }
+}

@@ -85,7 +85,11 @@ impl RealEnv {
             clock: RealClock::default(),
             disk,
             net,
-            rng: SeededRng::new(rand::rngs::OsRng.next_u64()),
+            rng: SeededRng::from_seed({
+                let mut seed = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut seed);
+                seed
+            }),
         }))
     }
 }

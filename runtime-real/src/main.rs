@@ -172,6 +172,21 @@ struct S3Args {
     #[arg(long, env = "HAMSTER_LIFECYCLE_DAY_SECONDS", default_value_t = 86400.0,
           value_parser = positive_seconds)]
     lifecycle_day_seconds: f64,
+    /// SSE-S3's master key: a file whose text is 32 random bytes in base64 (make one
+    /// with `head -c 32 /dev/urandom | base64`). Every node of a cluster needs the
+    /// same one. Keep it off the data disks. Without a master key SSE-S3 is refused;
+    /// SSE-C needs none.
+    #[arg(long, env = "HAMSTER_SSE_MASTER_KEY_FILE")]
+    sse_master_key_file: Option<PathBuf>,
+    /// The master key itself, base64 (the file is safer: a command line is visible to
+    /// every user of the machine).
+    #[arg(
+        long,
+        env = "HAMSTER_SSE_MASTER_KEY",
+        hide_env_values = true,
+        conflicts_with = "sse_master_key_file"
+    )]
+    sse_master_key: Option<String>,
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
@@ -184,6 +199,18 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
 }
 
 impl S3Args {
+    fn master_key(&self) -> anyhow::Result<Option<engine::s3::sse::Key>> {
+        let key = runtime_real::keys::master_key(
+            self.sse_master_key_file.as_deref(),
+            self.sse_master_key.as_deref(),
+        )?;
+        match &key {
+            Some(_) => tracing::info!("SSE-S3 is on: a master key was given"),
+            None => tracing::info!("SSE-S3 is off: no master key (--sse-master-key-file)"),
+        }
+        Ok(key)
+    }
+
     fn lifecycle(&self) -> engine::lifecycle::LifecycleConfig {
         engine::lifecycle::LifecycleConfig::with_day(std::time::Duration::from_secs_f64(
             self.lifecycle_day_seconds,
@@ -365,6 +392,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             tracing::info!("{}", version_line());
             let tls = s3_args.tls();
             let lifecycle = s3_args.lifecycle();
+            let master_key = s3_args.master_key()?;
             let S3Args {
                 access_key,
                 secret_key,
@@ -397,6 +425,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 region,
                 domains: domain,
                 tls,
+                master_key,
                 metrics: ops.metrics,
                 sweep: engine::sweep::SweepConfig {
                     interval: std::time::Duration::from_secs(sweep_interval_s.max(1)),
@@ -486,6 +515,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             tracing::info!("{}", version_line());
             let tls = s3_args.tls();
             let lifecycle = s3_args.lifecycle();
+            let master_key = s3_args.master_key()?;
             let S3Args {
                 access_key,
                 secret_key,
@@ -501,6 +531,7 @@ fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 region,
                 domains: domain,
                 tls,
+                master_key,
             });
             let tasks = cluster::Tasks {
                 repair: repair.config(),

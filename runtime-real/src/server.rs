@@ -30,6 +30,8 @@ pub struct ServerOptions {
     pub domains: Vec<String>,
     /// HTTPS on the S3 port (`--tls-cert`, `--tls-key`).
     pub tls: Option<crate::listener::TlsFiles>,
+    /// SSE-S3's master key (`--sse-master-key-file`).
+    pub master_key: Option<engine::s3::sse::Key>,
     /// The operations endpoint (`--metrics`): /metrics, /health, /ready.
     pub metrics: Option<SocketAddr>,
     pub sweep: engine::sweep::SweepConfig,
@@ -88,6 +90,7 @@ async fn serve(options: ServerOptions, stop: Stop) -> anyhow::Result<()> {
                 owner: options.credentials.access_key.clone(),
                 seal_key: engine::s3::keys::seal_key(&options.credentials.secret_key),
                 region: options.region.clone(),
+                master_key: options.master_key.clone(),
                 ..Default::default()
             },
         )

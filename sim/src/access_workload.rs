@@ -423,6 +423,7 @@ impl AccessClient {
                     key: key.clone(),
                     conditions: Default::default(),
                     version_id: None,
+                    sse: Default::default(),
                 },
             };
             match self.answered(&head, false, until).await {

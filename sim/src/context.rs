@@ -321,7 +321,7 @@ impl S3Ref<'_> {
             ..Default::default()
         }));
         match self.call(request).await? {
-            (Response::Upload(id), _) => Ok(id),
+            (Response::Upload(id, _), _) => Ok(id),
             (other, _) => Err(format!("unexpected {other:?}")),
         }
     }
@@ -342,6 +342,7 @@ impl S3Ref<'_> {
                 size: Some(data.len() as i64),
                 ..Default::default()
             },
+            sse: Default::default(),
         }));
         etag(self.with_body(request, data).await)
     }
@@ -360,6 +361,7 @@ impl S3Ref<'_> {
             bucket: bucket.into(),
             key: key.into(),
             upload_id: id.into(),
+            sse: Default::default(),
             part_number: number,
         }));
         etag(self.call(request).await)

@@ -25,6 +25,7 @@ pub mod object_ops;
 pub mod object_run;
 pub mod object_workload;
 pub mod scenario;
+pub mod sealed_checker;
 pub mod version_checker;
 pub mod version_workload;
 pub mod workload;

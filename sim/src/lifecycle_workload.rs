@@ -249,7 +249,7 @@ impl LifecycleClient {
                 key: key.clone(),
                 version_id: None,
             };
-            if let Some(Response::Layout(blobs)) = self.until_done(&layout, until).await {
+            if let Some(Response::Layout { blobs, .. }) = self.until_done(&layout, until).await {
                 layouts.extend(blobs.into_iter().map(|(l, _)| l));
             }
         }

@@ -13,6 +13,7 @@
 //!   replicated sha256 **on the durable disk images**, and decodes to its exact bytes;
 //!   an object marked lost really has fewer than k good shards, more of them damaged
 //!   by the schedule than its parity covers (the lost set is what the faults explain);
+//!   a sealed object's blobs open to its bytes (`sealed_checker`);
 //! - the orphan sweep: once it has had its grace, no shard file is left that no
 //!   committed object refers to (refused writes, lost coordinators, deletes).
 
@@ -30,6 +31,7 @@ use crate::model::History;
 use crate::object_workload::{
     GetCondition, GetOutcome, KeyKind, KeyRecord, ObjectHistory, PutOutcome, sha,
 };
+use crate::sealed_checker::{Sealed, open_blob, shows_plaintext};
 
 /// What the cluster said after heal: per key, its layouts, or `None` for NoSuchKey.
 pub type Layouts = BTreeMap<usize, Option<Vec<DataLayout>>>;
@@ -234,7 +236,7 @@ fn damaged(layout: &DataLayout, faults: &History) -> usize {
 pub fn check_durability(
     world: &World,
     nodes: u64,
-    (h, layouts, lost): (&ObjectHistory, &Layouts, &LostKeys),
+    (h, layouts, lost, sealed): (&ObjectHistory, &Layouts, &LostKeys, &Sealed),
     faults: &History,
     tally: &mut Tally,
 ) -> Vec<String> {
@@ -326,7 +328,16 @@ pub fn check_durability(
                 layout.chunk_size_bytes,
                 layout.size,
             );
-            match erasure::decode_object(codec, &geometry, &shards) {
+            let opened = erasure::decode_object(codec, &geometry, &shards)
+                .map_err(|e| format!("does not decode from its shard files: {e}"))
+                .and_then(|raw| match sealed.get(&index) {
+                    None => Ok(raw),
+                    Some(_) if shows_plaintext(&raw, &key.data) => {
+                        Err("is sealed, yet its shards hold its body's bytes".into())
+                    }
+                    Some(record) => open_blob(record, layout, &raw),
+                });
+            match opened {
                 Ok(data) => {
                     if let Some(all) = decoded.as_mut() {
                         all.extend_from_slice(&data);
@@ -334,10 +345,7 @@ pub fn check_durability(
                 }
                 Err(e) => {
                     decoded = None;
-                    violations.push(format!(
-                        "object {} does not decode from its shard files: {e}",
-                        key.key
-                    ));
+                    violations.push(format!("object {} {e}", key.key));
                 }
             }
         }

@@ -16,7 +16,7 @@ use engine::s3::rpc::{self, Answer, CallOutcome};
 
 use crate::object_workload::{
     BUCKET, CALL_TIMEOUT, DeleteRecord, GetCondition, KeyKind, ListRecord, ObjectClient,
-    PutOutcome, tag_header,
+    PutOutcome, sealed, tag_header,
 };
 
 /// Smallest part but the last in the simulator (`S3Config::part_size_min_bytes`).
@@ -94,11 +94,12 @@ impl ObjectClient {
             bucket: BUCKET.into(),
             key: key.clone(),
             tagging: tag_header(index),
+            sse: sealed(index),
             ..CreateUploadArgs::default()
         }));
         let upload_id = match self.call(self.node(), &create).await {
             CallOutcome::Answer(Answer::Ok {
-                response: Response::Upload(id),
+                response: Response::Upload(id, _),
                 ..
             }) => id,
             _ => return self.count("upload_create_failed"),
@@ -198,6 +199,7 @@ impl ObjectClient {
                 size: Some(bytes.len() as i64),
                 ..BodyArgs::default()
             },
+            sse: Default::default(),
         }));
         let frame = 512 + below(self.env.rng(), 4096) as usize;
         let answer = rpc::put(&self.env, self.node(), &request, bytes, frame, CALL_TIMEOUT).await;
@@ -227,6 +229,7 @@ impl ObjectClient {
             bucket: BUCKET.into(),
             key: key.into(),
             upload_id: upload_id.into(),
+            sse: Default::default(),
             part_number: number,
         }));
         self.count("part_copies");
@@ -296,6 +299,7 @@ impl ObjectClient {
             },
             bucket: BUCKET.into(),
             key,
+            sse: sealed(index),
             ..CopyArgs::default()
         }));
         let node = self.node();

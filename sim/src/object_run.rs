@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use engine::env::{Clock, NodeId};
 use engine::lifecycle::LifecycleConfig;
+use engine::meta::encryption::ObjectEncryption;
 use engine::node::NodeConfig;
 use engine::raft::node::RaftConfig;
 use engine::repair::RepairConfig;
@@ -27,6 +28,7 @@ use crate::object_workload::{
     BUCKET, CALL_TIMEOUT, DownSet, GetOutcome, ObjectClient, SharedObjects,
 };
 use crate::scenario::Params;
+use crate::sealed_checker::{self, Sealed};
 use crate::version_workload::{Lock, Op, SharedVersions, VersionClient};
 use crate::{CLIENT_ID_BASE, Outcome, SHARD_DIR, UNLIMITED_DISK_BYTES, checker, faults};
 
@@ -138,6 +140,7 @@ pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cl
                     S3Config {
                         small_blob_bytes_max: SMALL_BLOB_BYTES_MAX,
                         part_size_min_bytes: crate::object_ops::PART_SIZE_MIN_BYTES,
+                        master_key: Some(engine::s3::sse::Key(sealed_checker::MASTER_KEY)),
                         ..S3Config::default()
                     },
                 )
@@ -169,10 +172,14 @@ fn supervise(cluster: &mut Cluster, ended: &Ended) {
 }
 
 /// Asks the cluster (any node that answers) where key `index`'s data is.
-async fn layout_of(
-    client: &ObjectClient,
-    key: &str,
-) -> Result<Option<Vec<(engine::meta::DataLayout, bool)>>, String> {
+/// Where an object lives: its blobs (each with whether it is lost) and how they are
+/// sealed.
+type Located = (
+    Vec<(engine::meta::DataLayout, bool)>,
+    Option<ObjectEncryption>,
+);
+
+async fn layout_of(client: &ObjectClient, key: &str) -> Result<Option<Located>, String> {
     let request = Request::Layout {
         bucket: BUCKET.into(),
         key: key.into(),
@@ -184,9 +191,9 @@ async fn layout_of(
     while SimClock.now() < deadline {
         match rpc::call(&client.env, node, &request, CALL_TIMEOUT).await {
             CallOutcome::Answer(Answer::Ok {
-                response: Response::Layout(l),
+                response: Response::Layout { blobs, encryption },
                 ..
-            }) => return Ok(Some(l)),
+            }) => return Ok(Some((blobs, encryption))),
             CallOutcome::Answer(Answer::Failed { code, .. }) if code == "NoSuchKey" => {
                 return Ok(None);
             }
@@ -366,14 +373,20 @@ pub async fn simulate(params: Params) -> Outcome {
     let keys = history.lock().expect("history").keys.len();
     let mut layouts = Layouts::new();
     let mut lost = LostKeys::new();
+    let mut sealed = Sealed::new();
     for index in 0..keys {
         let key = history.lock().expect("history").keys[index].key.clone();
         match layout_of(&setup, &key).await {
             Ok(l) => {
-                if l.as_ref().is_some_and(|blobs| blobs.iter().any(|b| b.1)) {
+                if l.as_ref()
+                    .is_some_and(|(blobs, _)| blobs.iter().any(|b| b.1))
+                {
                     lost.insert(index);
                 }
-                layouts.insert(index, l.map(|b| b.into_iter().map(|b| b.0).collect()));
+                if let Some((_, Some(record))) = &l {
+                    sealed.insert(index, record.clone());
+                }
+                layouts.insert(index, l.map(|(b, _)| b.into_iter().map(|b| b.0).collect()));
             }
             Err(e) => {
                 violations.push(e);
@@ -388,7 +401,7 @@ pub async fn simulate(params: Params) -> Outcome {
         let early = object_checker::check_durability(
             &world,
             params.nodes,
-            (&h, &layouts, &lost),
+            (&h, &layouts, &lost, &sealed),
             &faults_now,
             &mut Tally::default(),
         );
@@ -508,10 +521,11 @@ pub async fn simulate(params: Params) -> Outcome {
         let h = history.lock().expect("history");
         violations.extend(object_checker::check_history(&h, &lost));
         violations.extend(object_checker::check_layouts(&h, &layouts));
+        violations.extend(sealed_checker::check_sealed(&h, &layouts, &sealed));
         violations.extend(object_checker::check_durability(
             &world,
             params.nodes,
-            (&h, &layouts, &lost),
+            (&h, &layouts, &lost, &sealed),
             &faults_seen,
             &mut tally,
         ));

@@ -16,6 +16,7 @@ use engine::env::{Clock, Env, NodeId, Rng};
 use engine::s3::RangeSpec;
 use engine::s3::api::{BodyArgs, GetArgs, PutArgs, Request, Response};
 use engine::s3::rpc::{self, Answer, CallOutcome};
+use engine::s3::types::SseArgs;
 use runtime_sim::SimEnv;
 use sha2::{Digest, Sha256};
 
@@ -86,6 +87,15 @@ pub fn tag_header(index: usize) -> Option<String> {
             .collect::<Vec<_>>()
             .join("&")
     })
+}
+
+/// The encryption a write of key `index` asks for: SSE-S3 for odd keys, none for even
+/// ones, so that sealed and plain bodies are written, copied, repaired and read alike.
+pub fn sealed(index: usize) -> SseArgs {
+    SseArgs {
+        server: (index % 2 == 1).then(|| "AES256".to_string()),
+        ..SseArgs::default()
+    }
 }
 
 /// The tags key `index`'s body has: its own write's, or a copy's source's.
@@ -379,7 +389,8 @@ impl ObjectClient {
         false
     }
 
-    /// PUTs key `index` (its one body) through `node`; records the outcome.
+    /// PUTs key `index` (its one body, sealed with SSE-S3 for odd keys) through `node`;
+    /// records the outcome.
     pub async fn put(&self, index: usize, node: NodeId, if_absent: bool) -> PutOutcome {
         let (key, data) = {
             let h = self.history.lock().expect("history");
@@ -394,6 +405,7 @@ impl ObjectClient {
                 size: Some(data.len() as i64),
                 ..BodyArgs::default()
             },
+            sse: sealed(index),
             ..PutArgs::default()
         }));
         let frame = 512 + below(self.env.rng(), 8192) as usize;

@@ -434,7 +434,7 @@ impl VersionClient {
                 key: key.clone(),
                 version_id: Some(id.clone()),
             };
-            if let Some(Response::Layout(blobs)) = self.until_done(&layout, until).await {
+            if let Some(Response::Layout { blobs, .. }) = self.until_done(&layout, until).await {
                 let named = blobs
                     .into_iter()
                     .map(|(l, lost)| (key.clone(), id.clone(), l, lost));

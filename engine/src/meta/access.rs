@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::meta::encryption::{self, BucketEncryption, ObjectEncryption};
 use crate::meta::lifecycle_rules::LifecycleRule;
 use crate::meta::retention::{self, LockConfig, VersionLock};
 pub use crate::meta::tag::Tag;
@@ -154,6 +155,10 @@ pub enum Setting {
     Lock(VersionLock),
     /// A bucket's lifecycle rules, in order (`meta::lifecycle`; checked when put).
     Lifecycle(Vec<LifecycleRule>),
+    /// How an object version's or an upload's bytes are encrypted (`meta::encryption`).
+    Encryption(ObjectEncryption),
+    /// A bucket's default encryption.
+    BucketEncryption(BucketEncryption),
 }
 
 /// A bucket's versioning, once it was ever set (there is no way back to unversioned).
@@ -223,8 +228,12 @@ pub fn upload_tags(upload_id: &str) -> String {
 }
 
 /// The rows of an upload's settings and those of the version it completes into.
-fn upload_rows(upload_id: &str, version: u64) -> [(String, String); 3] {
+fn upload_rows(upload_id: &str, version: u64) -> [(String, String); 4] {
     [
+        (
+            encryption::upload_encryption(upload_id),
+            encryption::object_encryption(version),
+        ),
         (upload_acl(upload_id), object_acl(version)),
         (upload_tags(upload_id), object_tags(version)),
         (
@@ -354,6 +363,7 @@ pub(super) fn version_dropped<T: MetaTables>(
 ) -> Result<(), T::Error> {
     t.remove_setting(bucket, &object_acl(version))?;
     t.remove_setting(bucket, &object_tags(version))?;
+    t.remove_setting(bucket, &encryption::object_encryption(version))?;
     t.remove_setting(bucket, &retention::version_lock(version))
 }
 
@@ -382,6 +392,7 @@ pub(super) fn upload_dropped<T: MetaTables>(
 ) -> Result<(), T::Error> {
     t.remove_setting(bucket, &upload_acl(upload_id))?;
     t.remove_setting(bucket, &upload_tags(upload_id))?;
+    t.remove_setting(bucket, &encryption::upload_encryption(upload_id))?;
     t.remove_setting(bucket, &retention::upload_lock(upload_id))
 }
 

@@ -272,6 +272,10 @@ pub fn need(request: &Request) -> Need {
                 A::PutBucketLifecycleConfiguration(_) | A::DeleteBucketLifecycle => {
                     Check::new(b, owner, "s3:PutLifecycleConfiguration")
                 }
+                A::GetBucketEncryption => Check::new(b, owner, "s3:GetEncryptionConfiguration"),
+                A::PutBucketEncryption { .. } | A::DeleteBucketEncryption => {
+                    Check::new(b, owner, "s3:PutEncryptionConfiguration")
+                }
             })
         }
         R::Tagging { bucket, request } => {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::access::{Acl, CorsRule, Grant, Ownership, PublicAccessBlock, Tag};
+use crate::meta::encryption::{BucketEncryption, ObjectEncryption};
 use crate::meta::keys::Perms;
 use crate::meta::lifecycle::LifecycleRule;
 use crate::meta::retention::{LockConfig, Retention};
@@ -17,7 +18,8 @@ use crate::meta::{ChecksumAlgorithm, ContentHeaders, DataLayout};
 use crate::s3::attributes::ObjectAttributes;
 use crate::s3::cors::CorsAnswer;
 use crate::s3::types::{
-    Conditions, ObjectBody, ObjectInfo, PartsPage, PutOutput, RangeSpec, UploadInfo,
+    Conditions, ObjectBody, ObjectInfo, PartsPage, PutOutput, RangeSpec, SseArgs, SseInfo,
+    UploadInfo,
 };
 use crate::s3::versions::{Removal, VersionsPage};
 
@@ -60,6 +62,8 @@ pub enum Request {
         version_id: Option<String>,
         /// `partNumber`: the head of one part (`s3::attributes`).
         part_number: Option<i32>,
+        /// SSE-C: the key the object was written with.
+        sse: SseArgs,
     },
     /// GetObjectAttributes (`s3::attributes`).
     GetObjectAttributes {
@@ -309,6 +313,13 @@ pub enum AccessRequest {
     /// The rules, in order (`s3::lifecycle` checks them).
     PutBucketLifecycleConfiguration(Vec<LifecycleRule>),
     DeleteBucketLifecycle,
+    GetBucketEncryption,
+    /// The default's algorithm (only AES256 is served) and BucketKeyEnabled.
+    PutBucketEncryption {
+        algorithm: String,
+        bucket_key_enabled: bool,
+    },
+    DeleteBucketEncryption,
 }
 
 impl AccessRequest {
@@ -336,6 +347,9 @@ impl AccessRequest {
             A::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
             A::PutBucketLifecycleConfiguration(_) => "PutBucketLifecycleConfiguration",
             A::DeleteBucketLifecycle => "DeleteBucketLifecycle",
+            A::GetBucketEncryption => "GetBucketEncryption",
+            A::PutBucketEncryption { .. } => "PutBucketEncryption",
+            A::DeleteBucketEncryption => "DeleteBucketEncryption",
         }
     }
 }
@@ -385,6 +399,7 @@ pub struct PutArgs {
     /// x-amz-tagging: the new version's tags, URL-encoded.
     pub tagging: Option<String>,
     pub lock: LockArgs,
+    pub sse: SseArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,6 +412,8 @@ pub struct GetArgs {
     /// response-content-type and the like: these replace the stored headers.
     pub overrides: ContentHeaders,
     pub version_id: Option<String>,
+    /// SSE-C: the key the object was written with.
+    pub sse: SseArgs,
 }
 
 /// A copy's source as named by x-amz-copy-source and its conditions.
@@ -407,6 +424,8 @@ pub struct SourceArgs {
     pub conditions: Conditions,
     /// `?versionId=` on x-amz-copy-source.
     pub version_id: Option<String>,
+    /// x-amz-copy-source-server-side-encryption-customer-*: an SSE-C source's key.
+    pub sse: SseArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +445,8 @@ pub struct CopyArgs {
     /// x-amz-tagging: the tags to use with REPLACE.
     pub tagging: Option<String>,
     pub lock: LockArgs,
+    /// How the copy is encrypted.
+    pub sse: SseArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,6 +461,8 @@ pub struct CreateUploadArgs {
     /// x-amz-tagging: the completed object's tags, URL-encoded.
     pub tagging: Option<String>,
     pub lock: LockArgs,
+    /// How the completed object is encrypted (every part alike).
+    pub sse: SseArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,6 +472,8 @@ pub struct PartArgs {
     pub upload_id: String,
     pub part_number: i32,
     pub body: BodyArgs,
+    /// SSE-C: the upload's key, again.
+    pub sse: SseArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -460,6 +485,8 @@ pub struct PartCopyArgs {
     pub key: String,
     pub upload_id: String,
     pub part_number: i32,
+    /// SSE-C: the upload's key, again.
+    pub sse: SseArgs,
 }
 
 /// A bucket as ListBuckets shows it.
@@ -531,10 +558,16 @@ pub enum Response {
         denied: Vec<String>,
     },
     Listing(Listing),
-    Upload(String),
+    /// CreateMultipartUpload: the upload's id, and how its parts are encrypted.
+    Upload(String, Option<SseInfo>),
     Parts(PartsPage),
     Uploads(UploadsPage),
-    Layout(Vec<(DataLayout, bool)>),
+    /// Layout: each blob and whether repair marked it lost, and how the bytes are
+    /// encrypted.
+    Layout {
+        blobs: Vec<(DataLayout, bool)>,
+        encryption: Option<ObjectEncryption>,
+    },
     /// An admin request about keys (`crate::s3::keys`), over the node RPC.
     Keys(KeyResponse),
     /// GetBucketPolicy: the JSON as it was put.
@@ -553,6 +586,8 @@ pub enum Response {
     Cors(CorsAnswer),
     /// GetBucketLifecycleConfiguration: the rules, in order.
     Lifecycle(Vec<LifecycleRule>),
+    /// GetBucketEncryption: the default is SSE-S3 (AES256); its BucketKeyEnabled.
+    Encryption(BucketEncryption),
     /// GetObjectLockConfiguration.
     LockConfig(LockConfig),
     /// GetObjectRetention.
@@ -629,6 +664,9 @@ pub const OPERATIONS: &[&str] = &[
     "GetBucketLifecycleConfiguration",
     "PutBucketLifecycleConfiguration",
     "DeleteBucketLifecycle",
+    "GetBucketEncryption",
+    "PutBucketEncryption",
+    "DeleteBucketEncryption",
     "GetObjectLockConfiguration",
     "PutObjectLockConfiguration",
     "GetObjectRetention",

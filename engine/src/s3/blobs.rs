@@ -8,6 +8,7 @@ use futures::{SinkExt, StreamExt};
 
 use crate::data_path::{ByteSource, SourceError, WriteError, WriteSpec};
 use crate::env::{Env, Rng};
+use crate::meta::encryption::ObjectEncryption;
 use crate::meta::store::MetaReader;
 use crate::meta::{
     Applied, ChecksumAlgorithm, CommandV1, ContentHeaders, DataLayout, ObjectData, ObjectMeta,
@@ -15,6 +16,9 @@ use crate::meta::{
 };
 use crate::placement;
 use crate::s3::checksum::{self, HashingSource};
+use crate::s3::encryption;
+use crate::s3::sealed_io::{OpeningSink, SealingSource};
+use crate::s3::sse::{self, Key};
 use crate::s3::types::Given;
 use crate::s3::types::{ObjectBody, Pieces, PutBody, PutOutput, Trailer};
 use crate::s3::{
@@ -22,12 +26,14 @@ use crate::s3::{
 };
 
 impl<E: Env> S3<E> {
-    /// Streams a body into a new blob and checks its digests; on any failure nothing
-    /// stays. `None` for an empty body (no shards).
+    /// Streams a body into a new blob (sealed with a key of its own from `seal`, the
+    /// object's data key, when given) and checks its digests, which are of the
+    /// plaintext; on any failure nothing stays. `None` for an empty body (no shards).
     pub(crate) async fn store_body<S: ByteSource, T: Trailer>(
         &self,
         body: PutBody<S>,
         trailer: &T,
+        seal: Option<&Key>,
     ) -> Result<(Option<DataLayout>, checksum::Digests), S3Error> {
         if body.size > PUT_BYTES_MAX {
             return Err(S3Error::EntityTooLarge);
@@ -56,23 +62,30 @@ impl<E: Env> S3<E> {
         } else {
             let data_id =
                 u128::from(self.env.rng().next_u64()) << 64 | u128::from(self.env.rng().next_u64());
+            let size = match seal {
+                Some(_) => sse::sealed_len(body.size),
+                None => body.size,
+            };
             let members = self.members();
             let profile =
-                placement::profile_for(members.len(), body.size, self.config.small_blob_bytes_max);
+                placement::profile_for(members.len(), size, self.config.small_blob_bytes_max);
             let holders = placement::place(&members, data_id, profile.shards())
                 .expect("the ladder never asks for more shards than members");
             let spec = WriteSpec {
                 data_id,
-                size: body.size,
+                size,
                 profile,
                 holders,
             };
-            Some(
-                self.data
-                    .write_blob(&mut source, &spec)
-                    .await
-                    .map_err(write_error)?,
-            )
+            let written = match seal {
+                Some(key) => {
+                    let key = sse::blob_key(key, data_id);
+                    let mut sealed = SealingSource::new(&mut source, key, body.size);
+                    self.data.write_blob(&mut sealed, &spec).await
+                }
+                None => self.data.write_blob(&mut source, &spec).await,
+            };
+            Some(written.map_err(write_error)?)
         };
         let digests = source.finish();
         let verdict = self.check_digests(&digests, expected_md5, &body.checksum, trailer);
@@ -116,11 +129,20 @@ impl<E: Env> S3<E> {
         key: &str,
         meta: ObjectMeta,
         (condition, (settings, lock)): (PutCondition, Given),
-        layout: Option<&DataLayout>,
+        (layout, encryption): (Option<&DataLayout>, Option<ObjectEncryption>),
     ) -> Result<(u64, Option<String>), S3Error> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        let command = match lock {
-            Some(lock) => CommandV1::PutObjectLocked {
+        let command = match (lock, encryption) {
+            (lock, Some(encryption)) => CommandV1::PutObjectSealed {
+                bucket,
+                key,
+                meta,
+                condition,
+                settings,
+                lock,
+                encryption,
+            },
+            (Some(lock), None) => CommandV1::PutObjectLocked {
                 bucket,
                 key,
                 meta,
@@ -128,13 +150,13 @@ impl<E: Env> S3<E> {
                 settings,
                 lock,
             },
-            None if settings.is_empty() => CommandV1::PutObject {
+            (None, None) if settings.is_empty() => CommandV1::PutObject {
                 bucket,
                 key,
                 meta,
                 condition,
             },
-            None => CommandV1::PutObjectWith {
+            (None, None) => CommandV1::PutObjectWith {
                 bucket,
                 key,
                 meta,
@@ -167,8 +189,9 @@ impl<E: Env> S3<E> {
     }
 
     /// Commits a stored body as the new version of `key` (a PUT or a copy), with the
-    /// settings and lock its request gave; the ETag, checksum and size come from its
-    /// digests.
+    /// settings and lock its request gave and how it was sealed; the ETag, checksum and
+    /// size come from its digests.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn commit_stored(
         &self,
         (bucket, key, condition): (&str, &str, PutCondition),
@@ -177,6 +200,7 @@ impl<E: Env> S3<E> {
         user_meta: BTreeMap<String, String>,
         layout: Option<DataLayout>,
         digests: checksum::Digests,
+        encryption: Option<ObjectEncryption>,
     ) -> Result<PutOutput, S3Error> {
         let etag = checksum::hex(&digests.md5);
         let meta = ObjectMeta {
@@ -191,8 +215,15 @@ impl<E: Env> S3<E> {
                 None => ObjectData::Empty,
             },
         };
+        let sse = encryption.as_ref().map(encryption::info);
         let (version, version_id) = self
-            .commit_object(bucket, key, meta, (condition, settings), layout.as_ref())
+            .commit_object(
+                bucket,
+                key,
+                meta,
+                (condition, settings),
+                (layout.as_ref(), encryption),
+            )
             .await?;
         Ok(PutOutput {
             etag,
@@ -200,6 +231,7 @@ impl<E: Env> S3<E> {
             version_id,
             checksum: digests.checksum,
             unsealed: unsealed(layout.as_ref()),
+            sse,
         })
     }
 
@@ -227,40 +259,77 @@ impl<E: Env> S3<E> {
         r: &MetaReader,
         stored: &Stored,
     ) -> Result<Vec<(u64, DataLayout)>, S3Error> {
+        let blobs = self.plain_blobs(r, stored)?;
+        Ok(blobs.into_iter().map(|(at, _, l)| (at, l)).collect())
+    }
+
+    /// The blobs of `stored` with the object offset each starts at and the plaintext
+    /// bytes it holds (fewer than its own size when it is sealed).
+    fn plain_blobs(
+        &self,
+        r: &MetaReader,
+        stored: &Stored,
+    ) -> Result<Vec<(u64, u64, DataLayout)>, S3Error> {
         Ok(match &stored.meta.data {
             ObjectData::Empty => Vec::new(),
-            ObjectData::Blob(l) => vec![(0, l.clone())],
+            ObjectData::Blob(l) => vec![(0, stored.meta.size, l.clone())],
             ObjectData::Parts { .. } => r
                 .object_parts(stored.version)
                 .map_err(|e| S3Error::Internal(e.to_string()))?
                 .into_iter()
-                .filter_map(|p| p.info.data.map(|l| (p.offset, l)))
+                .filter_map(|p| p.info.data.map(|l| (p.offset, p.info.size, l)))
                 .collect(),
         })
     }
 
-    /// Starts streaming bytes `[start, end)` of `stored`; waits for the first piece, so
-    /// that an object that cannot be read fails before any byte goes out.
+    /// Starts streaming bytes `[start, end)` of `stored`, opened with its data key
+    /// `key` when it is sealed; waits for the first piece, so that an object that
+    /// cannot be read fails before any byte goes out.
     pub(crate) async fn open_body(
         &self,
         r: &MetaReader,
         stored: &Stored,
         (start, end): (u64, u64),
+        key: Option<&Key>,
     ) -> Result<ObjectBody, S3Error> {
-        let blobs = self.blobs(r, stored)?;
+        let blobs = self.plain_blobs(r, stored)?;
         let (tx, mut rx) = mpsc::channel(GET_WINDOW_PIECES);
         let data = self.data.clone();
+        let key = key.cloned();
         self.env.spawn(async move {
             let mut sink = Pieces(tx);
-            for (offset, layout) in blobs {
-                let (lo, hi) = (start.max(offset), end.min(offset + layout.size));
+            for (offset, plain_len, layout) in blobs {
+                let (lo, hi) = (start.max(offset), end.min(offset + plain_len));
                 if lo >= hi {
                     continue;
                 }
-                if let Err(e) = data
-                    .read_blob(&layout, lo - offset, hi - offset, &mut sink)
-                    .await
-                {
+                let (lo, hi) = (lo - offset, hi - offset);
+                let read = match &key {
+                    None => data.read_blob(&layout, lo, hi, &mut sink).await,
+                    Some(key) => {
+                        let key = sse::blob_key(key, layout.data_id);
+                        let (_, at) = sse::cover(lo..hi, plain_len);
+                        let opener = sse::Opener::new(&key, lo..hi, plain_len);
+                        let mut opening = OpeningSink::new(&mut sink, opener);
+                        let read = data
+                            .read_blob(&layout, at.start, at.end, &mut opening)
+                            .await;
+                        match (read, opening.failed.take()) {
+                            (_, Some(e)) => {
+                                let e = S3Error::Internal(format!("{e}: {}", layout.data_id));
+                                let _ = sink.0.send(Err(e)).await;
+                                return;
+                            }
+                            (Ok(()), None) if !opening.done() => {
+                                let e = S3Error::Internal("a sealed read ended early".into());
+                                let _ = sink.0.send(Err(e)).await;
+                                return;
+                            }
+                            (read, None) => read,
+                        }
+                    }
+                };
+                if let Err(e) = read {
                     let _ = sink.0.send(Err(read_error(e))).await;
                     return;
                 }

@@ -19,6 +19,9 @@ pub enum S3Error {
     /// GetBucketLifecycleConfiguration of a bucket without one.
     #[error("NoSuchLifecycleConfiguration")]
     NoSuchLifecycleConfiguration,
+    /// GetBucketEncryption of a bucket without a default encryption.
+    #[error("ServerSideEncryptionConfigurationNotFoundError")]
+    NoEncryptionConfiguration,
     /// A preflight no rule of the bucket's CORS configuration allows.
     #[error("AccessForbidden")]
     CorsForbidden,
@@ -176,6 +179,7 @@ impl S3Error {
             Self::NoSuchTagSet => "NoSuchTagSet",
             Self::NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
             Self::NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
+            Self::NoEncryptionConfiguration => "ServerSideEncryptionConfigurationNotFoundError",
             Self::CorsForbidden => "AccessForbidden",
             Self::MalformedXml(_) => "MalformedXML",
             Self::NoSuchKey => "NoSuchKey",
@@ -240,6 +244,7 @@ impl S3Error {
             | Self::NoSuchTagSet
             | Self::NoSuchCorsConfiguration
             | Self::NoSuchLifecycleConfiguration
+            | Self::NoEncryptionConfiguration
             | Self::NoLockConfiguration
             | Self::NoSuchObjectLockConfiguration => 404,
             Self::BucketAlreadyOwnedByYou
@@ -329,6 +334,9 @@ impl S3Error {
             Self::NoSuchCorsConfiguration => "The CORS configuration does not exist".into(),
             Self::NoSuchLifecycleConfiguration => {
                 "The lifecycle configuration does not exist".into()
+            }
+            Self::NoEncryptionConfiguration => {
+                "The server side encryption configuration was not found".into()
             }
             Self::CorsForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evaluation of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.".into(),
             Self::NoSuchTagSet => "The TagSet does not exist".into(),

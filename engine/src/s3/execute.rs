@@ -13,6 +13,7 @@ use crate::s3::access::{Authorized, Caller, Origin};
 use crate::s3::api::{
     BodyArgs, BucketEntry, ChecksumArgs, Listing, Reply, Request, Response, SourceArgs,
 };
+use crate::s3::encryption;
 use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::tags;
 use crate::s3::types::{
@@ -169,6 +170,7 @@ fn source(s: SourceArgs, range: Option<RangeSpec>) -> Result<CopySource, S3Error
         conditions: s.conditions,
         range,
         version_id: s.version_id,
+        sse: s.sse,
     })
 }
 
@@ -221,7 +223,11 @@ impl<E: Env> S3<E> {
     ) -> Result<Reply, S3Error> {
         let clock = self.env.clock();
         let (operation, began) = (request.operation(), clock.now());
-        let reply = match self.authorize(caller, origin, &request).await {
+        let authorized = match !origin.secure && encryption::gives_customer_key(&request) {
+            true => Err(encryption::insecure_customer_key()),
+            false => self.authorize(caller, origin, &request).await,
+        };
+        let reply = match authorized {
             Ok(done) => {
                 self.execute_request(caller, request, body, trailer, done)
                     .await
@@ -305,6 +311,7 @@ impl<E: Env> S3<E> {
                     headers: a.headers,
                     user_meta: a.user_meta,
                     settings,
+                    sse: a.sse,
                 };
                 Response::Put(self.put_object(put, trailer).await?).into()
             }
@@ -320,7 +327,14 @@ impl<E: Env> S3<E> {
                     }
                 };
                 let out = self
-                    .get_object(&a.bucket, &a.key, range, &a.conditions, version, view)
+                    .get_object(
+                        &a.bucket,
+                        &a.key,
+                        range,
+                        &a.conditions,
+                        (version, &a.sse),
+                        view,
+                    )
                     .await?;
                 let mut info = out.info;
                 overridden(&mut info, a.overrides);
@@ -342,6 +356,7 @@ impl<E: Env> S3<E> {
                 conditions,
                 version_id,
                 part_number,
+                sse,
             } => {
                 let version = version_id.as_deref();
                 let (span, view) = match part_number {
@@ -353,7 +368,7 @@ impl<E: Env> S3<E> {
                     }
                 };
                 let info = self
-                    .head_object(&bucket, &key, &conditions, version, view)
+                    .head_object(&bucket, &key, &conditions, (version, &sse), view)
                     .await?;
                 let range = span.map(|s| s.resolve(info.size)).transpose()?;
                 Response::Head { info, range }.into()
@@ -485,7 +500,13 @@ impl<E: Env> S3<E> {
                 let lock = self.lock_for_write(&a.bucket, &a.lock).await?;
                 let target = (a.bucket.as_str(), a.key.as_str());
                 let out = self
-                    .copy_object(&src, target, directive, (settings, lock), copy_tags)
+                    .copy_object(
+                        &src,
+                        target,
+                        directive,
+                        (settings, lock),
+                        (copy_tags, &a.sse),
+                    )
                     .await?;
                 Response::Put(out).into()
             }
@@ -498,19 +519,32 @@ impl<E: Env> S3<E> {
                         .await?,
                 };
                 let lock = self.lock_for_write(&a.bucket, &a.lock).await?;
-                let id = self
-                    .create_upload(&a.bucket, &a.key, a.headers, a.user_meta, alg)
+                let (id, sse) = self
+                    .create_upload(
+                        &a.bucket,
+                        &a.key,
+                        a.headers,
+                        a.user_meta,
+                        alg,
+                        (settings, lock),
+                        &a.sse,
+                    )
                     .await?;
-                self.attach_upload_settings(&a.bucket, &id, settings, lock)
-                    .await?;
-                Response::Upload(id).into()
+                Response::Upload(id, sse).into()
             }
             Request::UploadPart(a) => {
                 let source = body.ok_or_else(needs_body)?;
                 let part = part_number(a.part_number)?;
                 let body = put_body(source, &a.body)?;
                 let out = self
-                    .upload_part(&a.bucket, &a.key, &a.upload_id, part, body, trailer)
+                    .upload_part(
+                        &a.bucket,
+                        &a.key,
+                        &a.upload_id,
+                        part,
+                        (body, &a.sse),
+                        trailer,
+                    )
                     .await?;
                 Response::Put(out).into()
             }
@@ -519,7 +553,7 @@ impl<E: Env> S3<E> {
                 let part = part_number(a.part_number)?;
                 let src = source(a.source, range)?;
                 let out = self
-                    .upload_part_copy(&src, &a.bucket, &a.key, &a.upload_id, part)
+                    .upload_part_copy(&src, &a.bucket, &a.key, &a.upload_id, (part, &a.sse))
                     .await?;
                 Response::Put(out).into()
             }
@@ -595,7 +629,8 @@ impl<E: Env> S3<E> {
                 version_id,
             } => {
                 let version = version_id.as_deref();
-                Response::Layout(self.layouts(&bucket, &key, version).await?).into()
+                let (blobs, encryption) = self.layouts(&bucket, &key, version).await?;
+                Response::Layout { blobs, encryption }.into()
             }
             Request::ListObjectVersions {
                 bucket,

@@ -22,6 +22,7 @@ mod buckets;
 mod cache;
 pub mod checksum;
 pub mod cors;
+pub mod encryption;
 pub mod error;
 pub mod execute;
 pub mod keys;
@@ -33,6 +34,7 @@ mod objects;
 pub mod policy;
 mod prefetch;
 pub mod rpc;
+mod sealed_io;
 mod settings;
 pub mod sse;
 pub mod tags;
@@ -134,6 +136,9 @@ pub struct S3Config {
     /// Smallest part other than the last a completion accepts (S3: 5 MiB; the
     /// simulator's small objects use less).
     pub part_size_min_bytes: u64,
+    /// SSE-S3's master key, which wraps every object's data key (`s3::encryption`);
+    /// without it, SSE-S3 is refused.
+    pub master_key: Option<sse::Key>,
 }
 
 impl Default for S3Config {
@@ -144,6 +149,7 @@ impl Default for S3Config {
             region: "us-east-1".into(),
             small_blob_bytes_max: placement::SMALL_BLOB_BYTES_MAX,
             part_size_min_bytes: crate::meta::PART_SIZE_MIN_BYTES,
+            master_key: None,
         }
     }
 }

@@ -12,14 +12,21 @@ use crate::meta::{
     PartInfo, UploadHead,
 };
 use crate::s3::api::UploadsPage;
+use crate::s3::encryption;
+use crate::s3::settings::upload_rows;
 use crate::s3::types::{
-    CopySource, NoTrailer, PartView, PartsPage, PutBody, PutOutput, Trailer, UploadInfo,
+    CopySource, Given, NoTrailer, PartView, PartsPage, PutBody, PutOutput, SseArgs, SseInfo,
+    Trailer, UploadInfo,
 };
 use crate::s3::{
     PART_NUMBER_MAX, S3, S3Error, applied_error, checksum, validate_key, validate_user_meta,
 };
 
 impl<E: Env> S3<E> {
+    /// Creates an upload whose object gets `given` (ACL and tags, lock) and the
+    /// encryption `sse` asks for (or the bucket's default); answers its id and how its
+    /// parts are encrypted.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_upload(
         &self,
         bucket: &str,
@@ -27,9 +34,16 @@ impl<E: Env> S3<E> {
         headers: ContentHeaders,
         user_meta: BTreeMap<String, String>,
         checksum_algorithm: Option<ChecksumAlgorithm>,
-    ) -> Result<String, S3Error> {
+        given: Given,
+        sse: &SseArgs,
+    ) -> Result<(String, Option<SseInfo>), S3Error> {
         validate_key(key)?;
         validate_user_meta(&user_meta)?;
+        let sealing = {
+            let r = self.reader().await?;
+            self.bucket_must_exist(&r, bucket).await?;
+            self.write_sealing(&r, bucket, sse)?
+        };
         let mut raw = [0u8; 16];
         self.env.rng().fill(&mut raw);
         let upload_id = checksum::hex(&raw);
@@ -41,12 +55,22 @@ impl<E: Env> S3<E> {
             user_meta,
             checksum_algorithm,
         };
-        let command = CommandV1::CreateUpload {
-            upload_id: upload_id.clone(),
-            head,
+        let record = sealing.map(|s| s.record);
+        let info = record.as_ref().map(encryption::info);
+        let settings = upload_rows(&upload_id, given, record);
+        let command = match settings.is_empty() {
+            true => CommandV1::CreateUpload {
+                upload_id: upload_id.clone(),
+                head,
+            },
+            false => CommandV1::CreateUploadWith {
+                upload_id: upload_id.clone(),
+                head,
+                settings,
+            },
         };
         match self.propose(command).await? {
-            Applied::Done => Ok(upload_id),
+            Applied::Done => Ok((upload_id, info)),
             other => Err(applied_error(other)),
         }
     }
@@ -107,28 +131,34 @@ impl<E: Env> S3<E> {
         key: &str,
         upload_id: &str,
         part: u32,
-        body: PutBody<S>,
+        (body, sse): (PutBody<S>, &SseArgs),
         trailer: &T,
     ) -> Result<PutOutput, S3Error> {
         Self::part_number(part)?;
         // As for a PUT, the local replica first: the part's commit checks the upload
         // again, so a stale view only costs the write of a part that is then refused.
+        // The upload's encryption was committed with it, so that view has it too.
+        let of = |r: &MetaReader| self.upload_encryption(r, bucket, upload_id);
         let local = match self.raft.reader() {
-            Ok(r) => self.upload_of(&r, bucket, key, upload_id).await.ok(),
+            Ok(r) => match self.upload_of(&r, bucket, key, upload_id).await {
+                Ok(head) => Some((head, of(&r)?)),
+                Err(_) => None,
+            },
             Err(_) => None,
         };
-        let head = match local {
-            Some(head) => head,
+        let (head, record) = match local {
+            Some(found) => found,
             None => {
                 let r = self.reader().await?;
-                self.upload_of(&r, bucket, key, upload_id).await?
+                (self.upload_of(&r, bucket, key, upload_id).await?, of(&r)?)
             }
         };
+        let data_key = self.opening_key(record.as_ref(), sse)?;
         let mut body = body;
         if body.checksum.is_none() {
             body.checksum = head.checksum_algorithm.map(|a| (a, None));
         }
-        let (layout, digests) = self.store_body(body, trailer).await?;
+        let (layout, digests) = self.store_body(body, trailer, data_key.as_ref()).await?;
         let etag = checksum::hex(&digests.md5);
         let info = PartInfo {
             size: digests.len,
@@ -144,6 +174,7 @@ impl<E: Env> S3<E> {
             version_id: None,
             checksum: digests.checksum,
             unsealed: 0,
+            sse: record.as_ref().map(encryption::info),
         })
     }
 
@@ -153,19 +184,25 @@ impl<E: Env> S3<E> {
         bucket: &str,
         key: &str,
         upload_id: &str,
-        part: u32,
+        (part, sse): (u32, &SseArgs),
     ) -> Result<PutOutput, S3Error> {
         Self::part_number(part)?;
         let r = self.reader().await?;
         let head = self.upload_of(&r, bucket, key, upload_id).await?;
+        let record = self.upload_encryption(&r, bucket, upload_id)?;
+        let data_key = self.opening_key(record.as_ref(), sse)?;
         let (stored, info) = self.copy_source(&r, source).await?;
+        let source_record = self.version_encryption(&r, &source.bucket, stored.version)?;
+        let source_key = self.opening_key(source_record.as_ref(), &source.sse)?;
         let span = match source.range {
             Some(spec) => spec.resolve(info.size).map_err(|_| {
                 S3Error::InvalidArgument("x-amz-copy-source-range is out of the source".into())
             })?,
             None => (0, info.size),
         };
-        let body = self.open_body(&r, &stored, span).await?;
+        let body = self
+            .open_body(&r, &stored, span, source_key.as_ref())
+            .await?;
         drop(r);
         let put = PutBody {
             source: body,
@@ -173,7 +210,7 @@ impl<E: Env> S3<E> {
             content_md5: None,
             checksum: head.checksum_algorithm.map(|a| (a, None)),
         };
-        let (layout, digests) = self.store_body(put, &NoTrailer).await?;
+        let (layout, digests) = self.store_body(put, &NoTrailer, data_key.as_ref()).await?;
         let etag = checksum::hex(&digests.md5);
         let part_info = PartInfo {
             size: digests.len,
@@ -189,6 +226,7 @@ impl<E: Env> S3<E> {
             version_id: None,
             checksum: digests.checksum,
             unsealed: 0,
+            sse: record.as_ref().map(encryption::info),
         })
     }
 
@@ -201,6 +239,10 @@ impl<E: Env> S3<E> {
     ) -> Result<PutOutput, S3Error> {
         let r = self.reader().await?;
         let head = self.upload_of(&r, bucket, key, upload_id).await?;
+        let sse = self
+            .upload_encryption(&r, bucket, upload_id)?
+            .as_ref()
+            .map(encryption::info);
         if parts.is_empty() {
             return Err(S3Error::InvalidRequest(
                 "You must specify at least one part.".into(),
@@ -258,6 +300,7 @@ impl<E: Env> S3<E> {
                     version_id,
                     checksum: object_checksum,
                     unsealed: 0,
+                    sse,
                 })
             }
             other => Err(applied_error(other)),

@@ -5,12 +5,13 @@ use crate::env::Env;
 use crate::meta::PutCondition;
 use crate::meta::lock::{self, VersionLock};
 use crate::meta::store::MetaReader;
+use crate::s3::encryption;
 use crate::s3::list::{self, ListPage, ListParams};
 use crate::s3::tags;
 use crate::s3::types::Given;
 use crate::s3::types::{
     Conditions, CopySource, GetOutput, MetadataDirective, NoTrailer, ObjectInfo, PutBody,
-    PutObject, PutOutput, RangeSpec, Trailer,
+    PutObject, PutOutput, RangeSpec, SseArgs, Trailer,
 };
 use crate::s3::versions::Removal;
 use crate::s3::{DELETE_KEYS_MAX, S3, S3Error, validate_key, validate_user_meta};
@@ -37,21 +38,25 @@ impl<E: Env> S3<E> {
         // The local replica answers without a round to the leader; only where it knows
         // no such bucket (one created through another node may not be applied here yet)
         // does a ReadIndex decide.
+        // The bucket's default encryption is read in the same view.
         let local = self.raft.reader().ok();
-        let known = match &local {
-            Some(r) => self.bucket_must_exist(r, &put.bucket).await.is_ok(),
-            None => false,
+        let sealing = match local {
+            Some(r) if self.bucket_must_exist(&r, &put.bucket).await.is_ok() => {
+                self.write_sealing(&r, &put.bucket, &put.sse)?
+            }
+            _ => {
+                let r = self.reader().await?;
+                self.bucket_must_exist(&r, &put.bucket).await?;
+                self.write_sealing(&r, &put.bucket, &put.sse)?
+            }
         };
-        drop(local);
-        if !known {
-            let r = self.reader().await?;
-            self.bucket_must_exist(&r, &put.bucket).await?;
-        }
-        let (layout, digests) = self.store_body(put.body, trailer).await?;
+        let seal = sealing.as_ref().map(|s| &s.key);
+        let (layout, digests) = self.store_body(put.body, trailer, seal).await?;
         let target = (put.bucket.as_str(), put.key.as_str(), put.condition);
         let (headers, meta) = (put.headers, put.user_meta);
         let given = (put.settings, put.lock);
-        self.commit_stored(target, given, headers, meta, layout, digests)
+        let record = sealing.map(|s| s.record);
+        self.commit_stored(target, given, headers, meta, layout, digests, record)
             .await
     }
 
@@ -60,7 +65,7 @@ impl<E: Env> S3<E> {
         bucket: &str,
         key: &str,
         conditions: &Conditions,
-        version_id: Option<&str>,
+        (version_id, sse): (Option<&str>, &SseArgs),
         view: Option<MetaReader>,
     ) -> Result<ObjectInfo, S3Error> {
         let r = match view {
@@ -68,7 +73,10 @@ impl<E: Env> S3<E> {
             None => self.reader().await?,
         };
         let stored = self.resolve(&r, bucket, key, version_id).await?;
+        let record = self.version_encryption(&r, bucket, stored.version)?;
+        self.opening_key(record.as_ref(), sse)?;
         let mut info = ObjectInfo::of(key, &stored);
+        info.sse = record.as_ref().map(encryption::info);
         info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         conditions.check(&info)?;
         info.lock = version_lock(&r, bucket, stored.version)?;
@@ -82,7 +90,7 @@ impl<E: Env> S3<E> {
         key: &str,
         range: Option<RangeSpec>,
         conditions: &Conditions,
-        version_id: Option<&str>,
+        (version_id, sse): (Option<&str>, &SseArgs),
         view: Option<MetaReader>,
     ) -> Result<GetOutput, S3Error> {
         // `view`: the one authorization took (after its ReadIndex), if it took one.
@@ -98,7 +106,10 @@ impl<E: Env> S3<E> {
             }
         };
         let stored = self.resolve(&r, bucket, key, version_id).await?;
+        let record = self.version_encryption(&r, bucket, stored.version)?;
+        let data_key = self.opening_key(record.as_ref(), sse)?;
         let mut info = ObjectInfo::of(key, &stored);
+        info.sse = record.as_ref().map(encryption::info);
         info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         conditions.check(&info)?;
         info.tag_count = tags::version_tags(&r, bucket, stored.version)?.len();
@@ -113,10 +124,12 @@ impl<E: Env> S3<E> {
         // Refused before any byte: a lost part later in a multipart object would
         // otherwise fail the body after a 200 went out.
         self.must_not_be_lost(&r, &stored)?;
+        // A prefetch read the stored bytes, which are sealed where the object is.
+        let prefetched = prefetched.filter(|_| data_key.is_none());
         if let Some(body) = prefetched.and_then(|p| p.body_for(&stored, span)) {
             return Ok(GetOutput { info, range, body });
         }
-        let body = match self.open_body(&r, &stored, span).await {
+        let body = match self.open_body(&r, &stored, span, data_key.as_ref()).await {
             Ok(body) => body,
             Err(e @ S3Error::ServiceUnavailable(_)) => {
                 self.must_not_be_lost(&r, &stored)?;
@@ -181,15 +194,21 @@ impl<E: Env> S3<E> {
         (bucket, key): (&str, &str),
         directive: MetadataDirective,
         (mut settings, lock): Given,
-        copy_tags: bool,
+        (copy_tags, sse): (bool, &SseArgs),
     ) -> Result<PutOutput, S3Error> {
         validate_key(key)?;
         let r = self.reader().await?;
         self.bucket_must_exist(&r, bucket).await?;
         let (stored, info) = self.copy_source(&r, source).await?;
+        let record = self.version_encryption(&r, &source.bucket, stored.version)?;
+        let source_key = self.opening_key(record.as_ref(), &source.sse)?;
+        let sealing = self.write_sealing(&r, bucket, sse)?;
+        // S3 lets a copy onto itself change only its encryption.
+        let reseals = sse.server.is_some() || sse.customer_key.is_some();
         if source.bucket == bucket
             && source.key == key
             && matches!(directive, MetadataDirective::Copy)
+            && !reseals
         {
             return Err(S3Error::InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself \
@@ -209,7 +228,9 @@ impl<E: Env> S3<E> {
             settings.tags = (!tags.is_empty()).then_some(tags);
         }
         let algorithm = info.checksum.as_ref().map(|c| c.algorithm);
-        let body = self.open_body(&r, &stored, (0, info.size)).await?;
+        let body = self
+            .open_body(&r, &stored, (0, info.size), source_key.as_ref())
+            .await?;
         drop(r);
         let put = PutBody {
             source: body,
@@ -217,7 +238,8 @@ impl<E: Env> S3<E> {
             content_md5: None,
             checksum: algorithm.map(|a| (a, None)),
         };
-        let (layout, digests) = self.store_body(put, &NoTrailer).await?;
+        let seal = sealing.as_ref().map(|s| &s.key);
+        let (layout, digests) = self.store_body(put, &NoTrailer, seal).await?;
         self.commit_stored(
             (bucket, key, PutCondition::Always),
             (settings, lock),
@@ -225,6 +247,7 @@ impl<E: Env> S3<E> {
             user_meta,
             layout,
             digests,
+            sealing.map(|s| s.record),
         )
         .await
     }

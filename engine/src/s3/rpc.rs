@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{BodyStream, Env, Net, NodeId};
+use crate::meta::encryption::ObjectEncryption;
 use crate::meta::{DataLayout, ObjectData};
 use crate::s3::access::{Caller, Origin};
 use crate::s3::api::{Request, Response};
@@ -197,15 +198,17 @@ pub async fn put_as<E: Env>(
 
 impl<E: Env> S3<E> {
     /// The blobs an object's data lives in (a simple object: one; a multipart one:
-    /// one per non-empty part), from an up-to-date replica.
+    /// one per non-empty part), each with whether it is lost, and how the bytes are
+    /// encrypted, from an up-to-date replica.
     pub async fn layouts(
         &self,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
-    ) -> Result<Vec<(DataLayout, bool)>, S3Error> {
+    ) -> Result<(Vec<(DataLayout, bool)>, Option<ObjectEncryption>), S3Error> {
         let r = self.reader().await?;
         let stored = self.resolve(&r, bucket, key, version_id).await?;
+        let encryption = self.version_encryption(&r, bucket, stored.version)?;
         let blobs: Vec<DataLayout> = match &stored.meta.data {
             ObjectData::Empty => Vec::new(),
             ObjectData::Blob(l) => vec![l.clone()],
@@ -225,6 +228,7 @@ impl<E: Env> S3<E> {
                     .is_some_and(|d| d.lost.is_some());
                 Ok((l, lost))
             })
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(|blobs| (blobs, encryption))
     }
 }

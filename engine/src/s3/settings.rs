@@ -7,6 +7,9 @@ use crate::env::Env;
 use crate::meta::access::{
     self as settings, Acl, Grant, Grantee, Ownership, Permission, Setting, VersionSettings,
 };
+use crate::meta::encryption::{
+    BUCKET_ENCRYPTION, BucketEncryption, ObjectEncryption, upload_encryption,
+};
 use crate::meta::lifecycle::LIFECYCLE;
 use crate::meta::retention::{VersionLock, upload_lock};
 use crate::meta::{Applied, CommandV1};
@@ -202,6 +205,24 @@ impl<E: Env> S3<E> {
                 put(LIFECYCLE, Setting::Lifecycle(rules))
             }
             A::DeleteBucketLifecycle => delete(LIFECYCLE),
+            A::GetBucketEncryption => {
+                return match get(BUCKET_ENCRYPTION)? {
+                    Some(Setting::BucketEncryption(e)) => Ok(Response::Encryption(e)),
+                    _ => Err(S3Error::NoEncryptionConfiguration),
+                };
+            }
+            A::PutBucketEncryption {
+                algorithm,
+                bucket_key_enabled,
+            } => {
+                crate::s3::encryption::default_algorithm(
+                    &algorithm,
+                    self.config.master_key.is_some(),
+                )?;
+                let setting = BucketEncryption { bucket_key_enabled };
+                put(BUCKET_ENCRYPTION, Setting::BucketEncryption(setting))
+            }
+            A::DeleteBucketEncryption => delete(BUCKET_ENCRYPTION),
             A::DeleteBucketOwnershipControls => delete(settings::OWNERSHIP),
         };
         match self.propose(command).await? {
@@ -263,33 +284,26 @@ impl<E: Env> S3<E> {
         };
         resolve_acl(input, &writer, &bucket_owner, &access).map(Some)
     }
+}
 
-    /// Records the ACL, tags and lock an upload's object will get when it completes.
-    pub(crate) async fn attach_upload_settings(
-        &self,
-        bucket: &str,
-        upload_id: &str,
-        given: VersionSettings,
-        lock: Option<VersionLock>,
-    ) -> Result<(), S3Error> {
-        let acl = given
-            .acl
-            .map(|acl| (settings::upload_acl(upload_id), Setting::Acl(acl)));
-        let tags = given
-            .tags
-            .map(|tags| (settings::upload_tags(upload_id), Setting::Tags(tags)));
-        let lock = lock.map(|l| (upload_lock(upload_id), Setting::Lock(l)));
-        for (name, setting) in acl.into_iter().chain(tags).chain(lock) {
-            let command = CommandV1::PutSetting {
-                bucket: bucket.into(),
-                name,
-                setting,
-            };
-            match self.propose(command).await? {
-                Applied::Done => {}
-                other => return Err(applied_error(other)),
-            }
-        }
-        Ok(())
-    }
+/// The settings rows an upload gets at its creation: the ACL, tags, lock and encryption
+/// its object will have when it completes.
+pub(crate) fn upload_rows(
+    upload_id: &str,
+    (given, lock): (VersionSettings, Option<VersionLock>),
+    encryption: Option<ObjectEncryption>,
+) -> Vec<(String, Setting)> {
+    let acl = given
+        .acl
+        .map(|acl| (settings::upload_acl(upload_id), Setting::Acl(acl)));
+    let tags = given
+        .tags
+        .map(|tags| (settings::upload_tags(upload_id), Setting::Tags(tags)));
+    let lock = lock.map(|l| (upload_lock(upload_id), Setting::Lock(l)));
+    let sealed = encryption.map(|e| (upload_encryption(upload_id), Setting::Encryption(e)));
+    acl.into_iter()
+        .chain(tags)
+        .chain(lock)
+        .chain(sealed)
+        .collect()
 }

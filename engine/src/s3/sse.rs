@@ -1,4 +1,4 @@
-//! Server-side encryption's keys and block format (not yet wired into PUT and GET).
+//! Server-side encryption's keys and block format (`s3::encryption` uses them).
 //!
 //! An encrypted object's bytes are sealed block by block with AES-256-GCM under a data
 //! key of its own: every [`BLOCK`] plaintext bytes become a sealed block of the same
@@ -65,6 +65,11 @@ pub fn sealed_len(plain_len: u64) -> u64 {
     plain_len + blocks(plain_len) * TAG_LEN
 }
 
+/// The plaintext length of `sealed` bytes ([`sealed_len`]'s inverse).
+pub fn plain_len(sealed: u64) -> u64 {
+    sealed - sealed.div_ceil(BLOCK + TAG_LEN).max(1) * TAG_LEN
+}
+
 /// The blocks that cover plaintext `range` of an object of `plain_len` bytes: their
 /// indexes, and where they lie in the sealed bytes.
 pub fn cover(range: Range<u64>, plain_len: u64) -> (Range<u64>, Range<u64>) {
@@ -83,15 +88,6 @@ fn nonce(index: u64, last: bool) -> Nonce {
     n[3] = u8::from(last);
     n[4..].copy_from_slice(&index.to_be_bytes());
     Nonce::assume_unique_for_key(n)
-}
-
-/// Seals block `index` (`last`: the object's last) of plaintext `plain`.
-pub fn seal_block(key: &Key, index: u64, last: bool, plain: &[u8]) -> Vec<u8> {
-    let mut out = plain.to_vec();
-    key.aead()
-        .seal_in_place_append_tag(nonce(index, last), Aad::empty(), &mut out)
-        .expect("a block is far below GCM's limit");
-    out
 }
 
 /// Opens sealed block `index` (`last`: the object's last).
@@ -130,51 +126,135 @@ pub fn open_range(
 
 /// Seals a body that arrives in pieces of any size into whole blocks.
 pub struct Sealer {
-    key: Key,
+    aead: LessSafeKey,
     /// Total plaintext bytes the body has (known from its length).
     plain_len: u64,
     next: u64,
+    /// The block being filled (at most [`BLOCK`] bytes).
     pending: Vec<u8>,
 }
 
 impl Sealer {
     pub fn new(key: Key, plain_len: u64) -> Self {
         Self {
-            key,
+            aead: key.aead(),
             plain_len,
             next: 0,
-            pending: Vec::new(),
+            pending: Vec::with_capacity(BLOCK as usize),
         }
     }
 
-    /// Takes the next piece; answers the blocks it completed, sealed.
-    pub fn push(&mut self, piece: &[u8]) -> Vec<u8> {
-        self.pending.extend_from_slice(piece);
-        let mut out = Vec::new();
+    fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) {
+        let from = out.len();
+        out.extend_from_slice(&self.pending);
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(nonce(self.next, last), Aad::empty(), &mut out[from..])
+            .expect("a block is far below GCM's limit");
+        out.extend_from_slice(tag.as_ref());
+        self.pending.clear();
+        self.next += 1;
+    }
+
+    /// Takes the next piece; answers the blocks it completed, sealed. A block is
+    /// sealed once full, except the last, which waits for [`Sealer::finish`] (a body
+    /// longer than announced seals on, and then fails there).
+    pub fn push(&mut self, mut piece: &[u8]) -> Vec<u8> {
         let last = blocks(self.plain_len) - 1;
-        while self.pending.len() as u64 > BLOCK
-            || (self.pending.len() as u64 == BLOCK && self.next < last)
-        {
-            let rest = self.pending.split_off(BLOCK as usize);
-            let block = std::mem::replace(&mut self.pending, rest);
-            out.extend(seal_block(&self.key, self.next, self.next == last, &block));
-            self.next += 1;
+        let mut out = Vec::with_capacity(piece.len() + piece.len() / BLOCK as usize * 16 + 16);
+        loop {
+            let take = (BLOCK as usize - self.pending.len()).min(piece.len());
+            self.pending.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            let full = self.pending.len() == BLOCK as usize;
+            if !(full && (self.next < last || !piece.is_empty())) {
+                return out;
+            }
+            self.seal_pending(self.next == last, &mut out);
         }
-        out
     }
 
     /// The last block, sealed; `None` if the body was not `plain_len` bytes.
     pub fn finish(mut self) -> Option<Vec<u8>> {
         let last = blocks(self.plain_len) - 1;
-        if self.next != last {
+        if self.next != last || self.pending.len() as u64 != self.plain_len - last * BLOCK {
             return None;
         }
-        let expected = self.plain_len - last * BLOCK;
-        if self.pending.len() as u64 != expected {
-            return None;
+        let mut out = Vec::with_capacity(self.pending.len() + TAG_LEN as usize);
+        self.seal_pending(true, &mut out);
+        Some(out)
+    }
+}
+
+/// Opens the sealed blocks that cover a plaintext range (as [`cover`] names them) as
+/// they arrive in pieces of any size, and gives back exactly that range's bytes.
+pub struct Opener {
+    aead: LessSafeKey,
+    /// The next block's index, and the object's last block.
+    next: u64,
+    last: u64,
+    /// The sealed length of the object's last block.
+    last_len: usize,
+    /// Plaintext bytes still to skip (of the first block), and still to give.
+    skip: usize,
+    left: usize,
+    pending: Vec<u8>,
+}
+
+impl Opener {
+    /// For plaintext `range` of an object (or part) of `plain_len` bytes.
+    pub fn new(key: &Key, range: Range<u64>, plain_len: u64) -> Self {
+        let (indexes, _) = cover(range.clone(), plain_len);
+        let last = blocks(plain_len) - 1;
+        Self {
+            aead: key.aead(),
+            next: indexes.start,
+            last,
+            last_len: (sealed_len(plain_len) - last * (BLOCK + TAG_LEN)) as usize,
+            skip: (range.start - indexes.start * BLOCK) as usize,
+            left: (range.end - range.start) as usize,
+            pending: Vec::new(),
         }
-        let block = std::mem::take(&mut self.pending);
-        Some(seal_block(&self.key, last, true, &block))
+    }
+
+    /// Takes the next sealed piece; answers the plaintext of the blocks it completed.
+    pub fn push(&mut self, piece: &[u8]) -> Result<Vec<u8>, SseError> {
+        self.pending.extend_from_slice(piece);
+        let mut out = Vec::with_capacity(self.pending.len());
+        let mut at = 0;
+        loop {
+            let len = if self.next == self.last {
+                self.last_len
+            } else {
+                (BLOCK + TAG_LEN) as usize
+            };
+            if self.left == 0 || self.pending.len() - at < len {
+                break;
+            }
+            let block = &mut self.pending[at..at + len];
+            let plain = self
+                .aead
+                .open_in_place(
+                    nonce(self.next, self.next == self.last),
+                    Aad::empty(),
+                    block,
+                )
+                .map_err(|_| SseError::Corrupt(self.next))?;
+            let from = self.skip.min(plain.len());
+            let upto = (from + self.left).min(plain.len());
+            out.extend_from_slice(&plain[from..upto]);
+            self.left -= upto - from;
+            self.skip = 0;
+            self.next += 1;
+            at += len;
+        }
+        self.pending.drain(..at);
+        Ok(out)
+    }
+
+    /// Whether the whole range was given.
+    pub fn done(&self) -> bool {
+        self.left == 0
     }
 }
 
@@ -211,15 +291,28 @@ pub fn unwrap(master: &Key, wrapped: &[u8]) -> Result<Key, SseError> {
 
 /// An object's data key from a customer's key and the object's random salt.
 pub fn derive(customer: &Key, salt: &[u8; 32]) -> Key {
+    hkdf(customer, salt, b"hamster sse-c")
+}
+
+/// The key that seals one blob (an object's, or one of its parts') from the object's
+/// data key and the blob's id, which every write draws anew: no two blobs share a key,
+/// so no (key, nonce) pair ever seals two plaintexts, even when a part is sent again.
+pub fn blob_key(data: &Key, data_id: u128) -> Key {
+    let mut salt = [0u8; 32];
+    salt[..16].copy_from_slice(&data_id.to_be_bytes());
+    hkdf(data, &salt, b"hamster blob")
+}
+
+fn hkdf(secret: &Key, salt: &[u8; 32], info: &[u8]) -> Key {
     struct Len;
     impl ring::hkdf::KeyType for Len {
         fn len(&self) -> usize {
             32
         }
     }
-    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&customer.0);
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&secret.0);
     let mut out = [0u8; 32];
-    prk.expand(&[b"hamster sse-c"], Len)
+    prk.expand(&[info], Len)
         .and_then(|okm| okm.fill(&mut out))
         .expect("32 bytes of HKDF-SHA256");
     Key(out)
@@ -282,6 +375,7 @@ mod tests {
             for piece in [1000, BLOCK as usize, 7 * 1024 + 3] {
                 let sealed = seal_all(&key, &plain, piece);
                 assert_eq!(sealed.len() as u64, sealed_len(len), "len {len}");
+                assert_eq!(plain_len(sealed_len(len)), len);
                 assert!(len < 16 || sealed[..16] != plain[..16]);
                 for range in [
                     0..len,
@@ -293,6 +387,13 @@ mod tests {
                     let part = &sealed[at.start as usize..at.end as usize];
                     let got = open_range(&key, part, range.clone(), len).unwrap();
                     assert_eq!(got, &plain[range.start as usize..range.end as usize]);
+                    let mut opener = Opener::new(&key, range.clone(), len);
+                    let mut streamed = Vec::new();
+                    for p in part.chunks(piece) {
+                        streamed.extend(opener.push(p).unwrap());
+                    }
+                    assert!(opener.done(), "len {len} range {range:?}");
+                    assert_eq!(streamed, got);
                 }
             }
         }
@@ -336,6 +437,8 @@ mod tests {
         assert_eq!(derive(&customer, &[1; 32]), derive(&customer, &[1; 32]));
         assert_ne!(derive(&customer, &[1; 32]), derive(&customer, &[2; 32]));
         assert_ne!(derive(&customer, &[1; 32]), customer);
+        assert_ne!(blob_key(&data, 1), blob_key(&data, 2));
+        assert_ne!(blob_key(&data, 1), blob_key(&Key([5; 32]), 1));
 
         let b64 = base64::engine::general_purpose::STANDARD;
         let md5 = b64.encode(Md5::digest([6u8; 32]));

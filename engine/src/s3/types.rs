@@ -14,6 +14,30 @@ use crate::meta::retention::VersionLock;
 use crate::meta::{Checksum, ChecksumAlgorithm, ContentHeaders, ObjectData, PutCondition, Stored};
 use crate::s3::S3Error;
 
+/// A request's server-side encryption headers (`s3::encryption`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SseArgs {
+    /// x-amz-server-side-encryption (a write's): AES256 for SSE-S3.
+    pub server: Option<String>,
+    /// x-amz-server-side-encryption-customer-algorithm (or the copy source's).
+    pub customer_algorithm: Option<String>,
+    /// x-amz-server-side-encryption-customer-key: the customer's key, base64.
+    pub customer_key: Option<String>,
+    /// x-amz-server-side-encryption-customer-key-MD5, base64.
+    pub customer_key_md5: Option<String>,
+}
+
+impl std::fmt::Debug for SseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseArgs")
+            .field("server", &self.server)
+            .field("customer_algorithm", &self.customer_algorithm)
+            .field("customer_key", &self.customer_key.as_ref().map(|_| ".."))
+            .field("customer_key_md5", &self.customer_key_md5)
+            .finish()
+    }
+}
+
 /// What a client sees of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectInfo {
@@ -34,6 +58,17 @@ pub struct ObjectInfo {
     pub tag_count: usize,
     /// The version's object lock, where read (GET and HEAD).
     pub lock: Option<VersionLock>,
+    /// How the version is encrypted, where read (GET, HEAD, and what a write made).
+    pub sse: Option<SseInfo>,
+}
+
+/// What S3's response headers say of an object's encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SseInfo {
+    /// SSE-S3: `x-amz-server-side-encryption: AES256`.
+    Managed,
+    /// SSE-C: the algorithm (AES256) and the customer key's MD5 (base64).
+    Customer { key_md5: String },
 }
 
 impl ObjectInfo {
@@ -54,6 +89,7 @@ impl ObjectInfo {
             },
             tag_count: 0,
             lock: None,
+            sse: None,
         }
     }
 }
@@ -85,6 +121,8 @@ pub struct PutObject<S> {
     pub settings: VersionSettings,
     /// The new version's object lock, committed with it.
     pub lock: Option<VersionLock>,
+    /// How the new version is to be encrypted.
+    pub sse: SseArgs,
 }
 
 /// A trailing checksum (aws-chunked with trailers) arrives after the body; the edge
@@ -111,6 +149,8 @@ pub struct PutOutput {
     pub checksum: Option<Checksum>,
     /// Shards the write could not seal (a degraded write; repair owes them).
     pub unsealed: u16,
+    /// How the new version is encrypted.
+    pub sse: Option<SseInfo>,
 }
 
 /// A Range header's one range.
@@ -271,6 +311,8 @@ pub struct CopySource {
     pub range: Option<RangeSpec>,
     /// `?versionId=` on x-amz-copy-source.
     pub version_id: Option<String>,
+    /// An SSE-C source's key (x-amz-copy-source-server-side-encryption-customer-*).
+    pub sse: SseArgs,
 }
 
 impl CopySource {

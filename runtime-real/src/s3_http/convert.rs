@@ -337,6 +337,7 @@ pub(super) fn source_args(
             key: key.to_string(),
             conditions,
             version_id: version_id.as_deref().map(str::to_string),
+            sse: Default::default(),
         }),
         _ => Err(s3s_error(EngineError::NotImplemented(
             "copy sources other than bucket/key".into(),

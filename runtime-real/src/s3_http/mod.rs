@@ -204,6 +204,7 @@ fn header_inputs(
 mod access;
 mod attributes;
 pub(crate) mod cors;
+mod encryption;
 mod lifecycle;
 mod lock;
 mod operations;

@@ -12,6 +12,7 @@ use s3s::{S3Request, S3Response, S3Result};
 use super::access::{acl_input, ownership};
 use super::attributes::{parts_count, span_of};
 use super::convert::*;
+use super::encryption::{sse_args, sse_headers};
 use super::lock::{lock_args, lock_headers};
 use super::{Edge, body_size, header_inputs, put_output, unexpected};
 
@@ -170,6 +171,12 @@ impl s3s::S3 for Edge {
                     ],
                 ),
             },
+            sse: sse_args(
+                i.server_side_encryption.as_ref(),
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
             bucket: i.bucket,
             key: i.key,
         };
@@ -177,7 +184,11 @@ impl s3s::S3 for Edge {
         let request = Request::PutObject(Box::new(args));
         let out = put_output(self.run_with_body(who, request, i.body, trailers).await?)?;
         let c = checksum_fields(out.checksum.as_ref());
+        let sse = sse_headers(out.sse.as_ref());
         Ok(S3Response::new(dto::PutObjectOutput {
+            server_side_encryption: sse.server,
+            sse_customer_algorithm: sse.algorithm,
+            sse_customer_key_md5: sse.key_md5,
             e_tag: Some(etag(&out.etag)),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
@@ -215,6 +226,12 @@ impl s3s::S3 for Edge {
                 cache_control: i.response_cache_control,
                 expires: i.response_expires.map(|t| http_date(&t)),
             },
+            sse: sse_args(
+                None,
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
             bucket: i.bucket,
             key: i.key,
         };
@@ -228,8 +245,12 @@ impl s3s::S3 for Edge {
         let (content_length, content_range) = span_of(range, info.size);
         let lock = lock_headers(info.lock.as_ref());
         let c = checksum_fields(info.checksum.as_ref());
+        let sse = sse_headers(info.sse.as_ref());
         let h = &info.headers;
         let output = dto::GetObjectOutput {
+            server_side_encryption: sse.server,
+            sse_customer_algorithm: sse.algorithm,
+            sse_customer_key_md5: sse.key_md5,
             accept_ranges: Some("bytes".into()),
             content_length: Some(content_length as i64),
             content_range,
@@ -277,15 +298,25 @@ impl s3s::S3 for Edge {
             key: i.key,
             version_id: i.version_id,
             part_number: i.part_number,
+            sse: sse_args(
+                None,
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
         };
         let Response::Head { info, range } = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
         let lock = lock_headers(info.lock.as_ref());
         let c = checksum_fields(info.checksum.as_ref());
+        let sse = sse_headers(info.sse.as_ref());
         let h = &info.headers;
         let (content_length, content_range) = span_of(range, info.size);
         let output = dto::HeadObjectOutput {
+            server_side_encryption: sse.server,
+            sse_customer_algorithm: sse.algorithm,
+            sse_customer_key_md5: sse.key_md5,
             accept_ranges: Some("bytes".into()),
             content_length: Some(content_length as i64),
             content_range,
@@ -427,7 +458,7 @@ impl s3s::S3 for Edge {
         let who = asker!(req);
         let raw = req.headers;
         let i = req.input;
-        let source = source_args(
+        let mut source = source_args(
             &i.copy_source,
             conditions(
                 i.copy_source_if_match.as_ref(),
@@ -436,6 +467,12 @@ impl s3s::S3 for Edge {
                 i.copy_source_if_unmodified_since.as_ref(),
             ),
         )?;
+        source.sse = sse_args(
+            None,
+            i.copy_source_sse_customer_algorithm,
+            i.copy_source_sse_customer_key,
+            i.copy_source_sse_customer_key_md5,
+        );
         let args = CopyArgs {
             source,
             metadata_directive: i.metadata_directive.map(|d| d.as_str().to_string()),
@@ -463,6 +500,12 @@ impl s3s::S3 for Edge {
                 i.object_lock_legal_hold_status.as_ref(),
             ),
             tagging: i.tagging,
+            sse: sse_args(
+                i.server_side_encryption.as_ref(),
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
             bucket: i.bucket,
             key: i.key,
         };
@@ -471,7 +514,11 @@ impl s3s::S3 for Edge {
                 .await?,
         )?;
         let c = checksum_fields(out.checksum.as_ref());
+        let sse = sse_headers(out.sse.as_ref());
         Ok(S3Response::new(dto::CopyObjectOutput {
+            server_side_encryption: sse.server,
+            sse_customer_algorithm: sse.algorithm,
+            sse_customer_key_md5: sse.key_md5,
             copy_object_result: Some(dto::CopyObjectResult {
                 e_tag: Some(etag(&out.etag)),
                 last_modified: Some(timestamp(crate::wall_ms())),
@@ -524,12 +571,22 @@ impl s3s::S3 for Edge {
                 None,
                 grant_headers!(i, no_write),
             )?,
+            sse: sse_args(
+                i.server_side_encryption.as_ref(),
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
         };
         let request = Request::CreateMultipartUpload(Box::new(args));
-        let Response::Upload(id) = self.respond(who, request).await? else {
+        let Response::Upload(id, sse) = self.respond(who, request).await? else {
             return Err(s3s_error(es3::S3Error::Internal("bad answer".into())));
         };
+        let sse = sse_headers(sse.as_ref());
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {
+            server_side_encryption: sse.server,
+            sse_customer_algorithm: sse.algorithm,
+            sse_customer_key_md5: sse.key_md5,
             bucket: Some(i.bucket),
             key: Some(i.key),
             upload_id: Some(id),
@@ -564,11 +621,21 @@ impl s3s::S3 for Edge {
                     ],
                 ),
             },
+            sse: sse_args(
+                None,
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
         };
         let request = Request::UploadPart(Box::new(args));
         let out = put_output(self.run_with_body(who, request, i.body, trailers).await?)?;
         let c = checksum_fields(out.checksum.as_ref());
+        let sse = sse_headers(out.sse.as_ref());
         Ok(S3Response::new(dto::UploadPartOutput {
+            server_side_encryption: sse.server,
+            sse_customer_algorithm: sse.algorithm,
+            sse_customer_key_md5: sse.key_md5,
             e_tag: Some(etag(&out.etag)),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
@@ -585,7 +652,7 @@ impl s3s::S3 for Edge {
     ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
         let who = asker!(req);
         let i = req.input;
-        let source: SourceArgs = source_args(
+        let mut source: SourceArgs = source_args(
             &i.copy_source,
             conditions(
                 i.copy_source_if_match.as_ref(),
@@ -594,6 +661,12 @@ impl s3s::S3 for Edge {
                 i.copy_source_if_unmodified_since.as_ref(),
             ),
         )?;
+        source.sse = sse_args(
+            None,
+            i.copy_source_sse_customer_algorithm,
+            i.copy_source_sse_customer_key,
+            i.copy_source_sse_customer_key_md5,
+        );
         let args = PartCopyArgs {
             source,
             source_range: i.copy_source_range,
@@ -601,13 +674,23 @@ impl s3s::S3 for Edge {
             key: i.key,
             upload_id: i.upload_id,
             part_number: i.part_number,
+            sse: sse_args(
+                None,
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
         };
         let out = put_output(
             self.respond(who, Request::UploadPartCopy(Box::new(args)))
                 .await?,
         )?;
         let c = checksum_fields(out.checksum.as_ref());
+        let sse = sse_headers(out.sse.as_ref());
         Ok(S3Response::new(dto::UploadPartCopyOutput {
+            server_side_encryption: sse.server,
+            sse_customer_algorithm: sse.algorithm,
+            sse_customer_key_md5: sse.key_md5,
             copy_part_result: Some(dto::CopyPartResult {
                 e_tag: Some(etag(&out.etag)),
                 last_modified: Some(timestamp(crate::wall_ms())),
@@ -654,6 +737,7 @@ impl s3s::S3 for Edge {
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
             version_id: out.version_id,
+            server_side_encryption: sse_headers(out.sse.as_ref()).server,
             ..Default::default()
         }))
     }
@@ -925,6 +1009,27 @@ impl s3s::S3 for Edge {
         req: S3Request<dto::DeleteBucketLifecycleInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketLifecycleOutput>> {
         self.drop_bucket_lifecycle(req).await
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<dto::GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<dto::GetBucketEncryptionOutput>> {
+        self.bucket_encryption(req).await
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<dto::PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<dto::PutBucketEncryptionOutput>> {
+        self.set_bucket_encryption(req).await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<dto::DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketEncryptionOutput>> {
+        self.drop_bucket_encryption(req).await
     }
 
     async fn get_object_tagging(

@@ -246,8 +246,8 @@ def test_no_such_bucket_for_object_operations(s3):
 
 
 def test_unsupported_operations_answer_not_implemented(s3, bucket):
-    for call in [lambda: s3.get_bucket_encryption(Bucket=bucket),
-                 lambda: s3.get_bucket_website(Bucket=bucket),
+    for call in [lambda: s3.get_bucket_website(Bucket=bucket),
+                 lambda: s3.get_bucket_analytics_configuration(Bucket=bucket, Id="a"),
                  lambda: s3.get_bucket_replication(Bucket=bucket)]:
         with pytest.raises(ClientError) as e:
             call()
