@@ -37,12 +37,12 @@ pub fn open_blob(
         plain_len,
     );
     let plain = opener
-        .push(sealed)
+        .push(bytes::Bytes::copy_from_slice(sealed))
         .map_err(|e| format!("has a blob that does not open: {e}"))?;
     if !opener.done() {
         return Err("has a blob shorter than its sealed length".into());
     }
-    Ok(plain)
+    Ok(plain.to_vec())
 }
 
 /// Odd keys (whose writes all asked for SSE-S3) are sealed, and no even key is.

@@ -79,9 +79,9 @@ impl<'a, P: PieceSink> OpeningSink<'a, P> {
 
 impl<P: PieceSink> PieceSink for OpeningSink<'_, P> {
     async fn put(&mut self, piece: Bytes) -> bool {
-        match self.opener.push(&piece) {
+        match self.opener.push(piece) {
             Ok(plain) if plain.is_empty() => true,
-            Ok(plain) => self.inner.put(Bytes::from(plain)).await,
+            Ok(plain) => self.inner.put(plain).await,
             Err(e) => {
                 self.failed = Some(e);
                 false

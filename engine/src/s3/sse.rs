@@ -15,6 +15,7 @@
 use std::ops::Range;
 
 use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
@@ -187,7 +188,9 @@ impl Sealer {
 }
 
 /// Opens the sealed blocks that cover a plaintext range (as [`cover`] names them) as
-/// they arrive in pieces of any size, and gives back exactly that range's bytes.
+/// they arrive in pieces of any size, and gives back exactly that range's bytes. Blocks
+/// open in place, in the buffer they arrived in (copied only to join a block split
+/// across pieces).
 pub struct Opener {
     aead: LessSafeKey,
     /// The next block's index, and the object's last block.
@@ -198,7 +201,7 @@ pub struct Opener {
     /// Plaintext bytes still to skip (of the first block), and still to give.
     skip: usize,
     left: usize,
-    pending: Vec<u8>,
+    pending: BytesMut,
 }
 
 impl Opener {
@@ -213,15 +216,23 @@ impl Opener {
             last_len: (sealed_len(plain_len) - last * (BLOCK + TAG_LEN)) as usize,
             skip: (range.start - indexes.start * BLOCK) as usize,
             left: (range.end - range.start) as usize,
-            pending: Vec::new(),
+            pending: BytesMut::new(),
         }
     }
 
-    /// Takes the next sealed piece; answers the plaintext of the blocks it completed.
-    pub fn push(&mut self, piece: &[u8]) -> Result<Vec<u8>, SseError> {
-        self.pending.extend_from_slice(piece);
-        let mut out = Vec::with_capacity(self.pending.len());
-        let mut at = 0;
+    /// Takes the next sealed piece; answers the plaintext of the blocks it completed
+    /// (empty when it completed none).
+    pub fn push(&mut self, piece: Bytes) -> Result<Bytes, SseError> {
+        if self.pending.is_empty() {
+            self.pending = piece
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        } else {
+            self.pending.extend_from_slice(&piece);
+        }
+        // Blocks open in place; their plaintext moves down over the tags, so the
+        // answer is the front of the same buffer.
+        let (mut at, mut opened) = (0, 0);
         loop {
             let len = if self.next == self.last {
                 self.last_len
@@ -231,25 +242,25 @@ impl Opener {
             if self.left == 0 || self.pending.len() - at < len {
                 break;
             }
+            let last = self.next == self.last;
             let block = &mut self.pending[at..at + len];
             let plain = self
                 .aead
-                .open_in_place(
-                    nonce(self.next, self.next == self.last),
-                    Aad::empty(),
-                    block,
-                )
-                .map_err(|_| SseError::Corrupt(self.next))?;
-            let from = self.skip.min(plain.len());
-            let upto = (from + self.left).min(plain.len());
-            out.extend_from_slice(&plain[from..upto]);
+                .open_in_place(nonce(self.next, last), Aad::empty(), block)
+                .map_err(|_| SseError::Corrupt(self.next))?
+                .len();
+            let from = self.skip.min(plain);
+            let upto = (from + self.left).min(plain);
+            self.pending.copy_within(at + from..at + upto, opened);
+            opened += upto - from;
             self.left -= upto - from;
             self.skip = 0;
             self.next += 1;
             at += len;
         }
-        self.pending.drain(..at);
-        Ok(out)
+        let mut done = self.pending.split_to(at);
+        done.truncate(opened);
+        Ok(done.freeze())
     }
 
     /// Whether the whole range was given.
@@ -390,7 +401,8 @@ mod tests {
                     let mut opener = Opener::new(&key, range.clone(), len);
                     let mut streamed = Vec::new();
                     for p in part.chunks(piece) {
-                        streamed.extend(opener.push(p).unwrap());
+                        streamed
+                            .extend_from_slice(&opener.push(Bytes::copy_from_slice(p)).unwrap());
                     }
                     assert!(opener.done(), "len {len} range {range:?}");
                     assert_eq!(streamed, got);
