@@ -10,7 +10,6 @@ use engine::meta::DataLayout;
 use engine::meta::encryption::ObjectEncryption;
 use engine::s3::sse::{self, Key, Opener};
 
-use crate::object_checker::Layouts;
 use crate::object_workload::ObjectHistory;
 
 /// Every node's SSE-S3 master key.
@@ -46,7 +45,11 @@ pub fn open_blob(
 }
 
 /// Odd keys (whose writes all asked for SSE-S3) are sealed, and no even key is.
-pub fn check_sealed(h: &ObjectHistory, layouts: &Layouts, sealed: &Sealed) -> Vec<String> {
+pub fn check_sealed(
+    h: &ObjectHistory,
+    layouts: &BTreeMap<usize, Option<Vec<DataLayout>>>,
+    sealed: &Sealed,
+) -> Vec<String> {
     let mut violations = Vec::new();
     for (&index, blobs) in layouts {
         if blobs.is_none() {
