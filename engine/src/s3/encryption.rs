@@ -111,6 +111,14 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
     S3Error::Internal(e.to_string())
 }
 
+/// The encryption recorded in `bucket`'s settings row `row`.
+fn recorded(r: &MetaReader, bucket: &str, row: &str) -> Result<Option<ObjectEncryption>, S3Error> {
+    Ok(match r.setting(bucket, row).map_err(internal)? {
+        Some(Setting::Encryption(e)) => Some(e),
+        _ => None,
+    })
+}
+
 impl<E: Env> S3<E> {
     /// The encryption a write to `bucket` gets from its request's headers, or else the
     /// bucket's default; `None`: stored as given.
@@ -171,11 +179,7 @@ impl<E: Env> S3<E> {
         bucket: &str,
         version: u64,
     ) -> Result<Option<ObjectEncryption>, S3Error> {
-        let row = encryption::object_encryption(version);
-        Ok(match r.setting(bucket, &row).map_err(internal)? {
-            Some(Setting::Encryption(e)) => Some(e),
-            _ => None,
-        })
+        recorded(r, bucket, &encryption::object_encryption(version))
     }
 
     /// How the parts of `bucket`'s upload `upload_id` are encrypted.
@@ -185,11 +189,7 @@ impl<E: Env> S3<E> {
         bucket: &str,
         upload_id: &str,
     ) -> Result<Option<ObjectEncryption>, S3Error> {
-        let row = encryption::upload_encryption(upload_id);
-        Ok(match r.setting(bucket, &row).map_err(internal)? {
-            Some(Setting::Encryption(e)) => Some(e),
-            _ => None,
-        })
+        recorded(r, bucket, &encryption::upload_encryption(upload_id))
     }
 
     /// The data key of bytes encrypted as `record`, from the master key (SSE-S3) or the
