@@ -74,6 +74,8 @@ pub enum Request {
         attributes: Vec<String>,
         max_parts: Option<i32>,
         part_number_marker: Option<i32>,
+        /// SSE-C: the key the object was written with.
+        sse: SseArgs,
     },
     DeleteObject {
         bucket: String,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::env::Env;
 use crate::meta::ObjectData;
 use crate::meta::store::MetaReader;
-use crate::s3::types::{ObjectInfo, PartView, PartsPage, RangeSpec};
+use crate::s3::types::{ObjectInfo, PartView, PartsPage, RangeSpec, SseArgs};
 use crate::s3::{S3, S3Error};
 
 /// S3's highest part number.
@@ -84,7 +84,7 @@ impl<E: Env> S3<E> {
     pub(crate) async fn object_attributes(
         &self,
         (bucket, key): (&str, &str),
-        version_id: Option<&str>,
+        (version_id, sse): (Option<&str>, &SseArgs),
         wanted: Vec<String>,
         (max_parts, marker): (Option<i32>, Option<i32>),
     ) -> Result<ObjectAttributes, S3Error> {
@@ -98,6 +98,9 @@ impl<E: Env> S3<E> {
         let max_parts = usize::try_from(max_parts.unwrap_or(1000).clamp(0, 1000)).unwrap_or(0);
         let r = self.reader().await?;
         let stored = self.resolve(&r, bucket, key, version_id).await?;
+        // An SSE-C object's attributes need its key, as its GET and HEAD do.
+        let record = self.version_encryption(&r, bucket, stored.version)?;
+        self.opening_key(record.as_ref(), sse)?;
         let mut info = ObjectInfo::of(key, &stored);
         info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         let (parts, parts_count) = match stored.meta.data {

@@ -89,7 +89,7 @@ pub fn gives_customer_key(request: &Request) -> bool {
     match request {
         Request::PutObject(a) => given(&a.sse),
         Request::GetObject(a) => given(&a.sse),
-        Request::HeadObject { sse, .. } => given(sse),
+        Request::HeadObject { sse, .. } | Request::GetObjectAttributes { sse, .. } => given(sse),
         Request::CopyObject(a) => given(&a.sse) || given(&a.source.sse),
         Request::CreateMultipartUpload(a) => given(&a.sse),
         Request::UploadPart(a) => given(&a.sse),

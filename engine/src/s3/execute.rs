@@ -380,10 +380,11 @@ impl<E: Env> S3<E> {
                 attributes,
                 max_parts,
                 part_number_marker,
+                sse,
             } => {
                 let target = (bucket.as_str(), key.as_str());
                 let page = (max_parts, part_number_marker);
-                let version = version_id.as_deref();
+                let version = (version_id.as_deref(), &sse);
                 Response::Attributes(
                     self.object_attributes(target, version, attributes, page)
                         .await?,

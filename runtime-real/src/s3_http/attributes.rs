@@ -44,6 +44,12 @@ impl Edge {
                 .collect(),
             max_parts: i.max_parts,
             part_number_marker: i.part_number_marker,
+            sse: super::encryption::sse_args(
+                None,
+                i.sse_customer_algorithm,
+                i.sse_customer_key,
+                i.sse_customer_key_md5,
+            ),
         };
         let a = match self.respond(who, request).await? {
             Response::Attributes(a) => a,

@@ -197,6 +197,13 @@ def test_sse_c_needs_the_same_key_for_every_read(s3e, ebucket):
     assert s3e.head_object(Bucket=ebucket, Key="c", **customer(key))["ContentLength"] == len(data)
     fails("InvalidRequest", 400, s3e.get_object, Bucket=ebucket, Key="c")
     fails("400", 400, s3e.head_object, Bucket=ebucket, Key="c")
+    fails("InvalidRequest", 400, s3e.get_object_attributes, Bucket=ebucket, Key="c",
+          ObjectAttributes=["ObjectSize"])
+    # boto3 encodes the key itself only for GET, PUT, HEAD, copies and parts.
+    encoded = {"SSECustomerAlgorithm": "AES256", "SSECustomerKeyMD5": md5,
+               "SSECustomerKey": base64.b64encode(key).decode()}
+    assert s3e.get_object_attributes(Bucket=ebucket, Key="c", ObjectAttributes=["ObjectSize"],
+                                     **encoded)["ObjectSize"] == len(data)
     fails("AccessDenied", 403, s3e.get_object, Bucket=ebucket, Key="c", **customer(other))
     # A key for an object that has none, a wrong MD5, a short key, another algorithm.
     s3e.put_object(Bucket=ebucket, Key="plain", Body=b"p")
