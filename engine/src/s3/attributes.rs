@@ -100,7 +100,7 @@ impl<E: Env> S3<E> {
         let stored = self.resolve(&r, bucket, key, version_id).await?;
         // An SSE-C object's attributes need its key, as its GET and HEAD do.
         let record = self.version_encryption(&r, bucket, stored.version)?;
-        self.opening_key(record.as_ref(), sse)?;
+        self.key_fits(record.as_ref(), sse)?;
         let mut info = ObjectInfo::of(key, &stored);
         info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
         let (parts, parts_count) = match stored.meta.data {

@@ -192,6 +192,20 @@ impl<E: Env> S3<E> {
         recorded(r, bucket, &encryption::upload_encryption(upload_id))
     }
 
+    /// Whether a request that only reads about an object (HEAD, GetObjectAttributes)
+    /// gives what its encryption asks: the right SSE-C key for an SSE-C object, none
+    /// for others. An SSE-S3 object's key is not unwrapped: nothing is decrypted.
+    pub(crate) fn key_fits(
+        &self,
+        record: Option<&ObjectEncryption>,
+        args: &SseArgs,
+    ) -> Result<(), S3Error> {
+        match record {
+            Some(ObjectEncryption::Managed { .. }) if customer(args)?.is_none() => Ok(()),
+            _ => self.opening_key(record, args).map(|_| ()),
+        }
+    }
+
     /// The data key of bytes encrypted as `record`, from the master key (SSE-S3) or the
     /// customer's key the request gives (SSE-C); `None` for bytes stored as given.
     pub(crate) fn opening_key(

@@ -74,7 +74,7 @@ impl<E: Env> S3<E> {
         };
         let stored = self.resolve(&r, bucket, key, version_id).await?;
         let record = self.version_encryption(&r, bucket, stored.version)?;
-        self.opening_key(record.as_ref(), sse)?;
+        self.key_fits(record.as_ref(), sse)?;
         let mut info = ObjectInfo::of(key, &stored);
         info.sse = record.as_ref().map(encryption::info);
         info.version_id = version_id.map(|_| stored.version_id()).or(info.version_id);
