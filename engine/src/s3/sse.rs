@@ -91,40 +91,6 @@ fn nonce(index: u64, last: bool) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-/// Opens sealed block `index` (`last`: the object's last).
-pub fn open_block(key: &Key, index: u64, last: bool, sealed: &[u8]) -> Result<Vec<u8>, SseError> {
-    let mut buf = sealed.to_vec();
-    let plain = key
-        .aead()
-        .open_in_place(nonce(index, last), Aad::empty(), &mut buf)
-        .map_err(|_| SseError::Corrupt(index))?;
-    let len = plain.len();
-    buf.truncate(len);
-    Ok(buf)
-}
-
-/// Plaintext `range` of an object of `plain_len` bytes, from `sealed`: the sealed bytes
-/// [`cover`] names for it.
-pub fn open_range(
-    key: &Key,
-    sealed: &[u8],
-    range: Range<u64>,
-    plain_len: u64,
-) -> Result<Vec<u8>, SseError> {
-    let (indexes, _) = cover(range.clone(), plain_len);
-    let last = blocks(plain_len) - 1;
-    let mut plain = Vec::with_capacity((range.end - range.start) as usize);
-    let step = (BLOCK + TAG_LEN) as usize;
-    for (i, index) in indexes.clone().enumerate() {
-        let from = i * step;
-        let chunk = &sealed[from.min(sealed.len())..(from + step).min(sealed.len())];
-        plain.extend(open_block(key, index, index == last, chunk)?);
-    }
-    let skip = (range.start - indexes.start * BLOCK) as usize;
-    let len = (range.end - range.start) as usize;
-    Ok(plain[skip.min(plain.len())..(skip + len).min(plain.len())].to_vec())
-}
-
 /// Seals a body that arrives in pieces of any size into whole blocks.
 pub struct Sealer {
     aead: LessSafeKey,
@@ -378,6 +344,19 @@ mod tests {
         out
     }
 
+    /// Plaintext `range` of an object of `plain_len` bytes from the sealed blocks that
+    /// cover it, given in one piece.
+    fn open(
+        key: &Key,
+        sealed: &[u8],
+        range: Range<u64>,
+        plain_len: u64,
+    ) -> Result<Vec<u8>, SseError> {
+        let mut opener = Opener::new(key, range, plain_len);
+        let plain = opener.push(Bytes::copy_from_slice(sealed))?;
+        Ok(plain.to_vec())
+    }
+
     #[test]
     fn any_range_opens_from_the_blocks_that_cover_it() {
         let key = Key([7; 32]);
@@ -396,8 +375,9 @@ mod tests {
                 ] {
                     let (_, at) = cover(range.clone(), len);
                     let part = &sealed[at.start as usize..at.end as usize];
-                    let got = open_range(&key, part, range.clone(), len).unwrap();
-                    assert_eq!(got, &plain[range.start as usize..range.end as usize]);
+                    let want = &plain[range.start as usize..range.end as usize];
+                    // Whole, and streamed in pieces of another size.
+                    assert_eq!(open(&key, part, range.clone(), len), Ok(want.to_vec()));
                     let mut opener = Opener::new(&key, range.clone(), len);
                     let mut streamed = Vec::new();
                     for p in part.chunks(piece) {
@@ -405,7 +385,7 @@ mod tests {
                             .extend_from_slice(&opener.push(Bytes::copy_from_slice(p)).unwrap());
                     }
                     assert!(opener.done(), "len {len} range {range:?}");
-                    assert_eq!(streamed, got);
+                    assert_eq!(streamed, want);
                 }
             }
         }
@@ -417,16 +397,40 @@ mod tests {
         let plain = body(2 * BLOCK as usize + 10);
         let sealed = seal_all(&key, &plain, 4096);
         let step = (BLOCK + TAG_LEN) as usize;
+        let len = plain.len() as u64;
         let mut flipped = sealed.clone();
         flipped[5] ^= 1;
+        assert_eq!(open(&key, &flipped, 0..10, len), Err(SseError::Corrupt(0)));
+        // Block 0 read as block 1; the last block read as if it were not (as block 2
+        // of a longer object); a wrong key.
+        let block1 = BLOCK..BLOCK + 1;
         assert_eq!(
-            open_range(&key, &flipped, 0..10, plain.len() as u64),
+            open(&key, &sealed[..step], block1, len),
+            Err(SseError::Corrupt(1))
+        );
+        let three = body(3 * BLOCK as usize);
+        let whole = seal_all(&key, &three, 4096);
+        let (last, block2) = (&whole[2 * step..], 2 * BLOCK..2 * BLOCK + 1);
+        let first_of_last = three[2 * BLOCK as usize..][..1].to_vec();
+        assert_eq!(
+            open(&key, last, block2.clone(), 3 * BLOCK),
+            Ok(first_of_last)
+        );
+        assert_eq!(
+            open(&key, last, block2, 4 * BLOCK),
+            Err(SseError::Corrupt(2))
+        );
+        // A block cut short opens nothing, and the range is not done.
+        let mut cut = Opener::new(&key, 0..10, len);
+        assert_eq!(
+            cut.push(Bytes::copy_from_slice(&sealed[..step - 1])),
+            Ok(Bytes::new())
+        );
+        assert!(!cut.done());
+        assert_eq!(
+            open(&Key([2; 32]), &sealed[..step], 0..1, len),
             Err(SseError::Corrupt(0))
         );
-        // Block 0 read as block 1; the last block read as if it were not.
-        assert!(open_block(&key, 1, false, &sealed[..step]).is_err());
-        assert!(open_block(&key, 2, false, &sealed[2 * step..]).is_err());
-        assert!(open_block(&Key([2; 32]), 0, false, &sealed[..step]).is_err());
         // A body shorter or longer than announced is refused.
         let mut short = Sealer::new(key.clone(), 100);
         short.push(&[0; 99]);
