@@ -474,13 +474,15 @@ def run_release(seconds, tmp, rounds, also=()):
         "glibc": os.path.abspath(os.path.join(root, "target", "release", "hamster")),
         "static": os.path.abspath(os.path.join(root, "dist", f"hamster-{version}-x86_64-linux")),
     }
+    if also and not os.path.exists(builds["static"]):
+        del builds["static"]  # comparing with other builds: the static one only if made
     for extra in also:
         name, _, path = extra.partition("=")
         builds[name] = os.path.abspath(path)
     for name, path in builds.items():
         if not os.path.exists(path):
             sys.exit(f"no {name} build at {path}: run cargo build --release and scripts/release.sh")
-    print("## static release vs glibc build (`hamster server`, interleaved rounds)\n")
+    print(f"## {' vs '.join(builds)} (`hamster server`, interleaved rounds)\n")
     for name, path in builds.items():
         print(f"{name}: {path}: {os.path.getsize(path) / MiB:.1f} MiB")
     # One load generator for every round: the glibc build's `hamster bench`.

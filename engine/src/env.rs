@@ -70,6 +70,14 @@ pub struct DiskSpace {
     pub free_bytes: u64,
 }
 
+/// What [`Disk::read_planned`] read: the file's length, its head, and each planned range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRead {
+    pub len: u64,
+    pub head: Vec<u8>,
+    pub parts: Vec<Vec<u8>>,
+}
+
 /// Node-local storage. Paths are relative, `/`-separated, below the disk's root.
 ///
 /// `write_at` creates the file (and its parent directories) when missing. The created
@@ -98,6 +106,29 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// File names (not paths) directly inside `dir`, sorted; empty when `dir` is missing.
     fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<String>, DiskError>> + Send;
     fn len(&self, path: &str) -> impl Future<Output = Result<u64, DiskError>> + Send;
+    /// Reads a file's first `head` bytes (fewer when it is shorter), then the ranges
+    /// `plan` names from its length and that head, each like `read_at`. The default is
+    /// `len`, then `read_at` per range; a disk that can does it all in one open of the
+    /// file and one trip to its I/O thread.
+    fn read_planned<P>(
+        &self,
+        path: &str,
+        head: u64,
+        plan: P,
+    ) -> impl Future<Output = Result<PlannedRead, DiskError>> + Send
+    where
+        P: FnOnce(u64, &[u8]) -> Vec<(u64, u64)> + Send + 'static,
+    {
+        async move {
+            let len = self.len(path).await?;
+            let head = self.read_at(path, 0, head.min(len)).await?;
+            let mut parts = Vec::new();
+            for (offset, n) in plan(len, &head) {
+                parts.push(self.read_at(path, offset, n).await?);
+            }
+            Ok(PlannedRead { len, head, parts })
+        }
+    }
     /// The size of the file system (or device) under the disk's root, and what is free.
     fn space(&self) -> impl Future<Output = Result<DiskSpace, DiskError>> + Send;
 

@@ -380,24 +380,10 @@ impl<D: Disk> ShardStore<D> {
             other => other?,
         };
         if actual < HEADER_LEN {
-            return Err(ShardError::Truncated {
-                file: path,
-                expected: HEADER_LEN,
-                actual,
-            });
+            return Err(truncated(path, HEADER_LEN, actual));
         }
         let raw = self.disk.read_at(&path, 0, HEADER_LEN).await?;
-        let header = ShardHeader::decode(&raw).map_err(|r| corrupt(&path, r))?;
-        if header.id != *id {
-            return Err(corrupt(&path, "header names another shard"));
-        }
-        if actual != header.file_len() {
-            return Err(ShardError::Truncated {
-                file: path,
-                expected: header.file_len(),
-                actual,
-            });
-        }
+        let header = checked_header(&path, id, actual, &raw)?;
         Ok((path, header))
     }
 
@@ -430,7 +416,32 @@ impl<D: Disk> ShardStore<D> {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, ShardError> {
-        let (path, header) = self.open(id).await?;
+        let path = self.path_of(id);
+        let want = *id;
+        // One trip to the disk: the header, then the range's crcs and blocks when the
+        // header is sound and the range inside the shard; the checks below say why not.
+        let plan = move |file_len: u64, head: &[u8]| match ShardHeader::decode(head) {
+            Ok(h) if h.id == want && h.file_len() == file_len => match blocks_of(&h, offset, len) {
+                Some((first, last)) => {
+                    let bs = u64::from(h.block_size_bytes);
+                    let (lo, hi) = (first * bs, ((last + 1) * bs).min(h.shard_len_bytes));
+                    vec![
+                        (h.table_offset() + 4 * first, 4 * (last - first + 1)),
+                        (HEADER_LEN + lo, hi - lo),
+                    ]
+                }
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let read = match self.disk.read_planned(&path, HEADER_LEN, plan).await {
+            Err(DiskError::NotFound { .. }) => return Err(ShardError::NotFound(*id)),
+            other => other?,
+        };
+        if read.len < HEADER_LEN {
+            return Err(truncated(path, HEADER_LEN, read.len));
+        }
+        let header = checked_header(&path, id, read.len, &read.head)?;
         let shard_len = header.shard_len_bytes;
         if offset.checked_add(len).is_none_or(|end| end > shard_len) {
             return Err(ShardError::OutOfRange {
@@ -439,29 +450,20 @@ impl<D: Disk> ShardStore<D> {
                 shard_len,
             });
         }
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let bs = u64::from(header.block_size_bytes);
-        let (first, last) = (offset / bs, (offset + len - 1) / bs);
-        let crcs = self
-            .disk
-            .read_at(
-                &path,
-                header.table_offset() + 4 * first,
-                4 * (last - first + 1),
-            )
-            .await?;
-        let lo = first * bs;
-        let hi = ((last + 1) * bs).min(shard_len);
-        let data = self.disk.read_at(&path, HEADER_LEN + lo, hi - lo).await?;
-        for (i, block) in data.chunks(bs as usize).enumerate() {
+        let Some((first, _)) = blocks_of(&header, offset, len) else {
+            return Ok(Vec::new()); // an empty range
+        };
+        // The plan read both for the header and range just checked.
+        let Ok([crcs, mut data]) = <[Vec<u8>; 2]>::try_from(read.parts) else {
+            return Err(corrupt(&path, "the file changed while it was read"));
+        };
+        let bs = header.block_size_bytes as usize;
+        for (i, block) in data.chunks(bs).enumerate() {
             if crc32fast::hash(block) != le_u32(&crcs[4 * i..4 * i + 4]) {
                 return Err(corrupt(&path, "block checksum mismatch"));
             }
         }
-        let start = (offset - lo) as usize;
-        let mut data = data;
+        let start = (offset - first * bs as u64) as usize;
         data.truncate(start + len as usize);
         data.drain(..start);
         Ok(data)
@@ -571,6 +573,42 @@ impl<D: Disk> ShardStore<D> {
             .await?;
         Footer::decode(&raw).map_err(|r| corrupt(&path, r))?;
         Ok(())
+    }
+}
+
+/// The first and last block a non-empty range inside the shard touches.
+fn blocks_of(header: &ShardHeader, offset: u64, len: u64) -> Option<(u64, u64)> {
+    let end = offset.checked_add(len)?;
+    if len == 0 || end > header.shard_len_bytes {
+        return None;
+    }
+    let bs = u64::from(header.block_size_bytes);
+    Some((offset / bs, (end - 1) / bs))
+}
+
+/// A sealed file's header, checked: its own checksum, the shard it names, the file's
+/// length (`actual`) against the length the header implies.
+fn checked_header(
+    path: &str,
+    id: &ShardId,
+    actual: u64,
+    raw: &[u8],
+) -> Result<ShardHeader, ShardError> {
+    let header = ShardHeader::decode(raw).map_err(|r| corrupt(path, r))?;
+    if header.id != *id {
+        return Err(corrupt(path, "header names another shard"));
+    }
+    if actual != header.file_len() {
+        return Err(truncated(path.to_string(), header.file_len(), actual));
+    }
+    Ok(header)
+}
+
+fn truncated(file: String, expected: u64, actual: u64) -> ShardError {
+    ShardError::Truncated {
+        file,
+        expected,
+        actual,
     }
 }
 

@@ -78,6 +78,34 @@ impl RealDisk {
     }
 }
 
+/// Reads `len` bytes at `offset` of an open file of length `flen`, into spare capacity
+/// (no zeroing of a buffer about to be overwritten); a range past the end is `ShortRead`.
+fn read_range(
+    file: &File,
+    path: &str,
+    flen: u64,
+    offset: u64,
+    len: u64,
+) -> io::Result<Result<Vec<u8>, DiskError>> {
+    let short = |got: u64| DiskError::ShortRead {
+        path: path.into(),
+        offset,
+        wanted: len,
+        len: got,
+    };
+    if offset.checked_add(len).is_none_or(|end| end > flen) {
+        return Ok(Err(short(flen)));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    let mut file = file;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    file.take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Ok(Err(short(offset + buf.len() as u64)));
+    }
+    Ok(Ok(buf))
+}
+
 impl Disk for RealDisk {
     async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<(), DiskError> {
         let data = data.to_vec();
@@ -100,28 +128,36 @@ impl Disk for RealDisk {
         self.run(path, move |p| {
             let file = File::open(&p)?;
             let flen = file.metadata()?.len();
-            if offset.checked_add(len).is_none_or(|end| end > flen) {
-                return Ok(Err(DiskError::ShortRead {
-                    path: owned,
-                    offset,
-                    wanted: len,
-                    len: flen,
-                }));
+            read_range(&file, &owned, flen, offset, len)
+        })
+        .await?
+    }
+
+    async fn read_planned<P>(
+        &self,
+        path: &str,
+        head: u64,
+        plan: P,
+    ) -> Result<engine::env::PlannedRead, DiskError>
+    where
+        P: FnOnce(u64, &[u8]) -> Vec<(u64, u64)> + Send + 'static,
+    {
+        let owned = path.to_string();
+        self.run(path, move |p| {
+            let file = File::open(&p)?;
+            let len = file.metadata()?.len();
+            let head = match read_range(&file, &owned, len, 0, head.min(len))? {
+                Ok(head) => head,
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut parts = Vec::new();
+            for (offset, n) in plan(len, &head) {
+                match read_range(&file, &owned, len, offset, n)? {
+                    Ok(part) => parts.push(part),
+                    Err(e) => return Ok(Err(e)),
+                }
             }
-            // Read into spare capacity: no zeroing of a buffer about to be overwritten.
-            let mut buf = Vec::with_capacity(len as usize);
-            let mut file = file;
-            file.seek(std::io::SeekFrom::Start(offset))?;
-            file.take(len).read_to_end(&mut buf)?;
-            if buf.len() as u64 != len {
-                return Ok(Err(DiskError::ShortRead {
-                    path: owned,
-                    offset,
-                    wanted: len,
-                    len: offset + buf.len() as u64,
-                }));
-            }
-            Ok(Ok(buf))
+            Ok(Ok(engine::env::PlannedRead { len, head, parts }))
         })
         .await?
     }

@@ -49,6 +49,44 @@ async fn disk_contract_on_real_files() {
     assert!(!dir.path().parent().unwrap().join("escape").exists());
 }
 
+#[tokio::test]
+async fn a_planned_read_reads_the_head_then_what_the_plan_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = RealDisk::open(dir.path()).unwrap();
+    disk.write_at("f", 0, b"\x03abcdefghij").await.unwrap();
+    // The head's first byte says how far in the part starts.
+    let read = disk
+        .read_planned("f", 4, |len, head| {
+            assert_eq!((len, head), (11, &b"\x03abc"[..]));
+            vec![(u64::from(head[0]), 2), (len - 1, 1), (5, 0)]
+        })
+        .await
+        .unwrap();
+    assert_eq!(read.len, 11);
+    assert_eq!(read.head, b"\x03abc");
+    assert_eq!(read.parts, vec![b"cd".to_vec(), b"j".to_vec(), Vec::new()]);
+    // A head longer than the file is the whole file; a part past the end is a short read.
+    let short = disk
+        .read_planned("f", 64, |len, head| {
+            assert_eq!(head.len() as u64, len);
+            vec![(10, 2)]
+        })
+        .await;
+    assert!(matches!(
+        short,
+        Err(DiskError::ShortRead {
+            offset: 10,
+            wanted: 2,
+            len: 11,
+            ..
+        })
+    ));
+    assert!(matches!(
+        disk.read_planned("missing", 4, |_, _| Vec::new()).await,
+        Err(DiskError::NotFound { .. })
+    ));
+}
+
 async fn node(
     id: u64,
     peers: &BTreeMap<u64, SocketAddr>,
