@@ -106,6 +106,25 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// File names (not paths) directly inside `dir`, sorted; empty when `dir` is missing.
     fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<String>, DiskError>> + Send;
     fn len(&self, path: &str) -> impl Future<Output = Result<u64, DiskError>> + Send;
+    /// Writes `data` at `offset` of `tmp`, makes it durable (`sync`), renames it to `to`
+    /// and makes `dir`'s entries durable (`sync_dir`), in that order: a sealed write's
+    /// last steps. The default is those four calls; a disk that can makes them one trip
+    /// to its I/O thread. On an error the steps after it are not taken.
+    fn write_sealed(
+        &self,
+        tmp: &str,
+        offset: u64,
+        data: Vec<u8>,
+        to: &str,
+        dir: &str,
+    ) -> impl Future<Output = Result<(), DiskError>> + Send {
+        async move {
+            self.write_at(tmp, offset, &data).await?;
+            self.sync(tmp).await?;
+            self.rename(tmp, to).await?;
+            self.sync_dir(dir).await
+        }
+    }
     /// Reads a file's first `head` bytes (fewer when it is shorter), then the ranges
     /// `plan` names from its length and that head, each like `read_at`. The default is
     /// `len`, then `read_at` per range; a disk that can does it all in one open of the

@@ -133,6 +133,38 @@ impl Disk for RealDisk {
         .await?
     }
 
+    async fn write_sealed(
+        &self,
+        tmp: &str,
+        offset: u64,
+        data: Vec<u8>,
+        to: &str,
+        dir: &str,
+    ) -> Result<(), DiskError> {
+        check(to)?;
+        check(dir)?;
+        let (target, directory) = (self.root.join(to), self.root.join(dir));
+        self.run(tmp, move |p| {
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&p)?;
+            file.write_all_at(&data, offset)?;
+            file.sync_data()?;
+            drop(file);
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::rename(&p, &target)?;
+            File::open(&directory)?.sync_all()
+        })
+        .await
+    }
+
     async fn read_planned<P>(
         &self,
         path: &str,

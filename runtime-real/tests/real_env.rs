@@ -50,6 +50,32 @@ async fn disk_contract_on_real_files() {
 }
 
 #[tokio::test]
+async fn a_sealed_write_lands_under_its_final_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = RealDisk::open(dir.path()).unwrap();
+    disk.write_at("d/f.tmp", 0, b"head").await.unwrap();
+    disk.write_sealed("d/f.tmp", 4, b"tail".to_vec(), "d/f", "d")
+        .await
+        .unwrap();
+    assert_eq!(disk.list("d").await.unwrap(), vec!["f".to_string()]);
+    assert_eq!(disk.read_at("d/f", 0, 8).await.unwrap(), b"headtail");
+    // A file never written before is created; a bad final name is refused first.
+    disk.write_sealed("d/g.tmp", 0, b"g".to_vec(), "d/g", "d")
+        .await
+        .unwrap();
+    assert_eq!(disk.read_at("d/g", 0, 1).await.unwrap(), b"g");
+    assert!(matches!(
+        disk.write_sealed("d/h.tmp", 0, b"h".to_vec(), "../h", "d")
+            .await,
+        Err(DiskError::InvalidPath { .. })
+    ));
+    assert_eq!(
+        disk.list("d").await.unwrap(),
+        vec!["f".to_string(), "g".to_string()]
+    );
+}
+
+#[tokio::test]
 async fn a_planned_read_reads_the_head_then_what_the_plan_names() {
     let dir = tempfile::tempdir().unwrap();
     let disk = RealDisk::open(dir.path()).unwrap();
