@@ -551,12 +551,28 @@ def start_weed(tmp, i):
     return endpoint, stop
 
 
-def run_ratio(seconds, tmp, rounds):
+def run_ratio(seconds, tmp, rounds, also=()):
+    """Six nodes against `hamster server`, and against six nodes of each `--also` build
+    (NAME=PATH), all in interleaved rounds; one load generator (this build's bench)."""
     print("## six nodes (4+2, through a follower) vs `hamster server`, interleaved rounds\n")
+    this = os.environ.get("HAMSTER_BIN")
+    if also:
+        os.environ["HAMSTER_BENCH_BIN"] = hamster_bin()
+
+    def use(path):
+        if path is not None:
+            os.environ["HAMSTER_BIN"] = path
 
     def server(i):
+        use(this)
         s = Server(os.path.join(tmp, f"server-{i}")).start()
         return s.endpoint, s.stop
+
+    def six_of(path):
+        def go(i):
+            use(path or this)
+            return six(i)
+        return go
 
     def six(i):
         c = Cluster(os.path.join(tmp, f"six-{i}")).start()
@@ -569,8 +585,11 @@ def run_ratio(seconds, tmp, rounds):
             raise
         return coordinator.endpoint, c.stop
 
-    interleaved({"server": server, "six nodes": six}, "4KiB,1MiB,64MiB", "16,8,2", seconds,
-                rounds)
+    targets = {"server": server, "six nodes": six_of(None)}
+    for extra in also:
+        name, _, path = extra.partition("=")
+        targets[f"six nodes {name}"] = six_of(os.path.abspath(path))
+    interleaved(targets, "4KiB,1MiB,64MiB", "16,8,2", seconds, rounds)
 
 
 def warm_up(endpoint, n=64):
@@ -779,7 +798,7 @@ def main():
                              "seaweedfs", "ratio", "profile", "keys", "versions", "sse"])
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the release and SeaweedFS comparisons")
     ap.add_argument("--also", action="append", default=[],
-                    help="NAME=PATH: another build for the release comparison")
+                    help="NAME=PATH: another build for the release and ratio comparisons")
     ap.add_argument("--repair-gib", type=float, default=2.0)
     ap.add_argument("--profile-size", default="4KiB", help="object size of the profile run")
     ap.add_argument("--profile-out", default="perf.data", help="where the profile goes")
@@ -796,7 +815,7 @@ def main():
         if a.only in (None, "breakdown"):
             run_breakdown(a.seconds, tmp)
         if a.only in (None, "ratio"):
-            run_ratio(a.seconds, tmp, a.rounds)
+            run_ratio(a.seconds, tmp, a.rounds, a.also)
         if a.only == "profile":
             run_profile(tmp, a.profile_size, os.path.abspath(a.profile_out))
         if a.only in (None, "seaweedfs"):

@@ -49,6 +49,8 @@ const POOL_IDLE_MAX: Duration = Duration::from_secs(20);
 const SERVER_IDLE_MAX: Duration = Duration::from_secs(60);
 /// Time allowed for the TCP connect plus the TLS handshake and the opening.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers up to this size are copied behind their length and sent as one write.
+const ANSWER_COPY_BYTES_MAX: usize = 16 << 10;
 
 /// Size limits that bound what a peer can make this node allocate.
 #[derive(Debug, Clone, Copy)]
@@ -430,11 +432,7 @@ async fn serve_connection(
             }
             return Ok(()); // the handler dropped the call: the caller sees a broken connection
         };
-        writer
-            .write_all(&(bytes.len() as u32).to_le_bytes())
-            .await?;
-        writer.write_all(&bytes).await?;
-        writer.flush().await?;
+        write_answer(&mut writer, &bytes).await?;
         match pump {
             None => {}
             // Reuse the connection only if the body was read to its end; a handler that
@@ -452,6 +450,22 @@ async fn serve_connection(
         }
     }
     Ok(())
+}
+
+/// An answer: its length, then its bytes. A small one goes out as one write (one TLS
+/// record, one send, one wake-up of the caller), a large one without being copied.
+async fn write_answer<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    let len = (bytes.len() as u32).to_le_bytes();
+    if bytes.len() <= ANSWER_COPY_BYTES_MAX {
+        let mut one = Vec::with_capacity(len.len() + bytes.len());
+        one.extend_from_slice(&len);
+        one.extend_from_slice(bytes);
+        w.write_all(&one).await?;
+    } else {
+        w.write_all(&len).await?;
+        w.write_all(bytes).await?;
+    }
+    w.flush().await
 }
 
 /// Moves body frames from the socket into the node's body stream and gives the reader
