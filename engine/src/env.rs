@@ -106,6 +106,19 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// File names (not paths) directly inside `dir`, sorted; empty when `dir` is missing.
     fn list(&self, dir: &str) -> impl Future<Output = Result<Vec<String>, DiskError>> + Send;
     fn len(&self, path: &str) -> impl Future<Output = Result<u64, DiskError>> + Send;
+    /// Writes `data` at `offset` of `path` and makes the file's data durable: `write_at`
+    /// then `sync` (the default), or both in one trip to the disk's I/O thread.
+    fn write_synced(
+        &self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> impl Future<Output = Result<(), DiskError>> + Send {
+        async move {
+            self.write_at(path, offset, data).await?;
+            self.sync(path).await
+        }
+    }
     /// Writes `data` at `offset` of `tmp`, makes it durable (`sync`), renames it to `to`
     /// and makes `dir`'s entries durable (`sync_dir`), in that order: a sealed write's
     /// last steps. The default is those four calls; a disk that can makes them one trip

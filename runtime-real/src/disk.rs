@@ -78,6 +78,21 @@ impl RealDisk {
     }
 }
 
+/// Writes `data` at `offset` of the file at `p`, creating it (and its directories)
+/// when missing; answers the open file.
+fn write_file(p: &std::path::Path, offset: u64, data: &[u8]) -> io::Result<File> {
+    if let Some(dir) = p.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(p)?;
+    file.write_all_at(data, offset)?;
+    Ok(file)
+}
+
 /// Reads `len` bytes at `offset` of an open file of length `flen`, into spare capacity
 /// (no zeroing of a buffer about to be overwritten); a range past the end is `ShortRead`.
 fn read_range(
@@ -109,18 +124,14 @@ fn read_range(
 impl Disk for RealDisk {
     async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<(), DiskError> {
         let data = data.to_vec();
-        self.run(path, move |p| {
-            if let Some(dir) = p.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&p)?;
-            file.write_all_at(&data, offset)
-        })
-        .await
+        self.run(path, move |p| write_file(&p, offset, &data).map(drop))
+            .await
+    }
+
+    async fn write_synced(&self, path: &str, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        let data = data.to_vec();
+        self.run(path, move |p| write_file(&p, offset, &data)?.sync_data())
+            .await
     }
 
     async fn read_at(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, DiskError> {
@@ -145,17 +156,7 @@ impl Disk for RealDisk {
         check(dir)?;
         let (target, directory) = (self.root.join(to), self.root.join(dir));
         self.run(tmp, move |p| {
-            if let Some(parent) = p.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&p)?;
-            file.write_all_at(&data, offset)?;
-            file.sync_data()?;
-            drop(file);
+            write_file(&p, offset, &data)?.sync_data()?;
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent)?;
             }

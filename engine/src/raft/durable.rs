@@ -185,10 +185,9 @@ impl<D: Disk> DurableLog<D> {
             Ok(()) | Err(DiskError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        self.disk.write_at(&tmp, 0, prefix).await?;
-        self.disk.sync(&tmp).await?;
-        self.disk.rename(&tmp, path).await?;
-        self.disk.sync_dir(&self.log_dir()).await?;
+        self.disk
+            .write_sealed(&tmp, 0, prefix.to_vec(), path, &self.log_dir())
+            .await?;
         Ok(())
     }
 
@@ -218,8 +217,7 @@ impl<D: Disk> DurableLog<D> {
         let last = self.segments.last().expect("a segment exists");
         let (seq, offset) = (last.seq, last.len);
         let path = self.path(seq);
-        self.disk.write_at(&path, offset, &batch).await?;
-        self.disk.sync(&path).await?;
+        self.disk.write_synced(&path, offset, &batch).await?;
         let last = self.segments.last_mut().expect("a segment exists");
         if !last.name_durable {
             self.disk.sync_dir(&format!("{}/log", self.dir)).await?;
@@ -414,9 +412,8 @@ impl<D: Disk> HardStateSlots<D> {
         let seq = self.seq + 1;
         let path = self.slot(seq);
         self.disk
-            .write_at(&path, 0, &encode_slot(seq, slot))
+            .write_synced(&path, 0, &encode_slot(seq, slot))
             .await?;
-        self.disk.sync(&path).await?;
         self.seq = seq;
         Ok(())
     }
