@@ -384,17 +384,30 @@ impl<D: Disk> ShardStore<D> {
     }
 
     async fn open(&self, id: &ShardId) -> Result<(String, ShardHeader), ShardError> {
+        let (path, header, _) = self.read_sealed(id, |_, _| Vec::new()).await?;
+        Ok((path, header))
+    }
+
+    /// A sealed file's checked header and the ranges `plan` names from its length and
+    /// head, in one trip to the disk.
+    async fn read_sealed<P>(
+        &self,
+        id: &ShardId,
+        plan: P,
+    ) -> Result<(String, ShardHeader, Vec<Vec<u8>>), ShardError>
+    where
+        P: FnOnce(u64, &[u8]) -> Vec<(u64, u64)> + Send + 'static,
+    {
         let path = self.path_of(id);
-        let actual = match self.disk.len(&path).await {
+        let read = match self.disk.read_planned(&path, HEADER_LEN, plan).await {
             Err(DiskError::NotFound { .. }) => return Err(ShardError::NotFound(*id)),
             other => other?,
         };
-        if actual < HEADER_LEN {
-            return Err(truncated(path, HEADER_LEN, actual));
+        if read.len < HEADER_LEN {
+            return Err(truncated(path, HEADER_LEN, read.len));
         }
-        let raw = self.disk.read_at(&path, 0, HEADER_LEN).await?;
-        let header = checked_header(&path, id, actual, &raw)?;
-        Ok((path, header))
+        let header = checked_header(&path, id, read.len, &read.head)?;
+        Ok((path, header, read.parts))
     }
 
     /// The header of a sealed shard (checks its checksum and the file length).
@@ -426,32 +439,15 @@ impl<D: Disk> ShardStore<D> {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, ShardError> {
-        let path = self.path_of(id);
+        // The header, then the range's crcs and blocks when the header passes the checks
+        // that `read_sealed` makes again below (and reports).
         let want = *id;
-        // One trip to the disk: the header, then the range's crcs and blocks when the
-        // header is sound and the range inside the shard; the checks below say why not.
-        let plan = move |file_len: u64, head: &[u8]| match ShardHeader::decode(head) {
-            Ok(h) if h.id == want && h.file_len() == file_len => match blocks_of(&h, offset, len) {
-                Some((first, last)) => {
-                    let bs = u64::from(h.block_size_bytes);
-                    let (lo, hi) = (first * bs, ((last + 1) * bs).min(h.shard_len_bytes));
-                    vec![
-                        (h.table_offset() + 4 * first, 4 * (last - first + 1)),
-                        (HEADER_LEN + lo, hi - lo),
-                    ]
-                }
-                None => Vec::new(),
-            },
-            _ => Vec::new(),
+        let plan = move |file_len: u64, head: &[u8]| {
+            checked_header("", &want, file_len, head)
+                .map(|h| range_reads(&h, offset, len))
+                .unwrap_or_default()
         };
-        let read = match self.disk.read_planned(&path, HEADER_LEN, plan).await {
-            Err(DiskError::NotFound { .. }) => return Err(ShardError::NotFound(*id)),
-            other => other?,
-        };
-        if read.len < HEADER_LEN {
-            return Err(truncated(path, HEADER_LEN, read.len));
-        }
-        let header = checked_header(&path, id, read.len, &read.head)?;
+        let (path, header, parts) = self.read_sealed(id, plan).await?;
         let shard_len = header.shard_len_bytes;
         if offset.checked_add(len).is_none_or(|end| end > shard_len) {
             return Err(ShardError::OutOfRange {
@@ -463,10 +459,8 @@ impl<D: Disk> ShardStore<D> {
         let Some((first, _)) = blocks_of(&header, offset, len) else {
             return Ok(Vec::new()); // an empty range
         };
-        // The plan read both for the header and range just checked.
-        let Ok([crcs, mut data]) = <[Vec<u8>; 2]>::try_from(read.parts) else {
-            return Err(corrupt(&path, "the file changed while it was read"));
-        };
+        let [crcs, mut data] = <[Vec<u8>; 2]>::try_from(parts)
+            .expect("the plan reads crcs and blocks for the header and range just checked");
         let bs = header.block_size_bytes as usize;
         for (i, block) in data.chunks(bs).enumerate() {
             if crc32fast::hash(block) != le_u32(&crcs[4 * i..4 * i + 4]) {
@@ -594,6 +588,19 @@ fn blocks_of(header: &ShardHeader, offset: u64, len: u64) -> Option<(u64, u64)> 
     }
     let bs = u64::from(header.block_size_bytes);
     Some((offset / bs, (end - 1) / bs))
+}
+
+/// Where the crcs and blocks of a non-empty range inside the shard are in its file.
+fn range_reads(header: &ShardHeader, offset: u64, len: u64) -> Vec<(u64, u64)> {
+    let Some((first, last)) = blocks_of(header, offset, len) else {
+        return Vec::new();
+    };
+    let bs = u64::from(header.block_size_bytes);
+    let (lo, hi) = (first * bs, ((last + 1) * bs).min(header.shard_len_bytes));
+    vec![
+        (header.table_offset() + 4 * first, 4 * (last - first + 1)),
+        (HEADER_LEN + lo, hi - lo),
+    ]
 }
 
 /// A sealed file's header, checked: its own checksum, the shard it names, the file's
