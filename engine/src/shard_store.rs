@@ -17,6 +17,9 @@
 //! 4. `rename` it to `<name>` (the name marks it sealed);
 //! 5. `sync_dir` the shard directory (the name durable). Only now is the shard stored.
 //!
+//! A writer keeps up to [`WRITE_BUFFER_BYTES`] before it writes, so a small shard takes
+//! all five steps in one [`Disk::write_sealed`](crate::env::Disk::write_sealed).
+//!
 //! Fault model: any byte of a file may rot; writes not yet synced may be lost or torn
 //! by a crash. A ranged read checks only the blocks it touches; a full verify checks
 //! everything against the footer's sha256. Corrupt or truncated files are reported as
@@ -44,6 +47,9 @@ pub const BLOCK_SIZE_BYTES_DEFAULT: u32 = 64 * 1024;
 /// Bytes read at a time by a full verify; bounds its memory.
 const VERIFY_READ_BYTES_MAX: u64 = 1 << 20;
 const TMP_MARKER: &str = ".tmp.";
+/// Bytes a shard writer keeps before it writes them (a shard this small, with its
+/// header and seal, is written in one go).
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
 const SHARD_SUFFIX: &str = ".shard";
 
 /// Names one shard: shard `index` of `part` of `version` of `object`.
@@ -360,11 +366,15 @@ impl<D: Disk> ShardStore<D> {
             header.id.file_name(),
             rng.next_u64()
         );
-        self.disk.write_at(&tmp, 0, &header.encode()).await?;
+        let mut pending =
+            Vec::with_capacity(header.file_len().min(WRITE_BUFFER_BYTES as u64) as usize);
+        pending.extend_from_slice(&header.encode());
         Ok(ShardWriter {
             store: self.clone(),
             header,
             tmp,
+            pending,
+            pending_at: 0,
             written: 0,
             block_fill: 0,
             block_crc: crc32fast::Hasher::new(),
@@ -632,6 +642,10 @@ pub struct ShardWriter<D: Disk> {
     store: ShardStore<D>,
     header: ShardHeader,
     tmp: String,
+    /// Bytes not yet written, for file offset `pending_at` on: small shards reach the
+    /// disk in one write with their seal, large ones a frame at a time.
+    pending: Vec<u8>,
+    pending_at: u64,
     written: u64,
     block_fill: u64,
     block_crc: crc32fast::Hasher,
@@ -656,12 +670,7 @@ impl<D: Disk> ShardWriter<D> {
                 written: self.written + data.len() as u64,
             });
         }
-        if let Err(e) = self
-            .store
-            .disk
-            .write_at(&self.tmp, HEADER_LEN + self.written, data)
-            .await
-        {
+        if let Err(e) = self.buffer(data).await {
             let e = ShardError::Disk(e);
             count_failure(&self.store.metrics, &e);
             return Err(e);
@@ -680,6 +689,25 @@ impl<D: Disk> ShardWriter<D> {
                 self.block_fill = 0;
             }
         }
+        Ok(())
+    }
+
+    /// Keeps `data` (the next bytes of the file) for a later write while what is kept
+    /// stays under [`WRITE_BUFFER_BYTES`]; otherwise writes what was kept, then `data`.
+    async fn buffer(&mut self, data: &[u8]) -> Result<(), DiskError> {
+        if self.pending.len() + data.len() <= WRITE_BUFFER_BYTES {
+            self.pending.extend_from_slice(data);
+            return Ok(());
+        }
+        let disk = &self.store.disk;
+        if !self.pending.is_empty() {
+            disk.write_at(&self.tmp, self.pending_at, &self.pending)
+                .await?;
+            self.pending_at += self.pending.len() as u64;
+            self.pending.clear();
+        }
+        disk.write_at(&self.tmp, self.pending_at, data).await?;
+        self.pending_at += data.len() as u64;
         Ok(())
     }
 
@@ -724,13 +752,16 @@ impl<D: Disk> ShardWriter<D> {
             table_crc: crc32fast::hash(&tail),
         };
         tail.extend_from_slice(&footer.encode());
-        let disk = &self.store.disk;
-        disk.write_at(&self.tmp, self.header.table_offset(), &tail)
-            .await?;
-        disk.sync(&self.tmp).await?;
+        debug_assert_eq!(
+            self.pending_at + self.pending.len() as u64,
+            self.header.table_offset()
+        );
+        let mut last = std::mem::take(&mut self.pending);
+        last.extend_from_slice(&tail);
         let path = self.store.path_of(&self.header.id);
-        disk.rename(&self.tmp, &path).await?;
-        disk.sync_dir(&self.store.dir).await?;
+        let disk = &self.store.disk;
+        disk.write_sealed(&self.tmp, self.pending_at, last, &path, &self.store.dir)
+            .await?;
         Ok(SealedShard {
             id: self.header.id,
             len_bytes: expected,
@@ -947,12 +978,17 @@ mod tests {
             disk.poke(&store.path_of(&bad.id), |f| {
                 f[HEADER_LEN as usize + 3] ^= 0xff
             });
-            let mut w = store
-                .create(header(50, 16), &SeededRng::new(4))
-                .await
-                .unwrap();
-            w.write(&data(20)).await.unwrap();
-            drop(w);
+            // A writer dropped once it wrote past its buffer leaves a temporary file;
+            // one that kept everything leaves nothing.
+            let big = WRITE_BUFFER_BYTES as u64 + 100;
+            for (len, wrote) in [(big, WRITE_BUFFER_BYTES as u64 + 1), (50, 20)] {
+                let mut w = store
+                    .create(header(len, 4096), &SeededRng::new(4))
+                    .await
+                    .unwrap();
+                w.write(&data(wrote)).await.unwrap();
+                drop(w);
+            }
             disk.write_at("shards/notes.txt", 0, b"hi").await.unwrap();
 
             let structural = store.recover(RecoveryCheck::Structure).await.unwrap();
