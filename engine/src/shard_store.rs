@@ -482,6 +482,19 @@ impl<D: Disk> ShardStore<D> {
         verified
     }
 
+    /// [`verify`](Self::verify), then syncs the file and the directory: a shard found
+    /// under its name is then as durable as one whose store finished its five steps (its
+    /// writer may have been cut off between the rename and the directory sync).
+    pub async fn verify_durable(
+        &self,
+        id: &ShardId,
+    ) -> Result<(ShardHeader, [u8; 32]), ShardError> {
+        let verified = self.verify(id).await?;
+        self.disk.sync(&self.path_of(id)).await?;
+        self.disk.sync_dir(&self.dir).await?;
+        Ok(verified)
+    }
+
     async fn verify_all(&self, id: &ShardId) -> Result<(ShardHeader, [u8; 32]), ShardError> {
         let (path, header) = self.open(id).await?;
         let footer_raw = self

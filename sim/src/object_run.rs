@@ -497,7 +497,7 @@ pub async fn simulate(params: Params) -> Outcome {
     ));
 
     // What repair says it did (a lower bound: counters start over when a node does).
-    let (mut rebuilt, mut moved, mut cleared) = (0, 0, 0);
+    let (mut rebuilt, mut moved, mut cleared, mut adopted) = (0, 0, 0, 0);
     for node in 1..=params.nodes {
         let asked = crate::meta_workload::request(
             &setup.env,
@@ -508,6 +508,7 @@ pub async fn simulate(params: Params) -> Outcome {
             rebuilt += s.rebuilt_shards;
             moved += s.moved_shards;
             cleared += s.cleared_lost;
+            adopted += s.adopted_shards;
         }
     }
     // Power loss: judge the durable images directly.
@@ -570,7 +571,7 @@ pub async fn simulate(params: Params) -> Outcome {
         "puts={} acked={} degraded={} refused={} below_floor={refused_floor} unknown={} \
          coordinator_lost={} gets={} ok={} degraded_reads={} unavailable={} \
          beyond_tolerance={} lost={} healed_shards={} rebuilt={rebuilt} moved={moved} \
-         lost_cleared={cleared} \
+         lost_cleared={cleared} found_whole={adopted} \
          rotted_files={rotted} {ops}",
         puts.len(),
         count(&|o| *o == P::Acked),

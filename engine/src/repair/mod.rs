@@ -15,7 +15,9 @@
 //!   verified survivors at `rebuild_bytes_per_s` (`DataPath::rebuild_shard`, which
 //!   checks the replicated sha256 before sealing), then commits the placement through
 //!   Raft with a guard (`CommandV1::RepairShard`: the layout it repaired is still
-//!   current). A blob with fewer than k good shards is marked lost
+//!   current). A shard its write counted unsealed that its holder has whole (the seal's
+//!   answer was lost) is hashed and sealed in place, not rebuilt (`Repair::adopt`).
+//!   A blob with fewer than k good shards is marked lost
 //!   (`CommandV1::MarkLost`); a lost blob that reads whole again is cleared. A rotted
 //!   shard of a lost blob waits ([`queue::Parked`]) and is rebuilt once its blob reads
 //!   again, whichever node clears the mark.
@@ -107,6 +109,8 @@ pub struct RepairStatus {
     pub cleared_lost: u64,
     /// Rebuilt shards placed on a spare because their holder was down too long.
     pub moved_shards: u64,
+    /// Shards counted unsealed by their write, found whole on this node and sealed.
+    pub adopted_shards: u64,
     /// Shard files in this node's directory at the last presence pass.
     pub shards_held: u64,
     /// Voters, and those that answered the last presence pass's ping (this node counts).
@@ -298,6 +302,9 @@ impl<E: Env> Repair<E> {
         let Some(target) = self.target(&layout, task.index) else {
             return; // its holder is down and no spare exists: it waits for the holder
         };
+        if !expected.sealed && target == expected.node && self.adopt(&layout, task.index).await {
+            return;
+        }
         if task.reason == Reason::Missing
             && expected.sealed
             && target == expected.node
@@ -348,6 +355,36 @@ impl<E: Env> Repair<E> {
                 self.update(|s| s.failures += 1);
             }
         }
+    }
+
+    /// Seals in the layout a shard its write counted as unsealed but that this node holds
+    /// whole (the holder sealed it; its answer was lost): the file must hash to the
+    /// replicated sha256, and is synced first. No rebuild is needed, and for a blob with
+    /// fewer than k shards besides this one it is the only way back. True if proposed.
+    async fn adopt(&self, layout: &DataLayout, index: u16) -> bool {
+        let expected = &layout.shards[usize::from(index)];
+        if expected.node != self.env.node_id() {
+            return false;
+        }
+        let id = shard_id(layout.data_id, index);
+        match self.data.store().verify_durable(&id).await {
+            Ok((_, sha256)) if sha256 == expected.sha256 => {}
+            _ => return false,
+        }
+        let command = CommandV1::RepairShard {
+            data_id: layout.data_id,
+            index,
+            expected: expected.clone(),
+            placement: ShardPlacement {
+                sealed: true,
+                ..expected.clone()
+            },
+        };
+        if self.propose(command).await == Some(Applied::Done) {
+            tracing::info!(shard = %id.file_name(), "unsealed shard found whole: sealed");
+            self.update(|s| s.adopted_shards += 1);
+        }
+        true
     }
 
     /// Whether the holder of shard `i` has it sealed under its name (no hashing).

@@ -4,7 +4,9 @@
 //! blob's guardian, the shards of holders down too long (`takeover`). Lost blobs this node
 //! holds a shard of are read back whole (at most [`LOST_PROBES_PER_PASS`] a pass); one
 //! that reads again is cleared. A read that fails tries every reachable shard, so it
-//! reports this node's rotted one (found again after a restart). The rotted shards of a
+//! reports this node's rotted one (found again after a restart). An unsealed shard of a
+//! lost blob that is in the listing is still queued: its holder may have sealed it whole
+//! while its write stopped waiting (`Repair::adopt`). The rotted shards of a
 //! lost blob wait in [`super::queue::Parked`] and are queued again by the first pass that
 //! sees the blob not lost.
 
@@ -109,7 +111,11 @@ impl<E: Env> Repair<E> {
                     }
                     mine = true;
                     let file = shard_id(*data_id, i as u16);
-                    if !is_lost && (!placement.sealed || !local.contains(&file)) {
+                    // A lost blob is not rebuilt, but an unsealed shard of it that is
+                    // here may be whole, and sealing it may make the blob whole again.
+                    let present = local.contains(&file);
+                    let adoptable = !placement.sealed && present;
+                    if (!is_lost && (!placement.sealed || !present)) || adoptable {
                         self.owe(&layout, i as u16, Reason::Missing);
                     }
                 }
