@@ -212,3 +212,103 @@ fn a_whole_shard_whose_seal_answer_was_lost_brings_its_blob_back() {
         assert_eq!(t.s3(4).get("bkt", "k").await.unwrap(), data);
     });
 }
+
+/// A leader cut off from every other node must not answer a read from its own state once
+/// the others may have elected a new leader and acknowledged a write: the gate any
+/// read lease has to pass. raft-rs's own `ReadOnlyOption::LeaseBased` fails it (its
+/// leader keeps leading for up to two election timeouts after it loses its quorum).
+#[test]
+fn a_cut_off_leader_never_answers_a_read_from_its_own_state() {
+    run(23, 5, |t| async move {
+        t.s3(1).create_bucket("bkt").await.unwrap();
+        for round in 0..8u8 {
+            // The overwrite is empty: a metadata write, with no holder to wait for.
+            let (old, new) = (bytes(100, round), Vec::new());
+            t.s3(1).put("bkt", "k", &old).await.unwrap();
+            t.run_for(Duration::from_secs(1)).await;
+            let leader = t.leader(1).await;
+            assert_ne!(leader, 0, "a leader is known");
+            assert_eq!(t.s3(leader).get("bkt", "k").await.unwrap(), old);
+            let other = (1..=5).find(|&n| n != leader).unwrap();
+            for n in (1..=5).filter(|&n| n != leader) {
+                t.clog(leader, n);
+                t.clog(n, leader);
+            }
+            // The others elect a leader, which acknowledges the overwrite at once; then
+            // the old leader is asked, before it notices that it lost its quorum if it is
+            // slow to.
+            let mut elected = 0;
+            for _ in 0..100 {
+                let seen = t.leader(other).await;
+                if seen != 0 && seen != leader {
+                    elected = seen;
+                    break;
+                }
+                t.run_for(Duration::from_millis(50)).await;
+            }
+            assert_ne!(elected, 0, "round {round}: the majority elects a leader");
+            t.s3(elected).put("bkt", "k", &new).await.unwrap();
+            if let Ok(got) = t.s3(leader).get("bkt", "k").await {
+                assert!(
+                    got == new,
+                    "round {round}: the cut-off leader {leader} answered the overwritten bytes"
+                );
+            }
+            t.heal();
+            t.run_for(Duration::from_secs(3)).await;
+        }
+    });
+}
+
+/// Voters that granted the leader its lease, then crashed and restarted, must not vote
+/// for anyone until the lease they granted has run out: they forgot hearing from the
+/// leader. Two nodes already cut off from the leader campaign at once; the restarted two
+/// would give them a quorum while the old leader, now cut off too, still reads from its
+/// lease.
+#[test]
+fn restarted_voters_do_not_elect_a_leader_inside_the_lease_they_granted() {
+    run(29, 5, |t| async move {
+        t.s3(1).create_bucket("bkt").await.unwrap();
+        for round in 0..8u8 {
+            let (old, new) = (bytes(100, round), Vec::new());
+            t.s3(1).put("bkt", "k", &old).await.unwrap();
+            t.run_for(Duration::from_secs(1)).await;
+            let leader = t.leader(1).await;
+            assert_ne!(leader, 0, "a leader is known");
+            let others: Vec<u64> = (1..=5).filter(|&n| n != leader).collect();
+            let (granting, campaigning) = (&others[..2], &others[2..]);
+            for &n in campaigning {
+                t.clog(leader, n);
+                t.clog(n, leader);
+            }
+            t.run_for(Duration::from_millis(2500)).await;
+            // A read through the leader renews its lease with the two granting voters.
+            assert_eq!(t.s3(leader).get("bkt", "k").await.unwrap(), old);
+            for &n in granting {
+                t.clog(leader, n);
+                t.clog(n, leader);
+                t.node(n).crash();
+                t.node(n).restart();
+            }
+            let mut elected = 0;
+            for _ in 0..100 {
+                let seen = t.leader(campaigning[0]).await;
+                if seen != 0 && seen != leader {
+                    elected = seen;
+                    break;
+                }
+                t.run_for(Duration::from_millis(20)).await;
+            }
+            assert_ne!(elected, 0, "round {round}: the others elect a leader");
+            t.s3(elected).put("bkt", "k", &new).await.unwrap();
+            if let Ok(got) = t.s3(leader).get("bkt", "k").await {
+                assert!(
+                    got == new,
+                    "round {round}: the cut-off leader {leader} answered the overwritten bytes"
+                );
+            }
+            t.heal();
+            t.run_for(Duration::from_secs(3)).await;
+        }
+    });
+}
