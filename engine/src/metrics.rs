@@ -113,6 +113,10 @@ pub struct Metrics {
     pub degraded_reads: Counter,
     /// From a proposal to its commit and local apply, seen by the proposer.
     pub proposal_duration: Histogram,
+    /// ReadIndex requests this leader answered from its lease, without a round.
+    pub lease_reads: Counter,
+    /// Heartbeat rounds this leader sent for reads (its own batches and lease renewals).
+    pub read_rounds: Counter,
     /// Steps of requests (see [`Stage`]).
     pub stage_duration: Family<StageLabels, Histogram>,
     /// A typed S3 request in the engine, by operation (a GET until its bytes are open).
@@ -139,6 +143,8 @@ impl Default for Metrics {
             write_floor_refusals: Counter::default(),
             degraded_reads: Counter::default(),
             proposal_duration: Histogram::new(latency_buckets()),
+            lease_reads: Counter::default(),
+            read_rounds: Counter::default(),
             stage_duration: latency_family(),
             engine_request_duration: latency_family(),
             lifecycle_passes: Counter::default(),
@@ -195,14 +201,23 @@ impl Metrics {
             "Reads decoded from parity because a data shard was unusable",
             self.degraded_reads.clone(),
         );
-        registry
-            .sub_registry_with_prefix("raft")
-            .register_with_unit(
-                "proposal_duration",
-                "Time from a proposal to its commit and apply on the proposing node",
-                Unit::Seconds,
-                self.proposal_duration.clone(),
-            );
+        let raft = registry.sub_registry_with_prefix("raft");
+        raft.register_with_unit(
+            "proposal_duration",
+            "Time from a proposal to its commit and apply on the proposing node",
+            Unit::Seconds,
+            self.proposal_duration.clone(),
+        );
+        raft.register(
+            "lease_reads",
+            "ReadIndex requests this leader answered from its lease, without a round",
+            self.lease_reads.clone(),
+        );
+        raft.register(
+            "read_rounds",
+            "Heartbeat rounds this leader sent for reads, lease renewals included",
+            self.read_rounds.clone(),
+        );
         registry.register_with_unit(
             "stage_duration",
             "Steps of requests: ReadIndex, blob writes, shard seals and slice reads",

@@ -3,6 +3,7 @@
 pub mod durable;
 pub mod forward;
 pub mod handle;
+pub mod lease;
 pub mod node;
 pub mod outbox;
 pub mod snapshot;

@@ -36,7 +36,7 @@ use futures::future::{Either, select};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::storage::MemStorage;
-use raft::{RawNode, StateRole, Storage};
+use raft::{RawNode, ReadOnlyOption, StateRole, Storage};
 use sha2::{Digest, Sha256};
 
 use crate::env::{Clock, Disk, Env, Rng};
@@ -47,6 +47,7 @@ pub use crate::raft::handle::{
     MemberChange, ProposeError, RaftConfig, RaftHandle, RaftStatus, Role,
 };
 pub(super) use crate::raft::handle::{Op, Shared};
+use crate::raft::lease::Lease;
 use crate::raft::outbox::Outbox;
 use crate::raft::snapshot;
 
@@ -91,6 +92,8 @@ pub(super) struct Driver<E: Env> {
     pub(super) chain: Option<[u8; 32]>,
     /// A conf change was applied in this ready: see `hand_over_if_removed`.
     pub(super) check_removed: bool,
+    /// The leader's read lease, and the restarted node's refusal to vote ([`Lease`]).
+    pub(super) lease: Lease,
 }
 
 /// raft-rs's MemStorage for the log tail; snapshots come from the state machine.
@@ -212,12 +215,23 @@ impl<E: Env> Driver<E> {
         match op {
             Op::Step(m) => {
                 self.check_heartbeat(&m)?;
+                if self.lease.refuses_vote(&m, self.env.clock().now()) {
+                    return Ok(());
+                }
                 if m.get_msg_type() == MessageType::MsgSnapshot {
                     self.staged
                         .push(String::from_utf8_lossy(&m.get_snapshot().data).into_owned());
                 }
+                // A follower's ReadIndex: answered from the lease, or by a round.
+                let read = m.get_msg_type() == MessageType::MsgReadIndex;
                 // Messages from removed or unknown peers are refused by raft; fine.
+                let leased = read && self.choose_read_option();
                 let _ = self.raw.step(m);
+                if read {
+                    self.raw.raft.read_only.option = ReadOnlyOption::Safe;
+                    self.count_read(leased);
+                    self.renew_lease();
+                }
             }
             Op::Propose(command, reply) => {
                 if self.raw.raft.state != StateRole::Leader {
@@ -393,14 +407,73 @@ impl<E: Env> Driver<E> {
         let id = self.env.rng().next_u64();
         self.reads
             .insert(id, std::mem::take(&mut self.batched_reads));
+        self.read_index(id);
+    }
+
+    /// Asks raft-rs for a read index under `id`: from the lease when it holds (then a
+    /// round goes out only when the lease needs renewing), else by a heartbeat round.
+    fn read_index(&mut self, id: u64) {
+        let leased = self.choose_read_option();
         self.raw.read_index(id.to_le_bytes().to_vec());
+        self.raw.raft.read_only.option = ReadOnlyOption::Safe;
+        if self.raw.raft.state == StateRole::Leader && !leased {
+            let (now, term) = (self.env.clock().now(), self.raw.raft.term);
+            self.lease.sent(id, now, term);
+        }
+        self.count_read(leased);
+        self.renew_lease();
+    }
+
+    /// Counts a leader's read: answered from the lease, or by a round of its own.
+    fn count_read(&self, leased: bool) {
+        if self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        if leased {
+            self.config.metrics.lease_reads.inc();
+        } else {
+            self.config.metrics.read_rounds.inc();
+        }
+    }
+
+    /// A leader sends a heartbeat round nobody waits on when its lease is due for one:
+    /// reads forwarded by followers are answered to them, not here, so their rounds
+    /// cannot extend it.
+    fn renew_lease(&mut self) {
+        let (now, term) = (self.env.clock().now(), self.raw.raft.term);
+        if self.raw.raft.state != StateRole::Leader || !self.lease.renew_due(now, term) {
+            return;
+        }
+        let id = self.env.rng().next_u64();
+        self.raw.read_index(id.to_le_bytes().to_vec());
+        self.lease.sent(id, now, term);
+        self.config.metrics.read_rounds.inc();
+    }
+
+    /// Sets raft-rs's read option for the next read: lease-based while this leader's
+    /// lease holds (and no configuration change or transfer is under way), else Safe.
+    /// Whether the lease is used; callers set Safe again after the read.
+    fn choose_read_option(&mut self) -> bool {
+        let r = &self.raw.raft;
+        let leased = r.state == StateRole::Leader
+            && r.lead_transferee.is_none()
+            && !r.has_pending_conf()
+            && self.lease.holds(self.env.clock().now(), r.term);
+        self.raw.raft.read_only.option = if leased {
+            ReadOnlyOption::LeaseBased
+        } else {
+            ReadOnlyOption::Safe
+        };
+        leased
     }
 
     fn on_read_state(&mut self, rs: raft::ReadState) {
         let Ok(id) = <[u8; 8]>::try_from(&rs.request_ctx[..]) else {
             return;
         };
-        self.pending_reads.push((rs.index, u64::from_le_bytes(id)));
+        let id = u64::from_le_bytes(id);
+        self.lease.answered(id);
+        self.pending_reads.push((rs.index, id));
     }
 
     fn answer_reads(&mut self, applied: u64) {
@@ -572,6 +645,7 @@ impl<E: Env> Driver<E> {
                         self.raw.mut_store().mem.wl().set_conf_state(cs);
                         // Not here: raft-rs forbids role changes inside a ready.
                         self.check_removed = true;
+                        self.lease.conf_changed();
                     }
                     Some(Err(error)) => tracing::warn!(%error, "conf change refused"),
                     None => tracing::error!(index = entry.index, "undecodable conf change skipped"),

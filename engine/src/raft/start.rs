@@ -13,10 +13,11 @@ use raft::storage::MemStorage;
 use raft::{RawNode, StateRole, Storage};
 use sha2::{Digest, Sha256};
 
-use crate::env::{Disk, Env};
+use crate::env::{Clock, Disk, Env};
 use crate::meta::store::{Mark, MetaStore, StoreError};
 use crate::meta::{self, MetaState};
 use crate::raft::durable::{DurableLog, HardStateSlots, LogError, Slot};
+use crate::raft::lease::Lease;
 use crate::raft::node::{
     BOOTSTRAP_INDEX, DRIVER_QUEUE_MAX, Driver, RaftConfig, RaftHandle, RaftStatus, Shared, Store,
 };
@@ -166,8 +167,10 @@ pub async fn start<E: Env>(
     // from any other state does not know the digest until its next epoch.
     let chain = (applied == BOOTSTRAP_INDEX && config.applied_chain)
         .then(|| Sha256::digest(meta::encode_state(&MetaState::default())).into());
+    let lease = Lease::new(config.tick, config.election_ticks, env.clock().now());
     let mut driver = Driver {
         outbox: Outbox::new(env.clone()),
+        lease,
         env,
         config,
         raw,

@@ -75,6 +75,25 @@ def test_shard_metrics_move_on_every_holder(cluster):
     assert f["hamster_raft_proposal_duration_seconds_count"] >= 4
 
 
+def test_the_leader_answers_reads_from_its_lease(cluster):
+    leader = next(n for n in cluster.nodes.values()
+                  if samples(http_get(n.metrics + "/metrics")[1])["hamster_raft_is_leader"] == 1)
+    follower = next(n for n in cluster.nodes.values() if n is not leader)
+    s3 = client(cluster, follower)
+    s3.create_bucket(Bucket="lease")
+    s3.put_object(Bucket="lease", Key="k", Body=b"x" * 100)
+    before = samples(http_get(leader.metrics + "/metrics")[1])
+    # Back-to-back GETs through a follower: the first needs a heartbeat round, the
+    # next ones come well inside the lease it took.
+    for _ in range(20):
+        assert s3.get_object(Bucket="lease", Key="k")["Body"].read() == b"x" * 100
+    after = samples(http_get(leader.metrics + "/metrics")[1])
+    moved = {name: after[name] - before[name]
+             for name in ("hamster_raft_lease_reads_total", "hamster_raft_read_rounds_total")}
+    assert sum(moved.values()) >= 20, moved
+    assert moved["hamster_raft_lease_reads_total"] >= 1, moved
+
+
 def test_readiness_follows_the_write_floor(cluster):
     nodes = list(cluster.nodes.values())
     victim, watched = nodes[2], nodes[0]
