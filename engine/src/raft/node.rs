@@ -224,8 +224,8 @@ impl<E: Env> Driver<E> {
                 }
                 // A follower's ReadIndex: answered from the lease, or by a round.
                 let read = m.get_msg_type() == MessageType::MsgReadIndex;
-                // Messages from removed or unknown peers are refused by raft; fine.
                 let leased = read && self.choose_read_option();
+                // Messages from removed or unknown peers are refused by raft; fine.
                 let _ = self.raw.step(m);
                 if read {
                     self.raw.raft.read_only.option = ReadOnlyOption::Safe;
