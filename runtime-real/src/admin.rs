@@ -371,11 +371,12 @@ pub fn render_repair(statuses: &[(u64, anyhow::Result<RepairStatus>)]) -> String
         writeln!(out, "  queue: {queue}").expect("string");
         writeln!(
             out,
-            "  rebuilt: {} shards, {} ({} onto spares); unsealed found whole: {}; failures: {}; deferred: {}; marked lost: {}; cleared: {}",
+            "  rebuilt: {} shards, {} ({} onto spares); unsealed found whole: {} (damaged: {}); failures: {}; deferred: {}; marked lost: {}; cleared: {}",
             s.rebuilt_shards,
             human_bytes(s.rebuilt_bytes),
             s.moved_shards,
             s.adopted_shards,
+            s.unadoptable_shards,
             s.failures,
             s.deferred,
             s.marked_lost,

@@ -185,6 +185,14 @@ impl NodeRef<'_> {
         self
     }
 
+    /// The node's repair status (`hamster admin repair status`).
+    pub async fn repair_status(&self) -> engine::repair::RepairStatus {
+        match self.t.admin(self.n, &ClientRequest::RepairStatus).await {
+            Some(ClientResponse::Repair(status)) => *status,
+            other => panic!("node {} answers RepairStatus with {other:?}", self.n),
+        }
+    }
+
     /// Starts a deep scrub pass on the node (`hamster admin repair start`).
     pub async fn start_scrub(&self) {
         let started = self.t.admin(self.n, &ClientRequest::RepairStart).await;

@@ -165,51 +165,87 @@ fn a_rotted_shard_of_a_lost_blob_heals_once_its_holders_return() {
     });
 }
 
-/// A holder that sealed its shard but whose answer never reached the coordinator: the
-/// layout says unsealed while the file is whole. With two other shards rotted, only 3
-/// shards are good by the layout's count, so nothing can be rebuilt from the others
-/// (and the blob is marked lost once repair tries); the holder hashes its shard against
-/// the replicated sha256 and seals it in place, and the blob heals.
+/// A holder whose seal answer never reaches the coordinator (node 1): the layout says
+/// unsealed while the file is whole. Two other holders' shards rot, and the silent
+/// holder's too if `rot_silent`. Returns the silent holder, with the network healed
+/// after the write committed without it.
+async fn lose_a_seal_answer(t: &Context, data: &[u8], rot_silent: bool) -> u64 {
+    t.s3(1).create_bucket("bkt").await.unwrap();
+    t.run_for(Duration::from_secs(1)).await;
+    let leader = t.leader(1).await;
+    assert_ne!(leader, 0, "a leader is known");
+    let silent = (2..=6).find(|&n| n != leader).unwrap();
+    let mut rotted: Vec<u64> = (1..=6).filter(|&n| n != silent).take(2).collect();
+    if rot_silent {
+        rotted.push(silent);
+    }
+    // Nothing `silent` says reaches the coordinator: its seal answer is lost, and the
+    // write commits without it once the seal times out (after the client gave up on
+    // its answer).
+    t.clog(silent, 1);
+    let put = async {
+        let answer = t.s3(1).put("bkt", "k", data).await;
+        assert_eq!(answer.unwrap_err(), "lost", "the PUT outlasts the client");
+    };
+    let faults = async {
+        t.run_for(Duration::from_secs(5)).await;
+        assert_eq!(t.disk(silent).shards().len(), 1, "the silent holder sealed");
+        for &n in &rotted {
+            assert_eq!(t.disk(n).rot_shards(), 1);
+        }
+        t.run_for(Duration::from_secs(58)).await;
+        t.heal();
+    };
+    futures::join!(put, faults);
+    silent
+}
+
+/// Lets up to a minute pass until node 1 lists `want` lost blobs and `done` holds.
+async fn wait_for_lost(t: &Context, want: usize, done: impl Fn() -> bool) -> bool {
+    for _ in 0..60 {
+        if done() && t.lost(1).await == Some(want) {
+            return true;
+        }
+        t.run_for(Duration::from_secs(1)).await;
+    }
+    false
+}
+
+/// With two other shards rotted, only 3 shards are good by the layout's count, so
+/// nothing can be rebuilt from the others (and the blob is marked lost once repair
+/// tries); the holder whose seal answer was lost hashes its shard against the
+/// replicated sha256 and seals it in place, and the blob heals.
 #[test]
 fn a_whole_shard_whose_seal_answer_was_lost_brings_its_blob_back() {
     run(19, 6, |t| async move {
-        t.s3(1).create_bucket("bkt").await.unwrap();
-        t.run_for(Duration::from_secs(1)).await;
-        let leader = t.leader(1).await;
-        assert_ne!(leader, 0, "a leader is known");
-        let silent = (2..=6).find(|&n| n != leader).unwrap();
-        let rotted: Vec<u64> = (1..=6).filter(|&n| n != silent).take(2).collect();
-        // Nothing `silent` says reaches the coordinator: its seal answer is lost, and
-        // the write commits without it once the seal times out (after the client gave
-        // up on its answer).
-        t.clog(silent, 1);
         let data = bytes(12_000, 9);
-        let put = async {
-            let answer = t.s3(1).put("bkt", "k", &data).await;
-            assert_eq!(answer.unwrap_err(), "lost", "the PUT outlasts the client");
-        };
-        let faults = async {
-            t.run_for(Duration::from_secs(5)).await;
-            assert_eq!(t.disk(silent).shards().len(), 1, "the silent holder sealed");
-            for &n in &rotted {
-                assert_eq!(t.disk(n).rot_shards(), 1);
-            }
-            t.run_for(Duration::from_secs(58)).await;
-            t.heal();
-        };
-        futures::join!(put, faults);
-        let healed = async {
-            for _ in 0..60 {
-                let bad: usize = (1..=6).map(|n| t.disk(n).bad_shards()).sum();
-                if bad == 0 && t.lost(1).await == Some(0) {
-                    return true;
-                }
-                t.run_for(Duration::from_secs(1)).await;
-            }
-            false
-        };
-        assert!(healed.await, "not lost, and the rotted shards are rebuilt");
+        lose_a_seal_answer(&t, &data, false).await;
+        let whole = || (1..=6).map(|n| t.disk(n).bad_shards()).sum::<usize>() == 0;
+        assert!(
+            wait_for_lost(&t, 0, whole).await,
+            "not lost, and the rotted shards are rebuilt"
+        );
         assert_eq!(t.s3(4).get("bkt", "k").await.unwrap(), data);
+    });
+}
+
+/// The same, but the silent holder's shard rots too: 3 shards of 4+2 are good, so the
+/// blob is lost for good. The holder hashes its damaged shard once, and not again on
+/// every presence pass (each would read the whole shard, unpaced).
+#[test]
+fn a_damaged_unsealed_shard_of_a_lost_blob_is_hashed_once() {
+    run(19, 6, |t| async move {
+        let silent = lose_a_seal_answer(&t, &bytes(12_000, 9), true).await;
+        assert!(
+            wait_for_lost(&t, 1, || true).await,
+            "the blob is marked lost: 3 good shards of 4"
+        );
+        // A dozen presence passes.
+        t.run_for(Duration::from_secs(60)).await;
+        let status = t.node(silent).repair_status().await;
+        assert_eq!(status.adopted_shards, 0);
+        assert_eq!(status.unadoptable_shards, 1, "hashed once: {status:?}");
+        assert_eq!(t.lost(1).await, Some(1));
     });
 }
 

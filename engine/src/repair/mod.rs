@@ -47,6 +47,7 @@ use crate::env::{Clock, Env, NodeId};
 use crate::meta::store::MetaReader;
 use crate::meta::{Applied, Command, CommandV1, DataLayout, LostMark, ShardPlacement};
 use crate::raft::node::RaftHandle;
+use crate::shard_store::ShardError;
 use queue::{Parked, Queue, Reason, Task};
 
 /// A metadata read or commit of repair gives up after this long (and retries later).
@@ -111,6 +112,9 @@ pub struct RepairStatus {
     pub moved_shards: u64,
     /// Shards counted unsealed by their write, found whole on this node and sealed.
     pub adopted_shards: u64,
+    /// Such shards found damaged instead (rebuilt from the others when that is possible;
+    /// of a lost blob, hashed once and not again until the blob reads whole).
+    pub unadoptable_shards: u64,
     /// Shard files in this node's directory at the last presence pass.
     pub shards_held: u64,
     /// Voters, and those that answered the last presence pass's ping (this node counts).
@@ -302,8 +306,13 @@ impl<E: Env> Repair<E> {
         let Some(target) = self.target(&layout, task.index) else {
             return; // its holder is down and no spare exists: it waits for the holder
         };
-        if !expected.sealed && target == expected.node && self.adopt(&layout, task.index).await {
-            return;
+        let mut unadoptable = false;
+        if !expected.sealed && target == expected.node {
+            match self.adopt(&layout, task.index).await {
+                Some(true) => return,
+                Some(false) => unadoptable = true,
+                None => {}
+            }
         }
         if task.reason == Reason::Missing
             && expected.sealed
@@ -342,8 +351,10 @@ impl<E: Env> Repair<E> {
             }
             Err(RebuildError::TooFewShards { good, need, .. }) => {
                 // A missing shard is found again by the presence pass; a rotted one
-                // only by the next scrub, unless it waits here.
-                if task.reason == Reason::Corrupt {
+                // only by the next scrub, unless it waits here. A damaged unsealed one
+                // waits here too, so that the presence pass does not hash it again
+                // every few seconds while its blob stays lost.
+                if task.reason == Reason::Corrupt || unadoptable {
                     self.park(task);
                 }
                 if data_ref.lost.is_none() {
@@ -360,16 +371,23 @@ impl<E: Env> Repair<E> {
     /// Seals in the layout a shard its write counted as unsealed but that this node holds
     /// whole (the holder sealed it; its answer was lost): the file must hash to the
     /// replicated sha256, and is synced first. No rebuild is needed, and for a blob with
-    /// fewer than k shards besides this one it is the only way back. True if proposed.
-    async fn adopt(&self, layout: &DataLayout, index: u16) -> bool {
+    /// fewer than k shards besides this one it is the only way back. `Some(true)` if
+    /// proposed, `Some(false)` if the file is damaged (a checksum, its length or its
+    /// sha256 is wrong), `None` if it is not here or the disk failed.
+    async fn adopt(&self, layout: &DataLayout, index: u16) -> Option<bool> {
         let expected = &layout.shards[usize::from(index)];
         if expected.node != self.env.node_id() {
-            return false;
+            return None;
         }
         let id = shard_id(layout.data_id, index);
         match self.data.store().verify_durable(&id).await {
             Ok((_, sha256)) if sha256 == expected.sha256 => {}
-            _ => return false,
+            Ok(_) | Err(ShardError::Corrupt { .. } | ShardError::Truncated { .. }) => {
+                tracing::warn!(shard = %id.file_name(), "unsealed shard found damaged");
+                self.update(|s| s.unadoptable_shards += 1);
+                return Some(false);
+            }
+            Err(_) => return None,
         }
         let command = CommandV1::RepairShard {
             data_id: layout.data_id,
@@ -384,7 +402,7 @@ impl<E: Env> Repair<E> {
             tracing::info!(shard = %id.file_name(), "unsealed shard found whole: sealed");
             self.update(|s| s.adopted_shards += 1);
         }
-        true
+        Some(true)
     }
 
     /// Whether the holder of shard `i` has it sealed under its name (no hashing).

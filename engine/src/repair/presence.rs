@@ -7,8 +7,9 @@
 //! reports this node's rotted one (found again after a restart). An unsealed shard of a
 //! lost blob that is in the listing is still queued: its holder may have sealed it whole
 //! while its write stopped waiting (`Repair::adopt`). The rotted shards of a
-//! lost blob wait in [`super::queue::Parked`] and are queued again by the first pass that
-//! sees the blob not lost.
+//! lost blob, and its unsealed shards found damaged, wait in [`super::queue::Parked`]
+//! (not hashed again pass after pass) and are queued again by the first pass that sees
+//! the blob not lost.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -113,8 +114,10 @@ impl<E: Env> Repair<E> {
                     let file = shard_id(*data_id, i as u16);
                     // A lost blob is not rebuilt, but an unsealed shard of it that is
                     // here may be whole, and sealing it may make the blob whole again.
+                    // One found damaged waits parked until the blob reads again.
                     let present = local.contains(&file);
-                    let adoptable = !placement.sealed && present;
+                    let adoptable =
+                        !placement.sealed && present && !self.is_parked(*data_id, i as u16);
                     if (!is_lost && (!placement.sealed || !present)) || adoptable {
                         self.owe(&layout, i as u16, Reason::Missing);
                     }
@@ -166,6 +169,14 @@ impl<E: Env> Repair<E> {
                 self.owe(layout, task.index, Reason::Corrupt);
             }
         }
+    }
+
+    fn is_parked(&self, data_id: u128, index: u16) -> bool {
+        self.inner
+            .lock()
+            .expect("repair")
+            .parked
+            .holds_shard(data_id, index)
     }
 
     /// Reads a lost blob back whole; clears its mark if that works.

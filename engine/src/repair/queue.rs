@@ -7,7 +7,9 @@
 //!
 //! A rotted shard of a blob with fewer than k good shards cannot be rebuilt: its task
 //! waits in [`Parked`] until the blob reads whole again (its holders return), then goes
-//! back in the queue. Nothing else would find it again before the next deep scrub.
+//! back in the queue. Nothing else would find it again before the next deep scrub. An
+//! unsealed shard of such a blob found damaged waits there too: the presence pass
+//! would otherwise hash it again on every pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,7 +95,8 @@ impl Queue {
     }
 }
 
-/// Tasks for shards of lost blobs, each with the presence pass it was parked in.
+/// Tasks for shards of lost blobs (rotted, or unsealed and found damaged), each with the
+/// presence pass it was parked in.
 #[derive(Debug, Default)]
 pub struct Parked {
     tasks: BTreeMap<(u128, u16), (Task, u64)>,
@@ -108,6 +111,11 @@ impl Parked {
     /// Whether a task waits for blob `data_id`.
     pub fn holds(&self, data_id: u128) -> bool {
         self.range(data_id).next().is_some()
+    }
+
+    /// Whether shard `index` of blob `data_id` waits.
+    pub fn holds_shard(&self, data_id: u128, index: u16) -> bool {
+        self.tasks.contains_key(&(data_id, index))
     }
 
     fn range(&self, data_id: u128) -> impl Iterator<Item = (&(u128, u16), &(Task, u64))> {
@@ -183,6 +191,7 @@ mod tests {
         assert!(p.park(rotted(8, 0), 1));
         assert!(p.park(rotted(9, 0), 2));
         assert!(p.holds(7) && !p.holds(6));
+        assert!(p.holds_shard(7, 3) && !p.holds_shard(7, 2));
         let back: Vec<u16> = p.take(7).iter().map(|t| t.index).collect();
         assert_eq!(back, vec![1, 3]);
         assert!(!p.holds(7) && p.take(7).is_empty());
