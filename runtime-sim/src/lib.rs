@@ -10,11 +10,16 @@
 //! and resolves each unsynced disk write as dropped, applied or torn; unsynced creates,
 //! renames and removes survive only as an ordered prefix per directory. A restart runs
 //! the node's main function again over the same disk.
+//!
+//! Each node reads its own [`NodeClock`], which runs at the true rate unless a run sets
+//! it faster or slower (clock drift).
 
+mod clock;
 mod disk;
 mod net;
 mod world;
 
+pub use clock::{NodeClock, SIM_EPOCH_MS, SimClock, TRUE_RATE_PPM};
 pub use disk::SimDisk;
 pub use net::{NetConfig, SimNet};
-pub use world::{Cluster, FaultStats, SIM_EPOCH_MS, SimClock, SimEnv, World};
+pub use world::{Cluster, FaultStats, SimEnv, World};

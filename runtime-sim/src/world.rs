@@ -5,11 +5,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use engine::env::{Clock, Env, NodeId, SeededRng};
+use engine::env::{Env, NodeId, SeededRng};
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
+use crate::clock::NodeClock;
 use crate::disk::{DiskState, SimDisk};
 use crate::net::{NetConfig, NetState, SimNet};
 
@@ -78,6 +79,7 @@ pub(crate) struct WorldState {
     pub net: NetState,
     pub stats: FaultStats,
     pub incarnations: BTreeMap<NodeId, u64>,
+    pub clocks: BTreeMap<NodeId, NodeClock>,
 }
 
 impl WorldState {
@@ -107,6 +109,7 @@ impl World {
             net: NetState::new(net),
             stats: FaultStats::default(),
             incarnations: BTreeMap::new(),
+            clocks: BTreeMap::new(),
         })))
     }
 
@@ -156,21 +159,28 @@ impl World {
         self.lock().chance(p)
     }
 
+    /// Node `node`'s clock, shared by its incarnations: its rate can be set
+    /// ([`NodeClock::set_rate_ppm`]) before or while the node runs.
+    pub fn clock(&self, node: NodeId) -> NodeClock {
+        self.lock().clocks.entry(node).or_default().clone()
+    }
+
     /// Builds the Env of a new incarnation of `node` and connects it to the network.
     pub fn node_env(&self, node: NodeId) -> SimEnv {
-        let (seed, incarnation) = {
+        let (seed, incarnation, clock) = {
             let mut w = self.lock();
+            let clock = w.clocks.entry(node).or_default().clone();
             let inc = w.incarnations.entry(node).or_insert(0);
             *inc += 1;
             let inc = *inc;
             w.trace(format_args!("node {node} up incarnation {inc}"));
-            (w.seed, inc)
+            (w.seed, inc, clock)
         };
         let net = SimNet::attach(self.clone(), node, incarnation);
         SimEnv(Arc::new(EnvInner {
             world: self.clone(),
             node,
-            clock: SimClock,
+            clock,
             disk: self.disk(node),
             net,
             rng: SeededRng::fork(seed, node << 32 | incarnation),
@@ -192,37 +202,10 @@ pub(crate) async fn pause(world: &World, time: Duration) {
     }
 }
 
-/// Virtual time from madsim.
-#[derive(Clone, Copy, Default)]
-pub struct SimClock;
-
-/// Wall-clock origin of every simulated run: 2026-01-01T00:00:00Z, so timestamps are
-/// plausible and identical across runs (ms).
-pub const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
-
-impl Clock for SimClock {
-    fn now(&self) -> Duration {
-        madsim::time::Instant::now().duration_since(sim_origin())
-    }
-    fn wall_ms(&self) -> u64 {
-        SIM_EPOCH_MS + self.now().as_millis() as u64
-    }
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
-        madsim::time::sleep(duration)
-    }
-}
-
-/// madsim's virtual clock starts at a fixed instant per runtime; measuring from the
-/// runtime's own start keeps `now` small and identical across runs.
-fn sim_origin() -> madsim::time::Instant {
-    let handle = madsim::time::TimeHandle::current();
-    handle.now_instant() - handle.elapsed()
-}
-
 pub struct EnvInner {
     world: World,
     node: NodeId,
-    clock: SimClock,
+    clock: NodeClock,
     disk: SimDisk,
     net: SimNet,
     rng: SeededRng,
@@ -241,14 +224,14 @@ impl SimEnv {
 }
 
 impl Env for SimEnv {
-    type Clock = SimClock;
+    type Clock = NodeClock;
     type Disk = SimDisk;
     type Net = SimNet;
     type Rng = SeededRng;
     fn node_id(&self) -> NodeId {
         self.0.node
     }
-    fn clock(&self) -> &SimClock {
+    fn clock(&self) -> &NodeClock {
         &self.0.clock
     }
     fn disk(&self) -> &SimDisk {

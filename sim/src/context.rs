@@ -146,6 +146,12 @@ impl Context {
         }
     }
 
+    /// From now on node `n`'s clock runs at `ppm` millionths of true time (clock drift;
+    /// `runtime_sim::NodeClock`).
+    pub fn set_clock_rate(&self, n: NodeId, ppm: u64) {
+        self.world.clock(n).set_rate_ppm(ppm);
+    }
+
     /// Clears every clog.
     pub fn heal(&self) {
         self.world.heal_network();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use engine::env::{Clock, NodeId};
-use runtime_sim::{Cluster, SimClock};
+use runtime_sim::{Cluster, SimClock, TRUE_RATE_PPM, World};
 
 use crate::model::SharedHistory;
 use crate::scenario::Params;
@@ -255,6 +255,21 @@ fn rot_pair(world: &runtime_sim::World, params: &Params, history: &SharedHistory
 const TAIL_ROT_BITS: u64 = 64 * 8;
 
 /// Nodes whose Raft log the schedule damaged.
+/// Sets node `node`'s clock rate from the seed: `1 ± params.clock_drift_ppm` of true
+/// time, drawn from a stream of its own (the other draws of the run do not move), and
+/// traced. Nothing when the run has no drift.
+pub fn apply_clock_drift(world: &World, params: &Params, node: NodeId) {
+    use rand::{Rng as _, SeedableRng as _};
+    let drift = params.clock_drift_ppm.min(TRUE_RATE_PPM - 1);
+    if drift == 0 {
+        return;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(params.seed ^ (0xc10c_d81f << 8) ^ node);
+    let ppm = TRUE_RATE_PPM - drift + rng.gen_range(0..=2 * drift);
+    world.clock(node).set_rate_ppm(ppm);
+    world.trace(format_args!("node {node} clock rate {ppm} ppm"));
+}
+
 pub fn log_rot_victims(history: &SharedHistory) -> std::collections::BTreeSet<NodeId> {
     let h = history.lock().expect("history");
     h.rotted

@@ -43,6 +43,7 @@ fn start_cluster(
     let mut cluster = Cluster::new(world.clone());
     for &node in voters.iter().chain(spares) {
         world.add_disk(node, capacity);
+        crate::faults::apply_clock_drift(world, params, node);
         world.disk(node).set_lying_sync(params.lying_sync);
         world
             .disk(node)

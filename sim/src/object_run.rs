@@ -107,6 +107,7 @@ pub(crate) fn start_cluster(world: &World, params: &Params, ended: &Ended) -> Cl
     };
     for &node in &voters {
         world.add_disk(node, capacity);
+        crate::faults::apply_clock_drift(world, params, node);
         world
             .disk(node)
             .set_sync_us((params.sync_ms * 1000.0) as u64);

@@ -85,6 +85,10 @@ pub struct FaultSpec {
     /// Crashes then land inside syncs, so that appends still unsynced tear.
     #[serde(default)]
     pub sync_ms: Range,
+    /// How far each node's clock rate may be from true time, parts per million: each
+    /// node's rate is drawn from `1 ± drift` (`apply_clock_drift`).
+    #[serde(default)]
+    pub clock_drift_ppm: Range,
 }
 
 /// What the clients of a run do.
@@ -196,6 +200,8 @@ pub struct Params {
     /// The deep scrub runs once at start and then only on request. Not a scenario knob:
     /// it lets a test show that repair heals a shard without a periodic scrub's help.
     pub scrub_on_request: bool,
+    /// Each node's clock runs at `1 ± clock_drift_ppm / 10^6` of true time (0: true).
+    pub clock_drift_ppm: u64,
 }
 
 impl Params {
@@ -258,6 +264,9 @@ impl std::fmt::Display for Params {
         )?;
         if self.sync_ms > 0.0 {
             write!(f, " sync={:.1}ms", self.sync_ms)?;
+        }
+        if self.clock_drift_ppm > 0 {
+            write!(f, " clock_drift=±{}ppm", self.clock_drift_ppm)?;
         }
         Ok(())
     }
@@ -332,6 +341,8 @@ impl Scenario {
             // Drawn last, so the draws above are the same with or without it.
             sync_ms: f.sync_ms.draw(&mut rng),
             tear_raft_log: self.tear_raft_log,
+            // Last too, for the same reason.
+            clock_drift_ppm: on(&f.clock_drift_ppm, &mut rng) as u64,
         }
     }
 }

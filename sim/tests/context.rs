@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use sim::context::{Context, run, run_with};
 
+/// A clock that keeps true time, in parts per million of it.
+const TRUE_RATE: u64 = runtime_sim::TRUE_RATE_PPM;
+
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -251,10 +254,11 @@ fn a_damaged_unsealed_shard_of_a_lost_blob_is_hashed_once() {
 
 /// Waits until node `via` knows a leader other than `old_leader`, overwrites "k" with
 /// an empty body through it (a metadata write: no holder to wait for), then reads "k"
-/// through `old_leader`: it may fail, but must not answer the overwritten bytes.
-async fn overwrite_then_read_through(t: &Context, via: u64, old_leader: u64, round: u8) {
+/// through `old_leader`: it may fail, but must not answer the overwritten bytes. True if
+/// it did (a stale read).
+async fn overwrite_then_read_through(t: &Context, via: u64, old_leader: u64, round: u8) -> bool {
     let mut elected = 0;
-    for _ in 0..100 {
+    for _ in 0..200 {
         let seen = t.leader(via).await;
         if seen != 0 && seen != old_leader {
             elected = seen;
@@ -264,12 +268,47 @@ async fn overwrite_then_read_through(t: &Context, via: u64, old_leader: u64, rou
     }
     assert_ne!(elected, 0, "round {round}: the others elect a leader");
     t.s3(elected).put("bkt", "k", &[]).await.unwrap();
-    if let Ok(got) = t.s3(old_leader).get("bkt", "k").await {
-        assert!(
-            got.is_empty(),
-            "round {round}: the cut-off leader {old_leader} answered the overwritten bytes"
-        );
-    }
+    t.s3(old_leader)
+        .get("bkt", "k")
+        .await
+        .is_ok_and(|got| !got.is_empty())
+}
+
+/// Rounds of: the leader, its clock at `leader_ppm` and every other node's at
+/// `others_ppm`, is cut off from every other node; the others elect a leader, which
+/// acknowledges an overwrite at once; then the old leader is asked, before it notices
+/// that it lost its quorum if it is slow to. Returns the rounds whose read through the
+/// old leader answered the overwritten bytes.
+fn cut_off_leader_rounds(seed: u64, rounds: u8, leader_ppm: u64, others_ppm: u64) -> Vec<u8> {
+    let stale = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let found = stale.clone();
+    run(seed, 5, move |t| async move {
+        t.s3(1).create_bucket("bkt").await.unwrap();
+        for round in 0..rounds {
+            let old = bytes(100, round);
+            t.s3(1).put("bkt", "k", &old).await.unwrap();
+            t.run_for(Duration::from_secs(1)).await;
+            let leader = t.leader(1).await;
+            assert_ne!(leader, 0, "a leader is known");
+            for n in 1..=5 {
+                t.set_clock_rate(n, if n == leader { leader_ppm } else { others_ppm });
+            }
+            // Some of the lease taken at these rates.
+            t.run_for(Duration::from_millis(300)).await;
+            assert_eq!(t.s3(leader).get("bkt", "k").await.unwrap(), old);
+            let other = (1..=5).find(|&n| n != leader).unwrap();
+            for n in (1..=5).filter(|&n| n != leader) {
+                t.clog(leader, n);
+                t.clog(n, leader);
+            }
+            if overwrite_then_read_through(&t, other, leader, round).await {
+                found.lock().unwrap().push(round);
+            }
+            t.heal();
+            t.run_for(Duration::from_secs(3)).await;
+        }
+    });
+    stale.lock().unwrap().clone()
 }
 
 /// A leader cut off from every other node must not answer a read from its own state once
@@ -278,28 +317,30 @@ async fn overwrite_then_read_through(t: &Context, via: u64, old_leader: u64, rou
 /// leader keeps leading for up to two election timeouts after it loses its quorum).
 #[test]
 fn a_cut_off_leader_never_answers_a_read_from_its_own_state() {
-    run(23, 5, |t| async move {
-        t.s3(1).create_bucket("bkt").await.unwrap();
-        for round in 0..8u8 {
-            let old = bytes(100, round);
-            t.s3(1).put("bkt", "k", &old).await.unwrap();
-            t.run_for(Duration::from_secs(1)).await;
-            let leader = t.leader(1).await;
-            assert_ne!(leader, 0, "a leader is known");
-            assert_eq!(t.s3(leader).get("bkt", "k").await.unwrap(), old);
-            let other = (1..=5).find(|&n| n != leader).unwrap();
-            for n in (1..=5).filter(|&n| n != leader) {
-                t.clog(leader, n);
-                t.clog(n, leader);
-            }
-            // The others elect a leader, which acknowledges the overwrite at once; then
-            // the old leader is asked, before it notices that it lost its quorum if it is
-            // slow to.
-            overwrite_then_read_through(&t, other, leader, round).await;
-            t.heal();
-            t.run_for(Duration::from_secs(3)).await;
-        }
-    });
+    assert_eq!(
+        cut_off_leader_rounds(23, 8, TRUE_RATE, TRUE_RATE),
+        Vec::<u8>::new()
+    );
+}
+
+/// The same with clock drift at the bound the lease allows for: the leader's clock 10%
+/// slow (its lease lasts longer in true time), every other node's 10% fast (their
+/// elections come sooner).
+#[test]
+fn a_cut_off_leader_never_answers_a_read_from_its_own_state_under_drift() {
+    assert_eq!(
+        cut_off_leader_rounds(23, 8, 900_000, 1_100_000),
+        Vec::<u8>::new()
+    );
+}
+
+/// The gate catches a drift the lease does not allow for: with the leader's clock at
+/// half speed, its lease outlasts the others' election timers, and some round reads the
+/// overwritten bytes through it.
+#[test]
+fn a_leader_clock_at_half_speed_outlasts_its_lease_and_the_gate_sees_it() {
+    let stale = cut_off_leader_rounds(23, 8, 500_000, TRUE_RATE);
+    assert!(!stale.is_empty(), "no stale read in 8 rounds");
 }
 
 /// Voters that granted the leader its lease, then crashed and restarted, must not vote
@@ -332,7 +373,11 @@ fn restarted_voters_do_not_elect_a_leader_inside_the_lease_they_granted() {
                 t.node(n).crash();
                 t.node(n).restart();
             }
-            overwrite_then_read_through(&t, campaigning[0], leader, round).await;
+            let stale = overwrite_then_read_through(&t, campaigning[0], leader, round).await;
+            assert!(
+                !stale,
+                "round {round}: the cut-off leader {leader} answered the overwritten bytes"
+            );
             t.heal();
             t.run_for(Duration::from_secs(3)).await;
         }
