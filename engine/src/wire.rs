@@ -65,6 +65,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
         .map(|(v, _)| v)
 }
 
+/// The start of a message from a peer: a value of type `T` decoded from its first bytes,
+/// and how many bytes that took.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Option<(T, usize)> {
+    bincode::serde::decode_from_slice(bytes, message_config()).ok()
+}
+
 /// A stored record's bincode (no size limit: state can be large).
 pub fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("records encode")

@@ -240,7 +240,7 @@ impl Client {
             let read =
                 shard_rpc::read(&self.env, node, id, 0, geometry.shard_len(), CALL_TIMEOUT).await;
             if let Ok(bytes) = read {
-                shards[index] = Some(bytes);
+                shards[index] = Some(Vec::from(bytes));
                 have += 1;
             }
         }

@@ -26,13 +26,14 @@ impl<E: Env> DataPath<E> {
         id: ShardId,
         offset: u64,
         len: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Bytes, String> {
         let began = self.env.clock().now();
         let local = node == self.env.node_id();
         let result = if local {
             self.store
                 .read_range(&id, offset, len)
                 .await
+                .map(Bytes::from)
                 .map_err(|e| match e {
                     ShardError::Corrupt { .. } | ShardError::Truncated { .. } => {
                         Fetch::Corrupt(e.to_string())
@@ -121,7 +122,7 @@ impl<E: Env> DataPath<E> {
                 }
             };
             for piece in pieces {
-                if !out.put(Bytes::from(piece)).await {
+                if !out.put(piece).await {
                     return Err(ReadError::ReaderGone);
                 }
             }
@@ -149,7 +150,7 @@ impl<E: Env> DataPath<E> {
         stripe: u64,
         slices: &[ShardSlice],
         bad: &mut [bool],
-    ) -> Result<Vec<Vec<u8>>, ReadError> {
+    ) -> Result<Vec<Bytes>, ReadError> {
         let offset = geometry.shard_offset(stripe);
         let chunks = self
             .decode_stripe(layout, geometry, stripe, bad)
@@ -167,7 +168,7 @@ impl<E: Env> DataPath<E> {
                     .as_ref()
                     .expect("data chunks rebuilt");
                 let at = (s.shard_offset - offset) as usize;
-                chunk[at..at + s.len as usize].to_vec()
+                Bytes::copy_from_slice(&chunk[at..at + s.len as usize])
             })
             .collect())
     }
@@ -205,7 +206,7 @@ impl<E: Env> DataPath<E> {
             });
             for (&i, result) in wanted.iter().zip(futures::future::join_all(reads).await) {
                 match result {
-                    Ok(bytes) => chunks[i] = Some(bytes),
+                    Ok(bytes) => chunks[i] = Some(Vec::from(bytes)),
                     Err(_) => bad[i] = true,
                 }
             }
