@@ -62,9 +62,26 @@ fn regression_seeds_replay_green() {
     assert!(!seeds.is_empty(), "seeds/ holds regression seeds");
     for (file, seed) in seeds {
         assert!(!seed.found.trim().is_empty(), "{file} says what it found");
-        let outcome = run_isolated(by_name(&seed.scenario).params(seed.seed));
+        let outcome = shared(&seed.scenario, seed.seed);
         assert!(outcome.passed(), "{file}: {:?}", outcome.violations);
     }
+}
+
+/// Sealing an unsealed shard in place (`Repair::adopt`) runs under the durability
+/// checker in every test run: the seed of `seeds/unsealed-shard-sealed-in-place.toml`
+/// reaches it. A change of schedule that moves it away fails here; that file says how
+/// another such seed was found.
+#[test]
+fn a_regression_seed_seals_an_unsealed_shard_in_place() {
+    let seeds = scenario::load_seeds().expect("seeds load");
+    let (_, seed) = seeds
+        .iter()
+        .find(|(file, _)| file == "unsealed-shard-sealed-in-place")
+        .expect("the seed file");
+    let outcome = shared(&seed.scenario, seed.seed);
+    assert!(outcome.passed(), "{:?}", outcome.violations);
+    let adopted = summary_count(&outcome.summary, "found_whole");
+    assert!(adopted > 0, "no shard sealed in place: {}", outcome.summary);
 }
 
 /// Every scenario's seed runs twice with the same trace; the scenarios are split in two
