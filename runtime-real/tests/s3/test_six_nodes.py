@@ -93,6 +93,15 @@ class Cluster:
         m = re.search(r"leader: node (\d+)", self.status())
         return int(m.group(1)) if m else None
 
+    def elected(self, timeout_s=SETTLE_TIMEOUT_S):
+        """The leader, once there is one (a test run on its own meets a cluster that
+        has just started and may not have elected one yet)."""
+        deadline = time.time() + timeout_s
+        while (leader := self.leader()) is None:
+            assert time.time() < deadline, f"no leader within {timeout_s} s\n{self.status()}"
+            time.sleep(0.2)
+        return leader
+
     def logs(self):
         return "\n".join(f"--- node {i}\n{n.log()[-1500:]}" for i, n in self.nodes.items())
 
@@ -194,7 +203,7 @@ def test_objects_are_4_plus_2_on_six_distinct_nodes(cluster, bucket, store):
 
 
 def test_followers_coordinate_multipart_and_copy(cluster, bucket, store):
-    leader = cluster.leader()
+    leader = cluster.elected()
     follower = next(n for i, n in cluster.nodes.items() if i != leader)
     s3 = follower.client()
     parts = [body(5 * MiB, 10), body(5 * MiB, 11), body(1 * MiB + 7, 12)]
@@ -220,10 +229,7 @@ def test_a_policy_set_through_one_node_is_in_force_on_every_node(cluster):
     (and its removal refuses) anonymous requests through every other, at once."""
     import json
     name = "pol-" + uuid.uuid4().hex[:12]
-    deadline = time.time() + SETTLE_TIMEOUT_S
-    while cluster.leader() is None and time.time() < deadline:
-        time.sleep(0.2)
-    leader = cluster.leader()
+    leader = cluster.elected()
     follower = next(n for i, n in cluster.nodes.items() if i != leader)
     s3 = follower.client()
     retrying(lambda: s3.create_bucket(Bucket=name))
@@ -474,8 +480,7 @@ def holders_of(cluster):
 
 
 def test_compatibility_suite_through_a_follower(cluster):
-    leader = cluster.leader()
-    assert leader is not None, cluster.status()
+    leader = cluster.elected()
     follower = next(n for i, n in cluster.nodes.items() if i != leader)
     env = client_env()
     env.update(HAMSTER_ENDPOINT=follower.endpoint, HAMSTER_ACCESS_KEY=ACCESS_KEY,
