@@ -167,14 +167,14 @@ impl World {
 
     /// Builds the Env of a new incarnation of `node` and connects it to the network.
     pub fn node_env(&self, node: NodeId) -> SimEnv {
-        let (seed, incarnation, clock) = {
+        let clock = self.clock(node);
+        let (seed, incarnation) = {
             let mut w = self.lock();
-            let clock = w.clocks.entry(node).or_default().clone();
             let inc = w.incarnations.entry(node).or_insert(0);
             *inc += 1;
             let inc = *inc;
             w.trace(format_args!("node {node} up incarnation {inc}"));
-            (w.seed, inc, clock)
+            (w.seed, inc)
         };
         let net = SimNet::attach(self.clone(), node, incarnation);
         SimEnv(Arc::new(EnvInner {

@@ -274,6 +274,17 @@ async fn overwrite_then_read_through(t: &Context, via: u64, old_leader: u64, rou
         .is_ok_and(|got| !got.is_empty())
 }
 
+/// The start of a lease round: writes round `round`'s bytes to "k" and, a second later,
+/// returns them with the leader node 1 knows.
+async fn write_and_find_leader(t: &Context, round: u8) -> (Vec<u8>, u64) {
+    let old = bytes(100, round);
+    t.s3(1).put("bkt", "k", &old).await.unwrap();
+    t.run_for(Duration::from_secs(1)).await;
+    let leader = t.leader(1).await;
+    assert_ne!(leader, 0, "a leader is known");
+    (old, leader)
+}
+
 /// Rounds of: the leader, its clock at `leader_ppm` and every other node's at
 /// `others_ppm`, is cut off from every other node; the others elect a leader, which
 /// acknowledges an overwrite at once; then the old leader is asked, before it notices
@@ -285,11 +296,7 @@ fn cut_off_leader_rounds(seed: u64, rounds: u8, leader_ppm: u64, others_ppm: u64
     run(seed, 5, move |t| async move {
         t.s3(1).create_bucket("bkt").await.unwrap();
         for round in 0..rounds {
-            let old = bytes(100, round);
-            t.s3(1).put("bkt", "k", &old).await.unwrap();
-            t.run_for(Duration::from_secs(1)).await;
-            let leader = t.leader(1).await;
-            assert_ne!(leader, 0, "a leader is known");
+            let (old, leader) = write_and_find_leader(&t, round).await;
             for n in 1..=5 {
                 t.set_clock_rate(n, if n == leader { leader_ppm } else { others_ppm });
             }
@@ -353,11 +360,7 @@ fn restarted_voters_do_not_elect_a_leader_inside_the_lease_they_granted() {
     run(29, 5, |t| async move {
         t.s3(1).create_bucket("bkt").await.unwrap();
         for round in 0..16u8 {
-            let old = bytes(100, round);
-            t.s3(1).put("bkt", "k", &old).await.unwrap();
-            t.run_for(Duration::from_secs(1)).await;
-            let leader = t.leader(1).await;
-            assert_ne!(leader, 0, "a leader is known");
+            let (old, leader) = write_and_find_leader(&t, round).await;
             let others: Vec<u64> = (1..=5).filter(|&n| n != leader).collect();
             let (granting, campaigning) = (&others[..2], &others[2..]);
             for &n in campaigning {
